@@ -1,0 +1,1 @@
+"""CPIM gateway runtime: SIP endpoint, XMPP component, bridge, operations."""

@@ -1,0 +1,1 @@
+"""Pure SIP core (RFC 3261 and friends): no asyncio, sockets or DNS."""

@@ -1,0 +1,1 @@
+"""asyncio transports that drive the pure SIP core."""
