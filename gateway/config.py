@@ -1,0 +1,614 @@
+"""Configuration: TOML -> frozen dataclasses.
+
+`load_config(mapping, base_dir)` is pure apart from reading the files the
+configuration names (secrets, TLS material, user file), which it checks at load
+time so that a broken deployment fails at start, not at the first message.
+Every error names the TOML key path (`ConfigError.path`). The keys are
+documented one by one in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A configuration problem, located by its TOML key path."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path = path
+        self.problem = problem
+
+
+class Addressing(StrEnum):
+    """How JIDs of a component domain map to SIP URIs (docs/configuration.md)."""
+
+    MIRRORED = "mirrored"  # romeo@sip.example.org <-> sip:romeo@sip.example.org
+    ESCAPED = "escaped"  # romeo\40example.com@gw.example.org <-> sip:romeo@example.com
+
+
+class Transport(StrEnum):
+    UDP = "udp"
+    TCP = "tcp"
+    TLS = "tls"
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """One XEP-0114 component domain and its shared secret."""
+
+    domain: str
+    secret: str = field(repr=False)
+    addressing: Addressing = Addressing.MIRRORED
+
+
+@dataclass(frozen=True)
+class XmppConfig:
+    """The XMPP server's component listener and the component domains."""
+
+    server: str = "127.0.0.1"
+    port: int = 5347
+    components: tuple[ComponentConfig, ...] = ()
+    keepalive_interval: float = 30.0  # whitespace/ping keep-alive on the stream
+    dead_link_timeout: float = 90.0  # no answer to a ping within this: link is dead
+    reconnect_min: float = 1.0  # backoff bounds (seconds), jitter added
+    reconnect_max: float = 60.0
+    auth_failure_retry: float = 300.0  # slow retries after not-authorized
+    send_queue_limit: int = 1000  # stanzas held while a link is down
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    transport: Transport
+    address: str
+    port: int
+    certificate: Path | None = None
+    private_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class TlsClientConfig:
+    """Trust for outgoing TLS: system CAs unless a bundle is given."""
+
+    verify: bool = True
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    """A static route: requests for `domain` go to `target` (a SIP URI)."""
+
+    domain: str
+    target: str
+
+
+@dataclass(frozen=True)
+class SipTimers:
+    """RFC 3261 §17 T1/T2/T4 in seconds."""
+
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    listeners: tuple[ListenerConfig, ...] = ()
+    hosted_domains: tuple[str, ...] = ()  # SIP domains whose users register with us
+    served_xmpp_domains: tuple[str, ...] = ()  # XMPP domains SIP users can reach
+    routes: tuple[RouteConfig, ...] = ()
+    outbound_proxy: str | None = None
+    trusted_peers: tuple[str, ...] = ()  # addresses or networks of trusted proxies
+    max_message_size: int = 65535
+    timers: SipTimers = SipTimers()
+    tls_client: TlsClientConfig = TlsClientConfig()
+    message_success_status: int = 200  # 200 or 202 for MESSAGE taken by XMPP
+    user_agent: str = "cpim-gateway"
+
+
+@dataclass(frozen=True)
+class RegistrarConfig:
+    users_file: Path | None = None
+    min_expires: int = 60
+    max_expires: int = 7200
+    default_expires: int = 3600
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    """Resolvers to use; empty means: no DNS at all (static routes only)."""
+
+    servers: tuple[tuple[str, int], ...] = ()
+    timeout: float = 2.0
+    attempts: int = 2
+    cache_size: int = 10000
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    enabled: bool = True
+    address: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class GatewaySection:
+    state_dir: Path = Path("state")
+    log_level: str = "info"
+    log_format: str = "text"  # text (key=value) or json
+    drain_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Config:
+    gateway: GatewaySection
+    xmpp: XmppConfig
+    sip: SipConfig
+    registrar: RegistrarConfig
+    dns: DnsConfig
+    admin: AdminConfig
+    source: Path | None = None
+
+    def component(self, domain: str) -> ComponentConfig | None:
+        return next((c for c in self.xmpp.components if c.domain == domain.lower()), None)
+
+
+# ---------------------------------------------------------------------------
+# Loading helpers: each takes the key path so that errors can name it.
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+
+class _Section:
+    """A TOML table being read: tracks which keys were consumed."""
+
+    def __init__(self, data: object, path: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(path, f"must be a table, not {_typename(data)}")
+        self.data: Mapping[str, Any] = data
+        self.path = path
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(
+        self, name: str, kind: type[T], default: T | None = None, *, required: bool = False
+    ) -> T:
+        self.used.add(name)
+        if name not in self.data:
+            if required or default is None:
+                raise ConfigError(self.key(name), "missing required key")
+            return default
+        value = self.data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(
+                self.key(name), f"must be {_typename_of(kind)}, not {_typename(value)}"
+            )
+        return value
+
+    def opt(self, name: str, kind: type[T]) -> T | None:
+        if name not in self.data:
+            self.used.add(name)
+            return None
+        return self.get(name, kind, required=True)
+
+    def table(self, name: str) -> _Section:
+        self.used.add(name)
+        return _Section(self.data.get(name, {}), self.key(name))
+
+    def tables(self, name: str) -> list[_Section]:
+        self.used.add(name)
+        items = self.data.get(name, [])
+        if not isinstance(items, list):
+            raise ConfigError(self.key(name), "must be an array of tables ([[...]])")
+        return [_Section(item, f"{self.key(name)}[{i}]") for i, item in enumerate(items)]
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        items = self.get(name, list, [])
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                raise ConfigError(
+                    f"{self.key(name)}[{i}]", f"must be a string, not {_typename(item)}"
+                )
+        return tuple(items)
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(name, str, default)
+        if value not in choices:
+            raise ConfigError(self.key(name), f"must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(self.key(unknown[0]), "unknown key")
+
+
+def _typename_of(kind: type[Any]) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "an array",
+        dict: "a table",
+    }.get(kind, kind.__name__)
+
+
+def _typename(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _port(sec: _Section, name: str, default: int | None = None) -> int:
+    port = sec.get(name, int, default, required=default is None)
+    if not 0 < port < 65536:
+        raise ConfigError(sec.key(name), f"port must be 1..65535, not {port}")
+    return port
+
+
+def _ip(sec: _Section, name: str, default: str | None = None) -> str:
+    value = sec.get(name, str, default, required=default is None)
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(sec.key(name), f"not an IP address: {value!r}") from None
+    return value
+
+
+def _host_port(path: str, value: str, default_port: int) -> tuple[str, int]:
+    """'127.0.0.1:8080', '[::1]:53' or a bare IP address."""
+    host, port = value, default_port
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            raise ConfigError(path, f"bad address {value!r}")
+        host, rest = value[1:end], value[end + 1 :]
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise ConfigError(path, f"bad address {value!r}")
+            port = int(rest[1:])
+    elif value.count(":") == 1:
+        host, _, p = value.partition(":")
+        if not p.isdigit():
+            raise ConfigError(path, f"bad port in {value!r}")
+        port = int(p)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(path, f"not an IP address: {host!r}") from None
+    if not 0 < port < 65536:
+        raise ConfigError(path, f"port must be 1..65535 in {value!r}")
+    return host, port
+
+
+def _readable_file(path: str, value: str, base: Path) -> Path:
+    p = Path(value)
+    if not p.is_absolute():
+        p = base / p
+    try:
+        with p.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read {str(p)!r}: {exc.strerror or exc}") from None
+    return p
+
+
+def _secret(sec: _Section, name: str, base: Path, env: Mapping[str, str]) -> str | None:
+    """`name`, `name_file` or `name_env`: exactly one of them, or none."""
+    given = [k for k in (name, f"{name}_file", f"{name}_env") if k in sec.data]
+    sec.used.update((name, f"{name}_file", f"{name}_env"))
+    if len(given) > 1:
+        raise ConfigError(sec.key(given[1]), f"give only one of {', '.join(given)}")
+    if not given:
+        return None
+    key = given[0]
+    value = sec.get(key, str, required=True)
+    if key.endswith("_file"):
+        p = _readable_file(sec.key(key), value, base)
+        secret = p.read_text(encoding="utf-8").strip()
+    elif key.endswith("_env"):
+        if value not in env:
+            raise ConfigError(sec.key(key), f"environment variable {value} is not set")
+        secret = env[value]
+    else:
+        secret = value
+    if not secret:
+        raise ConfigError(sec.key(key), "secret is empty")
+    return secret
+
+
+def _domain(path: str, value: str) -> str:
+    d = value.strip().lower().rstrip(".")
+    labels = d.split(".")
+    if not d or len(d) > 253 or any(not lab or len(lab) > 63 for lab in labels):
+        raise ConfigError(path, f"not a domain name: {value!r}")
+    if any(not all(ch.isalnum() or ch == "-" for ch in lab) for lab in labels):
+        raise ConfigError(path, f"not a domain name: {value!r}")
+    return d
+
+
+# ---------------------------------------------------------------------------
+
+
+def _load_gateway(sec: _Section, base: Path) -> GatewaySection:
+    state_dir = Path(sec.get("state_dir", str, "state"))
+    out = GatewaySection(
+        state_dir=state_dir if state_dir.is_absolute() else base / state_dir,
+        log_level=sec.choice("log_level", LOG_LEVELS, "info"),
+        log_format=sec.choice("log_format", LOG_FORMATS, "text"),
+        drain_timeout=sec.get("drain_timeout", float, 10.0),
+    )
+    sec.done()
+    return out
+
+
+def _load_xmpp(sec: _Section, base: Path, env: Mapping[str, str]) -> XmppConfig:
+    components: list[ComponentConfig] = []
+    seen: set[str] = set()
+    for csec in sec.tables("components"):
+        domain = _domain(csec.key("domain"), csec.get("domain", str, required=True))
+        if domain in seen:
+            raise ConfigError(csec.key("domain"), f"duplicate component domain {domain!r}")
+        seen.add(domain)
+        secret = _secret(csec, "secret", base, env)
+        if secret is None:
+            raise ConfigError(
+                csec.key("secret"), "missing (give secret, secret_file or secret_env)"
+            )
+        mode = csec.choice("addressing", tuple(a.value for a in Addressing), "mirrored")
+        components.append(ComponentConfig(domain, secret, Addressing(mode)))
+        csec.done()
+    if not components:
+        raise ConfigError(sec.key("components"), "at least one [[xmpp.components]] is required")
+    out = XmppConfig(
+        server=_ip(sec, "server", "127.0.0.1"),
+        port=_port(sec, "port", 5347),
+        components=tuple(components),
+        keepalive_interval=_positive(sec, "keepalive_interval", 30.0),
+        dead_link_timeout=_positive(sec, "dead_link_timeout", 90.0),
+        reconnect_min=_positive(sec, "reconnect_min", 1.0),
+        reconnect_max=_positive(sec, "reconnect_max", 60.0),
+        auth_failure_retry=_positive(sec, "auth_failure_retry", 300.0),
+        send_queue_limit=sec.get("send_queue_limit", int, 1000),
+    )
+    sec.done()
+    return out
+
+
+def _positive(sec: _Section, name: str, default: float) -> float:
+    value = sec.get(name, float, default)
+    if value <= 0:
+        raise ConfigError(sec.key(name), f"must be positive, not {value}")
+    return value
+
+
+def _load_listener(sec: _Section, base: Path) -> ListenerConfig:
+    transport = Transport(sec.choice("transport", tuple(t.value for t in Transport), "udp"))
+    default_port = 5061 if transport is Transport.TLS else 5060
+    cert = sec.opt("certificate", str)
+    key = sec.opt("private_key", str)
+    if transport is Transport.TLS:
+        if cert is None:
+            raise ConfigError(sec.key("certificate"), "required for a tls listener")
+        if key is None:
+            raise ConfigError(sec.key("private_key"), "required for a tls listener")
+    elif cert is not None or key is not None:
+        bad = "certificate" if cert is not None else "private_key"
+        raise ConfigError(sec.key(bad), f"only meaningful for tls listeners, not {transport}")
+    out = ListenerConfig(
+        transport=transport,
+        address=_ip(sec, "address", "127.0.0.1"),
+        port=_port(sec, "port", default_port),
+        certificate=_readable_file(sec.key("certificate"), cert, base) if cert else None,
+        private_key=_readable_file(sec.key("private_key"), key, base) if key else None,
+    )
+    sec.done()
+    return out
+
+
+def _load_sip(sec: _Section, base: Path) -> SipConfig:
+    listeners = tuple(_load_listener(s, base) for s in sec.tables("listeners"))
+    seen: set[tuple[str, str, int]] = set()
+    for i, lst in enumerate(listeners):
+        ident = ("udp" if lst.transport is Transport.UDP else "tcp", lst.address, lst.port)
+        if ident in seen:
+            raise ConfigError(
+                f"{sec.key('listeners')}[{i}]", f"{lst.address}:{lst.port} is used twice"
+            )
+        seen.add(ident)
+    hosted = _domains(sec, "hosted_domains")
+    served = _domains(sec, "served_xmpp_domains")
+    routes = []
+    for rsec in sec.tables("routes"):
+        routes.append(
+            RouteConfig(
+                domain=_domain(rsec.key("domain"), rsec.get("domain", str, required=True)),
+                target=_sip_uri(rsec, "target"),
+            )
+        )
+        rsec.done()
+    tsec = sec.table("timers")
+    timers = SipTimers(
+        t1=_positive(tsec, "t1", 0.5), t2=_positive(tsec, "t2", 4.0), t4=_positive(tsec, "t4", 5.0)
+    )
+    tsec.done()
+    csec = sec.table("tls_client")
+    ca = csec.opt("ca_file", str)
+    tls_client = TlsClientConfig(
+        verify=csec.get("verify", bool, True),
+        ca_file=_readable_file(csec.key("ca_file"), ca, base) if ca else None,
+    )
+    csec.done()
+    trusted = sec.strings("trusted_peers")
+    for i, peer in enumerate(trusted):
+        try:
+            ipaddress.ip_network(peer, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{sec.key('trusted_peers')}[{i}]", f"not an address or network: {peer!r}"
+            ) from None
+    status = sec.get("message_success_status", int, 200)
+    if status not in (200, 202):
+        raise ConfigError(sec.key("message_success_status"), f"must be 200 or 202, not {status}")
+    size = sec.get("max_message_size", int, 65535)
+    if not 1500 <= size <= 1 << 20:
+        raise ConfigError(sec.key("max_message_size"), f"must be 1500..1048576, not {size}")
+    out = SipConfig(
+        listeners=listeners,
+        hosted_domains=hosted,
+        served_xmpp_domains=served,
+        routes=tuple(routes),
+        outbound_proxy=_sip_uri(sec, "outbound_proxy") if "outbound_proxy" in sec.data else None,
+        trusted_peers=trusted,
+        max_message_size=size,
+        timers=timers,
+        tls_client=tls_client,
+        message_success_status=status,
+        user_agent=sec.get("user_agent", str, "cpim-gateway"),
+    )
+    sec.used.add("outbound_proxy")
+    sec.done()
+    return out
+
+
+def _domains(sec: _Section, name: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for i, value in enumerate(sec.strings(name)):
+        d = _domain(f"{sec.key(name)}[{i}]", value)
+        if d in out:
+            raise ConfigError(f"{sec.key(name)}[{i}]", f"duplicate domain {d!r}")
+        out.append(d)
+    return tuple(out)
+
+
+def _sip_uri(sec: _Section, name: str) -> str:
+    value = sec.get(name, str, required=True)
+    if not value.lower().startswith(("sip:", "sips:")) or len(value) < 5:
+        raise ConfigError(sec.key(name), f"must be a sip: or sips: URI, not {value!r}")
+    return value
+
+
+def _load_registrar(sec: _Section, base: Path) -> RegistrarConfig:
+    users = sec.opt("users_file", str)
+    out = RegistrarConfig(
+        users_file=_readable_file(sec.key("users_file"), users, base) if users else None,
+        min_expires=sec.get("min_expires", int, 60),
+        max_expires=sec.get("max_expires", int, 7200),
+        default_expires=sec.get("default_expires", int, 3600),
+    )
+    if not 0 < out.min_expires <= out.default_expires <= out.max_expires:
+        raise ConfigError(
+            sec.key("default_expires"), "need 0 < min_expires <= default_expires <= max_expires"
+        )
+    sec.done()
+    return out
+
+
+def _load_dns(sec: _Section) -> DnsConfig:
+    servers = tuple(
+        _host_port(f"{sec.key('servers')}[{i}]", s, 53)
+        for i, s in enumerate(sec.strings("servers"))
+    )
+    out = DnsConfig(
+        servers=servers,
+        timeout=_positive(sec, "timeout", 2.0),
+        attempts=sec.get("attempts", int, 2),
+        cache_size=sec.get("cache_size", int, 10000),
+    )
+    sec.done()
+    return out
+
+
+def _load_admin(sec: _Section, base: Path, env: Mapping[str, str]) -> AdminConfig:
+    enabled = sec.get("enabled", bool, True)
+    host, port = _host_port(sec.key("listen"), sec.get("listen", str, "127.0.0.1:8080"), 8080)
+    out = AdminConfig(
+        enabled=enabled, address=host, port=port, token=_secret(sec, "token", base, env)
+    )
+    sec.done()
+    return out
+
+
+def load_config(
+    data: Mapping[str, Any],
+    *,
+    base_dir: Path,
+    env: Mapping[str, str] | None = None,
+    source: Path | None = None,
+) -> Config:
+    """Build a Config from parsed TOML; raises ConfigError naming the key path."""
+    env = os.environ if env is None else env
+    root = _Section(data, "")
+    cfg = Config(
+        gateway=_load_gateway(root.table("gateway"), base_dir),
+        xmpp=_load_xmpp(root.table("xmpp"), base_dir, env),
+        sip=_load_sip(root.table("sip"), base_dir),
+        registrar=_load_registrar(root.table("registrar"), base_dir),
+        dns=_load_dns(root.table("dns")),
+        admin=_load_admin(root.table("admin"), base_dir, env),
+        source=source,
+    )
+    root.done()
+    _cross_check(cfg)
+    return cfg
+
+
+def _cross_check(cfg: Config) -> None:
+    comps = {c.domain: c for c in cfg.xmpp.components}
+    for i, d in enumerate(cfg.sip.hosted_domains):
+        if d in cfg.sip.served_xmpp_domains:
+            raise ConfigError(
+                f"sip.hosted_domains[{i}]", f"{d!r} is also in sip.served_xmpp_domains"
+            )
+    for i, c in enumerate(cfg.xmpp.components):
+        if c.domain in cfg.sip.served_xmpp_domains:
+            raise ConfigError(
+                f"xmpp.components[{i}].domain",
+                f"{c.domain!r} is the gateway's own domain, not a served XMPP domain",
+            )
+    escaped = any(c.addressing is Addressing.ESCAPED for c in comps.values())
+    for i, d in enumerate(cfg.sip.hosted_domains):
+        comp = comps.get(d)
+        if not escaped and (comp is None or comp.addressing is not Addressing.MIRRORED):
+            raise ConfigError(
+                f"sip.hosted_domains[{i}]",
+                f"{d!r} is neither a mirrored component domain nor reachable via an escaped one",
+            )
+
+
+def read_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read and load a TOML file; every failure is a ConfigError."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError("", f"{path} is not UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path}: invalid TOML: {exc}") from None
+    return load_config(data, base_dir=path.resolve().parent, env=env, source=path)
