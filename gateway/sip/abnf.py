@@ -64,7 +64,9 @@ HNVCHAR = rf"(?:[{UNRESERVED}\[\]/?:+$]|{ESCAPED})"
 
 # generic-param = token [ EQUAL gen-value ] ; gen-value = token / host / quoted-string
 # EQUAL = SWS "=" SWS ; SEMI = SWS ";" SWS
-GEN_VALUE = rf"(?:{TOKEN}|{HOST}|{QUOTED_STRING})"
+# (token already covers hostname and IPv4address, so only IPv6reference is added: keeping the
+# alternatives disjoint avoids regex backtracking blow-ups on hostile input)
+GEN_VALUE = rf"(?:{TOKEN}|{IPV6_REFERENCE}|{QUOTED_STRING})"
 GENERIC_PARAM = rf"{TOKEN}(?:{SWS}={SWS}{GEN_VALUE})?"
 
 token_re = re.compile(TOKEN)

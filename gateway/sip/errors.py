@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.sip.message import Headers
+
 __all__ = ["DropMessage", "LocalProtocolError", "RemoteProtocolError", "SipError"]
 
 
@@ -20,6 +25,9 @@ class RemoteProtocolError(SipError):
     for 420, `Accept` for 415, `Allow` for 405/501 (RFC 3261 §8.2.2-§8.2.3).
     `fatal` marks stream framing errors after which the connection must be closed
     (RFC 3261 §18.3: a stream cannot be resynchronised).
+    `headers` is set by the parser to the header fields it could read (best effort), so
+    a response can still copy Via/From/To/Call-ID/CSeq (see `validate.error_response`);
+    `method` likewise holds the request method when known.
     """
 
     def __init__(
@@ -37,6 +45,8 @@ class RemoteProtocolError(SipError):
         self.reason = reason
         self.extra_headers: tuple[tuple[str, str], ...] = tuple(extra_headers)
         self.fatal = fatal
+        self.headers: Headers | None = None
+        self.method: str | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, status={self.status})"

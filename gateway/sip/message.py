@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import TypeAlias
 
 from gateway.sip import abnf
-from gateway.sip.errors import LocalProtocolError
+from gateway.sip.errors import LocalProtocolError, RemoteProtocolError
 from gateway.sip.headers import (
     LIST_HEADERS,
     AuthHeader,
@@ -51,6 +51,7 @@ __all__ = [
     "SipRequest",
     "SipResponse",
     "make_response",
+    "make_response_from_headers",
 ]
 
 HeaderPair: TypeAlias = tuple[str, str]
@@ -432,18 +433,42 @@ def make_response(
     body: bytes = b"",
 ) -> SipResponse:
     """Build a response per RFC 3261 §8.2.6: copy Via (all, in order), From, Call-ID, CSeq
-    and To (adding `to_tag` unless To already has a tag; §8.2.6.2), Timestamp for 100
-    (§8.2.6.1); then `headers`; Content-Length is added by the serializer."""
-    out: list[HeaderPair] = [("Via", v) for v in request.headers.get_all("Via")]
+    and To (adding `to_tag` unless To already has a tag or status is 100; §8.2.6.2),
+    Timestamp for 100 (§8.2.6.1); then `headers`. The serializer adds Content-Length."""
+    return make_response_from_headers(
+        request.headers, status, reason, to_tag=to_tag, headers=headers, body=body
+    )
+
+
+def make_response_from_headers(
+    request_headers: Headers,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[HeaderPair] = (),
+    body: bytes = b"",
+) -> SipResponse:
+    """`make_response` from raw request headers only: usable when the request itself could
+    not be parsed (see `RemoteProtocolError.headers`). Never parses the To value beyond
+    a cheap tag test, so a malformed To is copied verbatim."""
+    out: list[HeaderPair] = [("Via", v) for v in request_headers.get_all("Via")]
     for name in ("From", "To", "Call-ID", "CSeq"):
-        value = request.headers.get(name)
+        value = request_headers.get(name)
         if value is None:
             continue
-        if name == "To" and to_tag is not None and status != 100 and request.to_tag is None:
+        if name == "To" and to_tag is not None and status != 100 and not _has_tag(value):
             value = f"{value};tag={to_tag}"
         out.append((name, value))
-    if status == 100 and (ts := request.headers.get("Timestamp")) is not None:
+    if status == 100 and (ts := request_headers.get("Timestamp")) is not None:
         out.append(("Timestamp", ts))
     out.extend(headers)
     phrase = reason if reason is not None else REASON_PHRASES.get(status, "")
     return SipResponse(status, phrase, Headers(out), body)
+
+
+def _has_tag(to_value: str) -> bool:
+    try:
+        return parse_name_addr(to_value).tag is not None
+    except RemoteProtocolError:
+        return ";tag=" in to_value.replace(" ", "").lower()
