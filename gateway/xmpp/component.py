@@ -1,0 +1,220 @@
+"""One XEP-0114 external component per configured domain (the only slixmpp subclass).
+
+What a component does on its own, without the bridge:
+
+* answers XEP-0030 disco (disco.py decides the content), XEP-0199 ping, XEP-0092 version and
+  XEP-0100 jabber:iq:gateway (prompt and SIP address -> JID translation);
+* answers any other IQ get/set with service-unavailable (RFC 6120 §8.4), not slixmpp's
+  feature-not-implemented;
+* rejects stanzas whose to/from is not a valid JID (RFC 7622, 1023 octets per part) with
+  jid-malformed, before any handler sees them;
+* routes every exception escaping a handler, slixmpp's plugins included, to the error
+  boundary (boundary.py), so that nothing kills the stream.
+
+Connection supervision (reconnect, keep-alive, confirmed sending) is links.py's business.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+from slixmpp import ComponentXMPP
+from slixmpp.exceptions import XMPPError
+from slixmpp.plugins.xep_0030 import DiscoInfo, DiscoItems
+from slixmpp.stanza import Iq, Message, Presence
+from slixmpp.xmlstream import register_stanza_plugin
+from slixmpp.xmlstream.handler import CoroutineCallback
+from slixmpp.xmlstream.matcher import StanzaPath
+
+from gateway.config import ComponentConfig
+from gateway.xmpp.boundary import answer_exception, boundary
+from gateway.xmpp.convert import error_reply, may_answer_with_error
+from gateway.xmpp.disco import (
+    NO_OPTIONAL_FEATURES,
+    PROMPT_DESC,
+    PROMPT_NAME,
+    Features,
+    GatewayQuery,
+    disco_info,
+)
+from mappings.errors import MappingError, XmppErrorInfo
+from mappings.jid import Jid, parse_jid
+
+log = logging.getLogger(__name__)
+
+PromptTranslator = Callable[[str], str]
+"""jabber:iq:gateway: a legacy (SIP) address typed by a user -> the JID to use for it."""
+
+SOFTWARE_NAME = "cpim-gateway"
+
+
+def _software_version() -> str:
+    try:
+        return metadata.version("cpim-gateway")
+    except metadata.PackageNotFoundError:  # running from a source tree without install
+        return "0"
+
+
+# -- stanza classes that report to the boundary --------------------------------------------
+# slixmpp calls `stanza.exception(e)` for any exception escaping a stanza or event handler
+# and `iq.unhandled()` when no handler matched; these overrides are the safety net around
+# handlers we do not wrap ourselves (slixmpp's plugins).
+
+
+class _Iq(Iq):
+    def exception(self, e: Exception) -> None:
+        answer_exception(self, e)
+
+    def unhandled(self) -> None:
+        # RFC 6120 §8.4: an IQ get/set nobody understands -> service-unavailable.
+        if self["type"] in ("get", "set"):
+            error_reply(self, XmppErrorInfo.of("service-unavailable")).send()
+
+
+class _Message(Message):
+    def exception(self, e: Exception) -> None:
+        answer_exception(self, e)
+
+
+class _Presence(Presence):
+    def exception(self, e: Exception) -> None:
+        answer_exception(self, e)
+
+
+_STANZA_CLASSES = ((Iq, _Iq), (Message, _Message), (Presence, _Presence))
+
+
+class GatewayComponent(ComponentXMPP):
+    """The XEP-0114 endpoint for one component domain."""
+
+    def __init__(
+        self,
+        component: ComponentConfig,
+        *,
+        server: str,
+        port: int,
+        features: Features = NO_OPTIONAL_FEATURES,
+        prompt_to_jid: PromptTranslator | None = None,
+    ) -> None:
+        super().__init__(component.domain, component.secret, server, port)  # type: ignore[no-untyped-call]
+        self.domain = component.domain
+        self.addressing = component.addressing
+        self.features = features
+        self._prompt_to_jid = prompt_to_jid
+        # The last <stream:error/> condition received (not-authorized, conflict, ...).
+        self.last_stream_error: tuple[str, str] | None = None
+        for base, ours in _STANZA_CLASSES:
+            self.remove_stanza(base)
+            self.register_stanza(ours)
+        self._register_plugins()
+        self.add_filter("in", self._check_addresses)
+        self.add_event_handler("stream_error", self._on_stream_error)
+        self.add_event_handler("connected", self._on_connected)
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def _register_plugins(self) -> None:
+        self.register_plugin("xep_0030")
+        self.register_plugin(
+            "xep_0092", {"software_name": SOFTWARE_NAME, "version": _software_version(), "os": ""}
+        )
+        self.register_plugin("xep_0199", {"keepalive": False})  # links.py keeps the link alive
+        self.register_plugin("xep_0085")
+        # Receipts are the bridge's to send, once SIP has the message (never automatically).
+        self.register_plugin("xep_0184", {"auto_ack": False, "auto_request": False})
+        disco = self.plugin["xep_0030"]
+        disco.api.register(self._disco_info, "get_info")
+        disco.api.register(self._disco_items, "get_items")
+        register_stanza_plugin(Iq, GatewayQuery)
+        self.register_handler(
+            CoroutineCallback(
+                "jabber:iq:gateway", StanzaPath("iq/gateway"), boundary(self._handle_gateway)
+            )
+        )
+
+    def add_stanza_handler(self, event: str, handler: Callable[[Any], Any]) -> None:
+        """Register a bridge handler for a slixmpp event, inside the error boundary."""
+        self.add_event_handler(event, boundary(handler))
+
+    # -- stream events -------------------------------------------------------------------------
+
+    def _on_connected(self, _event: object) -> None:
+        self.last_stream_error = None
+
+    def _on_stream_error(self, error: Any) -> None:
+        condition = str(error["condition"])
+        text = str(error["text"] or "")
+        self.last_stream_error = (condition, text)
+
+    # -- inbound address check -------------------------------------------------------------------
+
+    def _check_addresses(self, stanza: Any) -> Any:
+        """Drop stanzas with an invalid to/from, answering jid-malformed (RFC 6120 §8.3.3.8)."""
+        if stanza.name not in ("message", "presence", "iq"):
+            return stanza
+        try:
+            for attr in ("to", "from"):
+                value = stanza.xml.get(attr)
+                if value is not None:
+                    parse_jid(value)
+        except MappingError as exc:
+            log.info("dropping %s id=%s: %s", stanza.name, stanza.xml.get("id"), exc)
+            try:
+                if may_answer_with_error(stanza) and stanza.xml.get("from"):
+                    error_reply(stanza, exc.to_xmpp()).send()
+            except Exception:
+                log.exception("could not answer a malformed JID")
+            return None
+        return stanza
+
+    # -- XEP-0030 --------------------------------------------------------------------------------
+
+    def _target(self, jid: Any) -> Jid:
+        target = parse_jid(str(jid)) if jid else Jid(None, self.domain)
+        if not target.same_domain(self.domain):
+            raise XMPPError("item-not-found", etype="cancel")
+        return target
+
+    def _disco_info(self, jid: Any, node: str | None, ifrom: Any, iq: Any) -> DiscoInfo:
+        target = self._target(jid)
+        if node:
+            raise XMPPError("item-not-found", etype="cancel")
+        data = disco_info(
+            self.features, has_local=target.local is not None, has_resource=target.is_full
+        )
+        info = DiscoInfo()
+        for ident in data.identities:
+            info.add_identity(ident.category, ident.type, name=ident.name)
+        for var in data.features:
+            info.add_feature(var)
+        return info
+
+    def _disco_items(self, jid: Any, node: str | None, ifrom: Any, iq: Any) -> DiscoItems:
+        self._target(jid)
+        if node:
+            raise XMPPError("item-not-found", etype="cancel")
+        return DiscoItems()  # X30-02: empty is a result, never an error
+
+    # -- XEP-0100 §6.3 jabber:iq:gateway ---------------------------------------------------------
+
+    def _handle_gateway(self, iq: Any) -> None:
+        if iq["type"] == "get":
+            reply = iq.reply()
+            reply["gateway"]["desc"] = PROMPT_DESC
+            reply["gateway"]["prompt"] = PROMPT_NAME
+            reply.send()
+            return
+        if iq["type"] != "set":
+            return
+        prompt = str(iq["gateway"]["prompt"]).strip()
+        if not prompt:
+            raise XMPPError("bad-request", "empty <prompt/>", etype="modify")
+        if self._prompt_to_jid is None:
+            raise XMPPError("feature-not-implemented", etype="cancel")
+        jid = self._prompt_to_jid(prompt)
+        reply = iq.reply()
+        reply["gateway"]["jid"] = jid
+        reply.send()

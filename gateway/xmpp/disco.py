@@ -1,0 +1,108 @@
+"""What the component says about itself: XEP-0030 identities/features, XEP-0100 prompt.
+
+Tables as data: the identity and feature lists are built from a frozen `Features` value the
+application passes in, so a feature is advertised only once the code behind it exists
+(DIGEST §19 X30-01 and item 4: chat states and receipts only if implemented).
+
+Disco answers (decision, documented in docs/xmpp.md):
+
+* the component domain (``sip.example.org``): identity ``gateway/simple`` (XSF registry:
+  "Gateway to SIP for Instant Messaging and Presence Leveraging Extensions"), features
+  disco#info, disco#items, jabber:iq:gateway, urn:xmpp:ping, jabber:iq:version,
+  ``jid\\20escaping`` plus the optional message features;
+* a user of the domain (``romeo@sip.example.org``): identity ``account/registered`` for the
+  bare JID (what an XMPP server answers for its own accounts) and ``client/pc`` for a full
+  JID; features disco#info, urn:xmpp:ping plus the optional message features. The gateway
+  cannot know whether a SIP user exists, so every well-formed user JID is answered;
+* a node: item-not-found (no nodes are offered); disco#items: always an empty result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slixmpp.xmlstream import ElementBase
+
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+NS_GATEWAY = "jabber:iq:gateway"  # XEP-0100 §6.3
+NS_PING = "urn:xmpp:ping"  # XEP-0199
+NS_VERSION = "jabber:iq:version"  # XEP-0092
+NS_JID_ESCAPING = "jid\\20escaping"  # XEP-0106 §5
+NS_CHATSTATES = "http://jabber.org/protocol/chatstates"  # XEP-0085
+NS_RECEIPTS = "urn:xmpp:receipts"  # XEP-0184
+NS_XHTML_IM = "http://jabber.org/protocol/xhtml-im"  # XEP-0071
+
+GATEWAY_NAME = "SIP/SIMPLE gateway"
+
+
+@dataclass(frozen=True)
+class Features:
+    """Message features the bridge implements; off until the pager work turns them on."""
+
+    chat_states: bool = False
+    receipts: bool = False
+    xhtml_im: bool = False
+
+    def optional(self) -> tuple[str, ...]:
+        flags = (
+            (self.chat_states, NS_CHATSTATES),
+            (self.receipts, NS_RECEIPTS),
+            (self.xhtml_im, NS_XHTML_IM),
+        )
+        return tuple(ns for on, ns in flags if on)
+
+
+NO_OPTIONAL_FEATURES = Features()
+
+
+@dataclass(frozen=True)
+class Identity:
+    category: str
+    type: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class DiscoInfoData:
+    identities: tuple[Identity, ...]
+    features: tuple[str, ...]
+
+
+DOMAIN_IDENTITY = Identity("gateway", "simple", GATEWAY_NAME)
+ACCOUNT_IDENTITY = Identity("account", "registered")
+CLIENT_IDENTITY = Identity("client", "pc")
+
+_DOMAIN_FEATURES = (
+    NS_DISCO_INFO,
+    NS_DISCO_ITEMS,
+    NS_GATEWAY,
+    NS_PING,
+    NS_VERSION,
+    NS_JID_ESCAPING,
+)
+_USER_FEATURES = (NS_DISCO_INFO, NS_PING)
+
+
+def disco_info(features: Features, *, has_local: bool, has_resource: bool) -> DiscoInfoData:
+    """disco#info for the domain JID or one of its users (XEP-0030 §3.1)."""
+    if not has_local:
+        return DiscoInfoData((DOMAIN_IDENTITY,), _DOMAIN_FEATURES + features.optional())
+    identity = CLIENT_IDENTITY if has_resource else ACCOUNT_IDENTITY
+    return DiscoInfoData((identity,), _USER_FEATURES + features.optional())
+
+
+# -- XEP-0100 §6.3 jabber:iq:gateway -------------------------------------------------------
+
+PROMPT_NAME = "SIP address"
+PROMPT_DESC = "Please enter the SIP address (user@domain) of the person you would like to contact."
+
+
+class GatewayQuery(ElementBase):
+    """<query xmlns='jabber:iq:gateway'> with <desc/>, <prompt/> or <jid/>."""
+
+    name = "query"
+    namespace = NS_GATEWAY
+    plugin_attrib = "gateway"
+    interfaces = {"desc", "prompt", "jid"}  # noqa: RUF012  (slixmpp's declarative API)
+    sub_interfaces = interfaces
