@@ -38,15 +38,14 @@ from gateway.xmpp.disco import (
     PROMPT_NAME,
     Features,
     GatewayQuery,
+    PromptTranslator,
     disco_info,
+    prompt_translator,
 )
 from mappings.errors import MappingError, XmppErrorInfo
 from mappings.jid import Jid, parse_jid
 
 log = logging.getLogger(__name__)
-
-PromptTranslator = Callable[[str], str]
-"""jabber:iq:gateway: a legacy (SIP) address typed by a user -> the JID to use for it."""
 
 SOFTWARE_NAME = "cpim-gateway"
 
@@ -103,7 +102,7 @@ class GatewayComponent(ComponentXMPP):
         self.domain = component.domain
         self.addressing = component.addressing
         self.features = features
-        self._prompt_to_jid = prompt_to_jid
+        self._prompt_to_jid = prompt_to_jid or prompt_translator(component)
         # The last <stream:error/> condition received (not-authorized, conflict, ...).
         self.last_stream_error: tuple[str, str] | None = None
         for base, ours in _STANZA_CLASSES:
@@ -209,11 +208,9 @@ class GatewayComponent(ComponentXMPP):
             return
         if iq["type"] != "set":
             return
-        prompt = str(iq["gateway"]["prompt"]).strip()
-        if not prompt:
+        prompt = str(iq["gateway"]["prompt"])
+        if not prompt.strip():
             raise XMPPError("bad-request", "empty <prompt/>", etype="modify")
-        if self._prompt_to_jid is None:
-            raise XMPPError("feature-not-implemented", etype="cancel")
         jid = self._prompt_to_jid(prompt)
         reply = iq.reply()
         reply["gateway"]["jid"] = jid

@@ -8,6 +8,7 @@ too, so that handlers keep no mapping logic.
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from typing import Any
 
 from slixmpp.exceptions import XMPPError
@@ -15,6 +16,7 @@ from slixmpp.jid import InvalidJID
 
 from mappings.errors import XMPP_CONDITIONS, MappingError, XmppErrorInfo, XmppErrorType
 
+STANZA_ERROR_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 INTERNAL_ERROR = XmppErrorInfo.of("internal-server-error")
 
 _ERROR_TYPES: dict[object, XmppErrorType] = {
@@ -66,10 +68,12 @@ def error_reply(stanza: Any, info: XmppErrorInfo) -> Any:
     reply["type"] = "error"
     err = reply["error"]
     err["type"] = info.type
-    err["condition"] = info.condition
+    # Written by hand: slixmpp's Error stanza knows only the RFC 3920 conditions and silently
+    # ignores policy-violation (RFC 6120 §8.3.3.12) when set through err["condition"].
+    del err["condition"]
+    cond = ET.SubElement(err.xml, f"{{{STANZA_ERROR_NS}}}{info.condition}")
     if info.new_address is not None:
-        # <gone/> and <redirect/> carry the new address as character data (RFC 6120 §8.3.3.5).
-        err[info.condition] = info.new_address
+        cond.text = info.new_address  # <gone/>, <redirect/>: RFC 6120 §8.3.3.5, §8.3.3.14
     if info.text:
-        err["text"] = info.text
+        ET.SubElement(err.xml, f"{{{STANZA_ERROR_NS}}}text").text = info.text
     return reply

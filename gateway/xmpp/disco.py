@@ -19,9 +19,14 @@ Disco answers (decision, documented in docs/xmpp.md):
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slixmpp.xmlstream import ElementBase
+
+from gateway.config import Addressing, ComponentConfig
+from mappings.addresses import AddressingMode, DomainMap, sip_uri_to_jid
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -106,3 +111,37 @@ class GatewayQuery(ElementBase):
     plugin_attrib = "gateway"
     interfaces = {"desc", "prompt", "jid"}  # noqa: RUF012  (slixmpp's declarative API)
     sub_interfaces = interfaces
+
+
+PromptTranslator = Callable[[str], str]
+"""jabber:iq:gateway: a legacy (SIP) address typed by a user -> the JID to use for it."""
+
+# scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"   (RFC 3986 §3.1)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+# global-number-digits = "+" *phonedigit DIGIT *phonedigit (RFC 3966 §3, visual separators
+# left to mappings.addresses)
+_GLOBAL_NUMBER = re.compile(r"\+[0-9][0-9().-]*")
+
+
+def prompt_translator(component: ComponentConfig) -> PromptTranslator:
+    """XEP-0100 §6.3 set: what the user typed -> the JID (mappings.addresses does the work).
+
+    Accepted: a SIP/IM/PRES/TEL URI, ``user@host`` (read as ``sip:user@host``), a global
+    number ``+15551234567`` (read as ``tel:``), and in mirrored mode a bare user name (the
+    SIP domain is the component domain). Refusals are `AddressError`s (MappingError): the
+    error boundary answers with their condition.
+    """
+    mode = AddressingMode("mirrored" if component.addressing is Addressing.MIRRORED else "escaped")
+    domain_map = DomainMap(component.domain, mode)
+
+    def translate(prompt: str) -> str:
+        text = prompt.strip()
+        if _GLOBAL_NUMBER.fullmatch(text):
+            text = f"tel:{text}"
+        elif not _SCHEME.match(text):
+            if "@" not in text and mode is AddressingMode.MIRRORED:
+                text = f"{text}@{component.domain}"
+            text = f"sip:{text}"
+        return str(sip_uri_to_jid(text, domain_map=domain_map))
+
+    return translate

@@ -41,8 +41,8 @@ from typing import Any
 from slixmpp.exceptions import IqError, IqTimeout
 
 from gateway.config import ComponentConfig, XmppConfig
-from gateway.xmpp.component import GatewayComponent, PromptTranslator
-from gateway.xmpp.disco import NO_OPTIONAL_FEATURES, Features
+from gateway.xmpp.component import GatewayComponent
+from gateway.xmpp.disco import NO_OPTIONAL_FEATURES, Features, PromptTranslator
 
 log = logging.getLogger(__name__)
 
