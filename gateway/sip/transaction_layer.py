@@ -1,0 +1,530 @@
+"""The transaction layer of one SIP endpoint, sans-I/O (aioquic shape, STYLE.md).
+
+Drive it with `receive(msg, source, transport, now)`, `send_request`, `send_response`,
+`transport_error` and `handle_timer(now)`; re-arm one timer at `get_timer()`; drain
+`next_event()` and `messages_to_send()`. All transactions share one heap of deadlines
+with lazy deletion (a timer is current only while its (deadline, seq) is still recorded
+on its transaction), so there is no task or callback per transaction.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from gateway.sip.errors import LocalProtocolError, RemoteProtocolError
+from gateway.sip.headers import split_comma
+from gateway.sip.message import Headers, SipMessage, SipRequest, SipResponse, make_response
+from gateway.sip.serializer import serialize
+from gateway.sip.timers import TimerConfig, TimerName, duration, next_retransmit_interval
+from gateway.sip.transaction import (
+    ALIVE,
+    INITIAL,
+    INITIAL_TIMERS,
+    TABLES,
+    TIMER_INPUTS,
+    Action,
+    ClientKey,
+    Input,
+    Kind,
+    LegacyServerKey,
+    ServerKey,
+    State,
+    Transaction,
+    TransactionKey,
+    client_key_for_response,
+    make_ack,
+    server_key_for_request,
+)
+
+__all__ = [
+    "Event",
+    "Outgoing",
+    "RequestCancelled",
+    "RequestReceived",
+    "ResponseReceived",
+    "StrayResponse",
+    "TransactionLayer",
+    "TransactionTerminated",
+    "TransactionTimeout",
+    "TransportError",
+]
+
+log = logging.getLogger(__name__)
+Address = tuple[str, int]
+ServerKeyT = ServerKey | LegacyServerKey
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    """A new request for the TU. `server_key` is None for an ACK matching no transaction
+    (the ACK for a 2xx, §17.1.1.3/§13.2.2.4), which the TU handles outside transactions."""
+
+    request: SipRequest
+    source: Address
+    transport: str
+    server_key: ServerKeyT | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived:
+    response: SipResponse
+    client_key: ClientKey
+
+
+@dataclass(frozen=True, slots=True)
+class StrayResponse:
+    """A response matching no client transaction (§17.1.3); the TU may drop it."""
+
+    response: SipResponse
+    source: Address
+    transport: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCancelled:
+    """A CANCEL matched `invite_key` (§9.2); the layer already answered 200 (and 487)."""
+
+    invite_key: ServerKeyT
+    cancel: SipRequest
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionTimeout:
+    key: TransactionKey  # Timer B/F (client), H (INVITE server)
+
+
+@dataclass(frozen=True, slots=True)
+class TransportError:
+    key: TransactionKey
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionTerminated:
+    key: TransactionKey
+
+
+Event = (
+    RequestReceived
+    | ResponseReceived
+    | StrayResponse
+    | RequestCancelled
+    | TransactionTimeout
+    | TransportError
+    | TransactionTerminated
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """Bytes to send. Retransmissions reuse the first serialization's bytes object.
+    `key` lets the glue report a send failure with `transport_error(key, now)`."""
+
+    data: bytes
+    dest: Address
+    transport: str
+    message: SipMessage
+    key: TransactionKey | None = None
+
+
+def response_destination(request: SipRequest, source: Address, transport: str) -> Address:
+    """§18.2.2 (with RFC 3581 §4): where responses to `request` go."""
+    via = request.top_via
+    reliable = transport.lower() not in ("udp",)
+    if via is None or reliable or via.rport_requested:
+        return source  # the same connection / symmetric response
+    if via.maddr:
+        return (via.maddr, via.port or 5060)
+    return (source[0], via.port or 5060)  # `received` is the source address
+
+
+def _stamp_received(request: SipRequest, source: Address) -> SipRequest:
+    """§18.2.1: add `received` when sent-by differs from the source; RFC 3581 §4 `rport`."""
+    via = request.top_via
+    if via is None or (via.host == source[0] and not via.rport_requested):
+        return request
+    stamped = str(via.with_received(source[0], source[1]))
+    items = list(request.headers.items())
+    for i, (name, value) in enumerate(items):
+        if name == "Via":
+            items[i] = (name, ", ".join([stamped, *split_comma(value)[1:]]))
+            break
+    return request.with_headers(Headers(items))
+
+
+_ActionFn = Callable[["TransactionLayer", Transaction, float, "SipMessage | None"], None]
+
+
+# --------------------------------------------------------------------------- the layer
+
+
+class TransactionLayer:
+    """Every client and server transaction of one endpoint (§17)."""
+
+    def __init__(
+        self,
+        config: TimerConfig | None = None,
+        *,
+        encode: Callable[[SipMessage], bytes] = serialize,
+        tag_factory: Callable[[], str] = lambda: secrets.token_hex(6),
+    ) -> None:
+        self.config = config or TimerConfig()
+        self._encode = encode
+        self._new_tag = tag_factory
+        self._txs: dict[TransactionKey, Transaction] = {}
+        self._heap: list[tuple[float, int, TransactionKey, TimerName]] = []
+        self._seq = 0
+        self._events: deque[Event] = deque()
+        self._out: list[Outgoing] = []
+
+    # -- output ----------------------------------------------------------------------
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def messages_to_send(self) -> list[Outgoing]:
+        out, self._out = self._out, []
+        return out
+
+    def state_of(self, key: TransactionKey) -> State | None:
+        """The transaction's state, None once terminated (or never created)."""
+        tx = self._txs.get(key)
+        return None if tx is None else tx.state
+
+    def __len__(self) -> int:
+        return len(self._txs)
+
+    # -- input from the TU -----------------------------------------------------------
+
+    def send_request(
+        self, request: SipRequest, dest: Address, transport: str, now: float
+    ) -> ClientKey:
+        """Start a client transaction (§17.1). The TU has set the top Via with a fresh
+        RFC 3261 branch (§8.1.1.7). ACK for a 2xx is not a transaction: `send_stateless`."""
+        via, cseq = request.top_via, request.cseq
+        if request.method == "ACK":
+            raise LocalProtocolError("ACK is sent with send_stateless (§17.1.1.3, §13.2.2.4)")
+        if via is None or not via.rfc3261_branch or cseq is None or via.branch is None:
+            raise LocalProtocolError("request needs a top Via with an RFC 3261 branch and CSeq")
+        key = ClientKey(via.branch, cseq.method)
+        if key in self._txs:
+            raise LocalProtocolError(f"client transaction {key} exists")
+        kind = Kind.ICT if request.method == "INVITE" else Kind.NICT
+        tx = Transaction(kind, key, request, dest, transport, INITIAL[kind])
+        self._txs[key] = tx
+        tx.last_sent = self._emit(tx, request)
+        for name in INITIAL_TIMERS[kind]:
+            self._start_named(tx, name, now)
+        return key
+
+    def send_response(
+        self, response: SipResponse, now: float, key: ServerKeyT | None = None
+    ) -> bool:
+        """Hand a response to its server transaction. `key` may be omitted for requests
+        with an RFC 3261 branch. False if the transaction is gone or in a state that
+        discards it (e.g. a final response after the layer answered a CANCEL with 487)."""
+        if key is None:
+            via, cseq = response.top_via, response.cseq
+            if via is None or cseq is None or via.branch is None or not via.rfc3261_branch:
+                raise LocalProtocolError("pass server_key for RFC 2543 transactions")
+            key = ServerKey(via.branch, via.host.lower(), via.port, cseq.method)
+        tx = self._txs.get(key)
+        if tx is None:
+            log.debug("response for gone transaction %s dropped", key)
+            return False
+        if tx.kind is Kind.IST:
+            inp = _IST_TU_INPUTS[min(response.status // 100, 3)]
+        elif tx.kind is Kind.NIST:
+            inp = Input.TU_PROVISIONAL if response.status < 200 else Input.TU_FINAL
+        else:
+            raise LocalProtocolError("send_response on a client transaction")
+        return self._feed(tx, inp, now, response)
+
+    def send_stateless(self, message: SipMessage, dest: Address, transport: str) -> None:
+        """Send outside any transaction (ACK for a 2xx, stateless 4xx for bad requests)."""
+        self._out.append(Outgoing(self._encode(message), dest, transport, message))
+
+    def transport_error(self, key: TransactionKey, now: float) -> None:
+        """The glue failed to send an `Outgoing` of this transaction (§17.1.4, §17.2.4)."""
+        tx = self._txs.get(key)
+        if tx is not None:
+            self._feed(tx, Input.TRANSPORT_ERROR, now)
+
+    # -- input from the network ------------------------------------------------------
+
+    def receive(self, message: SipMessage, source: Address, transport: str, now: float) -> None:
+        if isinstance(message, SipResponse):
+            self._receive_response(message, source, transport, now)
+        elif message.method == "CANCEL":
+            self._receive_cancel(_stamp_received(message, source), source, transport, now)
+        else:
+            self._receive_request(_stamp_received(message, source), source, transport, now)
+
+    def _receive_response(
+        self, response: SipResponse, source: Address, transport: str, now: float
+    ) -> None:
+        try:
+            key = client_key_for_response(response)
+        except RemoteProtocolError as exc:  # §18.1.2: malformed responses are discarded
+            log.info("dropping malformed response: %s", exc)
+            return
+        tx = None if key is None else self._txs.get(key)
+        if tx is None:
+            self._events.append(StrayResponse(response, source, transport))
+            return
+        status = response.status
+        if status < 200:
+            inp = Input.PROVISIONAL
+        elif tx.kind is Kind.NICT:
+            inp = Input.FINAL
+        else:
+            inp = Input.SUCCESS if status < 300 else Input.FAILURE
+        self._feed(tx, inp, now, response)
+
+    def _receive_request(
+        self, request: SipRequest, source: Address, transport: str, now: float
+    ) -> None:
+        key = server_key_for_request(request)
+        if request.method == "ACK":
+            tx = self._match_ack(request, key)
+            if tx is None:  # ACK for a 2xx: no transaction (§17.2.3, RFC 6026 §8.7)
+                self._events.append(RequestReceived(request, source, transport, None))
+            else:
+                self._feed(tx, Input.ACK, now, request)
+            return
+        tx = self._txs.get(key)
+        if tx is not None:
+            self._feed(tx, Input.REQUEST, now, request)  # a retransmission
+            return
+        tx = self._new_server(request, key, source, transport)
+        self._events.append(RequestReceived(request, source, transport, key))
+        for name in INITIAL_TIMERS[tx.kind]:
+            self._start_named(tx, name, now)
+
+    def _match_ack(self, ack: SipRequest, key: ServerKeyT) -> Transaction | None:
+        """§17.2.3; for RFC 2543 ACKs the To tag must be that of our response."""
+        if isinstance(key, ServerKey):
+            return self._txs.get(key)
+        for candidate in (replace(key, to_tag=None), key):
+            tx = self._txs.get(candidate)
+            if tx is not None and tx.kind is Kind.IST and tx.to_tag == ack.to_tag:
+                return tx
+        return None
+
+    def _new_server(
+        self, request: SipRequest, key: ServerKeyT, source: Address, transport: str
+    ) -> Transaction:
+        kind = Kind.IST if request.method == "INVITE" else Kind.NIST
+        dest = response_destination(request, source, transport)
+        tx = Transaction(kind, key, request, dest, transport, INITIAL[kind])
+        self._txs[key] = tx
+        return tx
+
+    def _receive_cancel(
+        self, cancel: SipRequest, source: Address, transport: str, now: float
+    ) -> None:
+        """§9.2: answer the CANCEL 200 (481 if nothing matches); a pending INVITE gets 487."""
+        key = server_key_for_request(cancel)
+        tx = self._txs.get(key)
+        if tx is not None:
+            self._feed(tx, Input.REQUEST, now, cancel)
+            return
+        tx = self._new_server(cancel, key, source, transport)
+        invite_key = server_key_for_request(cancel, method="INVITE")
+        invite = self._txs.get(invite_key)
+        if invite is None or invite.kind is not Kind.IST:
+            self._feed(tx, Input.TU_FINAL, now, make_response(cancel, 481, to_tag=self._new_tag()))
+            return
+        if invite.to_tag is None:  # §9.2: the same To tag on both responses
+            invite.to_tag = self._new_tag()
+        self._feed(tx, Input.TU_FINAL, now, make_response(cancel, 200, to_tag=invite.to_tag))
+        if invite.state is State.PROCEEDING:
+            resp = make_response(invite.request, 487, to_tag=invite.to_tag)
+            self._feed(invite, Input.TU_FAILURE, now, resp)
+            self._events.append(RequestCancelled(invite_key, cancel))
+
+    # -- timers ----------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """The earliest live deadline over every transaction."""
+        while self._heap:
+            deadline, seq, key, name = self._heap[0]
+            tx = self._txs.get(key)
+            if tx is not None and tx.deadlines.get(name) == (deadline, seq):
+                return deadline
+            heapq.heappop(self._heap)  # lazy deletion: cancelled or superseded
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer due at `now`, earliest first."""
+        while (deadline := self.get_timer()) is not None and deadline <= now:
+            _, _, key, name = heapq.heappop(self._heap)
+            tx = self._txs[key]
+            del tx.deadlines[name]
+            self._feed(tx, TIMER_INPUTS[name], deadline)
+
+    def _start(self, tx: Transaction, name: TimerName, now: float, interval: float) -> None:
+        self._seq += 1
+        deadline = now + interval
+        tx.deadlines[name] = (deadline, self._seq)
+        tx.intervals[name] = interval
+        heapq.heappush(self._heap, (deadline, self._seq, tx.key, name))
+
+    def _start_named(self, tx: Transaction, name: TimerName, now: float) -> None:
+        d = duration(name, self.config, tx.reliable)
+        if d is None:
+            return  # not used on this transport
+        if d == 0:
+            self._feed(tx, TIMER_INPUTS[name], now)  # a zero timer fires at once
+        else:
+            self._start(tx, name, now, d)
+
+    # -- the driver ------------------------------------------------------------------
+
+    def _feed(self, tx: Transaction, inp: Input, now: float, msg: SipMessage | None = None) -> bool:
+        """Apply one input through the transaction's table; False if absorbed."""
+        row = TABLES[tx.kind].get((tx.state, inp))
+        if row is None or self._txs.get(tx.key) is not tx:
+            return False
+        next_state, actions = row
+        if next_state is not tx.state:
+            tx.state = next_state
+            alive = ALIVE[tx.kind].get(next_state, frozenset())
+            for name in [n for n in tx.deadlines if n not in alive]:
+                del tx.deadlines[name]
+        for action in actions:
+            _ACTIONS[action](self, tx, now, msg)
+        if tx.state is State.TERMINATED and self._txs.get(tx.key) is tx:
+            del self._txs[tx.key]
+            tx.deadlines.clear()
+            self._events.append(TransactionTerminated(tx.key))
+        return True
+
+    def _emit(self, tx: Transaction, msg: SipMessage, data: bytes | None = None) -> bytes:
+        data = self._encode(msg) if data is None else data
+        self._out.append(Outgoing(data, tx.dest, tx.transport, msg, tx.key))
+        return data
+
+
+_IST_TU_INPUTS = {1: Input.TU_PROVISIONAL, 2: Input.TU_SUCCESS, 3: Input.TU_FAILURE}
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def _pass(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None) -> None:
+    if isinstance(msg, SipResponse) and isinstance(tx.key, ClientKey):
+        layer._events.append(ResponseReceived(msg, tx.key))
+    elif isinstance(msg, SipRequest) and not isinstance(tx.key, ClientKey):
+        # the ACK for a 2xx in the RFC 6026 Accepted state
+        layer._events.append(RequestReceived(msg, tx.dest, tx.transport, tx.key))
+
+
+def _send(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None) -> None:
+    assert isinstance(msg, SipResponse)
+    tx.last_sent = layer._emit(tx, msg)
+    tx.last_response = msg
+    if msg.status < 200:
+        tx.provisional_sent = True
+    if tx.to_tag is None and msg.status != 100:
+        tx.to_tag = msg.to_tag
+
+
+def _retransmit(
+    layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None
+) -> None:
+    if tx.last_sent is not None:
+        layer._emit(tx, tx.last_response or tx.request, tx.last_sent)
+
+
+def _send_trying(
+    layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None
+) -> None:
+    if not tx.provisional_sent:
+        _send(layer, tx, now, make_response(tx.request, 100))
+
+
+def _retransmit_provisional(
+    layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None
+) -> None:
+    if tx.provisional_sent:
+        _retransmit(layer, tx, now, msg)
+    else:
+        _send_trying(layer, tx, now, msg)
+
+
+def _send_ack(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None) -> None:
+    assert isinstance(msg, SipResponse)
+    tx.ack = layer._emit(tx, make_ack(tx.request, msg))
+    tx.last_response = msg
+
+
+def _resend_ack(
+    layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None
+) -> None:
+    assert tx.ack is not None and tx.last_response is not None
+    layer._emit(tx, make_ack(tx.request, tx.last_response), tx.ack)
+
+
+def _timeout(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None) -> None:
+    layer._events.append(TransactionTimeout(tx.key))
+
+
+def _transport_error(
+    layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None
+) -> None:
+    layer._events.append(TransportError(tx.key))
+
+
+def _starter(name: TimerName) -> _ActionFn:
+    def start(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None) -> None:
+        layer._start_named(tx, name, now)
+
+    return start
+
+
+def _doubler(name: TimerName) -> _ActionFn:
+    def double(
+        layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None
+    ) -> None:
+        layer._start(
+            tx, name, now, next_retransmit_interval(name, tx.intervals[name], layer.config)
+        )
+
+    return double
+
+
+def _e_at_t2(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None) -> None:
+    layer._start(tx, TimerName.E, now, layer.config.t2)  # §17.1.2.2: in Proceeding, every T2
+
+
+_ACTIONS: dict[Action, _ActionFn] = {
+    Action.PASS: _pass,
+    Action.SEND: _send,
+    Action.RETRANSMIT: _retransmit,
+    Action.RETRANSMIT_PROVISIONAL: _retransmit_provisional,
+    Action.SEND_TRYING: _send_trying,
+    Action.SEND_ACK: _send_ack,
+    Action.RESEND_ACK: _resend_ack,
+    Action.TIMEOUT: _timeout,
+    Action.TRANSPORT_ERROR: _transport_error,
+    Action.DOUBLE_A: _doubler(TimerName.A),
+    Action.START_D: _starter(TimerName.D),
+    Action.DOUBLE_E: _doubler(TimerName.E),
+    Action.E_AT_T2: _e_at_t2,
+    Action.START_G: _starter(TimerName.G),
+    Action.DOUBLE_G: _doubler(TimerName.G),
+    Action.START_H: _starter(TimerName.H),
+    Action.START_I: _starter(TimerName.I),
+    Action.START_J: _starter(TimerName.J),
+    Action.START_K: _starter(TimerName.K),
+    Action.START_L: _starter(TimerName.L),
+    Action.START_M: _starter(TimerName.M),
+}
