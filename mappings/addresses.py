@@ -52,6 +52,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -286,6 +287,8 @@ class SipAddress:
                 _check_host(self.host)
         if self.user == "":
             raise _malformed("empty user part")
+        if any(unicodedata.category(ch) == "Cc" for ch in f"{self.user or ''}{self.gr or ''}"):
+            raise _malformed("control characters in a user or gr value")
         if self.gr is not None and (self.scheme not in _GR_SCHEMES or not self.gr):
             raise _malformed("gr only on a sip/sips URI (or a resource on xmpp:)")
         if self.port is not None and (self.scheme not in ("sip", "sips") or self.port > 65535):

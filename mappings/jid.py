@@ -85,7 +85,7 @@ class Jid:
     """`local@domain/resource` in wire form (escaped localpart); validated on construction."""
 
     local: str | None
-    domain: str
+    domain: str = field(compare=False)  # compared through _domain_key
     resource: str | None = None
     _domain_key: str = field(init=False, repr=False, default="")
 

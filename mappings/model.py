@@ -67,7 +67,7 @@ class Address:
     """
 
     user: str | None
-    domain: str | None
+    domain: str | None = field(compare=False)  # compared through _domain_key
     instance: str | None = None
     _domain_key: str | None = field(init=False, repr=False, default=None)
 
