@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -38,6 +39,7 @@ from gateway.sip.transaction_layer import (
 )
 from gateway.sip.uri import parse_uri
 
+E = TypeVar("E")
 CLIENT = ("192.0.2.1", 5060)
 SERVER = ("192.0.2.2", 5060)
 CFG = TimerConfig()  # T1 0.5, T2 4, T4 5
@@ -147,7 +149,7 @@ class Pair:
     def sent(self, side: str, start: str) -> list[float]:
         return [t for t, s, out in self.wire if s == side and out.data.startswith(start.encode())]
 
-    def events(self, side: str, kind: type) -> list[tuple[float, Event]]:
+    def events(self, side: str, kind: type[E]) -> list[tuple[float, E]]:
         evs = self.client_events if side == "c" else self.server_events
         return [(t, e) for t, e in evs if isinstance(e, kind)]
 
