@@ -163,9 +163,10 @@ _IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 # global-number-digits = "+" *phonedigit DIGIT *phonedigit
 # phonedigit = DIGIT / [ visual-separator ] ; visual-separator = "-" / "." / "(" / ")"
 _TEL_URI = re.compile(r"tel:(?P<number>[^;]+)(?P<params>;.*)?", re.IGNORECASE | re.DOTALL)
-_GLOBAL_NUMBER = re.compile(r"\+[0-9\-.()]*[0-9][0-9\-.()]*")
+# (written with a look-ahead so a long run of separators cannot backtrack quadratically)
+_GLOBAL_NUMBER = re.compile(r"\+(?=[0-9\-.()]*[0-9])[0-9\-.()]+")
 # local-number-digits = *phonedigit-hex (HEXDIG / "*" / "#") *phonedigit-hex
-_LOCAL_NUMBER = re.compile(r"[0-9A-Fa-f*#\-.()]*[0-9A-Fa-f*#][0-9A-Fa-f*#\-.()]*")
+_LOCAL_NUMBER = re.compile(r"(?=[0-9A-Fa-f*#\-.()]*[0-9A-Fa-f*#])[0-9A-Fa-f*#\-.()]+")
 _E164 = re.compile(r"\+[0-9]+")
 
 # IM-URI = "im:" [ to ] [ headers ] ; to = mailbox (RFC 3860 App. A, RFC 3859 PRES-URI)
