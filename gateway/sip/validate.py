@@ -143,9 +143,7 @@ def _check_content(req: SipRequest, policy: UasPolicy) -> None:
         raise RemoteProtocolError(f"content type {ct.mime}", 415, None, (policy.accept_header,))
     encodings = [v.lower() for v in req.headers.values("Content-Encoding") if v]
     if req.body and any(e != "identity" for e in encodings):
-        raise RemoteProtocolError(
-            "content encoding", 415, None, (("Accept-Encoding", "identity"),)
-        )
+        raise RemoteProtocolError("content encoding", 415, None, (("Accept-Encoding", "identity"),))
     # §8.2.3 / RFC 6665 §8.3.1: Accept that lists nothing we could answer with -> 406
     produce = policy.response_types.get(req.method)
     accept = req.accept
