@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, load_config
-from tests.harness import LOOPBACK
+from tests.harness import LOOPBACK, require_binary
 from tests.harness.ejabberd import EjabberdServer
 from tests.harness.gateway_proc import (
     GatewayProcess,
@@ -34,6 +34,25 @@ def _group_gone(pgid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+# -- binaries: skip locally, fail in CI ----------------------------------------------
+
+
+def test_missing_binary_skips_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-such-peer-xyz not installed"):
+        require_binary("no-such-peer-xyz")
+
+
+def test_missing_binary_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI: no-such-peer-xyz not installed"):
+        require_binary("no-such-peer-xyz")
+
+
+def test_present_binary_is_found() -> None:
+    assert Path(require_binary("sh")).name == "sh"
 
 
 # -- ports -----------------------------------------------------------------------
@@ -105,6 +124,7 @@ async def test_prosody_killed_and_restarted_keeps_ports_and_accounts(
     server.kill()
     assert not server.running and _group_gone(pid)
     await client.xmpp.disconnected  # the client sees the stream die
+    client.xmpp.abort()  # and does not reconnect behind the test's back
     server.restart()
     assert (server.c2s_port, server.component_port) == ports
     again = XmppTestClient(jid, "pw", port=server.c2s_port, resource="again")

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Install what the test suite needs, and only what is missing (idempotent).
+#
+#   apt:  the peers the integration tests run (Prosody, sipp, ejabberd, dnsmasq,
+#         baresip), openssl and iproute2; python3-venv if no venv module works.
+#   pip:  this package with its test extras, editable, into .venv.
+#
+# Non-interactive (DEBIAN_FRONTEND=noninteractive). The distro services of the
+# XMPP servers are never left running: a temporary policy-rc.d forbids starting
+# them during installation, and afterwards they are stopped and disabled (with
+# systemctl when systemd is PID 1, with service/update-rc.d otherwise), so that
+# ports 5222/5269/5280/5347 stay free and the tests run their own instances.
+#
+# Environment: PYTHON (interpreter for the venv, default python3),
+#              VENV (default .venv), SKIP_APT=1 (pip part only).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+export DEBIAN_FRONTEND=noninteractive
+
+APT_PACKAGES=(prosody sip-tester ejabberd dnsmasq-base baresip openssl iproute2 make)
+SERVICES=(prosody ejabberd)
+
+log() { printf 'install-deps: %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo -n "$@"
+    else
+        log "need root for: $*"
+        return 1
+    fi
+}
+
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+has_candidate() {
+    local cand
+    cand="$(apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ {print $2}')"
+    [ -n "$cand" ] && [ "$cand" != "(none)" ]
+}
+
+# -- apt ------------------------------------------------------------------------
+
+POLICY=/usr/sbin/policy-rc.d
+POLICY_BACKUP=""
+OUR_POLICY=0
+
+forbid_service_starts() {
+    # invoke-rc.d asks policy-rc.d; exit status 101 means "action forbidden".
+    if [ -e "$POLICY" ]; then
+        POLICY_BACKUP="$(mktemp)"
+        as_root cp -p "$POLICY" "$POLICY_BACKUP"
+    fi
+    printf '#!/bin/sh\n# written by scripts/install-deps.sh\nexit 101\n' | as_root tee "$POLICY" >/dev/null
+    as_root chmod 755 "$POLICY"
+    OUR_POLICY=1
+}
+
+restore_policy() {
+    [ "$OUR_POLICY" -eq 1 ] || return 0
+    if [ -n "$POLICY_BACKUP" ]; then
+        as_root cp -p "$POLICY_BACKUP" "$POLICY"
+        rm -f "$POLICY_BACKUP"
+    else
+        as_root rm -f "$POLICY"
+    fi
+    OUR_POLICY=0
+}
+
+stop_distro_services() {
+    local svc
+    for svc in "${SERVICES[@]}"; do
+        installed "$svc" || continue
+        if [ -d /run/systemd/system ]; then
+            as_root systemctl disable --now "$svc" >/dev/null 2>&1 || true
+        else
+            if [ -x "/etc/init.d/$svc" ]; then
+                as_root service "$svc" stop >/dev/null 2>&1 || true
+            fi
+            if command -v update-rc.d >/dev/null 2>&1; then
+                as_root update-rc.d "$svc" disable >/dev/null 2>&1 || true
+            fi
+        fi
+    done
+}
+
+install_apt() {
+    local missing=() pkg
+    local wanted=("${APT_PACKAGES[@]}")
+    if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        wanted+=(python3-venv)
+        command -v "$PYTHON" >/dev/null 2>&1 || wanted+=(python3)
+    fi
+    for pkg in "${wanted[@]}"; do
+        installed "$pkg" || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        log "apt: all of ${wanted[*]} already installed"
+        stop_distro_services
+        return 0
+    fi
+    log "apt: installing ${missing[*]}"
+    local need_update=0
+    for pkg in "${missing[@]}"; do
+        has_candidate "$pkg" || need_update=1
+    done
+    if [ "$need_update" -eq 1 ]; then
+        as_root apt-get update -q
+    fi
+    trap restore_policy EXIT
+    forbid_service_starts
+    if ! as_root apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+        log "apt: install failed; refreshing the package lists once and retrying"
+        as_root apt-get update -q
+        as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+    restore_policy
+    trap - EXIT
+    stop_distro_services
+}
+
+# -- venv + pip -----------------------------------------------------------------
+
+install_python() {
+    if ! "$VENV/bin/python" -c 'import sys; assert sys.version_info >= (3, 11)' >/dev/null 2>&1; then
+        log "venv: creating $VENV with $PYTHON"
+        rm -rf "$VENV"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    # Reinstall only when pyproject.toml changed since the last successful install.
+    local stamp="$VENV/.install-deps.sha256" sum
+    sum="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ] \
+        && "$VENV/bin/python" -c 'import gateway, pytest, slixmpp' >/dev/null 2>&1; then
+        log "pip: $VENV up to date"
+        return 0
+    fi
+    log "pip: installing -e '.[test]' into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
+    printf '%s\n' "$sum" >"$stamp"
+}
+
+if [ "${SKIP_APT:-0}" != "1" ]; then
+    install_apt
+fi
+install_python
+log "done"
