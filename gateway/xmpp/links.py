@@ -432,6 +432,8 @@ class Link:
         reason = self._error_text(self.component.last_stream_error) or (
             "no answer to ping" if self._dead else "connection closed"
         )
+        if self._stopping:
+            reason = "gateway stopping"
         self._fail_barriers(reason)
         log.warning("xmpp link %s down: %s", self.domain, reason)
         _call(self.callbacks.on_down, self.domain, reason)
