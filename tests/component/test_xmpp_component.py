@@ -13,8 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from slixmpp.test import SlixTest, TestTransport
-from slixmpp.test.mocksocket import TestSocket
+from slixmpp.test import SlixTest, mocksocket
 
 from gateway.config import Addressing, ComponentConfig, XmppConfig
 from gateway.xmpp.component import GatewayComponent
@@ -49,7 +48,7 @@ class GatewayTest(SlixTest):
             features=features or Features(),
         )
         self.xmpp._always_send_everything = True
-        self.xmpp.connection_made(TestTransport(self.xmpp))
+        self.xmpp.connection_made(mocksocket.TestTransport(self.xmpp))
         self.xmpp.session_bind_event.set()
         self.xmpp.default_lang = None
         self.xmpp.peer_default_lang = None
@@ -57,7 +56,7 @@ class GatewayTest(SlixTest):
         self.xmpp.new_id = lambda: str(next(counter))
         self.xmpp.data_received(self.xmpp.stream_header)
         self.wait_for_send_queue()
-        assert isinstance(self.xmpp.socket, TestSocket)
+        assert isinstance(self.xmpp.socket, mocksocket.TestSocket)
         self.xmpp.socket.next_sent()  # our stream header
         self.xmpp.socket.next_sent()  # the handshake
         self.recv("<handshake />")
@@ -67,7 +66,7 @@ class GatewayTest(SlixTest):
     def sent_xml(self) -> ET.Element:
         """The next stanza written, parsed as is (no slixmpp stanza round trip)."""
         self.wait_for_send_queue()
-        assert isinstance(self.xmpp.socket, TestSocket)
+        assert isinstance(self.xmpp.socket, mocksocket.TestSocket)
         raw = self.xmpp.socket.next_sent(0.5)
         assert raw is not None, "nothing was sent"
         return ET.fromstring(raw)
