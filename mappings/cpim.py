@@ -90,7 +90,10 @@ def format_datetime(value: datetime) -> str:
     offset = value.utcoffset()
     if offset is None:
         raise ValueError("datetime must be timezone-aware")
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    text = (  # not strftime: %Y does not zero-pad years before 1000 on glibc
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+        f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+    )
     if value.microsecond:
         text += f".{value.microsecond:06d}".rstrip("0")
     if not offset:

@@ -357,6 +357,9 @@ def test_format_datetime() -> None:
         datetime(2000, 12, 13, 13, 40, tzinfo=timezone(-timedelta(hours=8)))
     ) == ("2000-12-13T13:40:00-08:00")
     assert format_datetime(datetime(2000, 1, 1, tzinfo=UTC)) == "2000-01-01T00:00:00Z"
+    assert format_datetime(datetime(999, 1, 2, 3, 4, 5, 7, tzinfo=UTC)) == (
+        "0999-01-02T03:04:05.000007Z"
+    )
     with pytest.raises(ValueError):
         format_datetime(datetime(2000, 1, 1))
 
