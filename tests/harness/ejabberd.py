@@ -2,7 +2,8 @@
 
 Started through `ejabberdctl foreground` with a private ejabberdctl.cfg that
 - runs erl as the current user (Debian's script would `su ejabberd`, which cannot
-  write our temporary directories),
+  write our temporary directories; non-root users get a copy of the script
+  without its install-user check),
 - sets ERL_DIST_PORT, so the node listens for distribution on a fixed free port and
   neither it nor `ejabberdctl register` touches epmd (no shared daemon, no clash
   with another node name),
@@ -125,6 +126,18 @@ class EjabberdServer:
             encoding="utf-8",
         )
         self._write_config()
+        if os.getuid() != 0:
+            self.ctl = self._user_ctl()
+
+    def _user_ctl(self) -> str:
+        """Debian's ejabberdctl lets only root or `ejabberd` run it (it checks before reading
+        our ctl config); for any other user, run a copy without that install-user check."""
+        script = Path(self.ctl).read_text(encoding="utf-8")
+        patched = re.sub(r"(?m)^INSTALLUSER=.*$", "INSTALLUSER=", script, count=1)
+        copy = self.workdir / "ejabberdctl"
+        copy.write_text(patched, encoding="utf-8")
+        copy.chmod(0o755)
+        return str(copy)
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -9,6 +9,7 @@ config for tests from defaults plus per-section overrides.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -172,11 +173,18 @@ class GatewayProcess:
 # ---------------------------------------------------------------------------
 # Test configs
 
+_serial = itertools.count(1)
+
+
+def _unique(prefix: str) -> str:
+    """A name no other config of this or a concurrent test run uses (the gateway creates it)."""
+    return f"{prefix}-{os.getpid()}-{next(_serial)}"
+
 
 def default_config() -> dict[str, Any]:
     """A complete config on fresh loopback ports: one mirrored component, one UDP listener."""
     return {
-        "gateway": {"state_dir": tempfile.mkdtemp(prefix="gw-state-")},
+        "gateway": {"state_dir": str(Path(tempfile.gettempdir()) / _unique("gw-state"))},
         "xmpp": {
             "server": LOOPBACK,
             "port": 5347,
