@@ -124,6 +124,23 @@ install_apt() {
     restore_policy
     trap - EXIT
     stop_distro_services
+    case " ${missing[*]} " in
+        *" ejabberd "*) stop_idle_epmd ;;
+    esac
+}
+
+stop_idle_epmd() {
+    # ejabberd's postinst runs `ejabberdctl status`, whose erl starts an epmd daemon
+    # that stays behind. The tests never use epmd (ERL_DIST_PORT), so stop it when
+    # no Erlang node is registered with it. Socket-activated epmd (systemd) is left alone.
+    [ -d /run/systemd/system ] && return 0
+    command -v epmd >/dev/null 2>&1 || return 0
+    local names
+    names="$(epmd -names 2>/dev/null)" || return 0
+    if ! grep -q '^name ' <<<"$names"; then
+        epmd -kill >/dev/null 2>&1 || true
+        log "stopped the idle epmd daemon left by ejabberd's postinst"
+    fi
 }
 
 # -- venv + pip -----------------------------------------------------------------
@@ -147,8 +164,15 @@ install_python() {
     printf '%s\n' "$sum" >"$stamp"
 }
 
-if [ "${SKIP_APT:-0}" != "1" ]; then
-    install_apt
+main() {
+    if [ "${SKIP_APT:-0}" != "1" ]; then
+        install_apt
+    fi
+    install_python
+    log "done"
+}
+
+# Sourcing the script (for testing its functions) does not run it.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
 fi
-install_python
-log "done"
