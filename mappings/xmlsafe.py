@@ -162,13 +162,6 @@ def xml_lang(element: etree._Element) -> str | None:
     return None
 
 
-def text_of(element: etree._Element) -> str:
-    """Character data directly inside ``element`` (children's tails included), stripped."""
-    parts = [element.text or ""]
-    parts.extend(child.tail or "" for child in element)
-    return "".join(parts).strip()
-
-
 def nsmap(default: str | None = None, **prefixes: str) -> dict[str, str]:
     """An lxml ``nsmap``; the default namespace goes under the ``None`` key, which
     lxml accepts but lxml-stubs does not model."""
