@@ -1,0 +1,38 @@
+# The two commands of the README: `make run` and `make test`.
+# Both install what is missing first (apt packages as root, the venv with pip).
+
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+
+.PHONY: run test deps lint unit integration bench clean-state
+
+deps:
+	bash scripts/install-deps.sh
+
+## make run: Prosody + gateway on loopback (the embedded demo), until Ctrl-C.
+run: deps
+	bash scripts/run-demo.sh
+
+## make test: the whole suite, unit and integration, plus ruff and mypy.
+test: deps
+	bash scripts/demo-certs.sh >/dev/null
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	bash scripts/pytest.sh
+
+unit: deps
+	bash scripts/pytest.sh -m "unit"
+
+integration: deps
+	bash scripts/pytest.sh -m "integration"
+
+lint: deps
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+bench: deps
+	$(PY) -m bench.run
+
+clean-state:
+	rm -rf .state

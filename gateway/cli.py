@@ -1,0 +1,74 @@
+"""The `cpim-gateway` command line: run, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.config import Config, ConfigError, read_config
+from gateway.logs import LOG_LEVEL_NAMES, setup_logging
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cpim-gateway", description="CPIM gateway between SIP/SIMPLE and XMPP."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the gateway in the foreground")
+    run.add_argument("--config", "-c", required=True, type=Path, help="TOML configuration file")
+    run.add_argument("--log-level", choices=LOG_LEVEL_NAMES, help="overrides gateway.log_level")
+    run.add_argument("--log-format", choices=("text", "json"), help="overrides gateway.log_format")
+    chk = sub.add_parser("check-config", help="validate a configuration file and summarise it")
+    chk.add_argument("config", type=Path)
+    return p
+
+
+def summarise(cfg: Config) -> list[str]:
+    lines = [f"configuration {cfg.source or ''} is valid".replace("  ", " ")]
+    for c in cfg.xmpp.components:
+        lines.append(
+            f"component  {c.domain} ({c.addressing.value}) via {cfg.xmpp.server}:{cfg.xmpp.port}"
+        )
+    for lst in cfg.sip.listeners:
+        lines.append(f"listener   sip {lst.transport.value} {lst.address}:{lst.port}")
+    for d in cfg.sip.hosted_domains:
+        lines.append(f"hosted     {d} (registrar)")
+    for d in cfg.sip.served_xmpp_domains:
+        lines.append(f"served     {d} (XMPP domain reachable from SIP)")
+    for r in cfg.sip.routes:
+        lines.append(f"route      {r.domain} -> {r.target}")
+    if cfg.sip.outbound_proxy:
+        lines.append(f"proxy      {cfg.sip.outbound_proxy}")
+    dns = ", ".join(f"{h}:{p}" for h, p in cfg.dns.servers) or "none (static routes only)"
+    lines.append(f"dns        {dns}")
+    if cfg.admin.enabled:
+        lines.append(f"admin      http://{cfg.admin.address}:{cfg.admin.port}/")
+    lines.append(f"state      {cfg.gateway.state_dir}")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    path: Path = args.config
+    try:
+        cfg = read_config(path)
+    except ConfigError as exc:
+        print(f"cpim-gateway: {path}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        print("\n".join(summarise(cfg)))
+        return 0
+    setup_logging(
+        args.log_level or cfg.gateway.log_level, args.log_format or cfg.gateway.log_format
+    )
+    from gateway.app import run  # imported late: check-config stays light
+
+    try:
+        return asyncio.run(run(cfg))
+    except KeyboardInterrupt:  # a second Ctrl-C while draining
+        return 130

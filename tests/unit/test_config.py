@@ -1,0 +1,197 @@
+"""gateway.config: TOML -> frozen dataclasses; every error names its key path."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Addressing, ConfigError, Transport, load_config, read_config
+
+MINIMAL = """
+[[xmpp.components]]
+domain = "sip.example.org"
+secret = "s"
+"""
+
+
+def load(text: str, tmp_path: Path, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return load_config(tomllib.loads(text), base_dir=tmp_path, env=env or {})
+
+
+def error_of(text: str, tmp_path: Path, env: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load(text, tmp_path, env)
+    return info.value
+
+
+def test_minimal_config_has_documented_defaults(tmp_path: Path) -> None:
+    cfg = load(MINIMAL, tmp_path)
+    comp = cfg.xmpp.components[0]
+    assert (comp.domain, comp.secret, comp.addressing) == (
+        "sip.example.org",
+        "s",
+        Addressing.MIRRORED,
+    )
+    assert (cfg.xmpp.server, cfg.xmpp.port) == ("127.0.0.1", 5347)
+    assert cfg.gateway.state_dir == tmp_path / "state"
+    assert (cfg.admin.address, cfg.admin.port) == ("127.0.0.1", 8080)
+    assert cfg.sip.timers.t1 == 0.5 and cfg.sip.message_success_status == 200
+    assert cfg.dns.servers == ()
+
+
+def test_secret_is_not_in_repr(tmp_path: Path) -> None:
+    cfg = load(MINIMAL.replace('"s"', '"hunter2-secret"'), tmp_path)
+    assert "hunter2-secret" not in repr(cfg)
+
+
+def test_full_config(tmp_path: Path) -> None:
+    (tmp_path / "c.pem").write_text("x")
+    (tmp_path / "k.pem").write_text("x")
+    (tmp_path / "secret").write_text("from-file\n")
+    cfg = load(
+        """
+[gateway]
+state_dir = "/var/lib/x"
+log_level = "debug"
+log_format = "json"
+[xmpp]
+server = "::1"
+port = 5275
+[[xmpp.components]]
+domain = "SIP.Example.org"
+secret_file = "secret"
+[[xmpp.components]]
+domain = "gw.example.org"
+secret_env = "GW_SECRET"
+addressing = "escaped"
+[sip]
+hosted_domains = ["sip.example.org"]
+served_xmpp_domains = ["example.org"]
+outbound_proxy = "sip:proxy.example.org;lr"
+trusted_peers = ["192.0.2.0/24", "::1"]
+message_success_status = 202
+[[sip.listeners]]
+transport = "tls"
+address = "0.0.0.0"
+certificate = "c.pem"
+private_key = "k.pem"
+[[sip.listeners]]
+transport = "udp"
+address = "::"
+port = 5062
+[[sip.routes]]
+domain = "example.com"
+target = "sip:127.0.0.1:5080;transport=tcp"
+[sip.timers]
+t1 = 0.1
+[dns]
+servers = ["127.0.0.1:5353", "[::1]:53", "10.0.0.1"]
+[admin]
+listen = "[::1]:9000"
+token = "t"
+""",
+        tmp_path,
+        env={"GW_SECRET": "from-env"},
+    )
+    assert [c.domain for c in cfg.xmpp.components] == ["sip.example.org", "gw.example.org"]
+    assert [c.secret for c in cfg.xmpp.components] == ["from-file", "from-env"]
+    assert cfg.sip.listeners[0].transport is Transport.TLS and cfg.sip.listeners[0].port == 5061
+    assert cfg.sip.listeners[0].certificate == tmp_path / "c.pem"
+    assert cfg.sip.listeners[1].port == 5062
+    assert cfg.dns.servers == (("127.0.0.1", 5353), ("::1", 53), ("10.0.0.1", 53))
+    assert (cfg.admin.address, cfg.admin.port, cfg.admin.token) == ("::1", 9000, "t")
+    assert cfg.sip.timers.t1 == 0.1 and cfg.sip.timers.t2 == 4.0
+    assert cfg.gateway.state_dir == Path("/var/lib/x")
+    assert cfg.component("GW.example.org") is cfg.xmpp.components[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "problem"),
+    [
+        ("", "xmpp.components", "at least one"),
+        ("[[xmpp.components]]\nsecret = 's'", "xmpp.components[0].domain", "missing"),
+        ("[[xmpp.components]]\ndomain = 'a.b'", "xmpp.components[0].secret", "missing"),
+        (MINIMAL + "bogus = 1", "xmpp.components[0].bogus", "unknown key"),
+        (MINIMAL + "[sip]\nlisteners = 3", "sip.listeners", "array of tables"),
+        (MINIMAL + "[xmpp]\nport = '5347'", "xmpp.port", "must be an integer"),
+        (MINIMAL + "[xmpp]\nport = 70000", "xmpp.port", "1..65535"),
+        (MINIMAL + "[xmpp]\nserver = 'localhost'", "xmpp.server", "not an IP address"),
+        (MINIMAL + "[xmpp]\nport = true", "xmpp.port", "must be an integer"),
+        (
+            MINIMAL + "[[xmpp.components]]\ndomain = 'SIP.example.org'\nsecret='x'",
+            "xmpp.components[1].domain",
+            "duplicate",
+        ),
+        (MINIMAL + "addressing = 'sideways'", "xmpp.components[0].addressing", "one of"),
+        (
+            MINIMAL + "[[sip.listeners]]\ntransport='tls'",
+            "sip.listeners[0].certificate",
+            "required",
+        ),
+        (
+            MINIMAL + "[[sip.listeners]]\ntransport='tls'\ncertificate='nope.pem'\nprivate_key='k'",
+            "sip.listeners[0].certificate",
+            "cannot read",
+        ),
+        (
+            MINIMAL + "[[sip.listeners]]\naddress='300.1.1.1'",
+            "sip.listeners[0].address",
+            "not an IP",
+        ),
+        (
+            MINIMAL + "[[sip.listeners]]\nport=5060\n[[sip.listeners]]\nport=5060",
+            "sip.listeners[1]",
+            "used twice",
+        ),
+        (MINIMAL + "[sip]\nhosted_domains = ['a..b']", "sip.hosted_domains[0]", "not a domain"),
+        (MINIMAL + "[sip]\nhosted_domains = ['other.org']", "sip.hosted_domains[0]", "neither"),
+        (
+            MINIMAL + "[sip]\nserved_xmpp_domains = ['sip.example.org']",
+            "xmpp.components[0].domain",
+            "own domain",
+        ),
+        (MINIMAL + "[sip]\noutbound_proxy = 'http://x'", "sip.outbound_proxy", "sip: or sips:"),
+        (
+            MINIMAL + "[sip]\nmessage_success_status = 201",
+            "sip.message_success_status",
+            "200 or 202",
+        ),
+        (MINIMAL + "[sip]\ntrusted_peers = ['proxy']", "sip.trusted_peers[0]", "not an address"),
+        (MINIMAL + "[dns]\nservers = ['1.2.3.4:x']", "dns.servers[0]", "bad port"),
+        (MINIMAL + "[admin]\nlisten = 'example.com:80'", "admin.listen", "not an IP"),
+        (
+            MINIMAL + "[registrar]\nusers_file = 'missing.toml'",
+            "registrar.users_file",
+            "cannot read",
+        ),
+        (MINIMAL + "[registrar]\nmin_expires = 9000", "registrar.default_expires", "min_expires"),
+        (MINIMAL + "[gateway]\nlog_level = 'loud'", "gateway.log_level", "one of"),
+        (
+            MINIMAL.replace('secret = "s"', 'secret = "s"\nsecret_env = "E"'),
+            "xmpp.components[0].secret_env",
+            "only one",
+        ),
+        (
+            MINIMAL.replace('secret = "s"', 'secret_env = "NOPE"'),
+            "xmpp.components[0].secret_env",
+            "not set",
+        ),
+        (MINIMAL + "[unknown]\n", "unknown", "unknown key"),
+    ],
+)
+def test_errors_name_the_key_path(text: str, path: str, problem: str, tmp_path: Path) -> None:
+    err = error_of(text, tmp_path)
+    assert err.path == path, str(err)
+    assert problem in err.problem
+    assert "\n" not in str(err)
+
+
+def test_read_config_reports_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[xmpp\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        read_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_config(tmp_path / "absent.toml")
