@@ -117,9 +117,7 @@ async def run(cfg: Config) -> int:
         "gateway ready",
         pid=os.getpid(),
         components=",".join(c.domain for c in cfg.xmpp.components),
-        listeners=",".join(
-            f"{lst.transport.value}:{lst.address}:{lst.port}" for lst in cfg.sip.listeners
-        ),
+        services=",".join(name for name, _ in gw.started),
     )
     await stop.wait()
     event(log, logging.INFO, "shutting down")
