@@ -1,0 +1,474 @@
+"""The SIP message model (RFC 3261 §7): immutable `Headers`, `SipRequest`, `SipResponse`.
+
+Design (h11 style): messages are frozen values. `Headers` is an immutable ordered list of
+(canonical name, raw value) pairs; "mutators" (`add`, `set`, `remove`, ...) return a new
+`Headers`, and `SipRequest.replace(...)` / `with_headers(...)` return a new message.
+Typed views (`via`, `cseq`, `from_`, ...) are parsed lazily from the raw values on first
+access and cached on the instance; malformed values raise `RemoteProtocolError` (400).
+Bodies are bytes and are never interpreted (multipart passes through untouched).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TypeAlias
+
+from gateway.sip.errors import LocalProtocolError, RemoteProtocolError
+from tests.unit.sip_oracle import abnf
+from tests.unit.sip_oracle.headers import (
+    LIST_HEADERS,
+    AuthHeader,
+    ContentType,
+    CSeq,
+    Event,
+    NameAddr,
+    SubscriptionState,
+    Via,
+    canonical_name,
+    parse_accept,
+    parse_auth,
+    parse_content_type,
+    parse_cseq,
+    parse_delta_seconds,
+    parse_event,
+    parse_max_forwards,
+    parse_name_addr,
+    parse_name_addr_list,
+    parse_subscription_state,
+    parse_token_list,
+    parse_via,
+    split_comma,
+)
+from tests.unit.sip_oracle.uri import Uri
+
+__all__ = [
+    "REASON_PHRASES",
+    "Headers",
+    "SipMessage",
+    "SipRequest",
+    "SipResponse",
+    "make_response",
+    "make_response_from_headers",
+]
+
+HeaderPair: TypeAlias = tuple[str, str]
+
+
+class Headers:
+    """Immutable ordered header fields; names are canonical (`v` -> `Via`, `cseq` -> `CSeq`),
+    unknown names kept verbatim; lookups are case-insensitive and accept compact forms."""
+
+    __slots__ = ("_items", "_keys")
+
+    def __init__(self, items: Iterable[HeaderPair] = ()) -> None:
+        pairs: list[HeaderPair] = []
+        for name, value in items:
+            if not abnf.is_token(name):
+                raise LocalProtocolError(f"invalid header name {name!r}")
+            if "\r" in value or "\n" in value:
+                raise LocalProtocolError(f"CR/LF in value of {name}")
+            pairs.append((canonical_name(name), value.strip(" \t")))
+        self._items: tuple[HeaderPair, ...] = tuple(pairs)
+        self._keys: tuple[str, ...] = tuple(n.lower() for n, _ in pairs)
+
+    @classmethod
+    def _trusted(cls, items: tuple[HeaderPair, ...]) -> Headers:
+        """Build from already canonical, stripped pairs (the parser's fast path)."""
+        self = cls.__new__(cls)
+        self._items = items
+        self._keys = tuple(n.lower() for n, _ in items)
+        return self
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return canonical_name(name).lower()
+
+    def __iter__(self) -> Iterator[HeaderPair]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._key(name) in self._keys
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return self._items == other._items
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self._items)!r})"
+
+    def items(self) -> tuple[HeaderPair, ...]:
+        return self._items
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """Raw value of the first `name` header, else `default`."""
+        key = self._key(name)
+        for k, (_, v) in zip(self._keys, self._items, strict=True):
+            if k == key:
+                return v
+        return default
+
+    def first(self, name: str) -> str | None:
+        return self.get(name)
+
+    def get_all(self, name: str) -> tuple[str, ...]:
+        """Raw values of every `name` header line, in order."""
+        key = self._key(name)
+        return tuple(v for k, (_, v) in zip(self._keys, self._items, strict=True) if k == key)
+
+    def values(self, name: str) -> tuple[str, ...]:
+        """Element values: list headers are split at top-level commas (RFC 3261 §7.3.1)."""
+        raw = self.get_all(name)
+        if canonical_name(name) not in LIST_HEADERS:
+            return raw
+        return tuple(e for v in raw for e in split_comma(v))
+
+    def count(self, name: str) -> int:
+        return self._keys.count(self._key(name))
+
+    def add(self, name: str, value: str) -> Headers:
+        """Append a header line."""
+        return Headers((*self._items, (name, value)))
+
+    def prepend(self, name: str, value: str) -> Headers:
+        """Insert before the first header line (e.g. a new top Via, RFC 3261 §8.1.1.7)."""
+        return Headers(((name, value), *self._items))
+
+    def set(self, name: str, value: str) -> Headers:
+        """Replace the first `name` line in place and drop the others; append if absent."""
+        key = self._key(name)
+        out: list[HeaderPair] = []
+        done = False
+        for k, pair in zip(self._keys, self._items, strict=True):
+            if k != key:
+                out.append(pair)
+            elif not done:
+                out.append((name, value))
+                done = True
+        if not done:
+            out.append((name, value))
+        return Headers(out)
+
+    def remove(self, name: str) -> Headers:
+        key = self._key(name)
+        return Headers._trusted(
+            tuple(p for k, p in zip(self._keys, self._items, strict=True) if k != key)
+        )
+
+    def remove_first(self, name: str) -> Headers:
+        """Drop the first `name` line (e.g. pop the top Via/Route)."""
+        key = self._key(name)
+        if key not in self._keys:
+            return self
+        i = self._keys.index(key)
+        return Headers._trusted(self._items[:i] + self._items[i + 1 :])
+
+
+class _MessageViews:
+    """Typed views shared by requests and responses, computed lazily from `headers`."""
+
+    headers: Headers
+    body: bytes
+
+    def _one(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    @cached_property
+    def call_id(self) -> str | None:
+        return self._one("Call-ID")
+
+    @cached_property
+    def cseq(self) -> CSeq | None:
+        v = self._one("CSeq")
+        return None if v is None else parse_cseq(v)
+
+    @cached_property
+    def from_(self) -> NameAddr | None:
+        v = self._one("From")
+        return None if v is None else parse_name_addr(v)
+
+    @cached_property
+    def to(self) -> NameAddr | None:
+        v = self._one("To")
+        return None if v is None else parse_name_addr(v)
+
+    @property
+    def from_tag(self) -> str | None:
+        return None if self.from_ is None else self.from_.tag
+
+    @property
+    def to_tag(self) -> str | None:
+        return None if self.to is None else self.to.tag
+
+    @cached_property
+    def vias(self) -> tuple[Via, ...]:
+        return tuple(v for raw in self.headers.get_all("Via") for v in parse_via(raw))
+
+    @property
+    def top_via(self) -> Via | None:
+        return self.vias[0] if self.vias else None
+
+    @cached_property
+    def max_forwards(self) -> int | None:
+        v = self._one("Max-Forwards")
+        return None if v is None else parse_max_forwards(v)
+
+    @cached_property
+    def content_length(self) -> int | None:
+        v = self._one("Content-Length")
+        return None if v is None or not v.isdigit() or len(v) > 10 else int(v)
+
+    @cached_property
+    def content_type(self) -> ContentType | None:
+        v = self._one("Content-Type")
+        return None if v is None else parse_content_type(v)
+
+    @cached_property
+    def contact_star(self) -> bool:
+        """`Contact: *` (RFC 3261 §10.2.2, REGISTER only)."""
+        return [v.strip(" \t") for v in self.headers.get_all("Contact")] == ["*"]
+
+    @cached_property
+    def contacts(self) -> tuple[NameAddr, ...]:
+        if self.contact_star:
+            return ()
+        raw = self.headers.get_all("Contact")
+        return tuple(c for value in raw for c in parse_name_addr_list(value))
+
+    @cached_property
+    def routes(self) -> tuple[NameAddr, ...]:
+        return tuple(r for raw in self.headers.get_all("Route") for r in parse_name_addr_list(raw))
+
+    @cached_property
+    def record_routes(self) -> tuple[NameAddr, ...]:
+        return tuple(
+            r for raw in self.headers.get_all("Record-Route") for r in parse_name_addr_list(raw)
+        )
+
+    @cached_property
+    def expires(self) -> int | None:
+        """Expires in seconds; None if absent; malformed/overlarge -> 3600 (RFC 3261 §20.19)."""
+        v = self._one("Expires")
+        return None if v is None else parse_delta_seconds(v)
+
+    @cached_property
+    def min_expires(self) -> int | None:
+        v = self._one("Min-Expires")
+        return None if v is None else parse_delta_seconds(v)
+
+    @cached_property
+    def event(self) -> Event | None:
+        v = self._one("Event")
+        return None if v is None else parse_event(v)
+
+    @cached_property
+    def subscription_state(self) -> SubscriptionState | None:
+        v = self._one("Subscription-State")
+        return None if v is None else parse_subscription_state(v)
+
+    def _tokens(self, name: str) -> tuple[str, ...]:
+        return tuple(parse_token_list(self.headers.get_all(name)))
+
+    @cached_property
+    def allow(self) -> tuple[str, ...]:
+        return self._tokens("Allow")
+
+    @cached_property
+    def supported(self) -> tuple[str, ...]:
+        return self._tokens("Supported")
+
+    @cached_property
+    def require(self) -> tuple[str, ...]:
+        return self._tokens("Require")
+
+    @cached_property
+    def proxy_require(self) -> tuple[str, ...]:
+        return self._tokens("Proxy-Require")
+
+    @cached_property
+    def unsupported(self) -> tuple[str, ...]:
+        return self._tokens("Unsupported")
+
+    @cached_property
+    def allow_events(self) -> tuple[str, ...]:
+        return self._tokens("Allow-Events")
+
+    @cached_property
+    def accept(self) -> tuple[ContentType, ...] | None:
+        """Accept media ranges; None when the header is absent (differs from empty)."""
+        raw = self.headers.get_all("Accept")
+        return None if not raw else tuple(parse_accept(raw))
+
+    def auth_headers(self, name: str) -> tuple[AuthHeader, ...]:
+        """Parsed WWW-Authenticate / Proxy-Authenticate / (Proxy-)Authorization lines."""
+        return tuple(parse_auth(v) for v in self.headers.get_all(name))
+
+
+@dataclass(frozen=True)
+class SipRequest(_MessageViews):
+    """A request. `uri` is the parsed Request-URI; `method` is case-sensitive."""
+
+    method: str
+    uri: Uri
+    headers: Headers = dataclasses.field(default_factory=Headers)
+    body: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not abnf.is_token(self.method):
+            raise LocalProtocolError(f"invalid method {self.method!r}")
+
+    def replace(self, **changes: object) -> SipRequest:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def with_headers(self, headers: Headers) -> SipRequest:
+        return dataclasses.replace(self, headers=headers)
+
+
+@dataclass(frozen=True)
+class SipResponse(_MessageViews):
+    status: int
+    reason: str = ""
+    headers: Headers = dataclasses.field(default_factory=Headers)
+    body: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not 100 <= self.status <= 699:
+            raise LocalProtocolError(f"status code out of range: {self.status}")
+        if "\r" in self.reason or "\n" in self.reason:
+            raise LocalProtocolError("CR/LF in reason phrase")
+
+    @property
+    def is_provisional(self) -> bool:
+        return self.status < 200
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+    def replace(self, **changes: object) -> SipResponse:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def with_headers(self, headers: Headers) -> SipResponse:
+        return dataclasses.replace(self, headers=headers)
+
+
+SipMessage: TypeAlias = SipRequest | SipResponse
+
+# Reason phrases: RFC 3261 §21, RFC 3265/6665 (489), RFC 3903 (412), RFC 4028 (422).
+REASON_PHRASES: dict[int, str] = {
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    200: "OK",
+    202: "Accepted",
+    204: "No Notification",
+    300: "Multiple Choices",
+    301: "Moved Permanently",
+    302: "Moved Temporarily",
+    305: "Use Proxy",
+    380: "Alternative Service",
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    410: "Gone",
+    412: "Conditional Request Failed",
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Long",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    421: "Extension Required",
+    422: "Session Interval Too Small",
+    423: "Interval Too Brief",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    484: "Address Incomplete",
+    485: "Ambiguous",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    489: "Bad Event",
+    491: "Request Pending",
+    493: "Undecipherable",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}
+
+
+def make_response(
+    request: SipRequest,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[HeaderPair] = (),
+    body: bytes = b"",
+) -> SipResponse:
+    """Build a response per RFC 3261 §8.2.6: copy Via (all, in order), From, Call-ID, CSeq
+    and To (adding `to_tag` unless To already has a tag or status is 100; §8.2.6.2),
+    Timestamp for 100 (§8.2.6.1); then `headers`. The serializer adds Content-Length."""
+    return make_response_from_headers(
+        request.headers, status, reason, to_tag=to_tag, headers=headers, body=body
+    )
+
+
+def make_response_from_headers(
+    request_headers: Headers,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[HeaderPair] = (),
+    body: bytes = b"",
+) -> SipResponse:
+    """`make_response` from raw request headers only: usable when the request itself could
+    not be parsed (see `RemoteProtocolError.headers`). Never parses the To value beyond
+    a cheap tag test, so a malformed To is copied verbatim."""
+    out: list[HeaderPair] = [("Via", v) for v in request_headers.get_all("Via")]
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        value = request_headers.get(name)
+        if value is None:
+            continue
+        if name == "To" and to_tag is not None and status != 100 and not _has_tag(value):
+            value = f"{value};tag={to_tag}"
+        out.append((name, value))
+    if status == 100 and (ts := request_headers.get("Timestamp")) is not None:
+        out.append(("Timestamp", ts))
+    out.extend(headers)
+    phrase = reason if reason is not None else REASON_PHRASES.get(status, "")
+    return SipResponse(status, phrase, Headers(out), body)
+
+
+def _has_tag(to_value: str) -> bool:
+    try:
+        return parse_name_addr(to_value).tag is not None
+    except RemoteProtocolError:
+        return ";tag=" in to_value.replace(" ", "").lower()
