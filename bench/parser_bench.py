@@ -234,7 +234,7 @@ def run(n: int = 20_000, repeat: int = 5) -> list[Row]:
         rows.append(_row(f"serialize {name}", serialize, parsed, n, repeat, baseline=bare_ser.rate))
     mix = list(MESSAGES.values())
     bare_rt = _row(
-        "bare split+join typical mix", lambda d: bare_serialize(bare_parse(d)), mix, n, repeat, None
+        "bare split+join typical mix", lambda d: bare_serialize(bare_parse(d)), mix, n, repeat
     )
     rows.append(bare_rt)
     rows.append(
