@@ -1,0 +1,271 @@
+"""The registrar's user file: TOML, one table per address-of-record, HA1 hashes only.
+
+```toml
+[users."romeo@sip.localhost"]
+ha1_md5 = "9f3c..."          # MD5("romeo:sip.localhost:password"), 32 hex digits
+ha1_sha256 = "41b0..."       # SHA-256 of the same string, 64 hex digits (RFC 8760)
+# username = "romeo"         # Digest username; default: the user part of the AOR
+# realm = "sip.localhost"    # Digest realm; default: the domain of the AOR
+```
+
+Plain-text passwords are refused (a `password` key is an error). At least one hash is
+required; a user with only `ha1_md5` can only answer an MD5 challenge. Generate entries
+with `python -m gateway.registrar.users romeo@sip.localhost` (reads the password from the
+terminal or stdin) or `hash_password()`. Format and procedure: docs/registrar.md.
+
+Parsing is pure (`load_users(mapping)`); `read_users(path)` reads the file. Every error
+names the TOML key (`UsersFileError.path`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.sip.auth import ha1
+
+__all__ = [
+    "User",
+    "UserDirectory",
+    "UsersFileError",
+    "format_user",
+    "hash_password",
+    "load_users",
+    "read_users",
+]
+
+# Digest algorithm (any case) -> the User attribute holding its base HA1 (RFC 7616 §3.4.2).
+_HA1_KEYS = {"md5": "ha1_md5", "md5-sess": "ha1_md5", "sha-256": "ha1_sha256"}
+_HA1_KEYS["sha-256-sess"] = "ha1_sha256"
+_HEX = {"ha1_md5": re.compile(r"[0-9a-f]{32}"), "ha1_sha256": re.compile(r"[0-9a-f]{64}")}
+_AOR_RE = re.compile(r"([^@\s:;]+)@([A-Za-z0-9.\-]+)")
+_ENTRY_KEYS = frozenset({"ha1_md5", "ha1_sha256", "username", "realm"})
+
+
+class UsersFileError(Exception):
+    """A user-file problem, located by its TOML key path."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class User:
+    """One registrable user: its AOR (`user@domain`) and Digest credentials."""
+
+    aor: str  # "romeo@sip.localhost", domain lower-cased
+    username: str
+    realm: str
+    ha1_md5: str | None = field(default=None, repr=False)
+    ha1_sha256: str | None = field(default=None, repr=False)
+
+    @property
+    def sip_aor(self) -> str:
+        """The canonical AOR as the registrar indexes bindings (`sip:user@domain`)."""
+        return f"sip:{self.aor}"
+
+    def ha1_for(self, algorithm: str) -> str | None:
+        key = _HA1_KEYS.get(algorithm.lower())
+        return None if key is None else getattr(self, key)
+
+
+class UserDirectory:
+    """Users by AOR and by (Digest username, realm)."""
+
+    def __init__(self, users: tuple[User, ...] = ()) -> None:
+        self.users = users
+        self._by_aor = {u.aor: u for u in users}
+        self._by_login: dict[tuple[str, str], User] = {}
+        for u in users:
+            self._by_login.setdefault((u.username, u.realm), u)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def by_aor(self, aor: str) -> User | None:
+        """`aor` as `user@domain` or `sip:user@domain`."""
+        return self._by_aor.get(_normalise_aor(aor.removeprefix("sip:")))
+
+    def by_login(self, username: str, realm: str) -> User | None:
+        """The user a Digest (username, realm) names; a username `user@domain` also matches
+        the AOR directly (some clients send it)."""
+        user = self._by_login.get((username, realm))
+        if user is None and "@" in username:
+            user = self.by_aor(username)
+            if user is not None and user.realm != realm:
+                user = None
+        return user
+
+    def ha1_lookup(self, username: str, realm: str, algorithm: str) -> str | None:
+        """For `gateway.sip.auth.verify_authorization`: the base HA1 or None."""
+        user = self.by_login(username, realm)
+        return None if user is None else user.ha1_for(algorithm)
+
+    def algorithms(self, realm: str) -> tuple[str, ...]:
+        """Algorithms to challenge with in `realm`: those some user there can answer,
+        SHA-256 first (RFC 8760 §2.4). MD5 alone when the realm has no users, so an
+        unknown realm is challenged like a known one."""
+        users = [u for u in self.users if u.realm == realm]
+        algs = []
+        if any(u.ha1_sha256 for u in users):
+            algs.append("SHA-256")
+        if not users or any(u.ha1_md5 for u in users):
+            algs.append("MD5")
+        return tuple(algs)
+
+
+def _normalise_aor(text: str) -> str:
+    user, _, domain = text.rpartition("@")
+    return f"{user}@{domain.lower().rstrip('.')}"
+
+
+def _entry(aor_key: str, data: object, path: str) -> User:
+    if not isinstance(data, Mapping):
+        raise UsersFileError(path, "must be a table")
+    if "password" in data:
+        raise UsersFileError(
+            f"{path}.password",
+            "plain-text passwords are not accepted; store ha1_md5/ha1_sha256 "
+            "(python -m gateway.registrar.users USER@DOMAIN prints them)",
+        )
+    unknown = sorted(set(data) - _ENTRY_KEYS)
+    if unknown:
+        raise UsersFileError(f"{path}.{unknown[0]}", "unknown key")
+    m = _AOR_RE.fullmatch(aor_key)
+    if m is None:
+        raise UsersFileError(path, f"the key must be user@domain, not {aor_key!r}")
+    values: dict[str, str] = {}
+    for key in _ENTRY_KEYS & set(data):
+        value = data[key]
+        if not isinstance(value, str) or not value:
+            raise UsersFileError(f"{path}.{key}", "must be a non-empty string")
+        values[key] = value
+    for key, pattern in _HEX.items():
+        if key in values:
+            values[key] = values[key].lower()
+            if pattern.fullmatch(values[key]) is None:
+                digits = 32 if key == "ha1_md5" else 64
+                raise UsersFileError(f"{path}.{key}", f"must be {digits} hexadecimal digits")
+    if "ha1_md5" not in values and "ha1_sha256" not in values:
+        raise UsersFileError(path, "needs ha1_md5 or ha1_sha256 (or both)")
+    aor = _normalise_aor(aor_key)
+    return User(
+        aor=aor,
+        username=values.get("username", m.group(1)),
+        realm=values.get("realm", aor.rpartition("@")[2]),
+        ha1_md5=values.get("ha1_md5"),
+        ha1_sha256=values.get("ha1_sha256"),
+    )
+
+
+def load_users(data: Mapping[str, Any]) -> UserDirectory:
+    """Build the directory from parsed TOML; UsersFileError names the key."""
+    unknown = sorted(set(data) - {"users"})
+    if unknown:
+        raise UsersFileError(unknown[0], 'unknown key (entries go under [users."user@domain"])')
+    table = data.get("users", {})
+    if not isinstance(table, Mapping):
+        raise UsersFileError("users", "must be a table")
+    users: list[User] = []
+    seen: dict[str, str] = {}
+    logins: dict[tuple[str, str], str] = {}
+    for key, entry in table.items():
+        path = f'users."{key}"'
+        user = _entry(key, entry, path)
+        if user.aor in seen:
+            raise UsersFileError(path, f"same AOR as {seen[user.aor]}")
+        login = (user.username, user.realm)
+        if login in logins:
+            raise UsersFileError(
+                path, f"username {user.username!r} in realm {user.realm!r} is also {logins[login]}"
+            )
+        seen[user.aor] = path
+        logins[login] = path
+        users.append(user)
+    return UserDirectory(tuple(users))
+
+
+def read_users(path: Path) -> UserDirectory:
+    """Read and load a user file; every failure is a UsersFileError."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsersFileError("", f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsersFileError("", f"{path} is not UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsersFileError("", f"{path}: invalid TOML: {exc}") from None
+    return load_users(data)
+
+
+def hash_password(
+    aor: str, realm: str | None, password: str, *, username: str | None = None
+) -> User:
+    """A user entry for `aor` (`user@domain`) with both HA1 hashes of `password`."""
+    m = _AOR_RE.fullmatch(aor.removeprefix("sip:"))
+    if m is None:
+        raise ValueError(f"not user@domain: {aor!r}")
+    norm = _normalise_aor(m.group(0))
+    username = username or m.group(1)
+    realm = realm or norm.rpartition("@")[2]
+    return User(
+        aor=norm,
+        username=username,
+        realm=realm,
+        ha1_md5=ha1(username, realm, password, "MD5"),
+        ha1_sha256=ha1(username, realm, password, "SHA-256"),
+    )
+
+
+def format_user(user: User) -> str:
+    """The TOML table for `user`, ready to append to a user file."""
+    user_part, _, domain = user.aor.rpartition("@")
+    lines = [f'[users."{user.aor}"]']
+    if user.ha1_md5:
+        lines.append(f'ha1_md5 = "{user.ha1_md5}"')
+    if user.ha1_sha256:
+        lines.append(f'ha1_sha256 = "{user.ha1_sha256}"')
+    if user.username != user_part:
+        lines.append(f'username = "{user.username}"')
+    if user.realm != domain:
+        lines.append(f'realm = "{user.realm}"')
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m gateway.registrar.users USER@DOMAIN [REALM]`: print a user-file entry."""
+    args = sys.argv[1:] if argv is None else argv
+    if not 1 <= len(args) <= 2:
+        print("usage: python -m gateway.registrar.users USER@DOMAIN [REALM]", file=sys.stderr)
+        return 2
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("empty password", file=sys.stderr)
+        return 1
+    try:
+        user = hash_password(args[0], args[1] if len(args) > 1 else None, password)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    sys.stdout.write(format_user(user))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""The store's small interface: record dataclasses and the `Store` protocol.
+
+Three kinds of records survive a restart: registrar bindings (RFC 3261 §10), presence
+subscriptions in both directions (RFC 6665 dialogs, RFC 8048) and PUBLISH event state
+(RFC 3903). Records are frozen values; the store never interprets them.
+
+Writes that must be atomic per RFC 3261 §10.3 step 7 / RFC 3903 §6 step 5 replace the
+whole set of one AOR (`set_bindings`, `set_publications`) in one transaction. Times are
+seconds on the caller's clock (wall clock, so that deadlines survive a restart).
+
+This module imports no I/O: the pure registrar cores use its record types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+__all__ = [
+    "Binding",
+    "Direction",
+    "Expired",
+    "Flow",
+    "Publication",
+    "Store",
+    "StoreError",
+    "SubscriptionRecord",
+]
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used: unwritable directory, corrupt file, newer schema,
+    a failed commit. Raised at open so a broken deployment fails at start."""
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """Where a request came from (RFC 5626 §3: a flow). `local`/`remote` are "host:port";
+    `connection_id` names a TCP/TLS/WebSocket connection of the transport, None for UDP."""
+
+    transport: str  # "udp", "tcp", "tls", "ws", "wss"
+    local: str
+    remote: str
+    connection_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One contact of an address-of-record (RFC 3261 §10.3 step 7, RFC 5627, RFC 5626).
+
+    `aor` is canonical (`sip:user@domain`, no parameters, unescaped user). `contact` is the
+    Contact URI as registered. `instance` is the `+sip.instance` value unquoted (with its
+    angle brackets, RFC 5626 §4.1), `reg_id` the RFC 5626 reg-id when outbound applied.
+    `path` is the Path vector (RFC 3327), `received` the source "host:port".
+    """
+
+    aor: str
+    contact: str
+    expires_at: float
+    call_id: str
+    cseq: int
+    q: float | None = None
+    instance: str | None = None
+    reg_id: int | None = None
+    flow: Flow | None = None
+    path: tuple[str, ...] = ()
+    received: str | None = None
+    updated_at: float = 0.0  # when this binding was last registered (ordering ties)
+
+
+Direction = Literal["x2s", "s2x"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecord:
+    """A presence subscription (RFC 6665 dialog + RFC 8048 state), keyed by
+    (`call_id`, `local_tag`): both are chosen or known when the dialog starts.
+
+    `direction`: "x2s" an XMPP user watches a SIP user (we are the subscriber),
+    "s2x" a SIP user watches an XMPP user (we are the notifier).
+    """
+
+    direction: Direction
+    watcher: str  # SIP URI or JID of the watcher, as the owner of the record writes it
+    target: str
+    call_id: str
+    local_tag: str
+    remote_tag: str | None = None
+    event: str = "presence"
+    route_set: tuple[str, ...] = ()
+    remote_target: str | None = None
+    local_cseq: int = 0
+    remote_cseq: int | None = None
+    state: str = "init"  # init / notify_wait / pending / active / terminated (DIGEST §23.3)
+    expires_at: float = 0.0
+    last_document: bytes | None = field(default=None, repr=False)
+    content_type: str | None = None
+    xmpp_authorization: str = "none"  # RFC 6121 subscription state: none / to / from / both
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.call_id, self.local_tag
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One piece of event state of a presentity, named by its entity-tag (RFC 3903 §2)."""
+
+    aor: str
+    etag: str
+    event: str
+    expires_at: float
+    body: bytes = field(repr=False)
+    content_type: str
+    updated_at: float = 0.0  # when the body last changed ("newest wins" in composition)
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """What `expire_before` removed, so that the caller can notify watchers."""
+
+    bindings: tuple[Binding, ...] = ()
+    subscriptions: tuple[SubscriptionRecord, ...] = ()
+    publications: tuple[Publication, ...] = ()
+
+
+class Store(Protocol):
+    """Persistence for bindings, subscriptions and publications. Implementations:
+    `gateway.store.sqlite.SqliteStore` (default) and `gateway.store.memory.MemoryStore`.
+    Every method raises `StoreError` on failure; a failed write changes nothing."""
+
+    # -- bindings (RFC 3261 §10.3: one REGISTER commits all of an AOR or nothing)
+    def bindings(self, aor: str) -> tuple[Binding, ...]: ...
+
+    def set_bindings(self, aor: str, bindings: Iterable[Binding]) -> None: ...
+
+    def all_bindings(self) -> Iterator[Binding]: ...
+
+    # -- subscriptions
+    def put_subscription(self, record: SubscriptionRecord) -> None: ...
+
+    def put_subscriptions(self, records: Iterable[SubscriptionRecord]) -> None: ...
+
+    def get_subscription(self, call_id: str, local_tag: str) -> SubscriptionRecord | None: ...
+
+    def delete_subscription(self, call_id: str, local_tag: str) -> None: ...
+
+    def subscriptions(
+        self, *, watcher: str | None = None, target: str | None = None
+    ) -> tuple[SubscriptionRecord, ...]: ...
+
+    def all_subscriptions(self) -> Iterator[SubscriptionRecord]: ...
+
+    # -- publications (RFC 3903 §6: one PUBLISH commits atomically)
+    def publications(self, aor: str, event: str | None = None) -> tuple[Publication, ...]: ...
+
+    def set_publications(
+        self, aor: str, event: str, publications: Iterable[Publication]
+    ) -> None: ...
+
+    def all_publications(self) -> Iterator[Publication]: ...
+
+    # -- housekeeping
+    def expire_before(self, now: float) -> Expired: ...
+
+    def close(self) -> None: ...
