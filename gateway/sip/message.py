@@ -11,15 +11,16 @@ Bodies are bytes and are never interpreted (multipart passes through untouched).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
-from typing import TypeAlias
+from typing import Any, Generic, TypeAlias, TypeVar, overload
 
 from gateway.sip import abnf
 from gateway.sip.errors import LocalProtocolError, RemoteProtocolError
 from gateway.sip.headers import (
+    COMPACT_FORMS,
     LIST_HEADERS,
+    SINGLETON_HEADERS,
     AuthHeader,
     ContentType,
     CSeq,
@@ -55,6 +56,41 @@ __all__ = [
 ]
 
 HeaderPair: TypeAlias = tuple[str, str]
+_T = TypeVar("_T")
+
+
+class _lazy(Generic[_T]):
+    """`functools.cached_property` without its per-access lock (Python 3.11 takes an RLock
+    on every first access; 3.12 dropped it): the value goes into the instance `__dict__`,
+    which shadows this non-data descriptor from then on. The parser fills the views it
+    checks eagerly the same way (issue 11: parser speed)."""
+
+    def __init__(self, func: Callable[[Any], _T]) -> None:
+        self.func = func
+        self.attrname = func.__name__
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attrname = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _lazy[_T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = self.func(instance)
+        instance.__dict__[self.attrname] = value
+        return value
+
+
+# Lower-case lookup key of the header names seen most (exact spelling -> key): skips
+# canonical_name() on hot paths. Unknown spellings take the general path.
+_KEYS: dict[str, str] = {}
+for _name in (*LIST_HEADERS, *SINGLETON_HEADERS, *COMPACT_FORMS, "Via", "Route", "Timestamp"):
+    for _spelling in (_name, _name.lower(), _name.upper()):
+        _KEYS[_spelling] = canonical_name(_name).lower()
 
 
 class Headers:
@@ -82,9 +118,18 @@ class Headers:
         self._keys = tuple(n.lower() for n, _ in items)
         return self
 
+    @classmethod
+    def _trusted_keyed(cls, items: tuple[HeaderPair, ...], keys: tuple[str, ...]) -> Headers:
+        """`_trusted` with the lower-case keys already computed (the parser's loop)."""
+        self = cls.__new__(cls)
+        self._items = items
+        self._keys = keys
+        return self
+
     @staticmethod
     def _key(name: str) -> str:
-        return canonical_name(name).lower()
+        key = _KEYS.get(name)
+        return canonical_name(name).lower() if key is None else key
 
     def __iter__(self) -> Iterator[HeaderPair]:
         return iter(self._items)
@@ -111,11 +156,10 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """Raw value of the first `name` header, else `default`."""
-        key = self._key(name)
-        for k, (_, v) in zip(self._keys, self._items, strict=True):
-            if k == key:
-                return v
-        return default
+        try:
+            return self._items[self._keys.index(self._key(name))][1]
+        except ValueError:
+            return default
 
     def first(self, name: str) -> str | None:
         return self.get(name)
@@ -123,7 +167,10 @@ class Headers:
     def get_all(self, name: str) -> tuple[str, ...]:
         """Raw values of every `name` header line, in order."""
         key = self._key(name)
-        return tuple(v for k, (_, v) in zip(self._keys, self._items, strict=True) if k == key)
+        keys = self._keys
+        if keys.count(key) <= 1:
+            return () if key not in keys else (self._items[keys.index(key)][1],)
+        return tuple([v for k, (_, v) in zip(keys, self._items, strict=True) if k == key])
 
     def values(self, name: str) -> tuple[str, ...]:
         """Element values: list headers are split at top-level commas (RFC 3261 §7.3.1)."""
@@ -182,21 +229,21 @@ class _MessageViews:
     def _one(self, name: str) -> str | None:
         return self.headers.get(name)
 
-    @cached_property
+    @_lazy
     def call_id(self) -> str | None:
         return self._one("Call-ID")
 
-    @cached_property
+    @_lazy
     def cseq(self) -> CSeq | None:
         v = self._one("CSeq")
         return None if v is None else parse_cseq(v)
 
-    @cached_property
+    @_lazy
     def from_(self) -> NameAddr | None:
         v = self._one("From")
         return None if v is None else parse_name_addr(v)
 
-    @cached_property
+    @_lazy
     def to(self) -> NameAddr | None:
         v = self._one("To")
         return None if v is None else parse_name_addr(v)
@@ -209,7 +256,7 @@ class _MessageViews:
     def to_tag(self) -> str | None:
         return None if self.to is None else self.to.tag
 
-    @cached_property
+    @_lazy
     def vias(self) -> tuple[Via, ...]:
         return tuple(v for raw in self.headers.get_all("Via") for v in parse_via(raw))
 
@@ -217,60 +264,60 @@ class _MessageViews:
     def top_via(self) -> Via | None:
         return self.vias[0] if self.vias else None
 
-    @cached_property
+    @_lazy
     def max_forwards(self) -> int | None:
         v = self._one("Max-Forwards")
         return None if v is None else parse_max_forwards(v)
 
-    @cached_property
+    @_lazy
     def content_length(self) -> int | None:
         v = self._one("Content-Length")
         return None if v is None or not v.isdigit() or len(v) > 10 else int(v)
 
-    @cached_property
+    @_lazy
     def content_type(self) -> ContentType | None:
         v = self._one("Content-Type")
         return None if v is None else parse_content_type(v)
 
-    @cached_property
+    @_lazy
     def contact_star(self) -> bool:
         """`Contact: *` (RFC 3261 §10.2.2, REGISTER only)."""
         return [v.strip(" \t") for v in self.headers.get_all("Contact")] == ["*"]
 
-    @cached_property
+    @_lazy
     def contacts(self) -> tuple[NameAddr, ...]:
         if self.contact_star:
             return ()
         raw = self.headers.get_all("Contact")
         return tuple(c for value in raw for c in parse_name_addr_list(value))
 
-    @cached_property
+    @_lazy
     def routes(self) -> tuple[NameAddr, ...]:
         return tuple(r for raw in self.headers.get_all("Route") for r in parse_name_addr_list(raw))
 
-    @cached_property
+    @_lazy
     def record_routes(self) -> tuple[NameAddr, ...]:
         return tuple(
             r for raw in self.headers.get_all("Record-Route") for r in parse_name_addr_list(raw)
         )
 
-    @cached_property
+    @_lazy
     def expires(self) -> int | None:
         """Expires in seconds; None if absent; malformed/overlarge -> 3600 (RFC 3261 §20.19)."""
         v = self._one("Expires")
         return None if v is None else parse_delta_seconds(v)
 
-    @cached_property
+    @_lazy
     def min_expires(self) -> int | None:
         v = self._one("Min-Expires")
         return None if v is None else parse_delta_seconds(v)
 
-    @cached_property
+    @_lazy
     def event(self) -> Event | None:
         v = self._one("Event")
         return None if v is None else parse_event(v)
 
-    @cached_property
+    @_lazy
     def subscription_state(self) -> SubscriptionState | None:
         v = self._one("Subscription-State")
         return None if v is None else parse_subscription_state(v)
@@ -278,31 +325,31 @@ class _MessageViews:
     def _tokens(self, name: str) -> tuple[str, ...]:
         return tuple(parse_token_list(self.headers.get_all(name)))
 
-    @cached_property
+    @_lazy
     def allow(self) -> tuple[str, ...]:
         return self._tokens("Allow")
 
-    @cached_property
+    @_lazy
     def supported(self) -> tuple[str, ...]:
         return self._tokens("Supported")
 
-    @cached_property
+    @_lazy
     def require(self) -> tuple[str, ...]:
         return self._tokens("Require")
 
-    @cached_property
+    @_lazy
     def proxy_require(self) -> tuple[str, ...]:
         return self._tokens("Proxy-Require")
 
-    @cached_property
+    @_lazy
     def unsupported(self) -> tuple[str, ...]:
         return self._tokens("Unsupported")
 
-    @cached_property
+    @_lazy
     def allow_events(self) -> tuple[str, ...]:
         return self._tokens("Allow-Events")
 
-    @cached_property
+    @_lazy
     def accept(self) -> tuple[ContentType, ...] | None:
         """Accept media ranges; None when the header is absent (differs from empty)."""
         raw = self.headers.get_all("Accept")
@@ -326,6 +373,14 @@ class SipRequest(_MessageViews):
         if not abnf.is_token(self.method):
             raise LocalProtocolError(f"invalid method {self.method!r}")
 
+    @classmethod
+    def _trusted(cls, method: str, uri: Uri, headers: Headers, body: bytes) -> SipRequest:
+        """Build without `__post_init__`: the parser has already matched `method` as a
+        token (its fast path)."""
+        self = object.__new__(cls)
+        self.__dict__.update(method=method, uri=uri, headers=headers, body=body)
+        return self
+
     def replace(self, **changes: object) -> SipRequest:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
@@ -345,6 +400,14 @@ class SipResponse(_MessageViews):
             raise LocalProtocolError(f"status code out of range: {self.status}")
         if "\r" in self.reason or "\n" in self.reason:
             raise LocalProtocolError("CR/LF in reason phrase")
+
+    @classmethod
+    def _trusted(cls, status: int, reason: str, headers: Headers, body: bytes) -> SipResponse:
+        """Build without `__post_init__`: the parser has already checked the status range
+        and that the reason has no CR/LF (its fast path)."""
+        self = object.__new__(cls)
+        self.__dict__.update(status=status, reason=reason, headers=headers, body=body)
+        return self
 
     @property
     def is_provisional(self) -> bool:

@@ -11,7 +11,18 @@ from __future__ import annotations
 
 from gateway.sip.abnf import fold_re, header_name_re, request_line_re, status_line_re
 from gateway.sip.errors import DropMessage, RemoteProtocolError, SipError
-from gateway.sip.headers import COMPACT_FORMS, SINGLETON_HEADERS, canonical_name
+from gateway.sip.headers import (
+    COMPACT_FORMS,
+    LIST_HEADERS,
+    SINGLETON_HEADERS,
+    CSeq,
+    Via,
+    canonical_name,
+    parse_cseq,
+    parse_max_forwards,
+    parse_name_addr,
+    parse_via,
+)
 from gateway.sip.message import Headers, SipMessage, SipRequest, SipResponse
 from gateway.sip.uri import parse_uri
 
@@ -73,6 +84,59 @@ def _split_headers(lines: list[str]) -> tuple[list[tuple[str, str]], str | None]
     return pairs, problem
 
 
+# Fast path (issue 11): exact spelling of a header name -> (canonical name, lower-case key).
+# Only names that `_split_headers` accepts as they stand (a token, nothing to strip) go in,
+# so a hit gives the same pair. Bounded: names beyond the bound take the general path.
+_NAMES: dict[str, tuple[str, str]] = {}
+_NAMES_MAX = 1024
+
+
+def _learn(name: str) -> tuple[str, str] | None:
+    if header_name_re.fullmatch(name) is None:
+        return None  # empty, trailing white space, bad characters: the general path decides
+    canon = COMPACT_FORMS.get(name) if len(name) == 1 else None
+    canon = canon or canonical_name(name)
+    known = (canon, canon.lower())
+    if len(_NAMES) < _NAMES_MAX:
+        _NAMES[name] = known
+    return known
+
+
+for _name in (*COMPACT_FORMS, *COMPACT_FORMS.values(), *SINGLETON_HEADERS, *LIST_HEADERS):
+    _learn(_name)
+
+
+def _split_fast(lines: list[str]) -> tuple[Headers, list[str]] | None:
+    """`_split_headers` for the usual case: every line `name: value` with a plain name and
+    no bare CR/LF (the caller checked the whole head). None: use the general path."""
+    names: list[str] = []
+    keys: list[str] = []
+    values: list[str] = []
+    cache = _NAMES
+    for i in range(1, len(lines)):
+        name, sep, value = lines[i].partition(":")
+        if not sep:
+            return None
+        known = cache.get(name)
+        if known is None:
+            known = _learn(name)
+            if known is None:
+                return None
+        names.append(known[0])
+        keys.append(known[1])
+        values.append(value.strip(" \t"))
+    return Headers._trusted_keyed(tuple(zip(names, values, strict=True)), tuple(keys)), values
+
+
+def _split(lines: list[str], clean: bool) -> tuple[Headers, list[str], str | None]:
+    """Headers, their values in order, and the first problem (see `_split_headers`)."""
+    fast = _split_fast(lines) if clean else None
+    if fast is not None:
+        return fast[0], fast[1], None
+    pairs, problem = _split_headers(lines[1:])
+    return Headers._trusted(tuple(pairs)), [v for _, v in pairs], problem
+
+
 def parse_message(
     data: bytes,
     *,
@@ -104,11 +168,13 @@ def parse_message(
     if "\r\n " in head or "\r\n\t" in head:
         head = fold_re.sub(" ", head)  # unfold LWS (RFC 3261 §7.3.1)
     lines = head.split(_CRLF)
+    # no CR or LF but the line ends: the fast header split applies
+    clean = head.count("\n") == len(lines) - 1 == head.count("\r")
     is_response = lines[0][:4].upper() == "SIP/"
     try:
         if is_response:
-            return _parse_response(lines, data, body_start)
-        return _parse_request(lines, data, body_start, allow)
+            return _parse_response(lines, clean, data, body_start)
+        return _parse_request(lines, clean, data, body_start, allow)
     except DropMessage:
         raise
     except SipError as exc:
@@ -118,19 +184,23 @@ def parse_message(
 
 
 def _body(headers: Headers, data: bytes, body_start: int) -> bytes:
-    lengths = headers.get_all("Content-Length")
-    if len(lengths) > 1:
+    keys = headers._keys
+    count = keys.count("content-length")
+    if count > 1:
         raise RemoteProtocolError("multiple Content-Length values", fatal=True)
     rest = len(data) - body_start
-    if not lengths:
+    if not count:
         return data[body_start:]  # UDP without Content-Length: the rest (§18.3)
-    length = parse_content_length(lengths[0], fatal=True)
+    length = parse_content_length(headers._items[keys.index("content-length")][1], fatal=True)
     if length > rest:
         raise RemoteProtocolError(f"body shorter than Content-Length {length}")
     return data[body_start : body_start + length]
 
 
 def _check_singletons(headers: Headers) -> None:
+    keys = headers._keys
+    if len(set(keys)) == len(keys):
+        return  # no name twice
     seen: set[str] = set()
     for name, _ in headers:
         if name in SINGLETON_HEADERS:
@@ -139,12 +209,41 @@ def _check_singletons(headers: Headers) -> None:
             seen.add(name)
 
 
+def _views(msg: SipMessage, values: list[str], request: bool) -> CSeq | None:
+    """Parse the views the transaction layer needs, in the order the lazy views would be
+    read (cseq, vias, from_, to[, max_forwards]), and cache them on `msg`."""
+    keys = msg.headers._keys
+    first = dict(zip(reversed(keys), reversed(values), strict=True))
+    v = first.get("cseq")
+    cseq = None if v is None else parse_cseq(v)
+    if "via" not in first:
+        vias: tuple[Via, ...] = ()
+    elif keys.count("via") == 1:
+        vias = tuple(parse_via(first["via"]))
+    else:
+        vias = tuple(
+            x for k, raw in zip(keys, values, strict=True) if k == "via" for x in parse_via(raw)
+        )
+    v = first.get("from")
+    from_ = None if v is None else parse_name_addr(v)
+    v = first.get("to")
+    to = None if v is None else parse_name_addr(v)
+    cache = msg.__dict__
+    cache["cseq"] = cseq
+    cache["vias"] = vias
+    cache["from_"] = from_
+    cache["to"] = to
+    if request:
+        v = first.get("max-forwards")
+        cache["max_forwards"] = None if v is None else parse_max_forwards(v)
+    return cseq
+
+
 def _parse_request(
-    lines: list[str], data: bytes, body_start: int, allow: tuple[str, ...]
+    lines: list[str], clean: bool, data: bytes, body_start: int, allow: tuple[str, ...]
 ) -> SipRequest:
     m = request_line_re.fullmatch(lines[0])
-    pairs, problem = _split_headers(lines[1:])
-    headers = Headers._trusted(tuple(pairs))
+    headers, values, problem = _split(lines, clean)
     try:
         if m is None:
             raise RemoteProtocolError(f"malformed Request-Line {lines[0][:80]!r}")
@@ -155,10 +254,10 @@ def _parse_request(
             raise RemoteProtocolError(problem)
         body = _body(headers, data, body_start)  # first: framing errors are fatal on streams
         _check_singletons(headers)
-        request = SipRequest(method, parse_uri(target), headers, body)
+        # method matched the token rule: SipRequest's own check would pass
+        request = SipRequest._trusted(method, parse_uri(target), headers, body)
         # eager views: everything the transaction layer needs must be well-formed
-        cseq = request.cseq
-        _ = (request.vias, request.from_, request.to, request.max_forwards)
+        cseq = _views(request, values, True)
         if cseq is not None and cseq.method != method:
             if method not in KNOWN_METHODS:
                 extra = (("Allow", ", ".join(allow)),) if allow else ()
@@ -171,19 +270,19 @@ def _parse_request(
     return request
 
 
-def _parse_response(lines: list[str], data: bytes, body_start: int) -> SipResponse:
+def _parse_response(lines: list[str], clean: bool, data: bytes, body_start: int) -> SipResponse:
     m = status_line_re.fullmatch(lines[0])
     if m is None:
         raise DropMessage(f"malformed Status-Line {lines[0][:80]!r}")
     version, code, reason = m.groups()
     if version != SIP_VERSION or len(code) != 3 or not 100 <= int(code) <= 699:
         raise DropMessage(f"bad Status-Line {lines[0][:80]!r}")
-    pairs, problem = _split_headers(lines[1:])
+    headers, values, problem = _split(lines, clean)
     if problem is not None:
         raise DropMessage(problem)
-    headers = Headers._trusted(tuple(pairs))
     body = _body(headers, data, body_start)
     _check_singletons(headers)
-    response = SipResponse(int(code), reason or "", headers, body)
-    _ = (response.cseq, response.vias, response.from_, response.to)
+    # status in range, reason without CR/LF (status_line_re): SipResponse's checks pass
+    response = SipResponse._trusted(int(code), reason or "", headers, body)
+    _views(response, values, False)
     return response
