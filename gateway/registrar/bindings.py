@@ -405,12 +405,12 @@ def process_register(
     a NATed client over the same flow); `identity` is the canonical AOR of the
     authenticated user, or None when the caller trusts the source (a trusted proxy).
     """
+    current = [b for b in existing if b.expires_at > now]
     try:
         req = _prepare(request, now, policy, flow, identity)
         star, contacts = _contacts(request)
     except _Abort as abort:
-        return abort.outcome
-    current = [b for b in existing if b.expires_at > now]
+        return replace(abort.outcome, bindings=tuple(current))
     table = list(current)
     origin: dict[int, Binding | None] = {}
     try:

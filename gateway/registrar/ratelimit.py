@@ -97,15 +97,16 @@ class RateLimiter:
             addr = ipaddress.ip_address(source.strip("[]"))
         except ValueError:
             return source
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is None:
-            net = ipaddress.IPv6Network((addr, self.config.ipv6_prefix), strict=False)
-            return str(net)
-        return str(addr.ipv4_mapped or addr)
+        if isinstance(addr, ipaddress.IPv6Address):
+            if addr.ipv4_mapped is not None:
+                return str(addr.ipv4_mapped)
+            return str(ipaddress.IPv6Network((addr, self.config.ipv6_prefix), strict=False))
+        return str(addr)
 
     def _keys(
         self, kind: Kind, source: str, user: str | None
     ) -> list[tuple[tuple[str, str, str], Limit]]:
-        out = []
+        out: list[tuple[tuple[str, str, str], Limit]] = []
         limit = self.config.per_source.get(kind)
         if limit is not None and limit.burst > 0:
             out.append(((kind, "source", self._source_key(source)), limit))

@@ -20,6 +20,7 @@ names the TOML key (`UsersFileError.path`).
 from __future__ import annotations
 
 import getpass
+import json
 import re
 import sys
 import tomllib
@@ -230,15 +231,16 @@ def hash_password(
 def format_user(user: User) -> str:
     """The TOML table for `user`, ready to append to a user file."""
     user_part, _, domain = user.aor.rpartition("@")
-    lines = [f'[users."{user.aor}"]']
+    q = json.dumps  # a JSON string is a TOML basic string
+    lines = [f"[users.{q(user.aor, ensure_ascii=False)}]"]
     if user.ha1_md5:
-        lines.append(f'ha1_md5 = "{user.ha1_md5}"')
+        lines.append(f"ha1_md5 = {q(user.ha1_md5)}")
     if user.ha1_sha256:
-        lines.append(f'ha1_sha256 = "{user.ha1_sha256}"')
+        lines.append(f"ha1_sha256 = {q(user.ha1_sha256)}")
     if user.username != user_part:
-        lines.append(f'username = "{user.username}"')
+        lines.append(f"username = {q(user.username, ensure_ascii=False)}")
     if user.realm != domain:
-        lines.append(f'realm = "{user.realm}"')
+        lines.append(f"realm = {q(user.realm, ensure_ascii=False)}")
     return "\n".join(lines) + "\n"
 
 
