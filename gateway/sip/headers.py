@@ -292,7 +292,17 @@ def _parse_params(text: str, what: str) -> Params:
         return Params()
     if _params_re.fullmatch(text) is None:
         raise RemoteProtocolError(f"malformed {what} parameters {text!r}")
-    return Params(tuple((m.group(1), m.group(2)) for m in _param_iter_re.finditer(text)))
+    return _matched_params(text)
+
+
+def _matched_params(text: str) -> Params:
+    """Params of `text` already matched by `_PARAMS` (as a group of a larger fullmatch).
+    A matched gen-value is never empty, so findall's "" means "no value" (None)."""
+    if not text or text.isspace():
+        return Params()
+    params = object.__new__(Params)
+    params.__dict__["items"] = tuple([(n, v or None) for n, v in _param_iter_re.findall(text)])
+    return params
 
 
 def _delta(text: str) -> int | None:
@@ -385,16 +395,18 @@ def _parse_one_via(text: str) -> Via:
     m = _via_re.fullmatch(text)
     if m is None:
         raise RemoteProtocolError(f"malformed Via {text!r}")
-    port = m.group(5)
+    name, version, transport, host, port, params = m.groups()
     if port is not None and (len(port) > 5 or int(port) > 65535):
         raise RemoteProtocolError(f"bad Via port {port!r}")
-    return Via(
-        transport=m.group(3).upper(),
-        host=m.group(4),
+    via = object.__new__(Via)  # Via(...) without the frozen __init__'s per-field cost
+    via.__dict__.update(
+        transport=transport.upper(),
+        host=host,
         port=None if port is None else int(port),
-        params=_parse_params(m.group(6), "Via"),
-        protocol=f"{m.group(1).upper()}/{m.group(2)}",
+        params=_matched_params(params),
+        protocol=f"{name.upper()}/{version}",
     )
+    return via
 
 
 def parse_via(value: str) -> list[Via]:
@@ -467,11 +479,15 @@ def parse_name_addr(value: str) -> NameAddr:
     if m is not None:
         quoted, tokens, uri, params = m.groups()
         display = abnf.unquote(quoted) if quoted is not None else tokens
-        return NameAddr(parse_uri(uri), display, _parse_params(params, "header"))
-    m = _addr_spec_re.fullmatch(value)
-    if m is None:
-        raise RemoteProtocolError(f"malformed name-addr {value!r}")
-    return NameAddr(parse_uri(m.group(1)), None, _parse_params(m.group(2), "header"))
+    else:
+        m = _addr_spec_re.fullmatch(value)
+        if m is None:
+            raise RemoteProtocolError(f"malformed name-addr {value!r}")
+        uri, params = m.groups()
+        display = None
+    addr = object.__new__(NameAddr)  # NameAddr(...) without the frozen __init__'s cost
+    addr.__dict__.update(uri=parse_uri(uri), display_name=display, params=_matched_params(params))
+    return addr
 
 
 def parse_name_addr_list(value: str) -> list[NameAddr]:
@@ -555,7 +571,7 @@ def parse_content_type(value: str) -> ContentType:
     m = _media_re.fullmatch(value)
     if m is None:
         raise RemoteProtocolError(f"malformed media type {value!r}")
-    return ContentType(m.group(1).lower(), m.group(2).lower(), _parse_params(m.group(3), "media"))
+    return ContentType(m.group(1).lower(), m.group(2).lower(), _matched_params(m.group(3)))
 
 
 def parse_accept(values: Iterable[str]) -> list[ContentType]:
@@ -609,7 +625,7 @@ def parse_event(value: str) -> Event:
     m = _event_re.fullmatch(value)
     if m is None or m.group(1).startswith(".") or ".." in m.group(1):
         raise RemoteProtocolError(f"malformed Event {value!r}")
-    return Event(m.group(1), _parse_params(m.group(2), "Event"))
+    return Event(m.group(1), _matched_params(m.group(2)))
 
 
 # Subscription-State = "Subscription-State" HCOLON substate-value *( SEMI subexp-params )
@@ -641,7 +657,7 @@ def parse_subscription_state(value: str) -> SubscriptionState:
     m = _event_re.fullmatch(value)
     if m is None:
         raise RemoteProtocolError(f"malformed Subscription-State {value!r}")
-    return SubscriptionState(m.group(1).lower(), _parse_params(m.group(2), "Subscription-State"))
+    return SubscriptionState(m.group(1).lower(), _matched_params(m.group(2)))
 
 
 # ---------------------------------------------------------------- authentication

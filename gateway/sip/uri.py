@@ -40,6 +40,9 @@ _sip_re = re.compile(
 )
 # uri-parameter = pname [ "=" pvalue ] ; pname = 1*paramchar ; pvalue = 1*paramchar
 _uri_param_re = re.compile(rf"({abnf.PARAMCHAR}+)(?:=({abnf.PARAMCHAR}+))?")
+# uri-parameters = *( ";" uri-parameter ), checked whole, then read with findall
+_uri_params_re = re.compile(rf"(?:;{abnf.PARAMCHAR}+(?:={abnf.PARAMCHAR}+)?)*")
+_uri_param_iter_re = re.compile(rf";({abnf.PARAMCHAR}+)(?:=({abnf.PARAMCHAR}+))?")
 # header = hname "=" hvalue ; hname = 1*( hnv-unreserved / unreserved / escaped )
 _uri_header_re = re.compile(rf"({abnf.HNVCHAR}+)=({abnf.HNVCHAR}*)")
 # absoluteURI = scheme ":" ( hier-part / opaque-part ) ; scheme = ALPHA *( ALPHA / DIGIT / "+" /
@@ -234,7 +237,10 @@ Uri: TypeAlias = SipUri | TelUri | AbsoluteUri
 def _split_params(text: str) -> tuple[Param, ...]:
     if not text:
         return ()
-    out: list[Param] = []
+    if _uri_params_re.fullmatch(text) is not None:  # the usual case, one regex pass
+        # a matched pvalue is never empty: findall's "" means "no value" (None)
+        return tuple([(n, v or None) for n, v in _uri_param_iter_re.findall(text)])
+    out: list[Param] = []  # find the first bad parameter for the error message
     for part in text[1:].split(";"):
         m = _uri_param_re.fullmatch(part)
         if m is None:
@@ -257,19 +263,22 @@ def parse_uri(text: str) -> Uri:
     """Parse a URI; raises RemoteProtocolError (400) on malformed input."""
     m = _sip_re.fullmatch(text)
     if m is not None:
-        port = m.group("port")
+        scheme, user, password, host, port, params, hdrs = m.groups()
         if port is not None and (len(port) > 5 or int(port) > _MAX_PORT):
             raise RemoteProtocolError(f"bad port in URI {text!r}")
-        hdrs = m.group("headers")
-        return SipUri(
-            scheme=m.group("scheme").lower(),
-            user=m.group("user"),
-            password=m.group("password"),
-            host=m.group("host"),
+        # SipUri(...) without the frozen __init__: the regex guarantees a sip/sips scheme
+        # and a non-empty host, and the port was range-checked above
+        uri = object.__new__(SipUri)
+        uri.__dict__.update(
+            scheme=scheme.lower(),
+            user=user,
+            password=password,
+            host=host,
             port=None if port is None else int(port),
-            params=_split_params(m.group("params")),
+            params=_split_params(params),
             headers=() if hdrs is None else _split_headers(hdrs),
         )
+        return uri
     scheme = text.partition(":")[0].lower()
     if scheme in ("sip", "sips"):
         raise RemoteProtocolError(f"malformed SIP URI {text!r}")
