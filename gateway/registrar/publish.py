@@ -49,7 +49,9 @@ class PublishPolicy:
     min_expires: int = 60
     max_expires: int = 7200
     default_expires: int = 3600  # RFC 3856 §6.4 default for presence
-    events: Mapping[str, frozenset[str]] = field(default=_PRESENCE_TYPES, hash=False)
+    events: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: _PRESENCE_TYPES, hash=False
+    )
     max_publications: int = 16  # per presentity and event; memory bound
 
     def __post_init__(self) -> None:
