@@ -34,7 +34,7 @@ import dns.rcode
 from tests.harness import LOOPBACK, log_tail, require_binary, stop_group
 from tests.harness.ports import free_port
 
-__all__ = ["Cname", "DnsServer", "Host", "Naptr", "Srv", "Txt"]
+__all__ = ["Cname", "DnsServer", "Host", "Naptr", "Record", "Srv", "Txt"]
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ class DnsServer:
         if self.running:
             return
         with (self.workdir / "dnsmasq.out").open("wb") as out:
-            self.proc = subprocess.Popen(
+            proc = self.proc = subprocess.Popen(
                 self.args(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -175,7 +175,7 @@ class DnsServer:
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self.running:
+            if proc.poll() is not None:
                 raise RuntimeError(f"dnsmasq exited at start:\n{self._diagnostics()}")
             if self._answers(f"ns.{self.zones[0]}", 0.3):
                 return
