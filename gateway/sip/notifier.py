@@ -376,6 +376,7 @@ class Notifier:
             "last_notify_cseq": self.dialog.local_cseq,
             "document": None if self.document is None else _doc_record(self.document),
             "final_cseq": self.final_cseq,
+            "removed_reason": self.removed_reason,
         }
 
     @classmethod
@@ -392,6 +393,7 @@ class Notifier:
             expires_at=record["expires_at"],
             document=None if doc is None else _doc_from_record(doc),
             final_cseq=record["final_cseq"],
+            removed_reason=record["removed_reason"],
         )
 
 

@@ -28,8 +28,7 @@ Decisions (docs/sip-stack.md, "Dialogs and subscriptions"):
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -38,6 +37,14 @@ from gateway.sip.dialog import MAX_FORWARDS, Dialog
 from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.headers import Event, NameAddr, parse_name_addr
 from gateway.sip.message import Headers, SipRequest, SipResponse, make_response
+from gateway.sip.subscriber_table import (
+    OUTCOME_INPUTS,
+    SUBSTATE_INPUTS,
+    TRANSITIONS,
+    Do,
+    SubInput,
+    SubState,
+)
 from gateway.sip.subscription import (
     Action,
     AnswerNotify,
@@ -79,139 +86,6 @@ class SubscriberConfig:
     def __post_init__(self) -> None:
         if self.expires <= 0:
             raise ValueError("expires must be positive")
-
-
-class SubState(enum.Enum):
-    INIT = "init"
-    NOTIFY_WAIT = "notify_wait"
-    PENDING = "pending"
-    ACTIVE = "active"
-    TERMINATED = "terminated"
-
-
-class SubInput(enum.Enum):
-    SUBSCRIBE = "subscribe"
-    REFRESH_DUE = "refresh-due"
-    UNSUBSCRIBE = "unsubscribe"
-    OK = "2xx"  # 202 is a 200 (RFC 6665 §8.3.1)
-    PERMANENT = "permanent"  # 403 / 489 / 603 (RFC 8048 §5.2)
-    MIN_EXPIRES = "423"
-    NEW_DIALOG = "481"
-    FAILED = "failed"  # RFC 6665 §4.1.2.2 list: the subscription is terminated
-    RETRY_LATER = "retry-later"  # anything else: still valid until it expires
-    NOTIFY_ACTIVE = "notify-active"
-    NOTIFY_PENDING = "notify-pending"
-    NOTIFY_TERMINATED = "notify-terminated"
-    NOTIFY_OTHER = "notify-extension-state"  # unknown substate: answered, ignored
-    TIMER_N = "timer-n"
-    EXPIRED = "expired"
-
-
-# ---------------------------------------------------------------------------- the table
-
-
-class Do(enum.Enum):
-    SEND_INITIAL = "send-initial"  # out of dialog, same Call-ID/From tag, next CSeq
-    SEND_NEW_DIALOG = "send-new-dialog"  # out of dialog, fresh Call-ID and From tag
-    SEND_REFRESH = "send-refresh"
-    SEND_UNSUBSCRIBE = "send-unsubscribe"  # Expires: 0 (RFC 6665 §4.1.2.3)
-    SEND_MIN_EXPIRES = "send-min-expires"  # resend with Min-Expires (RFC 3261 §21.4.17)
-    NOTE_EXPIRES = "note-expires"  # Expires of the 2xx (RFC 6665 §4.1.2.1)
-    ANSWER_200 = "200"
-    ANSWER_481 = "481"
-    STOP_N = "stop-n"
-    AUTHORIZED = "authorized"
-    PENDING = "pending"
-    DOCUMENT = "document"
-    SCHEDULE = "schedule"  # expires param is authoritative (RFC 6665 §4.1.3)
-    TERMINATE = "terminate"
-
-
-S, I = SubState, SubInput  # noqa: E741
-_LIVE = (S.PENDING, S.ACTIVE)
-_NOTIFY_ANY = (I.NOTIFY_ACTIVE, I.NOTIFY_PENDING, I.NOTIFY_TERMINATED, I.NOTIFY_OTHER)
-_ENDED = (Do.ANSWER_200, Do.STOP_N, Do.TERMINATE)
-
-_rows: dict[tuple[SubState, SubInput], tuple[SubState, tuple[Do, ...]]] = {
-    (S.INIT, I.SUBSCRIBE): (S.NOTIFY_WAIT, (Do.SEND_INITIAL,)),
-    (S.TERMINATED, I.SUBSCRIBE): (S.NOTIFY_WAIT, (Do.SEND_NEW_DIALOG,)),
-    (S.INIT, I.UNSUBSCRIBE): (S.TERMINATED, ()),
-    (S.NOTIFY_WAIT, I.UNSUBSCRIBE): (S.TERMINATED, (Do.TERMINATE,)),
-    # -- responses to the initial SUBSCRIBE
-    (S.NOTIFY_WAIT, I.OK): (S.NOTIFY_WAIT, (Do.NOTE_EXPIRES,)),
-    (S.NOTIFY_WAIT, I.MIN_EXPIRES): (S.NOTIFY_WAIT, (Do.SEND_MIN_EXPIRES,)),
-    **{
-        (S.NOTIFY_WAIT, i): (S.TERMINATED, (Do.STOP_N, Do.TERMINATE))
-        for i in (I.PERMANENT, I.NEW_DIALOG, I.FAILED, I.RETRY_LATER)
-    },
-    # -- NOTIFY creating the subscription (RFC 6665 §4.1.2.4)
-    (S.NOTIFY_WAIT, I.NOTIFY_ACTIVE): (
-        S.ACTIVE,
-        (Do.ANSWER_200, Do.STOP_N, Do.SCHEDULE, Do.AUTHORIZED, Do.DOCUMENT),
-    ),
-    (S.NOTIFY_WAIT, I.NOTIFY_PENDING): (
-        S.PENDING,
-        (Do.ANSWER_200, Do.STOP_N, Do.SCHEDULE, Do.PENDING),
-    ),
-    (S.NOTIFY_WAIT, I.NOTIFY_TERMINATED): (S.TERMINATED, _ENDED),
-    (S.NOTIFY_WAIT, I.NOTIFY_OTHER): (S.NOTIFY_WAIT, (Do.ANSWER_200,)),
-    (S.NOTIFY_WAIT, I.TIMER_N): (S.TERMINATED, (Do.TERMINATE,)),
-    # -- an established subscription
-    (S.PENDING, I.NOTIFY_ACTIVE): (
-        S.ACTIVE,
-        (Do.ANSWER_200, Do.STOP_N, Do.SCHEDULE, Do.AUTHORIZED, Do.DOCUMENT),
-    ),
-    (S.PENDING, I.NOTIFY_PENDING): (S.PENDING, (Do.ANSWER_200, Do.STOP_N, Do.SCHEDULE)),
-    (S.ACTIVE, I.NOTIFY_ACTIVE): (S.ACTIVE, (Do.ANSWER_200, Do.STOP_N, Do.SCHEDULE, Do.DOCUMENT)),
-    (S.ACTIVE, I.NOTIFY_PENDING): (
-        S.PENDING,
-        (Do.ANSWER_200, Do.STOP_N, Do.SCHEDULE, Do.PENDING),
-    ),
-    (S.PENDING, I.NOTIFY_TERMINATED): (S.TERMINATED, _ENDED),
-    (S.ACTIVE, I.NOTIFY_TERMINATED): (S.TERMINATED, (Do.DOCUMENT, *_ENDED)),
-    **{
-        (s, i): (s, row)
-        for s in _LIVE
-        for i, row in (
-            (I.NOTIFY_OTHER, (Do.ANSWER_200,)),
-            (I.REFRESH_DUE, (Do.SEND_REFRESH,)),
-            (I.UNSUBSCRIBE, (Do.SEND_UNSUBSCRIBE,)),
-            (I.OK, (Do.NOTE_EXPIRES,)),
-            (I.MIN_EXPIRES, (Do.SEND_MIN_EXPIRES,)),
-            (I.RETRY_LATER, (Do.STOP_N,)),  # valid until the known expiry (§4.1.2.2)
-        )
-    },
-    **{
-        (s, i): (S.TERMINATED, (Do.STOP_N, Do.TERMINATE))
-        for s in _LIVE
-        for i in (I.PERMANENT, I.FAILED, I.TIMER_N, I.EXPIRED)
-    },
-    # 481 to a refresh: transient, re-subscribe on a new dialog (RFC 8048 §5.2, R6665-07)
-    **{(s, I.NEW_DIALOG): (S.NOTIFY_WAIT, (Do.SEND_NEW_DIALOG,)) for s in _LIVE},
-    # no subscription (yet / any more): RFC 6665 §4.1.2.4, §4.1.3
-    **{(s, i): (s, (Do.ANSWER_481,)) for s in (S.INIT, S.TERMINATED) for i in _NOTIFY_ANY},
-}
-TRANSITIONS = MappingProxyType(_rows)
-del S, I
-
-
-_SUBSTATE_INPUTS = MappingProxyType(
-    {
-        "active": SubInput.NOTIFY_ACTIVE,
-        "pending": SubInput.NOTIFY_PENDING,
-        "terminated": SubInput.NOTIFY_TERMINATED,
-    }
-)
-_OUTCOME_INPUTS = MappingProxyType(
-    {
-        "ok": SubInput.OK,
-        "permanent": SubInput.PERMANENT,
-        "transient-retry-min-expires": SubInput.MIN_EXPIRES,
-        "transient-new-dialog": SubInput.NEW_DIALOG,
-        "terminated": SubInput.FAILED,
-        "retry-later": SubInput.RETRY_LATER,
-    }
-)
 
 
 @dataclass
@@ -266,6 +140,24 @@ class Subscriber:
         """SUBSCRIBE Expires: 0 in the dialog (RFC 6665 §4.1.2.3); the final NOTIFY ends it."""
         return self._step(SubInput.UNSUBSCRIBE, _Ctx(now))
 
+    def send_with_credentials(
+        self, credentials: Sequence[tuple[str, str]], now: float
+    ) -> list[Action]:
+        """Resend the last SUBSCRIBE with (Proxy-)Authorization after a 401/407 (RFC 3261
+        §22.2; next CSeq, Timer N restarted). The glue answers challenges with
+        `gateway.sip.auth` and does not pass the 401/407 to `receive_response`."""
+        last = self.last_request
+        if last is None or self.state is SubState.TERMINATED:
+            return []
+        out: list[Action] = []
+        self._send(_Ctx(now), out, last.expires or 0, extra=credentials)
+        return out
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(Call-ID, local tag): the half dialog key NOTIFYs are routed by (`DialogTable`)."""
+        return self.call_id, self.local_tag
+
     def receive_response(self, response: SipResponse, now: float) -> list[Action]:
         """A final response to the last SUBSCRIBE we sent; others are ignored."""
         last = self.last_request
@@ -283,7 +175,7 @@ class Subscriber:
         ):
             return []  # a 2xx from another fork than the NOTIFY's: ignored (§5.4.9)
         outcome = subscribe_response_outcome(response.status)
-        kind = _OUTCOME_INPUTS[outcome]
+        kind = OUTCOME_INPUTS[outcome]
         if kind is SubInput.MIN_EXPIRES and (response.min_expires or 0) <= self.requested:
             kind = SubInput.RETRY_LATER  # no usable Min-Expires: do not loop
         if self.unsubscribing and kind is not SubInput.OK:
@@ -303,7 +195,7 @@ class Subscriber:
             return [self._answer(notify, status)]
         state = notify.subscription_state
         assert state is not None  # checked above
-        kind = _SUBSTATE_INPUTS.get(state.state, SubInput.NOTIFY_OTHER)
+        kind = SUBSTATE_INPUTS.get(state.state, SubInput.NOTIFY_OTHER)
         if self.state in (SubState.INIT, SubState.TERMINATED):
             return self._step(kind, _Ctx(now, notify=notify))
         if self.dialog is None:
@@ -413,17 +305,25 @@ class Subscriber:
             _HANDLERS[do](self, ctx, out)
         return out
 
-    def _send(self, ctx: _Ctx, out: list[Action], expires: int, new_dialog: bool = False) -> None:
+    def _send(
+        self,
+        ctx: _Ctx,
+        out: list[Action],
+        expires: int,
+        new_dialog: bool = False,
+        extra: Sequence[tuple[str, str]] = (),
+    ) -> None:
         """Build and record a SUBSCRIBE; Timer N starts (RFC 6665 §4.1.2.2, §4.1.2.4)."""
+        headers = [*self._event_headers(expires), *extra]
         if self.dialog is None:
-            request = self._out_of_dialog(expires)
+            request = self._out_of_dialog(headers)
         else:
-            request = self.dialog.new_request("SUBSCRIBE", headers=self._event_headers(expires))
+            request = self.dialog.new_request("SUBSCRIBE", headers=headers)
         self.last_request = request
         self.timer_n_at = ctx.now + self.config.timer_n
         out.append(SendSubscribe(request, expires, new_dialog))
 
-    def _out_of_dialog(self, expires: int) -> SipRequest:
+    def _out_of_dialog(self, extra: Sequence[tuple[str, str]]) -> SipRequest:
         """Initial SUBSCRIBE (RFC 3261 §8.1.1, RFC 6665 §4.1.2.1, RFC 3856 §6.3)."""
         self.cseq += 1
         headers = [
@@ -433,7 +333,7 @@ class Subscriber:
             ("Call-ID", self.call_id),
             ("CSeq", f"{self.cseq} SUBSCRIBE"),
             ("Contact", str(self.contact)),
-            *self._event_headers(expires),
+            *extra,
         ]
         return SipRequest("SUBSCRIBE", self.target, Headers(headers))
 
@@ -586,7 +486,7 @@ class Subscriber:
 
     def _rebuild_last(self) -> SipRequest:
         self.cseq -= 1
-        return self._out_of_dialog(self.requested)
+        return self._out_of_dialog(self._event_headers(self.requested))
 
 
 _Handler = Callable[[Subscriber, _Ctx, list[Action]], None]

@@ -824,3 +824,17 @@ def test_subscriber_and_notifier_pair() -> None:
     term = [e for e in events if isinstance(e, Terminated)]
     assert len(term) == 1 and term[0].reason == "timeout" and term[0].permanent
     assert table["n"].state is NState.REMOVED and sub.state is SubState.TERMINATED
+
+
+def test_credentials_resend_keeps_matching_rfc3261_22_2() -> None:
+    sub = new_subscriber()
+    first = sent(sub.subscribe(0.0)).request
+    assert sub.key == ("id1", "id2")
+    s = sent(sub.send_with_credentials([("Authorization", 'Digest username="j"')], 1.0))
+    r = wreq(s.request)
+    assert r.headers.get("Authorization") == 'Digest username="j"'
+    assert r.cseq is not None and r.cseq.seq == 2 and r.call_id == first.call_id
+    assert r.expires == 3600 and sub.timer_n_at == pytest.approx(1.0 + TIMER_N)
+    far = FakeNotifier(s.request)
+    sub.receive_response(far.response(200, Expires="600"), 1.1)
+    assert sub.expires_at == pytest.approx(601.1)  # the answer to the resent request counts
