@@ -123,8 +123,13 @@ class DnsLookup:
         if task is None:  # one query per name and type, however many callers wait for it
             task = asyncio.get_running_loop().create_task(self._fetch(*key))
             self._inflight[key] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+            task.add_done_callback(lambda t: self._done(key, t))
         return await asyncio.shield(task)
+
+    def _done(self, key: tuple[str, RdType], task: asyncio.Task[LookupResult]) -> None:
+        self._inflight.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have been cancelled meanwhile
 
     async def _fetch(self, name: str, rdtype: RdType) -> LookupResult:
         self.counters.lookups += 1

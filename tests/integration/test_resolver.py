@@ -625,3 +625,13 @@ async def test_no_servers_static_only() -> None:
         assert (info.value.kind, info.value.sip_status) == ("disabled", 404)
         assert info.value.xmpp_condition == "remote-server-not-found"
     assert r.lookups == 0
+
+
+async def test_concurrent_lookups_are_coalesced(dns_server: DnsServer) -> None:
+    r = resolver(dns_server)
+    before = len(dns_server.queries("_sip._udp.srvonly.test"))
+    results = await bounded(
+        asyncio.gather(*(r.resolve_sip(uri("sip:bob@srvonly.test")) for _ in range(20)))
+    )
+    assert all(brief(t) == [("udp", "127.0.0.31", 5080)] for t in results)
+    assert len(dns_server.queries("_sip._udp.srvonly.test")) == before + 1
