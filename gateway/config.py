@@ -114,6 +114,8 @@ class SipConfig:
     tls_client: TlsClientConfig = TlsClientConfig()
     message_success_status: int = 200  # 200 or 202 for MESSAGE taken by XMPP
     user_agent: str = "cpim-gateway"
+    federation: bool = False  # carry traffic between local and outside domains (RFC 7247 §5)
+    trusted_tls_names: tuple[str, ...] = ()  # certificate names of trusted TLS peers
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,41 @@ class RegistrarConfig:
     min_expires: int = 60
     max_expires: int = 7200
     default_expires: int = 3600
+    max_bindings: int = 10  # contacts per AOR
+    replace_same_instance: bool = True  # a device re-registering replaces its old contact
+    flow_timer: int | None = None  # RFC 5626 Flow-Timer for outbound clients
+    available_without_publish: bool = True  # registered phones without PUBLISH show online
+    publish_min_expires: int = 60
+    publish_max_expires: int = 7200
+    publish_default_expires: int = 3600
+
+
+RATE_LIMIT_KINDS = ("register-failure", "message", "subscribe")
+
+
+@dataclass(frozen=True)
+class LimitConfig:
+    """A token bucket: `burst` requests, refilled at `rate` per second (burst 0: off)."""
+
+    burst: float
+    rate: float
+
+
+def _default_limits(values: dict[str, tuple[float, float]]) -> tuple[tuple[str, LimitConfig], ...]:
+    return tuple((k, LimitConfig(*v)) for k, v in values.items())
+
+
+@dataclass(frozen=True)
+class RateLimitsConfig:
+    """Per source address and per user; kinds: register-failure, message, subscribe."""
+
+    per_source: tuple[tuple[str, LimitConfig], ...] = _default_limits(
+        {"register-failure": (10, 1 / 30), "message": (50, 10), "subscribe": (50, 5)}
+    )
+    per_user: tuple[tuple[str, LimitConfig], ...] = _default_limits(
+        {"register-failure": (5, 1 / 60), "message": (30, 5), "subscribe": (20, 2)}
+    )
+    max_keys: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -156,6 +193,7 @@ class Config:
     xmpp: XmppConfig
     sip: SipConfig
     registrar: RegistrarConfig
+    rate_limits: RateLimitsConfig
     dns: DnsConfig
     admin: AdminConfig
     source: Path | None = None
@@ -488,6 +526,8 @@ def _load_sip(sec: _Section, base: Path) -> SipConfig:
         tls_client=tls_client,
         message_success_status=status,
         user_agent=sec.get("user_agent", str, "cpim-gateway"),
+        federation=sec.get("federation", bool, False),
+        trusted_tls_names=tuple(n.lower() for n in sec.strings("trusted_tls_names")),
     )
     sec.used.add("outbound_proxy")
     sec.done()
@@ -513,16 +553,65 @@ def _sip_uri(sec: _Section, name: str) -> str:
 
 def _load_registrar(sec: _Section, base: Path) -> RegistrarConfig:
     users = sec.opt("users_file", str)
+    flow_timer = sec.opt("flow_timer", int)
     out = RegistrarConfig(
         users_file=_readable_file(sec.key("users_file"), users, base) if users else None,
         min_expires=sec.get("min_expires", int, 60),
         max_expires=sec.get("max_expires", int, 7200),
         default_expires=sec.get("default_expires", int, 3600),
+        max_bindings=sec.get("max_bindings", int, 10),
+        replace_same_instance=sec.get("replace_same_instance", bool, True),
+        flow_timer=flow_timer,
+        available_without_publish=sec.get("available_without_publish", bool, True),
+        publish_min_expires=sec.get("publish_min_expires", int, 60),
+        publish_max_expires=sec.get("publish_max_expires", int, 7200),
+        publish_default_expires=sec.get("publish_default_expires", int, 3600),
     )
     if not 0 < out.min_expires <= out.default_expires <= out.max_expires:
         raise ConfigError(
             sec.key("default_expires"), "need 0 < min_expires <= default_expires <= max_expires"
         )
+    if not 0 < out.publish_min_expires <= out.publish_default_expires <= out.publish_max_expires:
+        raise ConfigError(
+            sec.key("publish_default_expires"),
+            "need 0 < publish_min_expires <= publish_default_expires <= publish_max_expires",
+        )
+    if out.max_bindings < 1:
+        raise ConfigError(sec.key("max_bindings"), "must be at least 1")
+    if flow_timer is not None and flow_timer < 1:
+        raise ConfigError(sec.key("flow_timer"), "must be at least 1")
+    sec.done()
+    return out
+
+
+def _load_limits(
+    sec: _Section, name: str, defaults: tuple[tuple[str, LimitConfig], ...]
+) -> tuple[tuple[str, LimitConfig], ...]:
+    table = sec.table(name)
+    merged = dict(defaults)
+    for kind in list(table.data):
+        if kind not in RATE_LIMIT_KINDS:
+            raise ConfigError(
+                table.key(kind), f"unknown kind (one of {', '.join(RATE_LIMIT_KINDS)})"
+            )
+        lim = table.table(kind)
+        burst = lim.get("burst", float, required=True)
+        rate = lim.get("rate", float, required=True)
+        if burst < 0 or rate <= 0:
+            raise ConfigError(lim.key("rate"), "need burst >= 0 and rate > 0")
+        lim.done()
+        merged[kind] = LimitConfig(burst, rate)
+    table.done()
+    return tuple(merged.items())
+
+
+def _load_rate_limits(sec: _Section) -> RateLimitsConfig:
+    d = RateLimitsConfig()
+    out = RateLimitsConfig(
+        per_source=_load_limits(sec, "per_source", d.per_source),
+        per_user=_load_limits(sec, "per_user", d.per_user),
+        max_keys=sec.get("max_keys", int, 100_000),
+    )
     sec.done()
     return out
 
@@ -567,6 +656,7 @@ def load_config(
         xmpp=_load_xmpp(root.table("xmpp"), base_dir, env),
         sip=_load_sip(root.table("sip"), base_dir),
         registrar=_load_registrar(root.table("registrar"), base_dir),
+        rate_limits=_load_rate_limits(root.table("rate_limits")),
         dns=_load_dns(root.table("dns")),
         admin=_load_admin(root.table("admin"), base_dir, env),
         source=source,

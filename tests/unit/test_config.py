@@ -195,3 +195,51 @@ def test_read_config_reports_bad_toml_and_missing_file(tmp_path: Path) -> None:
         read_config(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         read_config(tmp_path / "absent.toml")
+
+
+def test_registrar_rate_limit_and_federation_keys(tmp_path: Path) -> None:
+    cfg = load(
+        MINIMAL
+        + """
+[sip]
+federation = true
+trusted_tls_names = ["Proxy.Example.org"]
+[registrar]
+max_bindings = 3
+available_without_publish = false
+flow_timer = 25
+[rate_limits]
+max_keys = 500
+[rate_limits.per_source]
+message = { burst = 5, rate = 1 }
+""",
+        tmp_path,
+    )
+    assert cfg.sip.federation is True
+    assert cfg.sip.trusted_tls_names == ("proxy.example.org",)
+    assert (cfg.registrar.max_bindings, cfg.registrar.flow_timer) == (3, 25)
+    assert cfg.registrar.available_without_publish is False
+    limits = dict(cfg.rate_limits.per_source)
+    assert (limits["message"].burst, limits["message"].rate) == (5, 1)
+    assert limits["subscribe"].burst == 50  # untouched kinds keep their defaults
+    assert cfg.rate_limits.max_keys == 500
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        (
+            "[rate_limits.per_source]\nflood = { burst = 1, rate = 1 }",
+            "rate_limits.per_source.flood",
+        ),
+        ("[rate_limits.per_user]\nmessage = { burst = 1 }", "rate_limits.per_user.message.rate"),
+        (
+            "[rate_limits.per_user]\nmessage = { burst = 1, rate = 0 }",
+            "rate_limits.per_user.message.rate",
+        ),
+        ("[registrar]\nmax_bindings = 0", "registrar.max_bindings"),
+        ("[registrar]\npublish_min_expires = 9999", "registrar.publish_default_expires"),
+    ],
+)
+def test_rate_limit_and_registrar_errors(text: str, path: str, tmp_path: Path) -> None:
+    assert error_of(MINIMAL + text, tmp_path).path == path
