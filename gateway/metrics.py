@@ -93,8 +93,3 @@ class Metrics:
     def gauge_fn(self, name: str, doc: str, fn: Callable[[], float]) -> None:
         """A gauge read at scrape time (transactions in flight, connections...)."""
         Gauge(name, doc, registry=self.registry).set_function(fn)
-
-    def counter_fn(self, name: str, doc: str, fn: Callable[[], float]) -> None:
-        """A monotonic value owned elsewhere (endpoint stats), exported as a gauge-typed
-        sample named like a counter would be; read at scrape time."""
-        Gauge(name, doc, registry=self.registry).set_function(fn)
