@@ -64,11 +64,12 @@ def plan_transport(
 ) -> SizePlan | None:
     """The transport for a request of `size` bytes to a target reached by
     `target_transport`; None when it cannot be sent at all (too large for UDP and TCP
-    not allowed). Reliable targets keep their transport."""
+    not allowed). Reliable targets keep their transport. A datagram is never larger
+    than `max_message_size` (nor 65507), whatever the path MTU."""
     t = target_transport.lower()
-    if t != "udp" or not too_big_for_udp(size, path_mtu):
-        return SizePlan(t, None)
     fits = size <= min(max_message_size, MAX_DATAGRAM)
+    if t != "udp" or (fits and not too_big_for_udp(size, path_mtu)):
+        return SizePlan(t, None)
     if not allow_tcp:
         return SizePlan("udp", None) if fits else None
     return SizePlan("tcp", "udp" if fits else None)
