@@ -12,7 +12,17 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from gateway.sip import abnf
-from gateway.sip.abnf import GEN_VALUE, HOST, LWS, PORT, QUOTED_STRING, SWS, TOKEN
+from gateway.sip.abnf import (
+    LWS,
+    PORT,
+    POSSESSIVE_GEN_VALUE,
+    POSSESSIVE_HOST,
+    POSSESSIVE_QUOTED_STRING,
+    POSSESSIVE_TOKEN,
+    QUOTED_STRING,
+    SWS,
+    TOKEN,
+)
 from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.uri import SipUri, Uri, parse_uri
 
@@ -231,8 +241,9 @@ def split_comma(value: str) -> list[str]:
 # ---------------------------------------------------------------- generic params
 
 # *( SEMI generic-param ) ; SEMI = SWS ";" SWS ; generic-param = token [ EQUAL gen-value ]
-_PARAMS = rf"(?:{SWS};{SWS}{TOKEN}(?:{SWS}={SWS}{GEN_VALUE})?)*{SWS}"
-_param_iter_re = re.compile(rf";{SWS}({TOKEN})(?:{SWS}={SWS}({GEN_VALUE}))?")
+# (possessive: a param name ends before SWS "=" or ";", a value before SWS ";" or the end)
+_PARAMS = rf"(?:{SWS};{SWS}{POSSESSIVE_TOKEN}(?:{SWS}={SWS}{POSSESSIVE_GEN_VALUE})?)*{SWS}"
+_param_iter_re = re.compile(rf";{SWS}({POSSESSIVE_TOKEN})(?:{SWS}={SWS}({POSSESSIVE_GEN_VALUE}))?")
 _params_re = re.compile(_PARAMS)
 
 
@@ -326,9 +337,11 @@ def parse_delta_seconds(text: str, default: int = DEFAULT_EXPIRES) -> int:
 # via-parm = sent-protocol LWS sent-by *( SEMI via-params )
 # sent-protocol = protocol-name SLASH protocol-version SLASH transport ; SLASH = SWS "/" SWS
 # sent-by = host [ COLON port ]
+# (possessive: the tokens end before SWS "/" or LWS, the host before SWS ":" / ";" or the end)
+_T = POSSESSIVE_TOKEN
 _via_re = re.compile(
-    rf"({TOKEN}){SWS}/{SWS}({TOKEN}){SWS}/{SWS}({TOKEN}){LWS}({HOST})(?:{SWS}:{SWS}({PORT}))?"
-    rf"({_PARAMS})"
+    rf"({_T}){SWS}/{SWS}({_T}){SWS}/{SWS}({_T}){LWS}({POSSESSIVE_HOST})"
+    rf"(?:{SWS}:{SWS}({PORT}))?({_PARAMS})"
 )
 
 
@@ -420,7 +433,7 @@ def parse_via(value: str) -> list[Via]:
 # display-name = *(token LWS) / quoted-string   (RFC 4475 §3.1.1.6: LWS before "<" optional)
 # LAQUOT = SWS "<" ; RAQUOT = ">" SWS
 _name_addr_re = re.compile(
-    rf"{SWS}(?:({QUOTED_STRING})|({TOKEN}(?:{LWS}{TOKEN})*))?{SWS}<([^<>\s]+)>({_PARAMS})"
+    rf"{SWS}(?:({POSSESSIVE_QUOTED_STRING})|({_T}(?:{LWS}{_T})*))?{SWS}<([^<>\s]+)>({_PARAMS})"
 )
 # addr-spec without <>: stops at ";" (RFC 3261 §20.10: a URI with , ? or ; needs <>)
 _addr_spec_re = re.compile(rf"{SWS}([^\s;,<>\"?]+)({_PARAMS})")

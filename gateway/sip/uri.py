@@ -30,10 +30,11 @@ Param: TypeAlias = tuple[str, str | None]
 # SIP-URI = "sip:" [ userinfo ] hostport uri-parameters [ headers ]   (SIPS-URI alike)
 # userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"
 # hostport = host [ ":" port ]
+# (possessive forms: user/password end before ":" or "@", host before ":" ";" "?" or the end)
 _sip_re = re.compile(
     rf"(?P<scheme>[Ss][Ii][Pp][Ss]?):"
-    rf"(?:(?P<user>{abnf.USER})(?::(?P<password>{abnf.PASSWORD}))?@)?"
-    rf"(?P<host>{abnf.HOST})(?::(?P<port>{abnf.PORT}))?"
+    rf"(?:(?P<user>{abnf.POSSESSIVE_USER})(?::(?P<password>{abnf.POSSESSIVE_PASSWORD}))?@)?"
+    rf"(?P<host>{abnf.POSSESSIVE_HOST})(?::(?P<port>{abnf.PORT}))?"
     rf"(?P<params>(?:;[^;?]*)*)"
     rf"(?:\?(?P<headers>.*))?",
     re.DOTALL,
