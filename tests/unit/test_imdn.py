@@ -29,7 +29,7 @@ from mappings.imdn import (
 )
 from mappings.xmlsafe import XmlRejected
 
-SCHEMA = Path("/work/shared/standards/schemas/imdn.xsd")
+SCHEMA = Path(__file__).resolve().parents[1] / "vectors" / "standards" / "schemas" / "imdn.xsd"
 MINUS5 = timezone(timedelta(hours=-5))
 
 # RFC 5438 §7.1.1.3: an IM requesting positive and negative delivery notifications.
@@ -372,8 +372,6 @@ def test_build_round_trips_and_validates(doc: Imdn) -> None:
         expected_original,
         doc.subject,
     )
-    if not SCHEMA.exists():
-        pytest.skip(f"{SCHEMA} not present")
     schema = etree.XMLSchema(etree.parse(str(SCHEMA)))
     assert schema.validate(etree.fromstring(body)), schema.error_log
 
