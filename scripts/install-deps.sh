@@ -20,8 +20,8 @@ VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 export DEBIAN_FRONTEND=noninteractive
 
-APT_PACKAGES=(prosody sip-tester ejabberd dnsmasq-base baresip openssl iproute2 make)
-SERVICES=(prosody ejabberd)
+APT_PACKAGES=(prosody sip-tester ejabberd dnsmasq-base baresip openssl iproute2 make kamailio)
+SERVICES=(prosody ejabberd kamailio)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
