@@ -261,8 +261,8 @@ async def udp_peers() -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def endpoint() -> AsyncIterator[Any]:
-    mod = pytest.importorskip("gateway.sip.transport.endpoint")
     from gateway.config import ListenerConfig, SipConfig, SipTimers, Transport
+    from gateway.sip.transport import endpoint as mod
 
     class Refuse:
         def handle(self, request: Any) -> None:
