@@ -64,6 +64,12 @@ def test_no_udp_fallback_when_it_does_not_fit() -> None:
     assert plan_transport("udp", big, max_message_size=1 << 20) == SizePlan("tcp", None)
 
 
+def test_large_path_mtu_does_not_lift_the_message_size_limit() -> None:
+    assert plan_transport("udp", 1501, max_message_size=1500, path_mtu=9000) == SizePlan(
+        "tcp", None
+    )
+
+
 def test_udp_only_targets() -> None:
     assert plan_transport("udp", 2000, max_message_size=65535, allow_tcp=False) == SizePlan(
         "udp", None
@@ -87,8 +93,8 @@ def test_plan_never_sends_oversize_datagrams(
         return
     if plan.transport == "udp" or plan.fallback == "udp":
         assert size <= min(limit, MAX_DATAGRAM)
-    if not too_big_for_udp(size, mtu):
-        assert plan == SizePlan("udp", None)
+    if size <= min(limit, MAX_DATAGRAM) and not too_big_for_udp(size, mtu):
+        assert plan == SizePlan("udp", None)  # small enough: stays on UDP
 
 
 # ---------------------------------------------------------------- UAC headers
