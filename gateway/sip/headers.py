@@ -306,11 +306,14 @@ def _parse_params(text: str, what: str) -> Params:
     return _matched_params(text)
 
 
+_NO_PARAMS = Params()
+
+
 def _matched_params(text: str) -> Params:
     """Params of `text` already matched by `_PARAMS` (as a group of a larger fullmatch).
     A matched gen-value is never empty, so findall's "" means "no value" (None)."""
     if not text or text.isspace():
-        return Params()
+        return _NO_PARAMS  # immutable: one shared empty instance
     params = object.__new__(Params)
     params.__dict__["items"] = tuple([(n, v or None) for n, v in _param_iter_re.findall(text)])
     return params
@@ -529,7 +532,9 @@ def parse_cseq(value: str) -> CSeq:
     seq = None if m is None else _delta(m.group(1))
     if m is None or seq is None:
         raise RemoteProtocolError(f"malformed CSeq {value!r}")
-    return CSeq(seq, m.group(2))
+    cseq = object.__new__(CSeq)  # CSeq(...) without the frozen __init__'s per-field cost
+    cseq.__dict__.update(seq=seq, method=m.group(2))
+    return cseq
 
 
 def parse_max_forwards(value: str) -> int | None:

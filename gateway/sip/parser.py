@@ -16,7 +16,6 @@ from gateway.sip.headers import (
     LIST_HEADERS,
     SINGLETON_HEADERS,
     CSeq,
-    Via,
     canonical_name,
     parse_cseq,
     parse_max_forwards,
@@ -213,28 +212,19 @@ def _views(msg: SipMessage, values: list[str], request: bool) -> CSeq | None:
     """Parse the views the transaction layer needs, in the order the lazy views would be
     read (cseq, vias, from_, to[, max_forwards]), and cache them on `msg`."""
     keys = msg.headers._keys
-    first = dict(zip(reversed(keys), reversed(values), strict=True))
-    v = first.get("cseq")
-    cseq = None if v is None else parse_cseq(v)
-    if "via" not in first:
-        vias: tuple[Via, ...] = ()
-    elif keys.count("via") == 1:
-        vias = tuple(parse_via(first["via"]))
+    cache = msg.__dict__
+    cseq = cache["cseq"] = parse_cseq(values[keys.index("cseq")]) if "cseq" in keys else None
+    count = keys.count("via")
+    if count == 1:
+        cache["vias"] = tuple(parse_via(values[keys.index("via")]))
     else:
-        vias = tuple(
+        cache["vias"] = tuple(
             x for k, raw in zip(keys, values, strict=True) if k == "via" for x in parse_via(raw)
         )
-    v = first.get("from")
-    from_ = None if v is None else parse_name_addr(v)
-    v = first.get("to")
-    to = None if v is None else parse_name_addr(v)
-    cache = msg.__dict__
-    cache["cseq"] = cseq
-    cache["vias"] = vias
-    cache["from_"] = from_
-    cache["to"] = to
+    cache["from_"] = parse_name_addr(values[keys.index("from")]) if "from" in keys else None
+    cache["to"] = parse_name_addr(values[keys.index("to")]) if "to" in keys else None
     if request:
-        v = first.get("max-forwards")
+        v = values[keys.index("max-forwards")] if "max-forwards" in keys else None
         cache["max_forwards"] = None if v is None else parse_max_forwards(v)
     return cseq
 

@@ -276,7 +276,7 @@ def parse_uri(text: str) -> Uri:
             password=password,
             host=host,
             port=None if port is None else int(port),
-            params=_split_params(params),
+            params=_split_params(params) if params else (),
             headers=() if hdrs is None else _split_headers(hdrs),
         )
         return uri
