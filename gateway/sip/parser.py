@@ -111,19 +111,18 @@ def _split_fast(lines: list[str]) -> tuple[Headers, list[str]] | None:
     names: list[str] = []
     keys: list[str] = []
     values: list[str] = []
-    cache = _NAMES
-    for i in range(1, len(lines)):
-        name, sep, value = lines[i].partition(":")
+    add_name, add_key, add_value = names.append, keys.append, values.append
+    get = _NAMES.get
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
         if not sep:
             return None
-        known = cache.get(name)
+        known = get(name) or _learn(name)
         if known is None:
-            known = _learn(name)
-            if known is None:
-                return None
-        names.append(known[0])
-        keys.append(known[1])
-        values.append(value.strip(" \t"))
+            return None
+        add_name(known[0])
+        add_key(known[1])
+        add_value(value.strip(" \t"))
     return Headers._trusted_keyed(tuple(zip(names, values, strict=True)), tuple(keys)), values
 
 
