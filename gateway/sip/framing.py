@@ -52,12 +52,18 @@ class StreamFramer:
         self._buf = bytearray()
         self._need: int | None = None  # total size of the message being received, if known
         self._closed = False
+        # A framing error found after complete messages in the same chunk: those messages
+        # are returned first, and the error waits here for the caller (who must then close).
+        self.error: RemoteProtocolError | None = None
 
     @property
     def buffered(self) -> int:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[FramerEvent]:
+        """Complete messages and keep-alives in `data`. A framing error raises at once when
+        nothing complete precedes it; otherwise the complete events are returned and the
+        error is left in `self.error` (RFC 4475 dblreq: the first message still counts)."""
         if self._closed:
             raise RemoteProtocolError("framer closed after a framing error", fatal=True)
         self._buf += data
@@ -65,9 +71,11 @@ class StreamFramer:
         try:
             while (event := self._next()) is not None:
                 events.append(event)
-        except RemoteProtocolError:
+        except RemoteProtocolError as exc:
             self._closed = True
-            raise
+            if not events:
+                raise
+            self.error = exc
         return events
 
     def _next(self) -> FramerEvent | None:

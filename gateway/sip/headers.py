@@ -245,6 +245,12 @@ def split_comma(value: str) -> list[str]:
 _PARAMS = rf"(?:{SWS};{SWS}{POSSESSIVE_TOKEN}(?:{SWS}={SWS}{POSSESSIVE_GEN_VALUE})?)*{SWS}"
 _param_iter_re = re.compile(rf";{SWS}({POSSESSIVE_TOKEN})(?:{SWS}={SWS}({POSSESSIVE_GEN_VALUE}))?")
 _params_re = re.compile(_PARAMS)
+# via-received = "received" EQUAL (IPv4address / IPv6address): a bare IPv6 address, no
+# brackets (RFC 3261 §25.1, RFC 5118 §4.5), which is not a token; Via params allow it.
+_BARE_IPV6 = r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]*+"
+_VIA_VALUE = rf"(?:{_BARE_IPV6}|{POSSESSIVE_GEN_VALUE})"
+_VIA_PARAMS = rf"(?:{SWS};{SWS}{POSSESSIVE_TOKEN}(?:{SWS}={SWS}{_VIA_VALUE})?)*{SWS}"
+_via_param_iter_re = re.compile(rf";{SWS}({POSSESSIVE_TOKEN})(?:{SWS}={SWS}({_VIA_VALUE}))?")
 
 
 @dataclass(frozen=True)
@@ -309,13 +315,13 @@ def _parse_params(text: str, what: str) -> Params:
 _NO_PARAMS = Params()
 
 
-def _matched_params(text: str) -> Params:
+def _matched_params(text: str, iter_re: re.Pattern[str] = _param_iter_re) -> Params:
     """Params of `text` already matched by `_PARAMS` (as a group of a larger fullmatch).
     A matched gen-value is never empty, so findall's "" means "no value" (None)."""
     if not text or text.isspace():
         return _NO_PARAMS  # immutable: one shared empty instance
     params = object.__new__(Params)
-    params.__dict__["items"] = tuple([(n, v or None) for n, v in _param_iter_re.findall(text)])
+    params.__dict__["items"] = tuple([(n, v or None) for n, v in iter_re.findall(text)])
     return params
 
 
@@ -344,7 +350,7 @@ def parse_delta_seconds(text: str, default: int = DEFAULT_EXPIRES) -> int:
 _T = POSSESSIVE_TOKEN
 _via_re = re.compile(
     rf"({_T}){SWS}/{SWS}({_T}){SWS}/{SWS}({_T}){LWS}({POSSESSIVE_HOST})"
-    rf"(?:{SWS}:{SWS}({PORT}))?({_PARAMS})"
+    rf"(?:{SWS}:{SWS}({PORT}))?({_VIA_PARAMS})"
 )
 
 
@@ -419,7 +425,7 @@ def _parse_one_via(text: str) -> Via:
         transport=transport.upper(),
         host=host,
         port=None if port is None else int(port),
-        params=_matched_params(params),
+        params=_matched_params(params, _via_param_iter_re),
         protocol=f"{name.upper()}/{version}",
     )
     return via

@@ -67,3 +67,16 @@ def test_bounded_buffer() -> None:
     framer = StreamFramer(max_message_size=1024)
     with pytest.raises(RemoteProtocolError):
         framer.feed(MSG.replace(b"Content-Length: 4", b"Content-Length: 5000"))
+
+
+def test_complete_message_before_a_framing_error_is_not_lost() -> None:
+    """RFC 4475 §3.1.1.8 (dblreq) over a stream: the REGISTER is framed; the junk after
+    it (no Content-Length, §18.3) is an error left for the caller, who closes."""
+    good = b"REGISTER sip:a SIP/2.0\r\nContent-Length: 0\r\n\r\n"
+    junk = b"INVITE sip:b SIP/2.0\r\nVia: x\r\n\r\n"
+    framer = StreamFramer()
+    events = framer.feed(good + junk)
+    assert events == [Frame(good)]
+    assert framer.error is not None and framer.error.fatal
+    with pytest.raises(RemoteProtocolError):
+        framer.feed(b"more")

@@ -215,3 +215,14 @@ def test_headers_model() -> None:
         Headers([("Bad Name", "x")])
     with pytest.raises(LocalProtocolError):
         Headers([("X", "a\r\nInjected: 1")])
+
+
+def test_via_received_takes_a_bare_ipv6_address() -> None:
+    """RFC 3261 §25.1: via-received = "received" EQUAL (IPv4address / IPv6address); the
+    IPv6address form has no brackets (RFC 5118 §4.5)."""
+    from gateway.sip.headers import parse_via
+
+    via = parse_via("SIP/2.0/UDP [2001:db8::9:1];branch=z9hG4bKas3;received=2001:db8::9:255")[0]
+    assert via.received == "2001:db8::9:255"
+    assert via.branch == "z9hG4bKas3"
+    assert parse_via(str(via))[0] == via

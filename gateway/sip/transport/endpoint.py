@@ -350,9 +350,8 @@ class SipEndpoint:
         self._count_retransmission(msg)
         self._origin = origin
         try:
-            # IPv6 sources go in bracketed, so that the `received` the layer stamps
-            # stays parseable (the Via grammar takes an IPv6 reference there).
-            self.layer.receive(msg, (format_host(source[0]), source[1]), transport, self.now())
+            # `received` carries a bare IPv6 address (RFC 3261 §25.1 via-received).
+            self.layer.receive(msg, source, transport, self.now())
         except RemoteProtocolError as exc:
             exc.headers, exc.method = msg.headers, msg.method
             self._stateless(error_response(exc, to_tag=secrets.token_hex(6)), reply)

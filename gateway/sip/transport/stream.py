@@ -100,6 +100,9 @@ class StreamConnection(asyncio.Protocol):
                 self.table.on_frame(self, event.data)
             elif isinstance(event, KeepAlivePing):
                 self.write(b"\r\n")  # RFC 5626 §3.5.1 pong
+        if self.framer.error is not None and not self.closed:
+            self.table.on_framing_error(self, self.framer.error)
+            self.close()
 
     def eof_received(self) -> bool | None:
         return False  # close our side too
