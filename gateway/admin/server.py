@@ -1,20 +1,31 @@
 """Admin HTTP API (aiohttp app factory), embedded in the gateway's loop.
 
 /healthz: the process is alive. /readyz: every component link is up and every
-SIP listener is bound. Both answer JSON. docs/admin-api.md describes them.
+SIP listener is bound. /metrics: the Prometheus registry (text exposition, or
+OpenMetrics when asked for). /links, /registrations, /subscriptions: JSON
+listings from providers the composition root passes in. GET/POST /trace: the
+runtime switch of the SIP and XMPP wire traces. Everything but /healthz needs
+the bearer token when one is configured. docs/admin-api.md describes it all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
+import inspect
+import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 from gateway.config import AdminConfig
+from gateway.logs import WireTrace
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +41,24 @@ class Readiness:
 
 
 ReadinessProbe = Callable[[], Readiness]
+# A listing: rows (dataclasses or mappings), computed on demand, sync or async.
+Listing = Callable[[], Iterable[Any] | Awaitable[Iterable[Any]]]
+LISTINGS = ("links", "registrations", "subscriptions")
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class AdminSources:
+    """What the admin API reads, passed in by the composition root (never a global)."""
+
+    registry: CollectorRegistry | None = None
+    listings: Mapping[str, Listing] = field(default_factory=dict)
+    trace: WireTrace | None = None
+
+
 PROBE = web.AppKey[ReadinessProbe]("probe")
+SOURCES = web.AppKey[AdminSources]("sources")
 
 
 def _auth_middleware(token: str) -> Middleware:
@@ -61,21 +89,102 @@ async def _readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": r.ready, "checks": r.checks}, status=200 if r.ready else 503)
 
 
-def create_app(cfg: AdminConfig, probe: ReadinessProbe) -> web.Application:
+async def _metrics(request: web.Request) -> web.Response:
+    registry = request.app[SOURCES].registry
+    if registry is None:
+        return web.json_response({"error": "no metrics registry"}, status=404)
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return web.Response(body=encoder(registry), headers={"Content-Type": content_type})
+
+
+def _row(item: Any) -> Any:
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        return dataclasses.asdict(item)
+    if isinstance(item, Mapping):
+        return dict(item)
+    return item
+
+
+def _limit(request: web.Request) -> int:
+    text = request.query.get("limit", str(DEFAULT_LIMIT))
+    if not text.isdigit() or not 0 < int(text) <= MAX_LIMIT:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"limit must be 1..{MAX_LIMIT}"}),
+            content_type="application/json",
+        )
+    return int(text)
+
+
+async def _listing(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    provider = request.app[SOURCES].listings.get(name)
+    if provider is None:
+        return web.json_response({"error": f"{name} not available in this gateway"}, status=404)
+    limit = _limit(request)
+    produced = provider()
+    items = await produced if inspect.isawaitable(produced) else produced
+    rows = [_row(item) for item in items]
+    body = {"count": len(rows), "truncated": len(rows) > limit, name: rows[:limit]}
+    return web.json_response(body, dumps=lambda obj: json.dumps(obj, default=str))
+
+
+async def _trace_get(request: web.Request) -> web.Response:
+    trace = request.app[SOURCES].trace
+    if trace is None:
+        return web.json_response({"error": "no wire trace"}, status=404)
+    return web.json_response(trace.state())
+
+
+async def _trace_post(request: web.Request) -> web.Response:
+    trace = request.app[SOURCES].trace
+    if trace is None:
+        return web.json_response({"error": "no wire trace"}, status=404)
+    try:
+        wanted = await request.json()
+    except ValueError:
+        return web.json_response({"error": "body must be JSON"}, status=400)
+    state = trace.state()
+    if (
+        not isinstance(wanted, dict)
+        or not wanted
+        or any(k not in state or not isinstance(v, bool) for k, v in wanted.items())
+    ):
+        return web.json_response(
+            {"error": 'body must be like {"sip": true, "xmpp": false}'}, status=400
+        )
+    for kind, on in wanted.items():
+        trace.set(kind, on)
+    log.info(
+        "wire trace changed through the admin API",
+        extra={"fields": {**trace.state(), "peer": request.remote}},
+    )
+    return web.json_response(trace.state())
+
+
+def create_app(
+    cfg: AdminConfig, probe: ReadinessProbe, sources: AdminSources | None = None
+) -> web.Application:
     middlewares: list[Middleware] = [_auth_middleware(cfg.token)] if cfg.token else []
     app = web.Application(middlewares=middlewares)
     app[PROBE] = probe
+    app[SOURCES] = sources or AdminSources()
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/trace", _trace_get)
+    app.router.add_post("/trace", _trace_post)
+    app.router.add_get(r"/{name:" + "|".join(LISTINGS) + "}", _listing)
     return app
 
 
 class AdminServer:
     """Runs the admin app on the configured address inside the current loop."""
 
-    def __init__(self, cfg: AdminConfig, probe: ReadinessProbe) -> None:
+    def __init__(
+        self, cfg: AdminConfig, probe: ReadinessProbe, sources: AdminSources | None = None
+    ) -> None:
         self._cfg = cfg
-        self._runner = web.AppRunner(create_app(cfg, probe), access_log=None)
+        self._runner = web.AppRunner(create_app(cfg, probe, sources), access_log=None)
 
     async def start(self) -> None:
         await self._runner.setup()
