@@ -174,6 +174,7 @@ def vias(draw: st.DrawFn) -> str:
     def one() -> str:
         proto = draw(mostly(["SIP/2.0/UDP", "sip/2.0/tcp", "SIP / 2.0 / TLS"], ["SIP/2.0"]))
         branch = draw(st.sampled_from([";branch=z9hG4bK776", ";branch=z9hG4bK", "", ";branch"]))
+        branch += draw(st.sampled_from(["", "", ";received=2001:db8::9", ";received=::1;rport=9"]))
         return f"{proto} {draw(hosts)}{draw(ports)}{branch}{draw(header_params)}"
 
     return ", ".join(one() for _ in range(draw(st.integers(1, 3))))

@@ -234,6 +234,13 @@ def split_comma(value: str) -> list[str]:
 _PARAMS = rf"(?:{SWS};{SWS}{TOKEN}(?:{SWS}={SWS}{GEN_VALUE})?)*{SWS}"
 _param_iter_re = re.compile(rf";{SWS}({TOKEN})(?:{SWS}={SWS}({GEN_VALUE}))?")
 _params_re = re.compile(_PARAMS)
+# Ported from 2334f55 (a deliberate behaviour change after the freeze, not speed work):
+# via-received = "received" EQUAL (IPv4address / IPv6address): a bare IPv6 address, no
+# brackets (RFC 3261 §25.1, RFC 5118 §4.5), which is not a token; Via params allow it.
+_BARE_IPV6 = r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]*"
+_VIA_VALUE = rf"(?:{_BARE_IPV6}|{GEN_VALUE})"
+_VIA_PARAMS = rf"(?:{SWS};{SWS}{TOKEN}(?:{SWS}={SWS}{_VIA_VALUE})?)*{SWS}"
+_via_param_iter_re = re.compile(rf";{SWS}({TOKEN})(?:{SWS}={SWS}({_VIA_VALUE}))?")
 
 
 @dataclass(frozen=True)
@@ -318,8 +325,14 @@ def parse_delta_seconds(text: str, default: int = DEFAULT_EXPIRES) -> int:
 # sent-by = host [ COLON port ]
 _via_re = re.compile(
     rf"({TOKEN}){SWS}/{SWS}({TOKEN}){SWS}/{SWS}({TOKEN}){LWS}({HOST})(?:{SWS}:{SWS}({PORT}))?"
-    rf"({_PARAMS})"
+    rf"({_VIA_PARAMS})"
 )
+
+
+def _parse_via_params(text: str) -> Params:
+    if not text or text.isspace():
+        return Params()
+    return Params(tuple((m.group(1), m.group(2)) for m in _via_param_iter_re.finditer(text)))
 
 
 @dataclass(frozen=True)
@@ -392,7 +405,7 @@ def _parse_one_via(text: str) -> Via:
         transport=m.group(3).upper(),
         host=m.group(4),
         port=None if port is None else int(port),
-        params=_parse_params(m.group(6), "Via"),
+        params=_parse_via_params(m.group(6)),
         protocol=f"{m.group(1).upper()}/{m.group(2)}",
     )
 
