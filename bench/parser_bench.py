@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.common import Row, dump_results, percentile, print_table, self_sample
 
-__all__ = ["MESSAGES", "bare_parse", "main", "run"]
+__all__ = ["MESSAGES", "bare_parse", "bare_serialize", "main", "run", "summarize"]
 
 SCENARIO = "parser"
 TARGET_RATE = 50_000  # typical requests/s on one core (issue 11)
@@ -252,6 +252,17 @@ def run(n: int = 20_000, repeat: int = 5) -> list[Row]:
     return rows
 
 
+def summarize(rows: Sequence[Row]) -> str:
+    """One line: the typical-mix parse rate against the issue 11 target."""
+    typical = next(r for r in rows if r.name == "parse typical mix")
+    rate, ratio = typical.rate or 0.0, typical.ratio or 0.0
+    verdict = "meets" if rate >= TARGET_RATE else "MISSES"
+    return (
+        f"parser, typical mix: {rate:,.0f} messages/s on one core (CPU time); "
+        f"{verdict} the {TARGET_RATE:,}/s target; {ratio:.2f} of the bare split"
+    )
+
+
 def _pin(cpu: int | None) -> None:
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
@@ -268,12 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.collect()
     rows = run(args.n, args.repeat)
     print_table(rows)
-    typical = next(r for r in rows if r.name == "parse typical mix")
-    verdict = "meets" if (typical.rate or 0) >= TARGET_RATE else "MISSES"
-    print(
-        f"\nparser, typical mix: {typical.rate:,.0f} messages/s on one core (CPU time); "
-        f"{verdict} the {TARGET_RATE:,}/s target; {typical.ratio:.2f} of the bare split"
-    )
+    print("\n" + summarize(rows))
     if not args.no_json:
         path = dump_results(SCENARIO, rows, {"n": args.n, "repeat": args.repeat, "cpu": args.cpu})
         print(f"results: {path}")

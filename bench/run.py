@@ -27,21 +27,28 @@ class Scenario:
     name: str
     description: str
     run: Callable[[], list[Row]]  # a bounded run with the scenario's default parameters
+    summarize: Callable[[list[Row]], str] | None = None  # verdict against the target
 
 
 SCENARIOS: dict[str, Scenario] = {}
 
 
-def register(name: str, description: str, run: Callable[[], list[Row]]) -> None:
+def register(
+    name: str,
+    description: str,
+    run: Callable[[], list[Row]],
+    summarize: Callable[[list[Row]], str] | None = None,
+) -> None:
     if name in SCENARIOS:
         raise ValueError(f"scenario {name!r} registered twice")
-    SCENARIOS[name] = Scenario(name, description, run)
+    SCENARIOS[name] = Scenario(name, description, run, summarize)
 
 
 register(
     "parser",
     "SIP parser/serializer microbenchmark on typical messages vs a bare split (one core)",
     parser_bench.run,
+    parser_bench.summarize,
 )
 
 
@@ -66,13 +73,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     rows: list[Row] = []
+    summaries: list[str] = []
     for name in names:
         print(f"# running {name} ...", flush=True)
-        got = SCENARIOS[name].run()
+        scenario = SCENARIOS[name]
+        got = scenario.run()
         rows.extend(got)
+        if scenario.summarize is not None:
+            summaries.append(scenario.summarize(got))
         if not args.no_json:
             print(f"# results: {dump_results(name, got, {'via': 'bench.run'})}", flush=True)
     print_table(rows)
+    for line in summaries:
+        print(line)
     return 1 if any(r.errors for r in rows) else 0
 
 
