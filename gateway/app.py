@@ -1,7 +1,8 @@
 """Composition root: build the services from the config, run them, stop them.
 
-Start order: state directory (checked first, so a broken one fails at start),
-XMPP component links, SIP listeners, admin API. Stop order is the reverse.
+Start order: state directory (checked first, so a broken one fails at start), the store,
+the bridge handlers, XMPP component links, the registrar, SIP listeners (last, so nothing is
+accepted before the rest is ready), admin API. Stop order is the reverse.
 SIGINT/SIGTERM stop the gateway cleanly (exit 0); SIGHUP reloads the log level.
 """
 
@@ -13,12 +14,21 @@ import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from gateway.admin.server import AdminServer, Readiness
+from gateway.bridge.dispatch import SipDispatcher, message_handler
+from gateway.bridge.pager import Pager
+from gateway.bridge.routing import SipRouter
 from gateway.config import Config, ConfigError, read_config
 from gateway.logs import event, set_level
-from gateway.xmpp.disco import prompt_translator
+from gateway.metrics import Metrics
+from gateway.registrar.service import Registrar
+from gateway.resolver.resolver import Resolver
+from gateway.sip.transport.endpoint import SipEndpoint
+from gateway.store.api import Store, StoreError
+from gateway.store.sqlite import open_store
+from gateway.xmpp.disco import Features, prompt_translator
 from gateway.xmpp.links import XmppLinks
 
 log = logging.getLogger(__name__)
@@ -53,6 +63,8 @@ class Gateway:
     cfg: Config
     services: list[tuple[str, Service]] = field(default_factory=list)
     started: list[tuple[str, Service]] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
+    endpoint: SipEndpoint | None = None
 
     def readiness(self) -> Readiness:
         checks = {name: bool(getattr(svc, "ready", True)) for name, svc in self.started}
@@ -76,9 +88,66 @@ class Gateway:
                 log.exception("error while stopping %s", name)
 
 
+class StoreService:
+    """The persistent store, opened at start (after the state directory check)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self._store: Store | None = None
+
+    def __getattr__(self, name: str) -> Any:  # the Store protocol, once open
+        if self._store is None:
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+    async def start(self) -> None:
+        try:
+            self._store = open_store(self.cfg.gateway.state_dir)
+        except StoreError as exc:
+            raise StartupError(f"store: {exc}") from None
+
+    async def stop(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+class BridgeHandlers:
+    """Attaches the pager's stanza handler to the links before they connect."""
+
+    def __init__(self, pager: Pager) -> None:
+        self.pager = pager
+
+    async def start(self) -> None:
+        self.pager.attach()
+
+    async def stop(self) -> None:
+        return None
+
+
 def build(cfg: Config) -> Gateway:
     gw = Gateway(cfg)
-    gw.services.append(("xmpp", XmppLinks(cfg.xmpp, prompt_to_jid=prompt_translator)))
+    store = StoreService(cfg)
+    links = XmppLinks(
+        cfg.xmpp,
+        features=Features(chat_states=True, receipts=True, xhtml_im=True),
+        prompt_to_jid=prompt_translator,
+    )
+    dispatcher = SipDispatcher()
+    endpoint = SipEndpoint(cfg.sip, dispatcher)
+    registrar = Registrar(cfg, cast(Store, store), endpoint, gw.metrics)
+    resolver = Resolver(cfg.dns, cfg.sip.routes, cfg.sip.outbound_proxy)
+    router = SipRouter(cfg, endpoint, resolver, registrar)
+    pager = Pager(cfg, links, router, gw.metrics)
+    dispatcher.add("MESSAGE", message_handler(registrar, pager.sip_message))
+    dispatcher.add("REGISTER", registrar.handle_register)
+    dispatcher.add("PUBLISH", registrar.handle_publish)
+    gw.endpoint = endpoint
+    gw.services.append(("store", store))
+    gw.services.append(("bridge", BridgeHandlers(pager)))
+    gw.services.append(("xmpp", links))
+    gw.services.append(("registrar", registrar))
+    gw.services.append(("sip", endpoint))
     if cfg.admin.enabled:
         gw.services.append(("admin", AdminServer(cfg.admin, gw.readiness)))
     return gw
@@ -117,6 +186,7 @@ async def run(cfg: Config) -> int:
         "gateway ready",
         pid=os.getpid(),
         components=",".join(c.domain for c in cfg.xmpp.components),
+        sip=",".join(li.name for li in gw.endpoint.listeners) if gw.endpoint else "",
         services=",".join(name for name, _ in gw.started),
     )
     await stop.wait()

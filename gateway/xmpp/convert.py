@@ -1,9 +1,14 @@
 """Stanzas <-> neutral values: the one place that reads or writes slixmpp stanza fields.
 
-For now it holds the error side: `XmppErrorInfo` (mappings/errors.py) -> an error reply, and
-the classification of any exception into an `XmppErrorInfo`. Message and presence conversion
-to the mappings/model.py dataclasses belongs to the pager and presence work and will live here
-too, so that handlers keep no mapping logic.
+* errors: `XmppErrorInfo` (mappings/errors.py) -> an error reply; any exception -> an
+  `XmppErrorInfo`; an error stanza -> its condition, text and new address (`stanza_error`);
+* messages (RFC 7572 Tables 1/2 on the XMPP side): `<message/>` -> `MessageOp`
+  (`message_to_op`) and back (`op_to_message`), with XEP-0085 chat states, XEP-0184
+  receipt requests and receipts, and XEP-0071 XHTML-IM (carried in the model as an
+  ``application/xhtml+xml`` part holding the XHTML ``<body/>``).
+
+Elements are read and written on the raw ElementTree (`stanza.xml`), which is faster than
+slixmpp's plugin interfaces and keeps the namespaces explicit.
 """
 
 from __future__ import annotations
@@ -15,6 +20,14 @@ from slixmpp.exceptions import XMPPError
 from slixmpp.jid import InvalidJID
 
 from mappings.errors import XMPP_CONDITIONS, MappingError, XmppErrorInfo, XmppErrorType
+from mappings.model import (
+    Address,
+    BodyPart,
+    ChatState,
+    MessageOp,
+    Subject,
+    XmppMessageType,
+)
 
 STANZA_ERROR_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 INTERNAL_ERROR = XmppErrorInfo.of("internal-server-error")
@@ -77,3 +90,133 @@ def error_reply(stanza: Any, info: XmppErrorInfo) -> Any:
     if info.text:
         ET.SubElement(err.xml, f"{{{STANZA_ERROR_NS}}}text").text = info.text
     return reply
+
+
+# --- messages -----------------------------------------------------------------------------
+
+NS_CHATSTATES = "http://jabber.org/protocol/chatstates"  # XEP-0085
+NS_RECEIPTS = "urn:xmpp:receipts"  # XEP-0184
+NS_XHTML_IM = "http://jabber.org/protocol/xhtml-im"  # XEP-0071
+NS_XHTML = "http://www.w3.org/1999/xhtml"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+XHTML_PART = "application/xhtml+xml"  # same value as gateway.bridge.sip_message.XHTML_PART
+
+_CHAT_STATES = {f"{{{NS_CHATSTATES}}}{s.value}": s for s in ChatState}
+_TYPES = {t.value: t for t in XmppMessageType}
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def message_to_op(msg: Any, *, source: Address, destination: Address) -> MessageOp:
+    """A `<message/>` (not of type error) -> `MessageOp`; ValueError when it carries nothing
+    the model knows (no body, subject, chat state or receipt)."""
+    xml = msg.xml
+    ns = f"{{{msg.namespace}}}"
+    lang = xml.get(XML_LANG) or None
+    body_text: str | None = None
+    subjects: list[Subject] = []
+    thread = None
+    chat_state = None
+    request = False
+    receipt_for = None
+    xhtml: bytes | None = None
+    for child in xml:
+        tag = child.tag
+        if tag == f"{ns}body":
+            if body_text is None or (child.get(XML_LANG) or lang) == lang:
+                body_text = body_text if body_text is not None else (child.text or "")
+        elif tag == f"{ns}subject":
+            slang = child.get(XML_LANG) or None
+            if child.text and all(s.lang != slang for s in subjects):
+                subjects.append(Subject(child.text, slang))
+        elif tag == f"{ns}thread":
+            thread = (child.text or "").strip() or None
+        elif tag in _CHAT_STATES:
+            chat_state = _CHAT_STATES[tag]
+        elif tag == f"{{{NS_RECEIPTS}}}request":
+            request = True
+        elif tag == f"{{{NS_RECEIPTS}}}received":
+            receipt_for = child.get("id") or None
+        elif tag == f"{{{NS_XHTML_IM}}}html":
+            xbody = child.find(f"{{{NS_XHTML}}}body")
+            if xbody is not None:
+                xhtml = ET.tostring(xbody, encoding="utf-8")
+    parts: list[BodyPart] = []
+    if body_text:
+        parts.append(BodyPart.plain(body_text, lang))
+        if xhtml is not None:
+            parts.append(BodyPart(XHTML_PART, xhtml, lang))
+    return MessageOp(
+        source=source,
+        destination=destination,
+        trans_id=msg["id"] or "-",
+        parts=tuple(parts),
+        subjects=tuple(subjects),
+        thread=thread,
+        lang=lang,
+        xmpp_type=_TYPES.get(xml.get("type") or "normal"),
+        receipt_request=request and bool(parts) and bool(msg["id"]),
+        receipt_for=receipt_for,
+        chat_state=chat_state,
+    )
+
+
+def op_to_message(component: Any, op: MessageOp, *, mfrom: str, mto: str, stanza_id: str) -> Any:
+    """`MessageOp` -> `<message/>` from `mfrom` to `mto` (R7572-06: no type for pager-mode
+    content; ``chat`` for a standalone chat state, XEP-0085 §5.2)."""
+    msg = component.make_message(mto=mto, mfrom=mfrom)
+    xml = msg.xml
+    ns = f"{{{msg.namespace}}}"
+    xml.set("id", stanza_id)
+    standalone = not op.parts and not op.subjects
+    if op.chat_state is not None and standalone:
+        xml.set("type", "chat")
+    if op.lang:
+        xml.set(XML_LANG, op.lang)
+    for subject in op.subjects:
+        el = ET.SubElement(xml, f"{ns}subject")
+        el.text = subject.text
+        if subject.lang and subject.lang != op.lang:
+            el.set(XML_LANG, subject.lang)
+    text = op.text()
+    if text is not None:
+        ET.SubElement(xml, f"{ns}body").text = text
+    if op.thread:
+        ET.SubElement(xml, f"{ns}thread").text = op.thread
+    for part in op.parts:
+        if part.media_type == XHTML_PART:
+            html = ET.SubElement(xml, f"{{{NS_XHTML_IM}}}html")
+            html.append(ET.fromstring(part.content))
+    if op.chat_state is not None:
+        ET.SubElement(xml, f"{{{NS_CHATSTATES}}}{op.chat_state.value}")
+    if op.receipt_request:
+        ET.SubElement(xml, f"{{{NS_RECEIPTS}}}request")
+    if op.receipt_for is not None:
+        ET.SubElement(xml, f"{{{NS_RECEIPTS}}}received", {"id": op.receipt_for})
+    return msg
+
+
+def stanza_error(stanza: Any) -> XmppErrorInfo:
+    """The condition, type, text and new address of an error stanza (RFC 6120 §8.3);
+    undefined-condition when it names none we know."""
+    err = stanza.xml.find(f"{{{stanza.namespace}}}error")
+    condition, text, address = "undefined-condition", None, None
+    etype: object = None
+    if err is not None:
+        etype = err.get("type")
+        for child in err:
+            if not child.tag.startswith(f"{{{STANZA_ERROR_NS}}}"):
+                continue
+            name = _local(child.tag)
+            if name == "text":
+                text = (child.text or "").strip() or None
+            elif name in XMPP_CONDITIONS and condition == "undefined-condition":
+                condition = name
+                address = (child.text or "").strip() or None
+    if condition not in ("gone", "redirect"):
+        address = None
+    info = XmppErrorInfo.of(condition, text=text, new_address=address)
+    known = _ERROR_TYPES.get(etype)
+    return XmppErrorInfo(condition, known, text, address) if known else info

@@ -1,0 +1,1 @@
+"""The bridge: SIP requests and XMPP stanzas meet the neutral model here (docs/pager.md)."""

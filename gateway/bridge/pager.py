@@ -1,0 +1,641 @@
+"""Pager-mode IM both ways (RFC 7572, RFC 3428), with honest acknowledgement (docs/pager.md).
+
+SIP -> XMPP (`sip_message`): the MESSAGE is mapped (sip_message.from_sip), written to the
+component link with `send_confirmed`, and answered 2xx only once the server has processed
+it. Its stanza id is registered first, so an error stanza the server generates before the
+confirmation (a local bounce) turns the answer into the mapped error instead. Link down ->
+503 with Retry-After; never a 2xx.
+
+XMPP -> SIP (`on_stanza`): the stanza is mapped (convert.message_to_op, sip_message body
+builders), queued per destination (RFC 3428 §8: one outstanding MESSAGE per URI) and sent
+by the router; a SIP error, a timeout or an unreachable target reaches the XMPP sender as
+an error stanza (RFC 7247 Table 3).
+
+Chat states are gated by `ChatStateGate`; XEP-0184 <-> IMDN correlations are kept in
+bounded TTL tables. Every message ends in exactly one INFO line, "message", with its fate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from gateway.bridge import sip_message as sm
+from gateway.bridge.chatstate import ChatStateGate, Conversation
+from gateway.bridge.routing import DomainClass, SipRouter
+from gateway.config import Addressing, ComponentConfig, Config
+from gateway.logs import event
+from gateway.metrics import Direction, Metrics
+from gateway.sip.message import SipRequest, SipResponse
+from gateway.sip.transport.endpoint import (
+    IncomingRequest,
+    MessageTooLarge,
+    TransactionTimeout,
+    TransportFailure,
+)
+from gateway.sip.uri import SipUri
+from gateway.sip.uri import parse_uri as parse_sip_uri
+from gateway.sip.validate import check_forwarding
+from gateway.xmpp.convert import error_reply, message_to_op, op_to_message, stanza_error
+from gateway.xmpp.links import LinkDown, XmppLinks
+from mappings import imdn as imdn_fmt
+from mappings.addresses import (
+    AddressError,
+    AddressingMode,
+    DomainMap,
+    SipAddress,
+    address_to_uri,
+    jid_to_sip_target,
+    jid_to_sip_uri,
+    sip_target_to_jid,
+    sip_user_to_jid,
+)
+from mappings.errors import MappingError, XmppErrorInfo, sip_to_xmpp, xmpp_to_sip
+from mappings.jid import Jid, parse_jid
+from mappings.model import Address, ChatState, MessageOp
+
+__all__ = ["Pager"]
+
+log = logging.getLogger(__name__)
+
+S2X: Direction = "sip_to_xmpp"
+X2S: Direction = "xmpp_to_sip"
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _TtlTable(Generic[K, V]):
+    """A bounded map whose entries expire `ttl` seconds after insertion."""
+
+    def __init__(self, limit: int, ttl: float, clock: Callable[[], float]) -> None:
+        self.limit, self.ttl, self.clock = limit, ttl, clock
+        self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def put(self, key: K, value: V) -> None:
+        now = self.clock()
+        self._data[key] = (now + self.ttl, value)
+        self._data.move_to_end(key)
+        while self._data and (
+            len(self._data) > self.limit or next(iter(self._data.values()))[0] < now
+        ):
+            self._data.popitem(last=False)
+
+    def get(self, key: K) -> V | None:
+        found = self._data.get(key)
+        return None if found is None or found[0] < self.clock() else found[1]
+
+    def pop(self, key: K) -> V | None:
+        found = self._data.pop(key, None)
+        if found is None or found[0] < self.clock():
+            return None
+        return found[1]
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class _Serializer:
+    """RFC 3428 §8 (R3428-11): one outstanding MESSAGE per destination, the rest queued
+    (bounded per destination: overflow is resource-constraint)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._busy: set[str] = set()
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+
+    async def acquire(self, key: str) -> None:
+        if key not in self._busy:
+            self._busy.add(key)
+            return
+        queue = self._waiting.setdefault(key, deque())
+        if len(queue) >= self.limit:
+            raise MappingError(
+                f"{len(queue)} messages already wait for {key}",
+                sip_status=500,
+                xmpp_condition="resource-constraint",
+            )
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(key)  # the slot was handed over just before the cancel
+            elif fut in queue:
+                queue.remove(fut)
+            raise
+
+    def release(self, key: str) -> None:
+        queue = self._waiting.get(key)
+        while queue:
+            fut = queue.popleft()
+            if not fut.done():
+                fut.set_result(None)  # hand the slot over
+                return
+        self._waiting.pop(key, None)
+        self._busy.discard(key)
+
+
+@dataclass(frozen=True, slots=True)
+class _S2XReceipt:
+    """A SIP sender asked for a delivery IMDN; the XMPP recipient may answer XEP-0184."""
+
+    request: imdn_fmt.DispositionRequest
+    sip_sender: str  # the SIP sender's AOR (where the IMDN goes)
+    xmpp_recipient: str  # the XMPP user's SIP URI (the IMDN's From)
+
+
+@dataclass(frozen=True, slots=True)
+class _X2SReceipt:
+    """An XMPP sender asked for a receipt; the SIP recipient may answer with an IMDN."""
+
+    xmpp_id: str
+    xmpp_sender: str  # full JID
+    sip_recipient: Address  # bare
+    component: str
+
+
+@dataclass(slots=True)
+class _Pending:
+    call_id: str | None
+    bounce: XmppErrorInfo | None = None
+
+
+class Pager:
+    """The pager-mode flows; `sip_message` for the dispatcher, `on_stanza` for the links."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        links: XmppLinks,
+        router: SipRouter,
+        metrics: Metrics,
+        *,
+        gate: ChatStateGate | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        queue_limit: int = 100,
+        correlation_ttl: float = 600.0,
+        correlation_limit: int = 100_000,
+    ) -> None:
+        self.cfg = cfg
+        self.links = links
+        self.router = router
+        self.metrics = metrics
+        self.gate = gate or ChatStateGate()
+        self.clock = clock
+        self.now = now
+        self.success_status = cfg.sip.message_success_status
+        served = frozenset(cfg.sip.served_xmpp_domains)
+        self._maps: dict[str, DomainMap] = {
+            c.domain: DomainMap(c.domain, _mode(c), served) for c in cfg.xmpp.components
+        }
+        self._mirrored = {
+            c.domain: c for c in cfg.xmpp.components if c.addressing is Addressing.MIRRORED
+        }
+        self._escaped = next(
+            (c for c in cfg.xmpp.components if c.addressing is Addressing.ESCAPED), None
+        )
+        self._serial = _Serializer(queue_limit)
+        self._pending: dict[str, _Pending] = {}
+        self._delivered: _TtlTable[str, str] = _TtlTable(correlation_limit, 120.0, clock)
+        self._s2x_receipts: _TtlTable[str, _S2XReceipt] = _TtlTable(
+            correlation_limit, correlation_ttl, clock
+        )
+        self._x2s_receipts: _TtlTable[str, _X2SReceipt] = _TtlTable(
+            correlation_limit, correlation_ttl, clock
+        )
+        self._html_peers: _TtlTable[str, bool] = _TtlTable(correlation_limit, 3600.0, clock)
+        self._prefix = secrets.token_hex(4)
+        self._ids = itertools.count(1)
+        self._cseq = itertools.count(1)
+        self._outcomes: dict[tuple[str, str], Any] = {}
+
+    def attach(self) -> None:
+        """Register the message handler on every component (inside the XMPP boundary)."""
+        self.links.add_stanza_handler("message", self.on_stanza)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    def _record(self, direction: Direction, outcome: str, start: float) -> None:
+        key = (direction, outcome)
+        counter = self._outcomes.get(key)
+        if counter is None:
+            counter = self._outcomes[key] = self.metrics.messages.labels(direction, outcome)
+        counter.inc()
+        self.metrics.message_latency.labels(direction).observe(self.clock() - start)
+
+    def _fate(self, direction: Direction, outcome: str, start: float, **fields: Any) -> None:
+        self._record(direction, outcome, start)
+        event(log, logging.INFO, "message", direction=direction, fate=outcome, **fields)
+
+    def _component_for(self, sender: Address) -> tuple[ComponentConfig | None, DomainMap]:
+        """The component whose JIDs represent this SIP user (mirrored domain, else escaped)."""
+        comp = self._mirrored.get((sender.domain or "").lower())
+        comp = comp or self._escaped
+        if comp is None:
+            raise AddressError(
+                f"SIP domain {sender.domain!r} has no component on XMPP", 403, "forbidden"
+            )
+        return comp, self._maps[comp.domain]
+
+    def _xmpp_recipient(self, destination: Address, dmap: DomainMap, uri: str) -> Jid:
+        kind = self.router.domains.classify(destination.domain or "")
+        if kind is not DomainClass.XMPP:  # a SIP user of ours: never bridged back (loop)
+            raise AddressError(f"{uri} is not an XMPP user of this gateway", 404, "item-not-found")
+        return sip_target_to_jid(uri, domain_map=dmap)
+
+    # -- SIP -> XMPP ----------------------------------------------------------------------------
+
+    async def sip_message(self, incoming: IncomingRequest, resource: str | None = None) -> None:
+        """Handle an authorised MESSAGE (the dispatcher ran the trust gate)."""
+        start = self.clock()
+        req = incoming.request
+        ids: dict[str, Any] = {"call_id": req.call_id}
+        try:
+            check_forwarding(req)
+            source = sm.sender_address(req, resource)
+            destination = sm.recipient_address(req)
+            comp, dmap = self._component_for(source)
+            assert comp is not None
+            to_jid = self._xmpp_recipient(destination, dmap, str(req.uri))
+            from_jid = sip_user_to_jid(source, dmap)
+            stanza_id = self._new_id()
+            ids.update(stanza_id=stanza_id, sender=str(from_jid), recipient=str(to_jid))
+            inbound = sm.from_sip(req, trans_id=stanza_id, source=source, destination=destination)
+        except MappingError as exc:
+            self._answer_error(incoming, exc, start, ids)
+            return
+        peer = _key(source)
+        accept = req.headers.values("Accept")
+        if accept:
+            self.gate.saw_accept(peer, accept)
+            self._html_peers.put(peer, any("text/html" in a.lower() for a in accept))
+        if inbound.notification is not None:
+            await self._imdn_from_sip(
+                incoming, inbound.notification, source=source, start=start, ids=ids
+            )
+            return
+        op = inbound.op
+        assert op is not None
+        conversation = (_key_jid(to_jid), peer)
+        if op.chat_state is not None and not op.parts:
+            self.gate.saw_support(peer)
+            if not self.gate.should_forward(conversation, op.chat_state):
+                incoming.reply(self.success_status)
+                self._fate(S2X, "collapsed", start, status=self.success_status, **ids)
+                return
+        elif self.gate.supported(peer):
+            op = replace(op, chat_state=op.chat_state or ChatState.ACTIVE)
+            self.gate.content_forwarded(conversation)
+        stanza_id = ids["stanza_id"]
+        if op.receipt_request and inbound.disposition is not None:
+            # Recorded first: the recipient's receipt may overtake our confirmation.
+            me = str(address_to_uri(destination.bare))
+            record = _S2XReceipt(inbound.disposition, str(address_to_uri(source.bare)), me)
+            self._s2x_receipts.put(stanza_id, record)
+        if not await self._deliver(
+            incoming, op, domain=comp.domain, from_jid=from_jid, to_jid=to_jid, start=start, ids=ids
+        ):
+            self._s2x_receipts.pop(stanza_id)
+
+    async def _deliver(
+        self,
+        incoming: IncomingRequest,
+        op: MessageOp,
+        *,
+        domain: str,
+        from_jid: Jid,
+        to_jid: Jid,
+        start: float,
+        ids: dict[str, Any],
+    ) -> bool:
+        """Write the stanza, answer the MESSAGE; True when it was answered 2xx."""
+        stanza_id = ids["stanza_id"]
+        if not self.links.is_up(domain):
+            self._answer_unavailable(incoming, self.links.retry_after(domain), start, ids)
+            return False
+        stanza = op_to_message(
+            self.links.component(domain),
+            op,
+            mfrom=str(from_jid),
+            mto=str(to_jid),
+            stanza_id=stanza_id,
+        )
+        pending = self._pending[stanza_id] = _Pending(ids["call_id"])
+        try:
+            await self.links.send_confirmed(domain, stanza)
+        except LinkDown as exc:
+            retry = exc.retry_after or self.links.retry_after(domain)
+            self._answer_unavailable(incoming, retry, start, ids)
+            return False
+        finally:
+            self._pending.pop(stanza_id, None)
+        if pending.bounce is not None:
+            err = pending.bounce
+            status = _bounce_status(err, full_jid=to_jid.is_full)
+            incoming.reply(status.code, status.reason, headers=_contact(status.contact))
+            self._fate(S2X, "rejected", start, status=status.code, condition=err.condition, **ids)
+            return False
+        incoming.reply(self.success_status)
+        self._delivered.put(stanza_id, ids["call_id"] or "-")
+        self._fate(S2X, "delivered", start, status=self.success_status, **ids)
+        return True
+
+    def _answer_error(
+        self, incoming: IncomingRequest, exc: MappingError, start: float, ids: dict[str, Any]
+    ) -> None:
+        extra = getattr(exc, "headers", ())
+        incoming.reply(exc.sip_status, headers=extra)
+        self._fate(S2X, "rejected", start, status=exc.sip_status, reason=exc.reason, **ids)
+
+    def _answer_unavailable(
+        self, incoming: IncomingRequest, retry: int, start: float, ids: dict[str, Any]
+    ) -> None:
+        retry = max(1, retry)
+        incoming.reply(503, headers=[("Retry-After", str(retry))])
+        self._fate(S2X, "failed", start, status=503, retry_after=retry, **ids)
+
+    async def _imdn_from_sip(
+        self,
+        incoming: IncomingRequest,
+        imdn: imdn_fmt.Imdn,
+        *,
+        source: Address,
+        start: float,
+        ids: dict[str, Any],
+    ) -> None:
+        """An IMDN for a message an XMPP user sent: a XEP-0184 receipt (or error) to them."""
+        record = self._x2s_receipts.pop(imdn.message_id)
+        if record is None or record.sip_recipient != source.bare:
+            incoming.reply(self.success_status)  # nothing (left) to tell anybody
+            self._fate(S2X, "ignored", start, status=self.success_status, imdn=imdn.message_id)
+            return
+        outcome = imdn_fmt.xmpp_outcome(imdn, record.xmpp_id)
+        ids["imdn"] = imdn.message_id
+        if isinstance(outcome, imdn_fmt.Receipt):
+            dmap = self._maps[record.component]
+            op = MessageOp(
+                source=source.bare,
+                destination=source.bare,
+                trans_id=ids["stanza_id"],
+                receipt_for=outcome.xmpp_id,
+            )
+            from_jid = sip_user_to_jid(source.bare, dmap)
+            to_jid = parse_jid(record.xmpp_sender)
+            await self._deliver(
+                incoming,
+                op,
+                domain=record.component,
+                from_jid=from_jid,
+                to_jid=to_jid,
+                start=start,
+                ids=ids,
+            )
+            return
+        if isinstance(outcome, imdn_fmt.DeliveryFailure):  # X184-03: no failure receipt
+            sip_user = sip_user_to_jid(source.bare, self._maps[record.component])
+            original = self.links.component(record.component).make_message(
+                mto=str(sip_user), mfrom=record.xmpp_sender
+            )
+            original.xml.set("id", record.xmpp_id)
+            info = XmppErrorInfo.of(outcome.xmpp_condition, text=f"IMDN {outcome.status}")
+            self.links.send(record.component, error_reply(original, info))
+        incoming.reply(self.success_status)
+        self._fate(S2X, "delivered", start, status=self.success_status, **ids)
+
+    # -- XMPP -> SIP ----------------------------------------------------------------------------
+
+    async def on_stanza(self, msg: Any) -> None:
+        """Every <message/> addressed to a component domain (boundary-wrapped)."""
+        mtype = msg.xml.get("type")
+        if mtype == "error":
+            self._on_error_stanza(msg)
+            return
+        start = self.clock()
+        to_jid = parse_jid(msg.xml.get("to") or "")
+        from_jid = parse_jid(msg.xml.get("from") or "")
+        domain = to_jid.domain.lower()
+        dmap = self._maps.get(domain)
+        if dmap is None or to_jid.local is None:
+            return  # to the component itself: nothing to bridge
+        stanza_id = msg["id"] or ""
+        ids: dict[str, Any] = {"stanza_id": stanza_id, "sender": str(from_jid)}
+        try:
+            if mtype == "groupchat":
+                raise MappingError(
+                    "groupchat is not bridged", sip_status=405, xmpp_condition="not-acceptable"
+                )
+            target = jid_to_sip_target(to_jid.bare, domain_map=dmap)
+            sender = jid_to_sip_uri(from_jid, domain_map=dmap)
+        except MappingError as exc:
+            self._fate(
+                X2S, "rejected", start, condition=exc.xmpp_condition, recipient=str(to_jid), **ids
+            )
+            raise  # the XMPP boundary answers with the condition
+        try:
+            op = message_to_op(msg, source=sender.address, destination=target.address)
+        except ValueError:
+            return  # nothing the model carries (e.g. only an unknown extension)
+        peer = _key(target.address)
+        conversation: Conversation = (_key_jid(from_jid), peer)
+        ids["recipient"] = peer
+        content = self._x2s_content(
+            op,
+            conversation=conversation,
+            sender_aor=str(sender.aor),
+            target=target,
+            from_jid=from_jid,
+            domain=domain,
+        )
+        if content is None:
+            return  # a chat state the gate holds back, or a receipt nobody asked for
+        body, kind = content
+        aor = _sip_uri(str(target))
+        call_id = sm.call_id_for(op.thread, self._fresh_call_id)
+        ids["call_id"] = call_id
+        out = sm.OutboundMessage(
+            request_uri=str(target),
+            from_uri=str(sender),
+            to_uri=str(target),
+            call_id=call_id,
+            cseq=next(self._cseq) % 2**31,
+            from_tag=secrets.token_hex(6),
+            content=body,
+            subject=sm.pick_subject(op) if kind == "content" else None,
+            lang=op.lang if kind == "content" else None,
+            max_forwards=op.max_forwards,
+        )
+
+        def build(request_uri: str) -> SipRequest:
+            return sm.build_message(replace(out, request_uri=request_uri))
+
+        await self._send_x2s(
+            msg, aor=aor, build=build, kind=kind, peer=peer, domain=domain, start=start, ids=ids
+        )
+
+    def _x2s_content(
+        self,
+        op: MessageOp,
+        *,
+        conversation: Conversation,
+        sender_aor: str,
+        target: SipAddress,
+        from_jid: Jid,
+        domain: str,
+    ) -> tuple[tuple[str, bytes], str] | None:
+        now = self.clock()
+        if op.receipt_for is not None and not op.parts:
+            record = self._s2x_receipts.pop(op.receipt_for)
+            if record is None or record.sip_sender != str(address_to_uri(target.address.bare)):
+                return None
+            body = sm.delivery_notification_body(
+                record.request,
+                sender_uri=record.xmpp_recipient,
+                recipient_uri=record.sip_sender,
+                message_id=imdn_fmt.new_message_id(),
+            )
+            return body, "receipt"
+        text = sm.content_body(op, html_ok=bool(self._html_peers.get(conversation[1])))
+        if text is None:
+            if op.chat_state is None or not self.gate.should_send(conversation, op.chat_state, now):
+                return None
+            composing = sm.composing_body(op.chat_state)
+            return (composing, "chat-state") if composing else None
+        self.gate.content_sent(conversation, now)
+        if op.receipt_request:
+            message_id = imdn_fmt.new_message_id()
+            text = sm.with_receipt_request(
+                text,
+                sender_uri=sender_aor,
+                recipient_uri=str(address_to_uri(target.address.bare)),
+                message_id=message_id,
+                now=self.now(),
+                subjects=op.subjects,
+            )
+            self._x2s_receipts.put(
+                message_id, _X2SReceipt(op.trans_id, str(from_jid), target.address.bare, domain)
+            )
+        return text, "content"
+
+    def _fresh_call_id(self) -> str:
+        return f"{secrets.token_hex(8)}@{self._prefix}"
+
+    async def _send_x2s(
+        self,
+        msg: Any,
+        *,
+        aor: SipUri,
+        build: Callable[[str], SipRequest],
+        kind: str,
+        peer: str,
+        domain: str,
+        start: float,
+        ids: dict[str, Any],
+    ) -> None:
+        error: XmppErrorInfo | None = None
+        response: SipResponse | None = None
+        await self._serial.acquire(aor.aor)
+        try:
+            response = await self.router.send(aor, build)
+        except MappingError as exc:
+            error = exc.to_xmpp()
+        except TransactionTimeout:
+            error = XmppErrorInfo.of("remote-server-timeout", text="no answer from SIP")
+        except TransportFailure as exc:
+            error = XmppErrorInfo.of("remote-server-timeout", text=str(exc))
+        except MessageTooLarge as exc:
+            error = XmppErrorInfo.of("policy-violation", text=str(exc))
+        finally:
+            self._serial.release(aor.aor)
+        if response is not None:
+            if kind == "chat-state":
+                self.gate.answered(peer, response.status)
+            if response.is_success:
+                self._fate(X2S, "delivered", start, status=response.status, kind=kind, **ids)
+                return
+            contact = response.contacts[0].uri if response.contacts else None
+            error = sip_to_xmpp(
+                response.status,
+                response.reason or None,
+                new_address=str(contact) if contact is not None else None,
+            )
+            if response.status == 415:
+                self._html_peers.put(peer, False)
+        assert error is not None
+        status = response.status if response is not None else None
+        outcome = "timeout" if error.condition == "remote-server-timeout" else "failed"
+        if response is not None:
+            outcome = "rejected"
+        self._fate(X2S, outcome, start, status=status, condition=error.condition, kind=kind, **ids)
+        if kind == "content" and ids["stanza_id"]:
+            self.links.send(domain, error_reply(msg, error))
+
+    # -- bounces ------------------------------------------------------------------------------
+
+    def _on_error_stanza(self, msg: Any) -> None:
+        stanza_id = msg.xml.get("id") or ""
+        pending = self._pending.get(stanza_id)
+        if pending is not None:
+            pending.bounce = stanza_error(msg)  # answered when the confirmation arrives
+            return
+        call_id = self._delivered.pop(stanza_id)
+        if call_id is not None:
+            err = stanza_error(msg)
+            event(
+                log,
+                logging.INFO,
+                "late bounce after 2xx",
+                stanza_id=stanza_id,
+                call_id=call_id,
+                condition=err.condition,
+            )
+
+
+# -- small pure helpers ---------------------------------------------------------------------
+
+
+def _mode(comp: ComponentConfig) -> AddressingMode:
+    if comp.addressing is Addressing.MIRRORED:
+        return AddressingMode.MIRRORED
+    return AddressingMode.ESCAPED
+
+
+def _key(address: Address) -> str:
+    return f"{address.user}@{(address.domain or '').lower()}"
+
+
+def _key_jid(jid: Jid) -> str:
+    return str(jid.bare)
+
+
+def _sip_uri(text: str) -> SipUri:
+    uri = parse_sip_uri(text)
+    if not isinstance(uri, SipUri):
+        raise AddressError(f"not a SIP URI: {text}", 416, "jid-malformed")
+    return uri
+
+
+def _contact(contact: str | None) -> list[tuple[str, str]]:
+    return [] if contact is None else [("Contact", f"<{contact}>")]
+
+
+# A bounce for a bare JID with service-unavailable: RFC 6121 §8.5.2.2.1 lets a server answer
+# that for an account that does not exist (and for one that takes no messages now); the SIP
+# sender sees 404 (docs/pager.md "Bounces"), not RFC 7247 note (5)'s 403.
+def _bounce_status(err: XmppErrorInfo, *, full_jid: bool) -> Any:
+    if err.condition == "service-unavailable" and not full_jid:
+        return xmpp_to_sip("item-not-found", full_jid=True, text=err.text)
+    return xmpp_to_sip(err.condition, full_jid=full_jid, text=err.text, new_address=err.new_address)
