@@ -189,6 +189,7 @@ REASON_PHRASES: Mapping[int, str] = MappingProxyType(
         416: "Unsupported URI Scheme",
         420: "Bad Extension",
         421: "Extension Required",
+        422: "Session Interval Too Small",  # RFC 4028
         423: "Interval Too Brief",
         430: "Flow Failed",  # RFC 5626
         439: "First Hop Lacks Outbound Support",  # RFC 5626
