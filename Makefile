@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: run test deps lint unit integration bench clean-state
+.PHONY: run test deps lint unit integration bench bench-parser clean-state
 
 deps:
 	bash scripts/install-deps.sh
@@ -31,8 +31,12 @@ integration: deps
 lint: deps
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
+## make bench: every benchmark scenario (bench/README.md); bench-parser: the parser alone.
 bench: deps
 	$(PY) -m bench.run
+
+bench-parser: deps
+	$(PY) -m bench.run parser
 
 clean-state:
 	rm -rf .state
