@@ -1,0 +1,196 @@
+"""What both presence directions share: config, the SIP sender, XMPP output, address maps.
+
+`PresenceContext` is built once by `gateway.bridge.presence.PresenceService` and passed to
+`presence_x2s.X2s` and `presence_s2x.S2x`. The I/O it holds is typed by small protocols
+(the SIP endpoint, the resolver, the XMPP links, the store), so either side can be driven
+by real peers in integration tests and nothing reaches for a global.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.bridge.scheduler import Scheduler
+from gateway.config import Addressing, ComponentConfig
+from gateway.logs import event
+from gateway.metrics import Metrics
+from gateway.sip.headers import NameAddr
+from gateway.sip.locate import Target
+from gateway.sip.message import SipRequest, SipResponse
+from gateway.sip.notifier import PackageConfig
+from gateway.sip.timers import TimerConfig
+from gateway.sip.transport.endpoint import MessageTooLarge, TransactionTimeout, TransportFailure
+from gateway.sip.transport.failover import send_with_failover
+from gateway.sip.uri import SipUri, parse_uri
+from gateway.store.api import Store
+from mappings.addresses import AddressError, AddressingMode, DomainMap
+from mappings.errors import MappingError
+from mappings.jid import Jid
+
+__all__ = [
+    "PresenceConfig",
+    "PresenceContext",
+    "SendFailed",
+    "SipSender",
+    "TargetResolver",
+    "XmppOut",
+    "domain_maps",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PresenceConfig:
+    """Presence policy. `contact` is our Contact URI in every subscription dialog (a URI
+    that reaches this gateway's SIP listener)."""
+
+    contact: str
+    expires: int = 3600  # X2S: Expires we ask for (RFC 3856 §6.4 default)
+    package: PackageConfig = field(default_factory=PackageConfig)  # S2X limits
+    notify_interval: float = 5.0  # RFC 3856 §6.2.2: at most one NOTIFY per 5 s per presentity
+    retry_min: float = 5.0  # X2S backoff after failures (timeouts, 5xx, DNS)
+    retry_max: float = 900.0
+    probe_wait: float = 2.0  # S2X fetch with nothing known: wait this long for the probe's answer
+    timers: TimerConfig = field(default_factory=TimerConfig)
+
+    def __post_init__(self) -> None:
+        if self.expires <= 0:
+            raise ValueError("presence expires must be positive")
+        if not 0 < self.retry_min <= self.retry_max:
+            raise ValueError("need 0 < retry_min <= retry_max")
+        parse_uri(self.contact)
+
+    @property
+    def contact_addr(self) -> NameAddr:
+        return NameAddr(parse_uri(self.contact))
+
+    @property
+    def timer_n(self) -> float:
+        return 64 * self.timers.t1
+
+
+class SipSender(Protocol):
+    """The slice of `SipEndpoint` used here."""
+
+    async def request(self, req: SipRequest, target: Target) -> SipResponse: ...
+
+
+class TargetResolver(Protocol):
+    """The slice of `gateway.resolver.Resolver` used here."""
+
+    async def resolve_sip(self, uri: SipUri) -> list[Target]: ...
+
+    async def locate(self, uri: SipUri) -> list[Target]: ...
+
+
+class XmppOut(Protocol):
+    """The slice of `XmppLinks` used here."""
+
+    def send(self, domain: str, stanza: Any) -> bool: ...
+
+    def component(self, domain: str) -> Any: ...
+
+
+class SendFailed(Exception):
+    """A request got no final response from any target: `status` stands for it (408 for a
+    timeout, 503 for transport failures, the resolver's status for DNS failures)."""
+
+    def __init__(self, status: int, reason: str, *, timeout: bool = False) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.timeout = timeout
+
+
+def domain_maps(
+    components: Sequence[ComponentConfig], served_xmpp_domains: Sequence[str] = ()
+) -> dict[str, DomainMap]:
+    """One `DomainMap` per component domain."""
+    xmpp = frozenset(served_xmpp_domains)
+    return {
+        c.domain: DomainMap(
+            c.domain,
+            AddressingMode.MIRRORED
+            if c.addressing is Addressing.MIRRORED
+            else AddressingMode.ESCAPED,
+            xmpp,
+        )
+        for c in components
+    }
+
+
+@dataclass
+class PresenceContext:
+    config: PresenceConfig
+    endpoint: SipSender
+    resolver: TargetResolver
+    xmpp: XmppOut
+    store: Store
+    maps: dict[str, DomainMap]
+    scheduler: Scheduler[tuple[str, Hashable]]
+    metrics: Metrics | None = None
+    clock: Callable[[], float] = field(default=lambda: 0.0)
+
+    # ------------------------------------------------------------ addresses
+
+    def map_for_sip_user(self, uri: SipUri) -> DomainMap:
+        """The component that represents the SIP user `uri` on XMPP: the mirrored domain
+        equal to its host, else an escaped component (403 when none can)."""
+        host = uri.host.lower()
+        for dm in self.maps.values():
+            if dm.mode is AddressingMode.MIRRORED and dm.is_component(host):
+                return dm
+        for dm in self.maps.values():
+            if dm.mode is AddressingMode.ESCAPED:
+                return dm
+        raise AddressError(f"no component represents SIP domain {host}", 403, "forbidden")
+
+    def map_for_component(self, jid: Jid) -> DomainMap:
+        dm = self.maps.get(jid.domain.lower())
+        if dm is None:
+            raise AddressError(
+                f"{jid.domain} is not a component of this gateway", 404, "item-not-found"
+            )
+        return dm
+
+    # ------------------------------------------------------------ output
+
+    def send_stanza(self, domain: str, stanza: Any) -> None:
+        if not self.xmpp.send(domain, stanza):
+            event(log, logging.WARNING, "presence stanza refused by the link", domain=domain)
+
+    def count_notification(self, direction: str) -> None:
+        if self.metrics is not None:
+            self.metrics.presence_notifications.labels(direction).inc()
+
+    def set_subscriptions(self, direction: str, n: int) -> None:
+        if self.metrics is not None:
+            self.metrics.subscriptions.labels(direction).set(n)
+
+    async def send(self, request: SipRequest) -> SipResponse:
+        """Send a SUBSCRIBE or NOTIFY: in-dialog requests go to the first Route or the
+        Request-URI as located by RFC 3263 (no static routes: the route set rules);
+        out-of-dialog ones through the resolver (static routes, outbound proxy, RFC 3263).
+        Targets are tried in order (RFC 3263 §4.3); `SendFailed` when none answered."""
+        routes = request.routes
+        uri = routes[0].uri if routes else request.uri
+        if not isinstance(uri, SipUri):
+            raise SendFailed(416, f"cannot send to {uri}")
+        try:
+            if routes or request.to_tag is not None:
+                targets = await self.resolver.locate(uri)
+            else:
+                targets = await self.resolver.resolve_sip(uri)
+            _, response, _ = await send_with_failover(
+                targets,
+                lambda t: self.endpoint.request(request, t),
+                timeouts=(TransactionTimeout,),
+                transport_errors=(TransportFailure, MessageTooLarge),
+            )
+        except MappingError as exc:
+            status = exc.sip_status or 503
+            raise SendFailed(status, str(exc), timeout=status == 408) from None
+        return response

@@ -1,0 +1,515 @@
+"""S2X: a SIP user watches an XMPP user (RFC 8048 §5.3, RFC 6665 §4.2 notifier, RFC 3856).
+
+One `Watch` per (SIP watcher as a component JID, XMPP contact): the XMPP authorization and
+the contact's presence as the watcher receives it. Each SIP dialog (a `Notifier`, the pure
+RFC 6665 machine) hangs off one watch, so several dialogs from one watcher share one XMPP
+subscription, and presence addressed to one watcher never reaches another's dialog
+(RFC 8048 §8.2).
+
+* SUBSCRIBE -> `subscribe` from the watcher's JID (R8048-09); 200 (never 202) and at once a
+  NOTIFY `pending` (RFC 6665 §4.2.1.2). `subscribed` -> NOTIFY `active` (R8048-10);
+  `unsubscribed` (or a presence error while pending) -> `terminated;reason=rejected`
+  (`noresource` for an error) (R8048-11).
+* Presence of every resource -> one PIDF, one tuple per resource (`xmpp_to_pidf`: id
+  ID-<resource>, basic, notes with xml:lang, RPID activities, jabber:client show, contact
+  with priority). NOTIFYs for one watch are coalesced: at most one per `notify_interval`
+  (RFC 3856 §6.2.2: 5 s); the newest state is sent when the interval ends.
+* Refresh -> NOTIFY with the current state (R8048-12). Expires: 0 -> final NOTIFY
+  `terminated;reason=timeout` with a closed PIDF, and `unavailable` to the XMPP contact once
+  the watch has no dialog left (R8048-13). A fetch is answered from the last known state;
+  with none, a probe goes out and the answer is awaited up to `probe_wait` (R8048-20).
+* A NOTIFY that times out or gets 404/405/410/416/480-485/489/501/604 removes the dialog
+  (RFC 6665 §4.2.2); the notifier machine decides.
+
+Any presence (available or unavailable) the XMPP server routes from the contact to the
+watcher counts as authorization: the server sends it only to subscribers or as directed
+presence, both the XMPP user's own choice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.bridge.presence_context import PresenceContext, SendFailed
+from gateway.logs import event
+from gateway.sip.dialog import Dialog, DialogId
+from gateway.sip.headers import NameAddr, parse_event, parse_name_addr
+from gateway.sip.message import SipRequest, SipResponse
+from gateway.sip.notifier import Notifier, NState, SubscribeDecision, check_subscribe
+from gateway.sip.subscription import (
+    NotifierAction,
+    Removed,
+    SendNotify,
+    SendResponse,
+    StateDocument,
+)
+from gateway.sip.uri import SipUri, parse_uri
+from gateway.store.api import StoreError, SubscriptionRecord
+from gateway.xmpp.presence_convert import build_presence, build_subscription
+from mappings.addresses import AddressError, jid_to_sip_uri, sip_target_to_jid, sip_uri_to_jid
+from mappings.jid import Jid
+from mappings.pidf import MEDIA_TYPE, build_pidf, parse_pidf
+from mappings.presence import XmppPresence, pidf_to_xmpp, xmpp_to_pidf
+from mappings.xmlsafe import FormatError
+
+__all__ = ["S2x", "Watch"]
+
+log = logging.getLogger(__name__)
+
+WatchKey = tuple[str, str]  # (watcher bare JID, contact bare JID)
+DIRECTION = "sip_to_xmpp"  # metrics label: the subscription goes from SIP to XMPP
+Authorize = Callable[[Any, str], object]
+
+
+@dataclass(eq=False)
+class Watch:
+    watcher: Jid  # the SIP watcher's component JID (bare)
+    contact: Jid  # the XMPP user (bare)
+    domain: str
+    entity: str  # pres: URI of the contact (PIDF entity, RFC 3856 §5)
+    authorized: bool = False
+    asked: bool = False  # `subscribe` sent, no answer yet
+    resources: dict[str | None, XmppPresence] = field(default_factory=dict)
+    known: bool = False  # some presence information is held
+    dialogs: dict[DialogId, Notifier] = field(default_factory=dict)
+    last_notify: float = float("-inf")
+    dirty: bool = False
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    @property
+    def key(self) -> WatchKey:
+        return str(self.watcher), str(self.contact)
+
+
+class S2x:
+    def __init__(self, ctx: PresenceContext, *, authorize: Authorize | None = None) -> None:
+        self.ctx = ctx
+        self.authorize = authorize
+        self.watches: dict[WatchKey, Watch] = {}
+        self.by_dialog: dict[DialogId, Watch] = {}
+        self._locks: dict[DialogId, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._fetches: set[DialogId] = set()  # Expires: 0 dialogs: never stored
+
+    @property
+    def dialog_count(self) -> int:
+        return len(self.by_dialog)
+
+    # ------------------------------------------------------------ SIP input
+
+    def handle_subscribe(self, incoming: Any) -> Awaitable[None] | None:
+        req: SipRequest = incoming.request
+        if req.to_tag is not None:
+            self._in_dialog(incoming)
+            return None
+        return self._initial(incoming)
+
+    def _in_dialog(self, incoming: Any) -> None:
+        req: SipRequest = incoming.request
+        did = DialogId.of_incoming(req)
+        watch = None if did is None else self.by_dialog.get(did)
+        if did is None or watch is None:
+            incoming.reply(481)
+            return
+        notifier = watch.dialogs[did]
+        now = self.ctx.clock()
+        actions = notifier.receive_subscribe(req, now, final_document=self._closed(watch))
+        if any(isinstance(a, SendNotify) for a in actions):
+            watch.last_notify = now
+        self._run(watch, did, actions, incoming)
+
+    async def _initial(self, incoming: Any) -> None:
+        req: SipRequest = incoming.request
+        decision = check_subscribe(req, {self.ctx.config.package.event: self.ctx.config.package})
+        if isinstance(decision, SipResponse):
+            keep = ("Allow-Events", "Min-Expires")
+            incoming.reply(decision.status, headers=[h for h in decision.headers if h[0] in keep])
+            return
+        if self.authorize is not None:
+            identity = self.authorize(incoming, "subscribe")
+            if asyncio.iscoroutine(identity):
+                identity = await identity
+            if identity is None:
+                return  # answered by the registrar (challenge, 403, 503)
+        watch = self._watch_for(req)
+        now = self.ctx.clock()
+        if decision.expires == 0 and not watch.known:
+            await self._probe_and_wait(watch)  # R8048-20: fetch with nothing known
+            now = self.ctx.clock()
+        self._accept(incoming, watch, decision, now)
+
+    def _watch_for(self, req: SipRequest) -> Watch:
+        from_ = req.from_
+        if from_ is None or not isinstance(from_.uri, SipUri):
+            raise AddressError("SUBSCRIBE without a SIP From", 400)
+        dm = self.ctx.map_for_sip_user(from_.uri)
+        watcher = sip_uri_to_jid(str(from_.uri), domain_map=dm).bare
+        contact = sip_target_to_jid(str(req.uri), domain_map=dm).bare
+        key = (str(watcher), str(contact))
+        watch = self.watches.get(key)
+        if watch is None:
+            entity = str(jid_to_sip_uri(contact, domain_map=dm, scheme="pres"))
+            watch = Watch(watcher, contact, dm.component_domain, entity)
+            self.watches[key] = watch
+        return watch
+
+    def _accept(self, incoming: Any, watch: Watch, decision: SubscribeDecision, now: float) -> None:
+        req: SipRequest = incoming.request
+        fetch = decision.expires == 0
+        document = self._document(watch, now) if watch.authorized and watch.known else None
+        notifier, actions = Notifier.accept(
+            req,
+            decision,
+            local_tag=incoming.to_tag,
+            contact=self.ctx.config.contact_addr,
+            now=now,
+            authorized=watch.authorized,
+            document=document,
+            tls=incoming.transport == "tls",
+        )
+        did = notifier.dialog.id
+        watch.dialogs[did] = notifier
+        self.by_dialog[did] = watch
+        if fetch:
+            self._fetches.add(did)
+        else:
+            watch.last_notify = now
+            if not watch.authorized and not watch.asked:
+                watch.asked = True
+                self._stanza(watch, "subscribe")  # R8048-09
+            elif watch.authorized and not watch.known:
+                self._stanza(watch, "probe")
+        self._run(watch, did, actions, incoming)
+        self._count()
+
+    async def _probe_and_wait(self, watch: Watch) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        watch.waiters.append(waiter)
+        self._stanza(watch, "probe")
+        try:
+            await asyncio.wait_for(waiter, self.ctx.config.probe_wait)
+        except TimeoutError:
+            pass
+        finally:
+            if waiter in watch.waiters:
+                watch.waiters.remove(waiter)
+
+    # ------------------------------------------------------------ XMPP input
+
+    def on_presence(self, sender: Jid, recipient: Jid, presence: XmppPresence) -> None:
+        watch = self.watches.get((str(recipient.bare), str(sender.bare)))
+        if watch is None:
+            return  # nobody on SIP asked for it: never forwarded (RFC 8048 §8.2)
+        resources = watch.resources
+        if presence.available:
+            resources.pop(None, None)
+            for r in [r for r, p in resources.items() if not p.available]:
+                del resources[r]  # closed tuples: keep only the newest
+            resources[presence.resource] = presence
+        else:
+            if presence.resource is None:
+                resources.clear()
+            else:
+                for r in [r for r, p in resources.items() if not p.available]:
+                    del resources[r]
+            resources[presence.resource] = presence
+        watch.known = True
+        self._wake(watch)
+        if not watch.authorized:
+            self._authorized(watch)
+            return
+        self._changed(watch)
+
+    def on_subscribed(self, sender: Jid, recipient: Jid) -> None:
+        watch = self.watches.get((str(recipient.bare), str(sender.bare)))
+        if watch is not None and not watch.authorized:
+            self._authorized(watch)
+
+    def on_unsubscribed(self, sender: Jid, recipient: Jid, reason: str = "rejected") -> None:
+        watch = self.watches.get((str(recipient.bare), str(sender.bare)))
+        if watch is None:
+            return
+        watch.authorized = watch.asked = False
+        watch.resources.clear()
+        watch.known = False
+        self._wake(watch)
+        now = self.ctx.clock()
+        for did, notifier in list(watch.dialogs.items()):
+            self._run(watch, did, notifier.reject(now, reason))  # R8048-11
+
+    def on_error(self, sender: Jid, recipient: Jid) -> None:
+        watch = self.watches.get((str(recipient.bare), str(sender.bare)))
+        if watch is not None and not watch.authorized:
+            self.on_unsubscribed(sender, recipient, "noresource")
+
+    def _authorized(self, watch: Watch) -> None:
+        watch.authorized = True
+        watch.asked = False
+        now = self.ctx.clock()
+        document = self._document(watch, now) if watch.known else None
+        for did, notifier in list(watch.dialogs.items()):
+            actions = notifier.authorize(now, document)  # R8048-10
+            self._run(watch, did, actions)
+        watch.last_notify = now
+        watch.dirty = False
+        if not watch.known:
+            self._stanza(watch, "probe")
+
+    def _wake(self, watch: Watch) -> None:
+        for waiter in watch.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ------------------------------------------------------------ throttled NOTIFYs
+
+    def _changed(self, watch: Watch) -> None:
+        if not any(n.state is NState.ACTIVE for n in watch.dialogs.values()):
+            return
+        now = self.ctx.clock()
+        due = watch.last_notify + self.ctx.config.notify_interval
+        if now >= due:
+            self._notify_all(watch, now)
+        else:
+            watch.dirty = True  # RFC 3856 §6.2.2: coalesce until the interval ends
+            self.ctx.scheduler.set(("s2x-throttle", watch.key), due)
+
+    def handle_throttle(self, key: WatchKey, now: float) -> None:
+        watch = self.watches.get(key)
+        if watch is not None and watch.dirty:
+            self._notify_all(watch, now)
+
+    def _notify_all(self, watch: Watch, now: float) -> None:
+        watch.dirty = False
+        watch.last_notify = now
+        document = self._document(watch, now)
+        for did, notifier in list(watch.dialogs.items()):
+            self._run(watch, did, notifier.update(now, document))
+
+    def _document(self, watch: Watch, now: float) -> StateDocument:
+        stamp = datetime.fromtimestamp(now, UTC)
+        doc = xmpp_to_pidf(watch.entity, watch.resources.values(), now=stamp)
+        return StateDocument(build_pidf(doc), MEDIA_TYPE)
+
+    def _closed(self, watch: Watch) -> StateDocument | None:
+        """R8048-13: the final NOTIFY of an unsubscribe carries basic closed (only to an
+        authorized watcher: nothing leaks to a pending one)."""
+        if not watch.authorized:
+            return None
+        return StateDocument(build_pidf(xmpp_to_pidf(watch.entity, ())), MEDIA_TYPE)
+
+    # ------------------------------------------------------------ the engine
+
+    def _run(
+        self,
+        watch: Watch,
+        did: DialogId,
+        actions: Iterable[NotifierAction],
+        incoming: Any = None,
+    ) -> None:
+        removed = False
+        for action in actions:
+            if isinstance(action, SendResponse):
+                if incoming is not None:
+                    incoming.respond(action.response)
+            elif isinstance(action, SendNotify):
+                if action.request.body:
+                    self.ctx.count_notification("xmpp_to_sip")
+                self._spawn(self._notify_task(watch, did, action.request))
+            elif isinstance(action, Removed):
+                removed = True
+                event(
+                    log,
+                    logging.INFO,
+                    "watcher dialog removed",
+                    watcher=str(watch.watcher),
+                    contact=str(watch.contact),
+                    reason=action.reason,
+                    status=action.status,
+                )
+        if removed:
+            self._remove(watch, did)
+            return
+        notifier = watch.dialogs.get(did)
+        if notifier is None:
+            return
+        self.ctx.scheduler.set(("s2x", did), notifier.next_deadline())
+        if did not in self._fetches:
+            if notifier.state in (NState.PENDING, NState.ACTIVE):
+                self._store(self.ctx.store.put_subscription, record_of(watch, notifier))
+            else:
+                self._store(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
+
+    async def _notify_task(self, watch: Watch, did: DialogId, request: SipRequest) -> None:
+        lock = self._locks.setdefault(did, asyncio.Lock())
+        async with lock:  # NOTIFYs of one dialog leave in CSeq order
+            try:
+                response: SipResponse | None = await self.ctx.send(request)
+            except SendFailed as exc:
+                event(log, logging.INFO, "NOTIFY failed", call_id=did.call_id, error=str(exc))
+                response = None
+        notifier = watch.dialogs.get(did)
+        if notifier is None:
+            return
+        now = self.ctx.clock()
+        if response is None:
+            self._run(watch, did, notifier.notify_timeout(now))  # RFC 6665 §4.2.2
+        else:
+            self._run(watch, did, notifier.receive_notify_response(response, now))
+
+    def handle_timer(self, did: DialogId, now: float) -> None:
+        watch = self.by_dialog.get(did)
+        if watch is None:
+            return
+        notifier = watch.dialogs[did]
+        self._run(watch, did, notifier.handle_timer(now, final_document=self._closed(watch)))
+
+    def _remove(self, watch: Watch, did: DialogId) -> None:
+        watch.dialogs.pop(did, None)
+        self.by_dialog.pop(did, None)
+        self._locks.pop(did, None)
+        self.ctx.scheduler.cancel(("s2x", did))
+        if did in self._fetches:
+            self._fetches.discard(did)
+        else:
+            self._store(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
+        if not watch.dialogs:
+            if watch.authorized:
+                self._send_unavailable(watch)  # R8048-13
+            self.ctx.scheduler.cancel(("s2x-throttle", watch.key))
+            self.watches.pop(watch.key, None)
+        self._count()
+
+    # ------------------------------------------------------------ output
+
+    def _stanza(self, watch: Watch, kind: Any) -> None:
+        comp = self.ctx.xmpp.component(watch.domain)
+        stanza = build_subscription(comp, kind, sender=watch.watcher, recipient=watch.contact)
+        self.ctx.send_stanza(watch.domain, stanza)
+
+    def _send_unavailable(self, watch: Watch) -> None:
+        comp = self.ctx.xmpp.component(watch.domain)
+        stanza = build_presence(
+            comp,
+            sender=watch.watcher,
+            recipient=watch.contact,
+            presence=XmppPresence(available=False),
+        )
+        self.ctx.send_stanza(watch.domain, stanza)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("presence task failed", exc_info=task.exception())
+
+    @staticmethod
+    def _store(fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except StoreError as exc:
+            event(log, logging.ERROR, "presence store write failed", error=str(exc))
+
+    def _count(self) -> None:
+        self.ctx.set_subscriptions(DIRECTION, len(self.by_dialog) - len(self._fetches))
+
+    # ------------------------------------------------------------ restart
+
+    def restore(self, records: Iterable[SubscriptionRecord], now: float) -> int:
+        """Rebuild dialogs and watches; each authorized watch then probes its contact so
+        that presence changed while we were down reaches the watcher."""
+        n = 0
+        for rec in records:
+            try:
+                watch, notifier = self._from_record(rec)
+            except (ValueError, KeyError, FormatError, AddressError) as exc:
+                event(log, logging.WARNING, "unusable subscription record", error=str(exc))
+                self._store(self.ctx.store.delete_subscription, *rec.key)
+                continue
+            did = notifier.dialog.id
+            watch.dialogs[did] = notifier
+            self.by_dialog[did] = watch
+            self.ctx.scheduler.set(("s2x", did), notifier.next_deadline())
+            n += 1
+        for watch in self.watches.values():
+            if watch.authorized:
+                self._stanza(watch, "probe")
+        self._count()
+        return n
+
+    def _from_record(self, rec: SubscriptionRecord) -> tuple[Watch, Notifier]:
+        watcher_uri = parse_uri(rec.watcher)
+        if not isinstance(watcher_uri, SipUri) or rec.remote_target is None:
+            raise ValueError(f"bad S2X record {rec.call_id}")
+        dm = self.ctx.map_for_sip_user(watcher_uri)
+        watcher = sip_uri_to_jid(rec.watcher, domain_map=dm).bare
+        contact = sip_target_to_jid(rec.target, domain_map=dm).bare
+        key = (str(watcher), str(contact))
+        watch = self.watches.get(key)
+        if watch is None:
+            entity = str(jid_to_sip_uri(contact, domain_map=dm, scheme="pres"))
+            watch = Watch(watcher, contact, dm.component_domain, entity)
+            self.watches[key] = watch
+        if rec.xmpp_authorization in ("from", "both"):
+            watch.authorized = True
+        else:
+            watch.asked = True
+        document = None
+        if rec.last_document is not None:
+            document = StateDocument(rec.last_document, rec.content_type or MEDIA_TYPE)
+            if watch.authorized and not watch.known:
+                presences = pidf_to_xmpp(parse_pidf(rec.last_document))
+                watch.resources = {p.resource: p for p in presences}
+                watch.known = True
+        dialog = Dialog(
+            id=DialogId(rec.call_id, rec.local_tag, rec.remote_tag or ""),
+            local=NameAddr(parse_uri(rec.target)),
+            remote=NameAddr(watcher_uri),
+            remote_target=parse_uri(rec.remote_target),
+            route_set=tuple(parse_name_addr(r) for r in rec.route_set),
+            local_cseq=rec.local_cseq or None,
+            remote_cseq=rec.remote_cseq,
+            local_target=self.ctx.config.contact_addr,
+        )
+        package = self.ctx.config.package
+        notifier = Notifier(
+            dialog=dialog,
+            event=parse_event(rec.event),
+            content_type=rec.content_type or MEDIA_TYPE,
+            package=package,
+            state=NState(rec.state),
+            expires_at=rec.expires_at,
+            document=document,
+        )
+        return watch, notifier
+
+
+def record_of(watch: Watch, notifier: Notifier) -> SubscriptionRecord:
+    dialog = notifier.dialog
+    doc = notifier.document
+    return SubscriptionRecord(
+        direction="s2x",
+        watcher=str(dialog.remote.uri),
+        target=str(dialog.local.uri),
+        call_id=dialog.id.call_id,
+        local_tag=dialog.id.local_tag,
+        remote_tag=dialog.id.remote_tag,
+        event=str(notifier.event),
+        route_set=tuple(str(r) for r in dialog.route_set),
+        remote_target=str(dialog.remote_target),
+        local_cseq=dialog.local_cseq or 0,
+        remote_cseq=dialog.remote_cseq,
+        state=notifier.state.value,
+        expires_at=notifier.expires_at,
+        last_document=None if doc is None else doc.body,
+        content_type=notifier.content_type,
+        xmpp_authorization="from" if watch.authorized else "none",
+    )
