@@ -260,6 +260,18 @@ class Registrar:
         except UsersFileError as exc:
             raise ConfigError("registrar.users_file", f"{path}: {exc}") from None
 
+    def reload_users(self) -> bool:
+        """Re-read the user file (for SIGHUP). On error the users in use are kept and the
+        error is logged; False then. Nonces and bindings are not affected."""
+        try:
+            users = self._load_users()
+        except ConfigError as exc:
+            log.error("user file not reloaded, keeping %d users: %s", len(self.users), exc)
+            return False
+        self.users = users
+        event(log, logging.INFO, "user file reloaded", users=len(users))
+        return True
+
     def _restore(self) -> None:
         """Bindings and publications from the store, expired ones removed."""
         now = self._clock()

@@ -759,3 +759,22 @@ async def test_no_binding_is_recipient_unavailable(make_rig: MakeRig) -> None:
         await rig.registrar.send_to_user(f"sip:romeo@{DOMAIN}", pytest.fail)
     assert info.value.sip_status == 480
     assert info.value.xmpp_condition == "recipient-unavailable"
+
+
+async def test_user_file_reload_adds_users_and_keeps_them_on_error(
+    make_rig: MakeRig, uac_factory: Callable[[Rig], Awaitable[Uac]]
+) -> None:
+    rig = await make_rig()
+    uac = await uac_factory(rig)
+    aor = f"sip:tybalt@{DOMAIN}"
+    first = await uac.send(uac.register(aor))
+    assert (await uac.send(uac.register(aor, auth=answer(first, aor, "tybalt")))).status == 401
+    users_file = rig.cfg.registrar.users_file
+    assert users_file is not None
+    write_users(users_file, (*DEFAULT_USERS, md5_only(f"tybalt@{DOMAIN}", "tybalt")))
+    assert rig.registrar.reload_users()
+    first = await uac.send(uac.register(aor))
+    assert (await uac.send(uac.register(aor, auth=answer(first, aor, "tybalt")))).status == 200
+    users_file.write_text('[users."bad@sip.localhost"]\npassword = "plain"\n')
+    assert not rig.registrar.reload_users()
+    assert len(rig.registrar.users) == 3  # the previous directory stays in use
