@@ -152,12 +152,13 @@ def parse_xml(
 
 
 def xml_lang(element: etree._Element) -> str | None:
-    """The in-scope ``xml:lang`` of ``element`` (XML 1.0 §2.12), or None."""
+    """The in-scope ``xml:lang`` of ``element`` (XML 1.0 §2.12), or None. An empty value
+    undeclares the language ("no language information available"): None."""
     node: etree._Element | None = element
     while node is not None:
         lang = node.get(XML_LANG)
         if lang is not None:
-            return lang
+            return lang or None
         node = node.getparent()
     return None
 
