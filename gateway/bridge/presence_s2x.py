@@ -21,9 +21,10 @@ subscription, and presence addressed to one watcher never reaches another's dial
 * A NOTIFY that times out or gets 404/405/410/416/480-485/489/501/604 removes the dialog
   (RFC 6665 §4.2.2); the notifier machine decides.
 
-Any presence (available or unavailable) the XMPP server routes from the contact to the
-watcher counts as authorization: the server sends it only to subscribers or as directed
-presence, both the XMPP user's own choice.
+An available presence the XMPP server routes from the contact to the watcher counts as
+authorization: the server sends it only to subscribers or as directed presence, both the
+XMPP user's own choice. An unavailable one does not (Prosody sends one when it holds a
+`subscribe` pending).
 """
 
 from __future__ import annotations
@@ -221,7 +222,8 @@ class S2x:
         watch.known = True
         self._wake(watch)
         if not watch.authorized:
-            self._authorized(watch)
+            if presence.available:  # an unavailable proves nothing (Prosody sends one
+                self._authorized(watch)  # in answer to a subscribe it holds pending)
             return
         self._changed(watch)
 
