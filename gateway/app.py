@@ -19,6 +19,8 @@ from typing import Any, Protocol, cast
 from gateway.admin.server import AdminServer, Readiness
 from gateway.bridge.dispatch import SipDispatcher, message_handler
 from gateway.bridge.pager import Pager
+from gateway.bridge.presence import PresenceService
+from gateway.bridge.presence_context import domain_maps, presence_config
 from gateway.bridge.routing import SipRouter
 from gateway.config import Config, ConfigError, read_config
 from gateway.logs import event, set_level
@@ -142,9 +144,22 @@ def build(cfg: Config) -> Gateway:
     dispatcher.add("MESSAGE", message_handler(registrar, pager.sip_message))
     dispatcher.add("REGISTER", registrar.handle_register)
     dispatcher.add("PUBLISH", registrar.handle_publish)
+    presence = PresenceService(
+        presence_config(cfg),
+        endpoint=endpoint,
+        resolver=resolver,
+        links=links,
+        store=cast(Store, store),
+        maps=domain_maps(cfg.xmpp.components, cfg.sip.served_xmpp_domains),
+        metrics=gw.metrics,
+        authorize=registrar.authorize,
+    )
+    dispatcher.add("SUBSCRIBE", presence.handle_subscribe)
+    dispatcher.add("NOTIFY", presence.handle_notify)
     gw.endpoint = endpoint
     gw.services.append(("store", store))
     gw.services.append(("bridge", BridgeHandlers(pager)))
+    gw.services.append(("presence", presence))
     gw.services.append(("xmpp", links))
     gw.services.append(("registrar", registrar))
     gw.services.append(("sip", endpoint))

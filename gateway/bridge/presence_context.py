@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.bridge.scheduler import Scheduler
-from gateway.config import Addressing, ComponentConfig
+from gateway.config import Addressing, ComponentConfig, Config
 from gateway.logs import event
 from gateway.metrics import Metrics
 from gateway.sip.headers import NameAddr
@@ -38,6 +38,7 @@ __all__ = [
     "TargetResolver",
     "XmppOut",
     "domain_maps",
+    "presence_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -194,3 +195,26 @@ class PresenceContext:
             status = exc.sip_status or 503
             raise SendFailed(status, str(exc), timeout=status == 408) from None
         return response
+
+
+def presence_config(cfg: Config) -> PresenceConfig:
+    """Defaults for the gateway: our Contact names the first SIP listener (for a wildcard
+    address, the first hosted SIP domain or component domain), timers follow [sip.timers]."""
+    listener = cfg.sip.listeners[0] if cfg.sip.listeners else None
+    host = "localhost"
+    if listener is not None and listener.address not in ("0.0.0.0", "::", ""):
+        host = f"[{listener.address}]" if ":" in listener.address else listener.address
+    else:
+        names = [*cfg.sip.hosted_domains, *(c.domain for c in cfg.xmpp.components)]
+        host = names[0] if names else host
+    port = f":{listener.port}" if listener is not None and listener.port else ""
+    transport = (
+        ""
+        if listener is None or listener.transport.value == "udp"
+        else (f";transport={listener.transport.value}")
+    )
+    t = cfg.sip.timers
+    return PresenceConfig(
+        contact=f"sip:presence@{host}{port}{transport}",
+        timers=TimerConfig(t1=t.t1, t2=t.t2, t4=t.t4),
+    )
