@@ -105,7 +105,7 @@ def read_presence(stanza: Any) -> InboundPresence | None:
         shows = _children(xml, "show")
         show = _SHOWS.get((shows[0].text or "").strip()) if shows else None
     statuses = tuple(
-        ((child.text or "").strip(), child.get(XML_LANG) or None)
+        ((child.text or "").strip(), child.get(XML_LANG) or lang)  # xml:lang is inherited
         for child in _children(xml, "status")
         if (child.text or "").strip()
     )
