@@ -59,7 +59,9 @@ TARGET_P99_MS = 5.0
 SIPP_RATE_PER_PROCESS = 4000.0
 RECEIVERS = 2  # XMPP accounts receiving (s2x)
 SENDERS = 2  # XMPP accounts sending (x2s)
-DESTINATIONS = 200  # SIP users the XMPP senders write to (one outstanding MESSAGE each)
+# SIP users the XMPP senders write to (one outstanding MESSAGE each, RFC 3428 §8)
+DESTINATIONS = 200
+GEN_SPAN = 1000  # generator numbers per step: g in [step * GEN_SPAN, (step + 1) * GEN_SPAN)
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Options:
     start_rate: float = 1000.0
     profile: Path | None = None  # write gateway cProfile stats here
     baseline: bool = True
+    keep: bool = False  # keep the scratch directory (logs) for a post-mortem
     criteria: Criteria = field(default_factory=Criteria)
 
 
@@ -98,6 +101,7 @@ class CpuSampler:
 
     def __enter__(self) -> CpuSampler:
         self.wall0 = time.monotonic()
+        self.drops0 = udp_rcvbuf_errors()
         self._thread.start()
         return self
 
@@ -106,6 +110,7 @@ class CpuSampler:
         self._stop.set()
         self._thread.join(2)
         self.wall = time.monotonic() - self.wall0
+        self.udp_drops = udp_rcvbuf_errors() - self.drops0
 
     def _poll(self) -> None:
         for pid in list(self.pids):
@@ -123,6 +128,16 @@ class CpuSampler:
         for pid, name in self.pids.items():
             out[name] = out.get(name, 0.0) + self.last[pid] - self.first[pid]
         return out
+
+
+def udp_rcvbuf_errors() -> int:
+    """Machine-wide UDP receive-buffer drops (/proc/net/snmp RcvbufErrors)."""
+    try:
+        with open("/proc/net/snmp", encoding="ascii") as f:
+            rows = [line.split() for line in f if line.startswith("Udp:")]
+        return int(rows[1][rows[0].index("RcvbufErrors")])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _python() -> str:
@@ -372,6 +387,13 @@ class Rig:
     senders: list[str]
     uas_port: int
     opts: Options
+    steps: int = 0
+
+    def next_generation(self) -> int:
+        """A generator-number base for the next step, so late arrivals of an earlier step
+        (retransmissions, queued messages) are never counted in this one."""
+        self.steps += 1
+        return self.steps * GEN_SPAN
 
     def loadgen(self, args: Sequence[str], log: str) -> subprocess.Popen[bytes]:
         return _start([_python(), "-m", "bench.loadgen_xmpp", *args], self.workdir / log)
@@ -396,7 +418,10 @@ def rig(opts: Options) -> Iterator[Rig]:
         yield Rig(workdir, prosody, receivers, senders, free_port(), opts)
     finally:
         prosody.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if opts.keep:
+            print(f"# scratch directory kept: {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 @dataclass
@@ -406,6 +431,14 @@ class Measured:
     wall: float
     rss: int  # peak RSS of the system under test
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _active(result: StepResult, sampler: CpuSampler) -> float:
+    """The seconds the load was on (first send to last arrival): CPU shares are taken over
+    this window, not over the set-up and drain waits around it."""
+    if result.delivered and result.throughput > 0:
+        return min(result.delivered / result.throughput, sampler.wall)
+    return sampler.wall
 
 
 def _result(
@@ -429,6 +462,7 @@ def _result(
 def step_s2x(r: Rig, sut: Sut, rate: float) -> Measured:
     """sipp UACs -> sut -> Prosody -> XMPP receivers, `step_seconds` at `rate`."""
     count = max(int(rate * r.opts.step_seconds), 1)
+    gen = r.next_generation()
     out = r.workdir / f"arrivals-{time.time_ns()}.txt"
     accounts = [a for acc in r.receivers for a in ("--account", acc)]
     recv = r.loadgen(
@@ -439,6 +473,8 @@ def step_s2x(r: Rig, sut: Sut, rate: float) -> Measured:
             *accounts,
             "--expect",
             str(count),
+            "--gen-base",
+            str(gen),
             "--timeout",
             str(r.opts.step_seconds + 40),
             "--out",
@@ -463,7 +499,11 @@ def step_s2x(r: Rig, sut: Sut, rate: float) -> Measured:
                 port=free_port(),
                 calls=calls,
                 rate=rate / n,
-                keys={"to_uri": f"sip:{to}", "from_uri": f"sip:romeo@{COMPONENT}", "inst": str(i)},
+                keys={
+                    "to_uri": f"sip:{to}",
+                    "from_uri": f"sip:romeo@{COMPONENT}",
+                    "inst": str(gen + i),
+                },
                 timeout=r.opts.step_seconds + 30,
             )
             sampler.watch("sipp", s.proc.pid, fresh=True)
@@ -478,21 +518,25 @@ def step_s2x(r: Rig, sut: Sut, rate: float) -> Measured:
     pairs: dict[tuple[int, int], tuple[float, float]] = {}
     with contextlib.suppress(FileNotFoundError):
         for line in out.read_text().splitlines():
-            gen, seq, sent_at, arrived_at = line.split()
-            pairs.setdefault((int(gen), int(seq)), (float(sent_at), float(arrived_at)))
-        out.unlink()
+            g, seq, sent_at, arrived_at = line.split()
+            if gen <= int(g) < gen + GEN_SPAN:
+                pairs.setdefault((int(g), int(seq)), (float(sent_at), float(arrived_at)))
+        if not r.opts.keep:
+            out.unlink()
     failed = sum(c["failed"] for c in counts)
     sent = sum(c["ok"] + c["failed"] for c in counts) or count
     errors = failed + int(got.get("errors", 0))
+    result = _result(rate, max(sent, count), pairs, errors)
     return Measured(
-        _result(rate, max(sent, count), pairs, errors),
+        result,
         sampler.cpu_by_name(),
-        sampler.wall,
+        _active(result, sampler),
         sampler.peak_rss.get(sut.pid or -1, 0),
         {
             "sipp": n,
             "retransmissions": sum(c["retrans"] for c in counts),
             "sipp_failed": failed,
+            "udp_rcvbuf_drops": sampler.udp_drops,
             "error_stanzas": int(got.get("errors", 0)),
         },
     )
@@ -504,13 +548,14 @@ _UAS_LINE = re.compile(r"^(\d+) (\d+) ([\d.]+) .*\t([\d.]+)\s*$")
 def step_x2s(r: Rig, sut: Sut, rate: float) -> Measured:
     """XMPP sender -> Prosody -> sut -> sipp UAS, `step_seconds` at `rate`."""
     count = max(int(rate * r.opts.step_seconds), 1)
+    gen = r.next_generation()
     log = r.workdir / f"uas-{time.time_ns()}.log"
     uas = Sipp(
         r.workdir,
         "message_uas.xml",
         remote=None,
         port=r.uas_port,
-        calls=count,
+        calls=count,  # it exits (and flushes its log) after this step's messages
         rate=None,
         keys={},
         timeout=r.opts.step_seconds + 40,
@@ -534,6 +579,8 @@ def step_x2s(r: Rig, sut: Sut, rate: float) -> Measured:
             str(count),
             "--linger",
             "1.0",
+            "--gen-base",
+            str(gen),
         ],
         "send.log",
     )
@@ -544,27 +591,56 @@ def step_x2s(r: Rig, sut: Sut, rate: float) -> Measured:
         sampler.watch("xmpp-send", send.pid, fresh=True)
         _wait_line(send, "READY", 20)
         got = _last_json(_finish(send, r.opts.step_seconds + 60))
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 15  # sipp ends by itself after `count` MESSAGEs
         while uas.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         counts = uas.stop()
+    pairs = _uas_arrivals(log, gen)
+    if not r.opts.keep:
+        log.unlink(missing_ok=True)
+    errors = int(got.get("errors", 0))
+    sent = int(got.get("sent", 0))
+    result = _result(rate, sent, pairs, errors)
+    return Measured(
+        result,
+        sampler.cpu_by_name(),
+        _active(result, sampler),
+        sampler.peak_rss.get(sut.pid or -1, 0),
+        {
+            "sender_rate": got.get("rate"),
+            "error_stanzas": errors,
+            "uas_ok": counts["ok"],
+            "udp_rcvbuf_drops": sampler.udp_drops,
+        },
+    )
+
+
+def _uas_arrivals(log: Path, gen: int) -> dict[tuple[int, int], tuple[float, float]]:
+    """(generator, sequence) -> (sent, arrived) from the UAS log, this step's generators."""
     pairs: dict[tuple[int, int], tuple[float, float]] = {}
     with contextlib.suppress(FileNotFoundError):
         for line in log.read_text(errors="replace").splitlines():
             m = _UAS_LINE.match(line)
-            if m:
+            if m and gen <= int(m.group(1)) < gen + GEN_SPAN:
                 key = (int(m.group(1)), int(m.group(2)))
                 pairs.setdefault(key, (float(m.group(3)), float(m.group(4))))
-        log.unlink()
-    errors = int(got.get("errors", 0))
-    sent = int(got.get("sent", 0))
-    return Measured(
-        _result(rate, sent, pairs, errors),
-        sampler.cpu_by_name(),
-        sampler.wall,
-        sampler.peak_rss.get(sut.pid or -1, 0),
-        {"sender_rate": got.get("rate"), "error_stanzas": errors, "uas_ok": counts["ok"]},
-    )
+    return pairs
+
+
+def settle(sut: Sut, timeout: float = 30.0) -> float:
+    """Wait until the system under test is idle (< 2 % of a core over 0.5 s): queued work
+    of an overloaded step must not land in the next one. The seconds waited."""
+    start = time.monotonic()
+    if sut.pid is None:
+        return 0.0
+    last = cpu_seconds_of(sut.pid)
+    while time.monotonic() - start < timeout:
+        time.sleep(0.5)
+        now = cpu_seconds_of(sut.pid)
+        if now - last < 0.01:
+            break
+        last = now
+    return time.monotonic() - start
 
 
 Step = Callable[[Rig, Sut, float], Measured]
@@ -575,8 +651,8 @@ def _describe(m: Measured) -> str:
     cpu = " ".join(f"{k}={v / max(m.wall, 1e-9):.0%}" for k, v in sorted(m.cpu.items()))
     return (
         f"offered {s.offered:,.0f}/s: delivered {s.delivered}/{s.sent}, {s.throughput:,.0f}/s, "
-        f"p50 {s.p50_ms:.1f} p99 {s.p99_ms:.1f} max {s.max_ms:.1f} ms, errors {s.errors}; "
-        f"cpu {cpu}"
+        f"p50 {s.p50_ms:.1f} p99 {s.p99_ms:.1f} max {s.max_ms:.1f} ms, errors {s.errors}, "
+        f"udp drops {m.extra.get('udp_rcvbuf_drops', 0)}; cpu {cpu}"
     )
 
 
@@ -587,6 +663,7 @@ def ramp(r: Rig, sut: Sut, step: Step) -> tuple[float, Measured | None, list[Mea
     steps: list[Measured] = []
     while (rate := rp.next_rate()) is not None:
         m = step(r, sut, rate)
+        settle(sut)
         ok = m.step.passes(r.opts.criteria)
         rp.record(rate, ok)
         steps.append(m)
@@ -734,6 +811,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--start-rate", type=float, default=1000.0)
     ap.add_argument("--profile", type=Path, default=None, help="cProfile the gateway into DIR")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ap.add_argument("--no-json", action="store_true")
     args = ap.parse_args(argv)
     opts = Options(
@@ -742,6 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start_rate=args.start_rate,
         profile=args.profile,
         baseline=not args.skip_baseline,
+        keep=args.keep,
     )
     status = 0
     for d in args.directions or ["s2x", "x2s"]:
