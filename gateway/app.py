@@ -3,7 +3,8 @@
 Start order: state directory (checked first, so a broken one fails at start), the store,
 the bridge handlers, XMPP component links, the registrar, SIP listeners (last, so nothing is
 accepted before the rest is ready), admin API. Stop order is the reverse.
-SIGINT/SIGTERM stop the gateway cleanly (exit 0); SIGHUP reloads the log level.
+SIGINT/SIGTERM drain and stop the gateway (exit 0, `Gateway.drain`); SIGHUP reloads the
+log level, TLS listener certificates and the registrar's user file without dropping links.
 """
 
 from __future__ import annotations
@@ -12,23 +13,29 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from gateway.admin.server import AdminServer, Readiness
+from gateway.admin.collectors import register_collectors
+from gateway.admin.server import AdminServer, AdminSources, Readiness
 from gateway.bridge.dispatch import SipDispatcher, message_handler
 from gateway.bridge.pager import Pager
 from gateway.bridge.presence import PresenceService
 from gateway.bridge.presence_context import domain_maps, presence_config
 from gateway.bridge.routing import SipRouter
-from gateway.config import Config, ConfigError, read_config
-from gateway.logs import event, set_level
+from gateway.config import Config, ConfigError, Transport, read_config
+from gateway.logs import WireTrace, event, set_level
 from gateway.metrics import Metrics
 from gateway.registrar.service import Registrar
+from gateway.registrar.users import UsersFileError, read_users
 from gateway.resolver.resolver import Resolver
-from gateway.sip.transport.endpoint import SipEndpoint
-from gateway.store.api import Store, StoreError
+from gateway.sip.transport.endpoint import IncomingRequest, RequestHandler, SipEndpoint
+from gateway.sip.transport.tls import server_context
+from gateway.store.api import Binding, Store, StoreError, SubscriptionRecord
 from gateway.store.sqlite import open_store
 from gateway.xmpp.disco import Features, prompt_translator
 from gateway.xmpp.links import XmppLinks
@@ -67,11 +74,50 @@ class Gateway:
     started: list[tuple[str, Service]] = field(default_factory=list)
     metrics: Metrics = field(default_factory=Metrics)
     endpoint: SipEndpoint | None = None
+    registrar: Registrar | None = None
+    inflight: InFlight | None = None
+    trace: WireTrace = field(default_factory=WireTrace)
+    draining: bool = False
 
     def readiness(self) -> Readiness:
         checks = {name: bool(getattr(svc, "ready", True)) for name, svc in self.started}
         checks["started"] = len(self.started) == len(self.services)
+        if self.endpoint is not None and "sip" in checks:  # every SIP listener bound
+            checks["sip"] = len(self.endpoint.listeners) == len(self.cfg.sip.listeners)
+        checks["accepting"] = not self.draining
         return Readiness(all(checks.values()), checks)
+
+    async def drain(self) -> None:
+        """SIGTERM: new SIP requests get 503 from now on; requests being handled finish
+        within drain_timeout; then the services stop in DRAIN_ORDER, so that presence can
+        still send what it sends at stop while the SIP endpoint and the links are up, and
+        our own client transactions get `drain_timeout` to end. The rest stop in `stop`."""
+        self.draining = True
+        timeout = self.cfg.gateway.drain_timeout
+        if self.endpoint is not None:
+            self.endpoint.begin_drain()
+        if self.inflight is not None:
+            busy = self.inflight.count
+            idle = await self.inflight.wait_idle(timeout)
+            event(
+                log,
+                logging.INFO if idle else logging.WARNING,
+                "sip requests drained" if idle else "drain timeout, requests still in flight",
+                at_start=busy,
+                left=self.inflight.count,
+            )
+        for name in DRAIN_ORDER:
+            entry = next(((n, s) for n, s in self.started if n == name), None)
+            if entry is None:
+                continue
+            self.started.remove(entry)
+            try:
+                if entry[1] is self.endpoint and self.endpoint is not None:
+                    await self.endpoint.stop(grace=timeout)
+                else:
+                    await asyncio.wait_for(entry[1].stop(), timeout)
+            except Exception:  # error boundary: one failing service must not block the rest
+                log.exception("error while stopping %s", name)
 
     async def start(self) -> None:
         for name, svc in self.services:
@@ -79,6 +125,8 @@ class Gateway:
                 await svc.start()
             except OSError as exc:
                 raise StartupError(f"{name}: {exc.strerror or exc}") from None
+            except ConfigError as exc:  # e.g. a users file that became unreadable or invalid
+                raise StartupError(f"{name}: {exc}") from None
             self.started.append((name, svc))
 
     async def stop(self) -> None:
@@ -88,6 +136,45 @@ class Gateway:
                 await asyncio.wait_for(svc.stop(), self.cfg.gateway.drain_timeout)
             except Exception:  # error boundary: one failing service must not block the rest
                 log.exception("error while stopping %s", name)
+
+
+# Stop order on SIGTERM: presence first (the endpoint and links still up), the SIP endpoint
+# before the links (XMPP->SIP messages in flight get their answer), the store last but one.
+DRAIN_ORDER = ("presence", "bridge", "registrar", "sip", "xmpp", "store")
+
+
+class InFlight:
+    """The SIP request handler, counting the requests still being handled (for the drain)."""
+
+    def __init__(self, inner: RequestHandler) -> None:
+        self.inner = inner
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def handle(self, request: IncomingRequest) -> Awaitable[None] | None:
+        work = self.inner.handle(request)
+        if work is None:
+            return None
+        self.count += 1
+        self._idle.clear()
+        return self._track(work)
+
+    async def _track(self, work: Awaitable[None]) -> None:
+        try:
+            await work
+        finally:
+            self.count -= 1
+            if not self.count:
+                self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
 
 
 class StoreService:
@@ -134,9 +221,11 @@ def build(cfg: Config) -> Gateway:
         cfg.xmpp,
         features=Features(chat_states=True, receipts=True, xhtml_im=True),
         prompt_to_jid=prompt_translator,
+        on_link_up=_count_reconnects(gw.metrics),
     )
     dispatcher = SipDispatcher()
-    endpoint = SipEndpoint(cfg.sip, dispatcher)
+    gw.inflight = InFlight(dispatcher)
+    endpoint = SipEndpoint(cfg.sip, gw.inflight)
     registrar = Registrar(cfg, cast(Store, store), endpoint, gw.metrics)
     resolver = Resolver(cfg.dns, cfg.sip.routes, cfg.sip.outbound_proxy)
     router = SipRouter(cfg, endpoint, resolver, registrar)
@@ -157,18 +246,69 @@ def build(cfg: Config) -> Gateway:
     dispatcher.add("SUBSCRIBE", presence.handle_subscribe)
     dispatcher.add("NOTIFY", presence.handle_notify)
     gw.endpoint = endpoint
+    gw.registrar = registrar
     gw.services.append(("store", store))
     gw.services.append(("bridge", BridgeHandlers(pager)))
     gw.services.append(("presence", presence))
     gw.services.append(("xmpp", links))
     gw.services.append(("registrar", registrar))
     gw.services.append(("sip", endpoint))
+    sources = _observe(gw, links, resolver, cast(Store, store))
     if cfg.admin.enabled:
-        gw.services.append(("admin", AdminServer(cfg.admin, gw.readiness)))
+        gw.services.append(("admin", AdminServer(cfg.admin, gw.readiness, sources)))
     return gw
 
 
-def _reload_log_level(cfg: Config) -> None:
+def _count_reconnects(metrics: Metrics) -> Callable[[str], None]:
+    """on_link_up: every link-up of a domain after its first is a reconnection."""
+    seen: set[str] = set()
+
+    def up(domain: str) -> None:
+        if domain in seen:
+            metrics.component_reconnects.labels(domain).inc()
+        seen.add(domain)
+
+    return up
+
+
+def _observe(gw: Gateway, links: XmppLinks, resolver: Resolver, store: Store) -> AdminSources:
+    """Scrape-time collectors, the admin listings and the wire-trace switch."""
+    endpoint = gw.endpoint
+    register_collectors(
+        gw.metrics.registry,
+        endpoint=endpoint,
+        connections=(lambda: endpoint.connections) if endpoint is not None else None,
+        links=links.status,
+        resolver=resolver,
+    )
+    if endpoint is not None:
+
+        def sip_trace(on: bool) -> None:
+            endpoint.trace = on
+
+        gw.trace.add_hook("sip", sip_trace)
+
+    def registrations() -> list[Binding]:
+        now = time.time()
+        return [b for b in store.all_bindings() if b.expires_at > now]
+
+    def subscriptions() -> list[SubscriptionRecord]:
+        return list(store.all_subscriptions())
+
+    return AdminSources(
+        registry=gw.metrics.registry,
+        listings={
+            "links": links.status,
+            "registrations": registrations,
+            "subscriptions": subscriptions,
+        },
+        trace=gw.trace,
+    )
+
+
+def _reload(cfg: Config, gw: Gateway) -> None:
+    """SIGHUP: the log level, TLS listener certificates and the registrar's user file.
+    Links, listeners and registrations stay; a file that no longer loads changes nothing."""
     if cfg.source is None:
         return
     try:
@@ -177,7 +317,57 @@ def _reload_log_level(cfg: Config) -> None:
         log.error("reload refused, keeping the running configuration: %s", exc)
         return
     set_level(fresh.gateway.log_level)
-    event(log, logging.INFO, "configuration reloaded", log_level=fresh.gateway.log_level)
+    event(
+        log,
+        logging.INFO,
+        "configuration reloaded",
+        log_level=fresh.gateway.log_level,
+        certificates=_reload_certificates(fresh, gw.endpoint),
+        users=_reload_users(fresh, gw.registrar),
+    )
+
+
+def _reload_certificates(fresh: Config, endpoint: SipEndpoint | None) -> int:
+    """Load the configured certificate and key into each running TLS listener's context
+    (new handshakes use them; open connections keep theirs). The number reloaded."""
+    if endpoint is None:
+        return 0
+    wanted = {
+        (lc.address, lc.port): lc for lc in fresh.sip.listeners if lc.transport is Transport.TLS
+    }
+    done = 0
+    for listener in endpoint.listeners:
+        ctx = getattr(listener, "ssl_context", None)
+        lc = wanted.get((listener.config.address, listener.config.port))
+        if ctx is None or lc is None or lc.certificate is None or lc.private_key is None:
+            continue
+        try:
+            server_context(lc)  # proves the new pair loads before the live context is touched
+            ctx.load_cert_chain(str(lc.certificate), str(lc.private_key))
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            event(
+                log,
+                logging.ERROR,
+                "certificate reload failed, keeping the old one",
+                listener=listener.name,
+                error=str(exc),
+            )
+            continue
+        done += 1
+    return done
+
+
+def _reload_users(fresh: Config, registrar: Registrar | None) -> int | None:
+    """Re-read the registrar's user file; the count of users, None if not reloaded."""
+    path = fresh.registrar.users_file
+    if registrar is None or path is None:
+        return None
+    try:
+        registrar.users = read_users(path)
+    except UsersFileError as exc:
+        log.error("user file reload failed, keeping the old one: %s", exc)
+        return None
+    return len(registrar.users)
 
 
 async def run(cfg: Config) -> int:
@@ -186,8 +376,8 @@ async def run(cfg: Config) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _reload_log_level, cfg)
     gw = build(cfg)
+    loop.add_signal_handler(signal.SIGHUP, _reload, cfg, gw)
     try:
         prepare_state_dir(cfg.gateway.state_dir)
         await gw.start()
@@ -206,6 +396,7 @@ async def run(cfg: Config) -> int:
     )
     await stop.wait()
     event(log, logging.INFO, "shutting down")
+    await gw.drain()
     await gw.stop()
     event(log, logging.INFO, "stopped")
     return 0

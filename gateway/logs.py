@@ -56,7 +56,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        out.update(getattr(record, "fields", {}) or {})
+        for key, value in (getattr(record, "fields", {}) or {}).items():
+            out[f"{key}_" if key in out else key] = value  # never shadow ts/level/msg
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False, default=str)
@@ -81,9 +82,9 @@ def set_level(level: str) -> None:
     logging.getLogger().setLevel(_LEVELS.get(level, logging.INFO))
 
 
-def event(logger: logging.Logger, level: int, msg: str, **fields: Any) -> None:
-    """Log one event with structured fields."""
-    logger.log(level, msg, extra={"fields": fields})
+def event(logger: logging.Logger, level: int, message: str, /, **fields: Any) -> None:
+    """Log one event with structured fields (any field name is allowed, `msg` too)."""
+    logger.log(level, message, extra={"fields": fields})
 
 
 # ---------------------------------------------------------------------------
