@@ -125,7 +125,13 @@ async def _listing(request: web.Request) -> web.Response:
     items = await produced if inspect.isawaitable(produced) else produced
     rows = [_row(item) for item in items]
     body = {"count": len(rows), "truncated": len(rows) > limit, name: rows[:limit]}
-    return web.json_response(body, dumps=lambda obj: json.dumps(obj, default=str))
+    return web.json_response(body, dumps=lambda obj: json.dumps(obj, default=_json_default))
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, bytes):  # e.g. a subscription's last PIDF document
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
 async def _trace_get(request: web.Request) -> web.Response:
