@@ -162,6 +162,20 @@ class RateLimitsConfig:
 
 
 @dataclass(frozen=True)
+class PresenceSection:
+    """Presence policy (RFC 8048 over RFC 6665 / RFC 3856)."""
+
+    expires: int = 3600  # Expires the gateway asks for when it subscribes to SIP users
+    min_expires: int = 60  # SIP watchers asking for less get 423 with Min-Expires
+    max_expires: int = 86400  # longer requests are shortened
+    default_expires: int = 3600  # a SUBSCRIBE without Expires (RFC 3856 §6.4)
+    notify_interval: float = 5.0  # at most one NOTIFY per watcher and contact (RFC 3856 §6.2.2)
+    retry_min: float = 5.0  # backoff after failed subscriptions to SIP users
+    retry_max: float = 900.0
+    contact: str | None = None  # our Contact URI in subscription dialogs; derived if absent
+
+
+@dataclass(frozen=True)
 class DnsConfig:
     """Resolvers to use; empty means: no DNS at all (static routes only)."""
 
@@ -194,6 +208,7 @@ class Config:
     sip: SipConfig
     registrar: RegistrarConfig
     rate_limits: RateLimitsConfig
+    presence: PresenceSection
     dns: DnsConfig
     admin: AdminConfig
     source: Path | None = None
@@ -616,6 +631,32 @@ def _load_rate_limits(sec: _Section) -> RateLimitsConfig:
     return out
 
 
+def _load_presence(sec: _Section) -> PresenceSection:
+    out = PresenceSection(
+        expires=sec.get("expires", int, 3600),
+        min_expires=sec.get("min_expires", int, 60),
+        max_expires=sec.get("max_expires", int, 86400),
+        default_expires=sec.get("default_expires", int, 3600),
+        notify_interval=sec.get("notify_interval", float, 5.0),
+        retry_min=_positive(sec, "retry_min", 5.0),
+        retry_max=_positive(sec, "retry_max", 900.0),
+        contact=_sip_uri(sec, "contact") if "contact" in sec.data else None,
+    )
+    sec.used.add("contact")
+    if out.expires <= 0:
+        raise ConfigError(sec.key("expires"), "must be positive")
+    if not 0 < out.min_expires <= out.default_expires <= out.max_expires:
+        raise ConfigError(
+            sec.key("default_expires"), "need 0 < min_expires <= default_expires <= max_expires"
+        )
+    if out.retry_min > out.retry_max:
+        raise ConfigError(sec.key("retry_min"), "must not exceed retry_max")
+    if out.notify_interval < 0:
+        raise ConfigError(sec.key("notify_interval"), "must not be negative")
+    sec.done()
+    return out
+
+
 def _load_dns(sec: _Section) -> DnsConfig:
     servers = tuple(
         _host_port(f"{sec.key('servers')}[{i}]", s, 53)
@@ -657,6 +698,7 @@ def load_config(
         sip=_load_sip(root.table("sip"), base_dir),
         registrar=_load_registrar(root.table("registrar"), base_dir),
         rate_limits=_load_rate_limits(root.table("rate_limits")),
+        presence=_load_presence(root.table("presence")),
         dns=_load_dns(root.table("dns")),
         admin=_load_admin(root.table("admin"), base_dir, env),
         source=source,

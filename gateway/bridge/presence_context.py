@@ -198,8 +198,9 @@ class PresenceContext:
 
 
 def presence_config(cfg: Config) -> PresenceConfig:
-    """Defaults for the gateway: our Contact names the first SIP listener (for a wildcard
-    address, the first hosted SIP domain or component domain), timers follow [sip.timers]."""
+    """From [presence]: our Contact, unless configured, names the first SIP listener (for a
+    wildcard address, the first hosted SIP domain or component domain); timers follow
+    [sip.timers]."""
     listener = cfg.sip.listeners[0] if cfg.sip.listeners else None
     host = "localhost"
     if listener is not None and listener.address not in ("0.0.0.0", "::", ""):
@@ -214,7 +215,17 @@ def presence_config(cfg: Config) -> PresenceConfig:
         else (f";transport={listener.transport.value}")
     )
     t = cfg.sip.timers
+    pc = cfg.presence
     return PresenceConfig(
-        contact=f"sip:presence@{host}{port}{transport}",
+        contact=pc.contact or f"sip:presence@{host}{port}{transport}",
+        expires=pc.expires,
+        package=PackageConfig(
+            default_expires=pc.default_expires,
+            min_expires=pc.min_expires,
+            max_expires=pc.max_expires,
+        ),
+        notify_interval=pc.notify_interval,
+        retry_min=pc.retry_min,
+        retry_max=pc.retry_max,
         timers=TimerConfig(t1=t.t1, t2=t.t2, t4=t.t4),
     )

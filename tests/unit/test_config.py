@@ -243,3 +243,19 @@ message = { burst = 5, rate = 1 }
 )
 def test_rate_limit_and_registrar_errors(text: str, path: str, tmp_path: Path) -> None:
     assert error_of(MINIMAL + text, tmp_path).path == path
+
+
+def test_presence_section(tmp_path: Path) -> None:
+    cfg = load(
+        MINIMAL + '[presence]\nexpires = 600\nnotify_interval = 1\ncontact = "sip:gw@192.0.2.1"\n',
+        tmp_path,
+    )
+    assert (cfg.presence.expires, cfg.presence.notify_interval) == (600, 1.0)
+    assert cfg.presence.contact == "sip:gw@192.0.2.1"
+    assert cfg.presence.default_expires == 3600
+    assert error_of(MINIMAL + "[presence]\nmin_expires = 0", tmp_path).path == (
+        "presence.default_expires"
+    )
+    assert error_of(MINIMAL + '[presence]\ncontact = "mailto:x"', tmp_path).path == (
+        "presence.contact"
+    )
