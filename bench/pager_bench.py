@@ -716,7 +716,7 @@ def _direction(scenario: str, step: Step, opts: Options) -> list[Row]:
         gw = GatewaySut(r.prosody, r.workdir, r.uas_port, opts)
         try:
             gw_rate, gw_best, gw_steps = ramp(r, gw, step)
-            half = max(gw_rate / 2, opts.start_rate / 4)
+            half = gw_rate / 2 if gw_rate > 0 else opts.start_rate / 4
             print(f"# {scenario}: gateway at half its sustained rate ({half:,.0f}/s)", flush=True)
             gw_half = step(r, gw, half)
             print(f"#   gateway {_describe(gw_half)}", flush=True)

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import parser_bench
+from bench import pager_bench, parser_bench, presence_bench
 from bench.common import Row, dump_results, machine_description, print_table
 
 __all__ = ["SCENARIOS", "Scenario", "main", "register"]
@@ -49,6 +49,24 @@ register(
     "SIP parser/serializer microbenchmark on typical messages vs a bare split (one core)",
     parser_bench.run,
     parser_bench.summarize,
+)
+register(
+    "pager-s2x",
+    "pager IM SIP->XMPP through Prosody: ramp to the sustained rate, latency at half, vs bare",
+    pager_bench.run_s2x,
+    pager_bench.summarize,
+)
+register(
+    "pager-x2s",
+    "pager IM XMPP->SIP through Prosody: ramp to the sustained rate, latency at half, vs bare",
+    pager_bench.run_x2s,
+    pager_bench.summarize,
+)
+register(
+    "subs-100k",
+    "100,000 S2X subscriptions in the store: gateway RSS, restore time at start and restart",
+    presence_bench.run_subs,
+    presence_bench.summarize_subs,
 )
 
 
