@@ -28,6 +28,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from slixmpp.xmlstream.handler import CoroutineCallback
+from slixmpp.xmlstream.matcher import StanzaPath
+
 from gateway.bridge import sip_message as sm
 from gateway.bridge.chatstate import ChatStateGate, Conversation
 from gateway.bridge.routing import DomainClass, SipRouter
@@ -44,6 +47,7 @@ from gateway.sip.transport.endpoint import (
 from gateway.sip.uri import SipUri
 from gateway.sip.uri import parse_uri as parse_sip_uri
 from gateway.sip.validate import check_forwarding
+from gateway.xmpp.boundary import boundary
 from gateway.xmpp.convert import error_reply, message_to_op, op_to_message, stanza_error
 from gateway.xmpp.links import LinkDown, XmppLinks
 from mappings import imdn as imdn_fmt
@@ -221,8 +225,15 @@ class Pager:
         self._outcomes: dict[tuple[str, str], Any] = {}
 
     def attach(self) -> None:
-        """Register the message handler on every component (inside the XMPP boundary)."""
-        self.links.add_stanza_handler("message", self.on_stanza)
+        """Register the message handler on every component, inside the XMPP boundary.
+
+        A raw handler on every <message/>: slixmpp's ``message`` event fires only for
+        stanzas with a <body/>, and chat states, receipts and errors have none.
+        """
+        for domain in self.links.domains:
+            self.links.component(domain).register_handler(
+                CoroutineCallback("cpim-pager", StanzaPath("message"), boundary(self.on_stanza))
+            )
 
     # -- helpers ------------------------------------------------------------------------------
 
