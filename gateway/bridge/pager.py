@@ -471,8 +471,9 @@ class Pager:
             from_jid=from_jid,
             domain=domain,
         )
-        if content is None:
-            return  # a chat state the gate holds back, or a receipt nobody asked for
+        if content is None:  # a chat state the gate holds back, or an unasked-for receipt
+            self._fate(X2S, "held", start, **ids)
+            return
         body, kind = content
         aor = _sip_uri(str(target))
         call_id = sm.call_id_for(op.thread, self._fresh_call_id)

@@ -45,14 +45,15 @@ NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 # -- sipp templates ------------------------------------------------------------------------
 
 
-def fill(template: str, dest: Path, fields: Mapping[str, str]) -> Path:
-    """Write tests/sipp/<template> with its @@FIELDS@@ replaced into `dest`."""
+def fill(template: str, dest: Path, fields: Mapping[str, str], encoding: str = "utf-8") -> Path:
+    """Write tests/sipp/<template> with its @@FIELDS@@ replaced into `dest` (sipp sends
+    the file's bytes as they are: `encoding` is the charset of a non-ASCII body)."""
     text = (SCENARIO_DIR / template).read_text(encoding="utf-8")
     for key, value in fields.items():
         text = text.replace(f"@@{key}@@", value)
     assert "@@" not in text, f"unfilled field in {template}"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(text, encoding="utf-8")
+    dest.write_bytes(text.encode(encoding))
     return dest
 
 
@@ -88,6 +89,7 @@ class Bridge:
         call_id: str | None = None,
         max_forwards: int = 70,
         transport: str = "u1",
+        encoding: str = "utf-8",
     ) -> SippResult:
         """One MESSAGE from sipp; the result (its messages.log holds the response)."""
         assert "]]>" not in body
@@ -101,6 +103,7 @@ class Bridge:
                 "BODY": body,
                 "MAX_FORWARDS": str(max_forwards),
             },
+            encoding,
         )
         return self.sipp.run(
             scenario,
@@ -164,9 +167,7 @@ def body_of(message: str) -> str:
 
 
 @pytest.fixture
-def bridge(
-    prosody: ProsodyServer, sipp: Sipp, tmp_path: Path
-) -> Iterator[Callable[..., Bridge]]:
+def bridge(prosody: ProsodyServer, sipp: Sipp, tmp_path: Path) -> Iterator[Callable[..., Bridge]]:
     """start(sip={...}, xmpp={...}, wait_link=True) -> a gateway on the session Prosody.
 
     The gateway logs at info: the fate lines are what the tests read (and debug-level SIP
@@ -223,7 +224,7 @@ def see_all_messages(client: XmppTestClient) -> XmppTestClient:
     """Make the client collect bodyless messages too (errors, chat states, receipts):
     slixmpp's ``message`` event, which XmppTestClient listens to, needs a <body/>."""
 
-    def collect(msg: Message) -> None:
+    def collect(msg: Any) -> None:
         if msg.xml.find("{jabber:client}body") is None:
             client._on_stanza(msg)
 
@@ -244,11 +245,14 @@ async def wait_stanza(
     return await client.wait_message(pred, timeout=timeout)
 
 
-def fate_line(gw: GatewayProcess, **fields: str) -> str:
+async def fate_line(gw: GatewayProcess, **fields: str) -> str:
+    """The pager's fate line with these fields (waited for in a thread: the XMPP clients
+    must keep running meanwhile)."""
     pattern = r"gateway\.bridge\.pager: message " + "".join(
         rf"(?=.*\b{k}={re.escape(v)}\b)" for k, v in fields.items()
     )
-    return gw.wait_for_log(pattern + r".*", timeout=15).group(0)
+    found = await asyncio.to_thread(gw.wait_for_log, pattern + r".*", 15)
+    return found.group(0)
 
 
 # -- SIP -> XMPP -----------------------------------------------------------------------------
@@ -278,7 +282,7 @@ async def test_sip_to_xmpp_table2_every_row(
     assert msg["subject"] == "Balcony"
     assert msg.xml.get(XML_LANG) == "cs"
     assert msg.xml.get("type") in (None, "normal")
-    line = fate_line(br.gw, fate="delivered", call_id=call_id)
+    line = await fate_line(br.gw, fate="delivered", call_id=call_id)
     assert f"stanza_id={msg['id']}" in line and "status=200" in line
 
 
@@ -357,11 +361,12 @@ async def test_charsets_converted_or_refused(
     br = bridge()
     juliet = see_all_messages(await xmpp_client(prefix="juliet"))
     to = f"sip:{juliet.jid.bare}"
-    # windows-1250 has the Czech letters; sipp sends our ASCII-only file bytes, so the
-    # conversion is proven with characters both charsets agree on plus a name check below.
-    result = await br.send(to=to, body="plain cp1250 text", content_type="text/plain;charset=windows-1250")
+    czech = "Příliš žluťoučký kůň"  # every letter exists in windows-1250
+    result = await br.send(
+        to=to, body=czech, content_type="text/plain;charset=windows-1250", encoding="cp1250"
+    )
     assert result.ok, result.describe()
-    await wait_stanza(juliet, lambda m: text_of(m) == "plain cp1250 text")
+    await wait_stanza(juliet, lambda m: text_of(m) == czech)
     result = await br.send(
         to=to, body="x", content_type="text/plain;charset=x-no-such-charset", status=415
     )
@@ -374,7 +379,7 @@ async def test_unknown_recipient_gets_404(bridge: Callable[..., Bridge]) -> None
     br = bridge()
     result = await br.send(to="sip:nobody-here@localhost", body="anyone?", status=404)
     assert result.ok, result.describe()
-    fate_line(br.gw, fate="rejected", status="404", condition="service-unavailable")
+    await fate_line(br.gw, fate="rejected", status="404", condition="service-unavailable")
 
 
 async def test_server_bounce_reaches_sip_instead_of_2xx(bridge: Callable[..., Bridge]) -> None:
@@ -384,7 +389,7 @@ async def test_server_bounce_reaches_sip_instead_of_2xx(bridge: Callable[..., Br
     result = await br.send(to="sip:juliet@far.localhost", body="over the wall", status=403)
     assert result.ok, result.describe()
     assert not any(r.startswith("SIP/2.0 2") for r in responses(result))
-    fate_line(br.gw, fate="rejected", status="403", condition="not-allowed")
+    await fate_line(br.gw, fate="rejected", status="403", condition="not-allowed")
 
 
 async def test_retransmitted_udp_message_delivered_once(
@@ -508,7 +513,7 @@ async def test_xmpp_to_sip_table1_every_row(
     assert (header(req, "Content-Type") or "").lower() == "text/plain;charset=utf-8"
     assert header(req, "Contact") is None  # RFC 3428 §4
     assert body_of(req).strip() == "Art thou not Romeo, and a Montague? — ů"
-    fate_line(br.gw, fate="delivered", stanza_id=msg["id"], call_id="D9AA95FD-2BD5-46E2")
+    await fate_line(br.gw, fate="delivered", stanza_id=msg["id"], call_id="D9AA95FD-2BD5-46E2")
 
 
 async def test_xmpp_without_thread_gets_fresh_call_ids(
@@ -547,7 +552,7 @@ async def test_large_message_goes_over_tcp(
 async def test_large_message_to_udp_only_target_is_policy_violation(
     bridge: Callable[..., Bridge], xmpp_client: ClientFactory
 ) -> None:
-    br = bridge(sip={"routes": route_to(free_port(), "udp")})
+    bridge(sip={"routes": route_to(free_port(), "udp")})
     juliet = see_all_messages(await xmpp_client(prefix="juliet"))
     msg = xmpp_message(juliet, f"romeo@{COMPONENT}", body="x" * 5000)
     msg.send()
@@ -567,7 +572,7 @@ async def test_sip_errors_and_timeouts_reach_the_xmpp_sender(
         err = await wait_stanza(juliet, lambda m: m["type"] == "error" and m["id"] == msg["id"])
         await asyncio.to_thread(uas.wait)
     assert err.xml.find(f".//{{{NS_STANZAS}}}item-not-found") is not None
-    fate_line(br.gw, fate="rejected", stanza_id=msg["id"], status="404")
+    await fate_line(br.gw, fate="rejected", stanza_id=msg["id"], status="404")
     # nobody listens on the route's port: Timer F (64*T1) -> remote-server-timeout
     msg = xmpp_message(juliet, f"romeo@{COMPONENT}", body="into the void")
     msg.send()
@@ -575,3 +580,140 @@ async def test_sip_errors_and_timeouts_reach_the_xmpp_sender(
         juliet, lambda m: m["type"] == "error" and m["id"] == msg["id"], timeout=30
     )
     assert err.xml.find(f".//{{{NS_STANZAS}}}remote-server-timeout") is not None
+
+
+# -- chat states and receipts ----------------------------------------------------------------
+
+
+def chat_state(msg: Message) -> str | None:
+    for child in msg.xml:
+        if child.tag.startswith(f"{{{NS_CHATSTATES}}}"):
+            return str(child.tag.rpartition("}")[2])
+    return None
+
+
+def state_element(name: str) -> Any:
+    import xml.etree.ElementTree as ET
+
+    return ET.Element(f"{{{NS_CHATSTATES}}}{name}")
+
+
+ISCOMPOSING_ACTIVE = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<isComposing xmlns="urn:ietf:params:xml:ns:im-iscomposing">'
+    "<state>active</state><contenttype>text/plain</contenttype><refresh>90</refresh>"
+    "</isComposing>"
+)
+
+
+async def test_chat_states_gated_both_ways(
+    bridge: Callable[..., Bridge], xmpp_client: ClientFactory
+) -> None:
+    """isComposing only to a SIP peer that has shown support, never after it answered 415;
+    repeated SIP ``active`` collapse into one <composing/> (X85-04)."""
+    uas_port = free_port()
+    br = bridge(sip={"routes": route_to(uas_port)})
+    juliet = see_all_messages(await xmpp_client(prefix="juliet"))
+    romeo = f"romeo@{COMPONENT}"
+    with br.uas(port=uas_port, calls=2, status="415 Unsupported Media Type") as uas:
+        # romeo has shown nothing yet: juliet's typing is not sent to SIP
+        xmpp_message(juliet, romeo, children=[state_element("composing")]).send()
+        # romeo types: juliet sees <composing/> once, however often SIP refreshes it
+        for _ in range(2):
+            result = await br.send(
+                to=f"sip:{juliet.jid.bare}",
+                body=ISCOMPOSING_ACTIVE,
+                content_type="application/im-iscomposing+xml",
+            )
+            assert result.ok, result.describe()
+        shown = await wait_stanza(juliet, lambda m: chat_state(m) == "composing")
+        assert shown.xml.get("type") == "chat" and shown["body"] == ""
+        await fate_line(br.gw, fate="collapsed")
+        # now juliet's typing goes to romeo, who answers 415: no more isComposing after it
+        xmpp_message(juliet, romeo, children=[state_element("composing")]).send()
+        await fate_line(br.gw, fate="rejected", kind="chat-state", status="415")
+        xmpp_message(juliet, romeo, children=[state_element("paused")]).send()
+        xmpp_message(juliet, romeo, body="content after the 415").send()
+        result = await asyncio.to_thread(uas.wait)
+    reqs = received_requests(result)
+    types = [(header(r, "Content-Type") or "").split(";")[0] for r in reqs]
+    assert types == ["application/im-iscomposing+xml", "text/plain"], reqs
+    assert "<state>active</state>" in body_of(reqs[0])
+    assert sum(1 for m in juliet.messages if chat_state(m) == "composing") == 1
+
+
+def imdn_notification(sender: str, recipient: str, message_id: str, status: str) -> str:
+    return (
+        f"From: <{sender}>\nTo: <{recipient}>\nNS: imdn <urn:ietf:params:imdn>\n"
+        f"imdn.Message-ID: n{secrets.token_hex(6)}\n\n"
+        "Content-Type: message/imdn+xml\nContent-Disposition: notification\n\n"
+        '<imdn xmlns="urn:ietf:params:xml:ns:imdn">'
+        f"<message-id>{message_id}</message-id>"
+        "<datetime>2024-01-02T03:04:05Z</datetime>"
+        f"<delivery-notification><status><{status}/></status></delivery-notification></imdn>"
+    )
+
+
+async def test_receipts_both_ways(
+    bridge: Callable[..., Bridge], xmpp_client: ClientFactory
+) -> None:
+    """XEP-0184 request -> IMDN positive-delivery request; IMDN delivered -> <received/>;
+    and the reverse: an IMDN request from SIP -> <request/>; <received/> -> IMDN."""
+    uas_port = free_port()
+    br = bridge(sip={"routes": route_to(uas_port)})
+    juliet = see_all_messages(await xmpp_client(prefix="juliet"))
+    romeo = f"romeo@{COMPONENT}"
+    import xml.etree.ElementTree as ET
+
+    # XMPP -> SIP with a receipt request
+    with br.uas(port=uas_port) as uas:
+        msg = xmpp_message(
+            juliet,
+            romeo,
+            body="did you get this?",
+            children=[ET.Element(f"{{{NS_RECEIPTS}}}request")],
+        )
+        msg.send()
+        result = await asyncio.to_thread(uas.wait)
+    (req,) = received_requests(result)
+    assert (header(req, "Content-Type") or "").startswith("message/cpim")
+    cpim_body = body_of(req)
+    assert re.search(r"^imdn\.Disposition-Notification: positive-delivery", cpim_body, re.M)
+    message_id = re.search(r"^imdn\.Message-ID: (\S+)", cpim_body, re.M)
+    assert message_id is not None
+    assert "did you get this?" in cpim_body
+    # romeo's phone answers with an IMDN: juliet gets <received id=.../>
+    result = await br.send(
+        to=f"sip:{juliet.jid.bare}",
+        body=imdn_notification(
+            f"sip:{romeo}", f"sip:{juliet.jid.bare}", message_id.group(1), "delivered"
+        ),
+        content_type="message/cpim",
+    )
+    assert result.ok, result.describe()
+    receipt = await wait_stanza(
+        juliet, lambda m: m.xml.find(f"{{{NS_RECEIPTS}}}received") is not None
+    )
+    assert receipt.xml.find(f"{{{NS_RECEIPTS}}}received").get("id") == msg["id"]
+    assert str(JID(receipt["from"]).bare) == romeo
+
+    # SIP -> XMPP with an IMDN request; juliet's receipt becomes an IMDN to romeo
+    asked = (
+        f"From: <sip:{romeo}>\nTo: <sip:{juliet.jid.bare}>\nNS: imdn <urn:ietf:params:imdn>\n"
+        "imdn.Message-ID: Msg34jk324j\nDateTime: 2024-01-02T03:04:05Z\n"
+        "imdn.Disposition-Notification: positive-delivery\n\n"
+        "Content-Type: text/plain\n\nplease confirm"
+    )
+    with br.uas(port=uas_port) as uas:
+        result = await br.send(to=f"sip:{juliet.jid.bare}", body=asked, content_type="message/cpim")
+        assert result.ok, result.describe()
+        got = await wait_stanza(juliet, lambda m: text_of(m) == "please confirm")
+        assert got.xml.find(f"{{{NS_RECEIPTS}}}request") is not None
+        ack = juliet.xmpp.make_message(mto=JID(romeo))
+        ack.xml.append(ET.Element(f"{{{NS_RECEIPTS}}}received", {"id": got["id"]}))
+        ack.send()
+        result = await asyncio.to_thread(uas.wait)
+    (req,) = received_requests(result)
+    imdn = body_of(req)
+    assert "<message-id>Msg34jk324j</message-id>" in imdn
+    assert "<delivered/>" in imdn and "Content-Disposition: notification" in imdn
