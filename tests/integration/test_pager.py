@@ -694,7 +694,8 @@ async def test_receipts_both_ways(
     receipt = await wait_stanza(
         juliet, lambda m: m.xml.find(f"{{{NS_RECEIPTS}}}received") is not None
     )
-    assert receipt.xml.find(f"{{{NS_RECEIPTS}}}received").get("id") == msg["id"]
+    received = receipt.xml.find(f"{{{NS_RECEIPTS}}}received")
+    assert received is not None and received.get("id") == msg["id"]
     assert str(JID(receipt["from"]).bare) == romeo
 
     # SIP -> XMPP with an IMDN request; juliet's receipt becomes an IMDN to romeo
