@@ -4,7 +4,7 @@ Kamailio listens on 127.0.0.2 (its own loopback address, so that the gateway's t
 peer is Kamailio and not sipp on 127.0.0.1), is registrar of example.com, and routes the
 XMPP domain `localhost` to the gateway. The gateway runs the beside-Kamailio shape of
 deploy/examples/beside-ejabberd-kamailio.toml (escaped component, federation, a static
-route back to Kamailio) against the session Prosody.
+route back to Kamailio) against the session Prosody (and ejabberd for SIP -> XMPP).
 
 - SIP -> XMPP: sipp sends a MESSAGE to Kamailio only; the XMPP client receives it from
   romeo\\40example.com@gw.localhost, and Kamailio's log shows it took the gateway route.
@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import LOOPBACK, require_binary, stop_group
+from tests.harness.ejabberd import EjabberdServer
 from tests.harness.gateway_proc import GatewayProcess
 from tests.harness.ports import free_port, udp_port_bound
 from tests.harness.prosody import ProsodyServer
@@ -145,18 +146,22 @@ def kamailio(tmp_path: Path) -> Iterator[Callable[[int], Kamailio]]:
 
 
 def gateway_behind_kamailio(
-    gateway: Callable[..., GatewayProcess], prosody: ProsodyServer, gw_port: int, kam_port: int
+    gateway: Callable[..., GatewayProcess],
+    server: ProsodyServer | EjabberdServer,
+    gw_port: int,
+    kam_port: int,
 ) -> GatewayProcess:
     """The beside-Kamailio shape (deploy/examples/beside-ejabberd-kamailio.toml)."""
     return gateway(
         xmpp={
+            "port": server.component_port,
             "components": [
                 {
                     "domain": COMPONENT,
-                    "secret": prosody.components[COMPONENT],
+                    "secret": server.components[COMPONENT],
                     "addressing": "escaped",
                 }
-            ]
+            ],
         },
         sip={
             "hosted_domains": [],
@@ -175,18 +180,22 @@ async def wait_link(proc: GatewayProcess) -> None:
     await asyncio.to_thread(proc.wait_for_log, rf"xmpp link {COMPONENT} up", 30)
 
 
+@pytest.mark.parametrize("server_name", ["prosody", "ejabberd"])
 async def test_kamailio_routes_a_sipp_message_to_the_gateway(
+    request: pytest.FixtureRequest,
+    server_name: str,
+    *,
     kamailio: Callable[[int], Kamailio],
     gateway: Callable[..., GatewayProcess],
-    prosody: ProsodyServer,
     xmpp_client: ClientFactory,
     sipp: Sipp,
 ) -> None:
+    server: ProsodyServer | EjabberdServer = request.getfixturevalue(server_name)
     gw_port = free_port()
     kam = kamailio(gw_port)
-    proc = gateway_behind_kamailio(gateway, prosody, gw_port, kam.port)
+    proc = gateway_behind_kamailio(gateway, server, gw_port, kam.port)
     await wait_link(proc)
-    juliet = await xmpp_client(prefix="juliet")
+    juliet = await xmpp_client(prefix="juliet", server=server)
 
     result = await asyncio.to_thread(
         sipp.run,
