@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.harness import LOOPBACK, require_binary
 from tests.harness.gateway_proc import GatewayProcess, config_of
 from tests.harness.ports import free_port
+from tests.harness.prosody import ProsodyServer
 from tests.harness.sipp import Sipp, SippResult
 from tests.integration.conftest import ClientFactory
 
@@ -311,3 +312,43 @@ async def test_sighup_reloads_certificate_and_users_keeping_the_link(
     m = await admin.metrics()
     assert m.get(("cpim_component_reconnects_total", (("domain", COMPONENT),)), 0) == 0
     assert admin.proc.terminate(timeout=30) == 0
+
+
+async def test_link_loss_shows_in_readiness_links_and_reconnect_metrics(
+    gateway: Callable[..., GatewayProcess], prosody_factory: Callable[..., ProsodyServer]
+) -> None:
+    server = prosody_factory(components={COMPONENT: "s3cret-own"})
+    admin = start(
+        gateway,
+        xmpp={
+            "port": server.component_port,
+            "components": [{"domain": COMPONENT, "secret": "s3cret-own"}],
+            "reconnect_min": 0.2,
+            "reconnect_max": 1.0,
+        },
+    )
+    await admin.wait_ready()
+    up = ("cpim_component_link_up", (("domain", COMPONENT),))
+    reconnects = ("cpim_component_reconnects_total", (("domain", COMPONENT),))
+    first = await admin.metrics()
+    assert first[up] == 1
+    assert first.get(reconnects, 0) == 0
+
+    server.kill()
+    deadline = time.monotonic() + 30
+    while (status := (await admin.get("/readyz"))[0]) == 200:
+        assert time.monotonic() < deadline, "still ready with the XMPP server gone"
+        await asyncio.sleep(0.1)
+    status, body = await admin.get("/readyz")
+    assert status == 503
+    assert body["checks"]["xmpp"] is False
+    down = await admin.metrics()
+    assert down[up] == 0
+    _, links = await admin.get("/links")
+    assert links["links"][0]["state"] in ("connecting", "waiting")
+
+    await asyncio.to_thread(server.start)
+    await admin.wait_ready()
+    again = await admin.metrics()
+    assert again[up] == 1
+    assert again[reconnects] == 1
