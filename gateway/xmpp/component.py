@@ -17,9 +17,10 @@ Connection supervision (reconnect, keep-alive, confirmed sending) is links.py's 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slixmpp import ComponentXMPP
 from slixmpp.exceptions import XMPPError
@@ -86,6 +87,42 @@ class _Presence(Presence):
 _STANZA_CLASSES = ((Iq, _Iq), (Message, _Message), (Presence, _Presence))
 
 
+if TYPE_CHECKING:
+    _PullParser = ET.XMLPullParser[Any]
+else:
+    _PullParser = ET.XMLPullParser
+
+
+class RestrictedStreamParser(_PullParser):
+    """slixmpp's stream parser without DTDs: RFC 6120 §11.1 forbids internal and external
+    subsets in a stream, and expat would expand the internal entities a DOCTYPE declares
+    (a server could inject text into any stanza). A declaration makes `read_events` raise
+    `ParseError`, slixmpp's not-well-formed path: logged, stream closed, links.py
+    reconnects. The check spans chunk boundaries (the tail of the last chunk is kept)."""
+
+    _MARKS = (b"<!DOCTYPE", b"<!ENTITY")
+
+    def __init__(self) -> None:
+        super().__init__(("start", "end"))
+        self._tail = b""
+        self._refused: ET.ParseError | None = None
+
+    def feed(self, data: Any) -> None:
+        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        window = self._tail + raw
+        if self._refused is None and any(mark in window for mark in self._MARKS):
+            self._refused = ET.ParseError("DTD in an XMPP stream (RFC 6120 §11.1)")
+        if self._refused is not None:
+            return
+        self._tail = window[-(len(self._MARKS[0]) - 1) :]
+        super().feed(data)
+
+    def read_events(self) -> Iterator[Any]:
+        if self._refused is not None:
+            raise self._refused
+        return super().read_events()
+
+
 class GatewayComponent(ComponentXMPP):
     """The XEP-0114 endpoint for one component domain."""
 
@@ -114,6 +151,10 @@ class GatewayComponent(ComponentXMPP):
         self.add_event_handler("connected", self._on_connected)
 
     # -- setup -------------------------------------------------------------------------------
+
+    def init_parser(self) -> None:
+        super().init_parser()
+        self.parser = RestrictedStreamParser()
 
     def _register_plugins(self) -> None:
         self.register_plugin("xep_0030")
