@@ -77,12 +77,6 @@ class Metrics:
             ["domain"],
             registry=r,
         )
-        self.dns_lookups = Counter(
-            "cpim_dns_lookups",
-            "DNS lookups by outcome (answer, nxdomain, failure, cache_hit)",
-            ["outcome"],
-            registry=r,
-        )
         self.sip_requests_refused = Counter(
             "cpim_sip_requests_refused",
             "SIP requests refused by the trust model or rate limits, by reason",
