@@ -27,6 +27,7 @@ from typing import Any
 from gateway.bridge.presence_context import (
     PresenceConfig,
     PresenceContext,
+    Router,
     SipSender,
     TargetResolver,
     XmppOut,
@@ -62,6 +63,7 @@ class PresenceService:
         metrics: Metrics | None = None,
         authorize: Authorize | None = None,
         clock: Callable[[], float] = time.time,
+        router: Router | None = None,
     ) -> None:
         self.links = links
         self.scheduler: Scheduler[TimerKey] = Scheduler(self._fire, clock=clock)
@@ -75,6 +77,7 @@ class PresenceService:
             scheduler=self.scheduler,
             metrics=metrics,
             clock=clock,
+            router=router,
         )
         self.x2s = X2s(self.ctx)
         self.s2x = S2x(self.ctx, authorize=authorize)

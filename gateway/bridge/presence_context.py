@@ -9,7 +9,7 @@ by real peers in integration tests and nothing reaches for a global.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ from mappings.jid import Jid
 __all__ = [
     "PresenceConfig",
     "PresenceContext",
+    "Router",
     "SendFailed",
     "SipSender",
     "TargetResolver",
@@ -88,6 +89,13 @@ class TargetResolver(Protocol):
     async def locate(self, uri: SipUri) -> list[Target]: ...
 
 
+class Router(Protocol):
+    """The slice of `gateway.bridge.routing.SipRouter` used here: out-of-dialog requests
+    go where MESSAGEs go (static routes, outbound proxy, registrar, DNS, failover)."""
+
+    def send(self, aor: SipUri, build: Callable[[str], SipRequest]) -> Awaitable[SipResponse]: ...
+
+
 class XmppOut(Protocol):
     """The slice of `XmppLinks` used here."""
 
@@ -134,6 +142,7 @@ class PresenceContext:
     scheduler: Scheduler[tuple[str, Hashable]]
     metrics: Metrics | None = None
     clock: Callable[[], float] = field(default=lambda: 0.0)
+    router: Router | None = None
 
     # ------------------------------------------------------------ addresses
 
@@ -175,12 +184,15 @@ class PresenceContext:
         """Send a SUBSCRIBE or NOTIFY: in-dialog requests go to the first Route or the
         Request-URI as located by RFC 3263 (no static routes: the route set rules);
         out-of-dialog ones through the resolver (static routes, outbound proxy, RFC 3263).
-        Targets are tried in order (RFC 3263 §4.3); `SendFailed` when none answered."""
+        Targets are tried in order (RFC 3263 §4.3); `SendFailed` when none answered.
+        With a `router`, out-of-dialog requests go through it instead of the resolver."""
         routes = request.routes
         uri = routes[0].uri if routes else request.uri
         if not isinstance(uri, SipUri):
             raise SendFailed(416, f"cannot send to {uri}")
         try:
+            if self.router is not None and not routes and request.to_tag is None:
+                return await self.router.send(uri, lambda ruri: _with_uri(request, ruri))
             if routes or request.to_tag is not None:
                 targets = await self.resolver.locate(uri)
             else:
@@ -194,7 +206,16 @@ class PresenceContext:
         except MappingError as exc:
             status = exc.sip_status or 503
             raise SendFailed(status, str(exc), timeout=status == 408) from None
+        except TransactionTimeout as exc:  # a single target reached through the registrar
+            raise SendFailed(408, str(exc) or "timeout", timeout=True) from None
+        except (TransportFailure, MessageTooLarge) as exc:
+            raise SendFailed(503, str(exc) or type(exc).__name__) from None
         return response
+
+
+def _with_uri(request: SipRequest, ruri: str) -> SipRequest:
+    """The request with the Request-URI the router chose (a registered contact)."""
+    return request if ruri == str(request.uri) else request.replace(uri=parse_uri(ruri))
 
 
 def presence_config(cfg: Config) -> PresenceConfig:
