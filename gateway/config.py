@@ -208,10 +208,10 @@ class Config:
     sip: SipConfig
     registrar: RegistrarConfig
     rate_limits: RateLimitsConfig
-    presence: PresenceSection
     dns: DnsConfig
     admin: AdminConfig
     source: Path | None = None
+    presence: PresenceSection = PresenceSection()
 
     def component(self, domain: str) -> ComponentConfig | None:
         return next((c for c in self.xmpp.components if c.domain == domain.lower()), None)
