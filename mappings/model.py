@@ -40,11 +40,19 @@ _MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(?:\s*;.*)?", re.DOTALL)
 
 
 def _check_text(value: str, name: str) -> None:
-    """Non-empty, no control characters (ids, users, instances)."""
+    """Non-empty, no control characters (ids, users, instances), encodable as UTF-8."""
     if not value:
         raise ValueError(f"{name} must not be empty")
     if any(unicodedata.category(ch) == "Cc" for ch in value):
         raise ValueError(f"{name} must not contain control characters")
+    _check_encodable(value, name)
+
+
+def _check_encodable(value: str, name: str) -> None:
+    """No lone surrogates: the SIP parser keeps undecodable octets as surrogate escapes,
+    which no XML stream can carry (XML 1.0 §2.2 Char) and UTF-8 cannot encode."""
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise ValueError(f"{name} is not valid UTF-8 text")
 
 
 def _check_lang(lang: str | None) -> None:
@@ -116,6 +124,7 @@ class Subject:
 
     def __post_init__(self) -> None:
         _check_lang(self.lang)
+        _check_encodable(self.text, "subject")
 
 
 @dataclass(frozen=True)

@@ -486,6 +486,9 @@ def summarise(
                 "end_mib": round(last / 2**20, 1),
                 "max_mib": round(max(s for _, s in samples) / 2**20, 1),
                 "growth_mib": round((last - first) / 2**20, 1),
+                "samples_mib": [
+                    round(s / 2**20, 1) for _, s in samples[:: max(1, len(samples) // 12)]
+                ],
             }
         )
     grew = [x for x in rss if x["growth_mib"] > args.rss_mb]

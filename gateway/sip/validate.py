@@ -7,6 +7,7 @@ an endpoint must discard. Both are pure and driven by a frozen `UasPolicy`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -30,6 +31,8 @@ __all__ = [
 # RFC 2543 peers omit it and RFC 4475 §3.4.1 asks us to accept that.
 MANDATORY_REQUEST_HEADERS = ("To", "From", "CSeq", "Call-ID", "Via")
 MANDATORY_RESPONSE_HEADERS = ("To", "From", "CSeq", "Call-ID", "Via")
+# surrogateescape's range: the octets 0x80-0xFF that were not part of valid UTF-8
+_UNDECODED = re.compile("[\udc80-\udcff]")
 
 
 @dataclass(frozen=True)
@@ -124,10 +127,17 @@ def _validate(req: SipRequest, policy: UasPolicy, size: int | None) -> None:
 
 def _check_syntax(req: SipRequest) -> None:
     """400 for missing mandatory headers (RFC 4475 §3.3.1), headers in the Request-URI
-    (§19.1.5, RFC 4475 §3.1.2.11) and malformed lazily parsed header fields (§3.1.2.13)."""
+    (§19.1.5, RFC 4475 §3.1.2.11), octets that are not UTF-8 in a header field and
+    malformed lazily parsed header fields (§3.1.2.13)."""
     missing = [n for n in MANDATORY_REQUEST_HEADERS if n not in req.headers]
     if missing:
         raise RemoteProtocolError("missing " + ", ".join(missing))
+    # The parser keeps undecodable octets as surrogate escapes; RFC 3261 §7.3.1 / §25.1
+    # header fields are UTF-8 (TEXT-UTF8) or ASCII, and neither XMPP nor the store can
+    # carry such text (found by the wire fuzzer: a Call-ID became an unsendable <thread>).
+    for name, value in req.headers:
+        if _UNDECODED.search(value):
+            raise RemoteProtocolError(f"{name} header is not UTF-8")
     if isinstance(req.uri, SipUri) and req.uri.headers:
         raise RemoteProtocolError("header components in the Request-URI")
     _ = (req.contacts, req.routes, req.record_routes, req.content_type, req.accept)

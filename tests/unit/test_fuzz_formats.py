@@ -490,3 +490,21 @@ def test_empty_xml_lang_means_no_language() -> None:
         "</tuple></presence>".encode()
     )
     assert [n.lang for n in doc.tuples[0].notes] == [None, "en"]
+
+
+def test_undecodable_sip_header_octets_are_refused_before_xmpp() -> None:
+    """Found by the wire fuzzer: a Call-ID with a non-UTF-8 octet became the stanza's
+    <thread> as a surrogate escape; slixmpp failed to encode it in its send queue while
+    the MESSAGE had been answered 200 (a silent loss). The model now refuses such text,
+    and the bridge answers 400 (gateway.bridge.sip_message.from_sip)."""
+    from mappings.model import Address, BodyPart, MessageOp, Subject
+
+    bad = b"fz@127.0.\xdd.1".decode("utf-8", "surrogateescape")
+    source = Address("romeo", "sip.localhost")
+    parts = (BodyPart.plain("hi"),)
+    with pytest.raises(ValueError, match="UTF-8"):
+        MessageOp(source=source, destination=source, trans_id="t", parts=parts, thread=bad)
+    with pytest.raises(ValueError, match="UTF-8"):
+        Subject(bad)
+    op = MessageOp(source=source, destination=source, trans_id="t", parts=parts, thread="ok@h")
+    assert op.thread == "ok@h"

@@ -385,3 +385,28 @@ def _frames(events: list[FramerEvent]) -> list[bytes]:
 def test_framer_on_random_bytes(data: bytes, bound: int) -> None:
     framer = StreamFramer(bound)
     _feed_all(framer, [data[i : i + 37] for i in range(0, len(data), 37)])
+
+
+# -- regressions found by the fuzzers ----------------------------------------------------------
+
+
+def test_header_octets_that_are_not_utf8_are_a_400() -> None:
+    """Found by the wire fuzzer (tests/integration/test_fuzz_wire_netns.py): a Call-ID
+    with a raw 0xDD octet passed the UAS checks as a surrogate escape, became an XMPP
+    <thread> that slixmpp could not encode (after the MESSAGE was answered 200), and a
+    subscription the SQLite store could not write."""
+    data = (
+        b"MESSAGE sip:juliet@localhost SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKu\r\n"
+        b"From: <sip:romeo@sip.localhost>;tag=f\r\nTo: <sip:juliet@localhost>\r\n"
+        b"Call-ID: fz@127.0.\xdd.1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+    )
+    msg = parse_message(data)
+    assert isinstance(msg, SipRequest)
+    try:
+        validate_request(msg, GATEWAY_POLICY)
+        raise AssertionError("accepted")
+    except RemoteProtocolError as exc:
+        assert exc.status == 400 and "Call-ID" in exc.message
+    fine = parse_message(data.replace(b"\xdd", "é".encode()))
+    assert isinstance(fine, SipRequest)
+    validate_request(fine, GATEWAY_POLICY)  # UTF-8 is fine
