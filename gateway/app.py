@@ -230,7 +230,6 @@ def build(cfg: Config) -> Gateway:
     resolver = Resolver(cfg.dns, cfg.sip.routes, cfg.sip.outbound_proxy)
     router = SipRouter(cfg, endpoint, resolver, registrar)
     pager = Pager(cfg, links, router, gw.metrics)
-    dispatcher.add("MESSAGE", message_handler(registrar, pager.sip_message))
     dispatcher.add("REGISTER", registrar.handle_register)
     dispatcher.add("PUBLISH", registrar.handle_publish)
     presence = PresenceService(
@@ -242,7 +241,13 @@ def build(cfg: Config) -> Gateway:
         maps=domain_maps(cfg.xmpp.components, cfg.sip.served_xmpp_domains),
         metrics=gw.metrics,
         authorize=registrar.authorize,
+        router=router,
+        registrar=registrar,
     )
+    deliver: Callable[[IncomingRequest, str | None], Awaitable[None]] = pager.sip_message
+    if presence.hosted is not None:  # `/allow`, `/deny` from hosted users (docs/presence.md)
+        deliver = presence.hosted.message_command(pager.sip_message)
+    dispatcher.add("MESSAGE", message_handler(registrar, deliver))
     dispatcher.add("SUBSCRIBE", presence.handle_subscribe)
     dispatcher.add("NOTIFY", presence.handle_notify)
     gw.endpoint = endpoint

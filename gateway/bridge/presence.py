@@ -19,9 +19,11 @@ Decisions are in docs/presence.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
 from typing import Any
 
 from gateway.bridge.presence_context import (
@@ -32,14 +34,22 @@ from gateway.bridge.presence_context import (
     TargetResolver,
     XmppOut,
 )
+from gateway.bridge.presence_hosted import (
+    AUTO_APPROVE_HOSTED,
+    Hosted,
+    HostedRegistrar,
+    is_hosted_record,
+)
 from gateway.bridge.presence_s2x import Authorize, S2x
 from gateway.bridge.presence_x2s import X2s
 from gateway.bridge.scheduler import Scheduler
+from gateway.bridge.winfo import Winfo, is_winfo_record
 from gateway.logs import event
 from gateway.metrics import Metrics
-from gateway.store.api import Store
+from gateway.store.api import Store, SubscriptionRecord
 from gateway.xmpp.presence_convert import disable_roster_automation, read_presence
 from mappings.addresses import DomainMap
+from mappings.jid import Jid
 
 __all__ = ["PresenceService"]
 
@@ -64,6 +74,8 @@ class PresenceService:
         authorize: Authorize | None = None,
         clock: Callable[[], float] = time.time,
         router: Router | None = None,
+        registrar: HostedRegistrar | None = None,
+        auto_approve_hosted: bool = AUTO_APPROVE_HOSTED,
     ) -> None:
         self.links = links
         self.scheduler: Scheduler[TimerKey] = Scheduler(self._fire, clock=clock)
@@ -80,13 +92,26 @@ class PresenceService:
             router=router,
         )
         self.x2s = X2s(self.ctx)
-        self.s2x = S2x(self.ctx, authorize=authorize)
+        # Users hosted by our registrar: the gateway is their presence agent, and they
+        # see and decide who watches them through presence.winfo (presence_hosted.py).
+        self.hosted: Hosted | None = None
+        self.winfo: Winfo | None = None
+        if registrar is not None:
+            self.hosted = Hosted(
+                self.ctx, registrar, auto_approve=auto_approve_hosted, watching=self._watching
+            )
+            self.winfo = Winfo(self.ctx, self.hosted, authorize=authorize)
+        on_watch = None if self.hosted is None else self.hosted.on_sip_watch
+        self.s2x = S2x(self.ctx, authorize=authorize, on_watch=on_watch)
         self._timers: dict[str, Callable[[Any, float], None]] = {
             "x2s": self.x2s.handle_timer,
             "x2s-fetch": self.x2s.handle_fetch_timer,
             "s2x": self.s2x.handle_timer,
             "s2x-throttle": self.s2x.handle_throttle,
         }
+        if self.winfo is not None:
+            self._timers["winfo"] = self.winfo.handle_timer
+            self._timers["winfo-throttle"] = self.winfo.handle_throttle
         self.restored = 0
 
     # ------------------------------------------------------------ lifecycle
@@ -103,6 +128,8 @@ class PresenceService:
     async def stop(self) -> None:
         self.scheduler.stop()
         tasks = [*self.x2s._tasks, *self.s2x._tasks]
+        if self.winfo is not None:
+            tasks += self.winfo._tasks
         for task in tasks:
             task.cancel()
         if tasks:
@@ -110,17 +137,45 @@ class PresenceService:
 
     def restore(self) -> int:
         now = self.ctx.clock()
-        records = list(self.ctx.store.all_subscriptions())
-        self.restored = self.x2s.restore((r for r in records if r.direction == "x2s"), now)
-        self.restored += self.s2x.restore((r for r in records if r.direction == "s2x"), now)
-        if records:
+        hosted: list[SubscriptionRecord] = []
+        winfo: list[SubscriptionRecord] = []
+        x2s: list[SubscriptionRecord] = []
+        seen = 0
+
+        def s2x() -> Iterator[SubscriptionRecord]:
+            # One pass over the store, S2X records streamed (100,000 records are never held
+            # at once: docs/performance.md); the other kinds are few and kept for later.
+            nonlocal seen
+            for r in self.ctx.store.all_subscriptions():
+                seen += 1
+                if is_hosted_record(r):
+                    hosted.append(r)
+                elif is_winfo_record(r):
+                    winfo.append(r)
+                elif r.direction == "x2s":
+                    x2s.append(r)
+                else:
+                    yield r
+
+        with bulk_load():
+            self.restored = self.s2x.restore(s2x(), now)
+            self.restored += self.x2s.restore(x2s, now)
+            if self.hosted is not None and self.winfo is not None:
+                self.restored += self.hosted.restore(hosted) + self.winfo.restore(winfo)
+        if seen:
             event(log, logging.INFO, "presence subscriptions restored", count=self.restored)
         return self.restored
 
     # ------------------------------------------------------------ SIP
 
     def handle_subscribe(self, incoming: Any) -> Awaitable[None] | None:
+        if self.winfo is not None and self.winfo.owns(incoming.request):
+            return self.winfo.handle_subscribe(incoming)
         return self.s2x.handle_subscribe(incoming)
+
+    def _watching(self, sip_user: Jid, xmpp_user: Jid) -> bool:
+        """Does the SIP user (as its component JID) watch the XMPP user?"""
+        return (str(sip_user.bare), str(xmpp_user.bare)) in self.s2x.watches
 
     def handle_notify(self, incoming: Any) -> None:
         if not self.x2s.handle_notify(incoming):
@@ -137,7 +192,16 @@ class PresenceService:
             if kind == "error":
                 self.x2s.on_probe_error(sender.bare)
             return
-        if kind == "subscribe":
+        aor = None
+        if self.hosted is not None and kind in ("subscribe", "unsubscribe", "probe"):
+            aor = self.hosted.aor_of(recipient)
+        if aor is not None and self.hosted is not None:  # the gateway is the presence agent
+            {
+                "subscribe": self.hosted.on_subscribe,
+                "unsubscribe": self.hosted.on_unsubscribe,
+                "probe": self.hosted.on_probe,
+            }[kind](sender, recipient, aor)
+        elif kind == "subscribe":
             self.x2s.on_subscribe(sender, recipient)
         elif kind == "unsubscribe":
             self.x2s.on_unsubscribe(sender, recipient)
@@ -160,3 +224,23 @@ class PresenceService:
                 self._timers[kind](key, now)
             except Exception:  # one subscription's failure must not stop the others
                 log.exception("presence timer failed for %s", kind)
+
+
+@contextlib.contextmanager
+def bulk_load() -> Iterator[None]:
+    """Build many long-lived objects (a restore) with the cyclic GC paused, then freeze them.
+
+    Restoring 100,000 subscriptions allocates a few million containers; with the collector
+    on, each generation-2 pass walks all of them again, which tripled the restore time
+    (docs/performance.md). `gc.freeze()` then moves what exists into the permanent
+    generation, so later full collections do not walk the subscriptions either (no
+    second-long pauses under load). Objects freed by reference counting are still freed.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()

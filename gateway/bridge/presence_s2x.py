@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.bridge.presence_context import PresenceContext, SendFailed
 from gateway.logs import event
@@ -52,7 +53,13 @@ from gateway.sip.subscription import (
 from gateway.sip.uri import SipUri, parse_uri
 from gateway.store.api import StoreError, SubscriptionRecord
 from gateway.xmpp.presence_convert import build_presence, build_subscription
-from mappings.addresses import AddressError, jid_to_sip_uri, sip_target_to_jid, sip_uri_to_jid
+from mappings.addresses import (
+    AddressError,
+    DomainMap,
+    jid_to_sip_uri,
+    sip_target_to_jid,
+    sip_uri_to_jid,
+)
 from mappings.jid import Jid
 from mappings.pidf import MEDIA_TYPE, build_pidf, parse_pidf
 from mappings.presence import XmppPresence, pidf_to_xmpp, xmpp_to_pidf
@@ -65,9 +72,10 @@ log = logging.getLogger(__name__)
 WatchKey = tuple[str, str]  # (watcher bare JID, contact bare JID)
 DIRECTION = "sip_to_xmpp"  # metrics label: the subscription goes from SIP to XMPP
 Authorize = Callable[[Any, str], object]
+T = TypeVar("T")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Watch:
     watcher: Jid  # the SIP watcher's component JID (bare)
     contact: Jid  # the XMPP user (bare)
@@ -88,9 +96,16 @@ class Watch:
 
 
 class S2x:
-    def __init__(self, ctx: PresenceContext, *, authorize: Authorize | None = None) -> None:
+    def __init__(
+        self,
+        ctx: PresenceContext,
+        *,
+        authorize: Authorize | None = None,
+        on_watch: Callable[[Jid, Jid], None] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.authorize = authorize
+        self.on_watch = on_watch  # (SIP watcher's JID, XMPP contact) after a SUBSCRIBE
         self.watches: dict[WatchKey, Watch] = {}
         self.by_dialog: dict[DialogId, Watch] = {}
         self._locks: dict[DialogId, asyncio.Lock] = {}
@@ -143,6 +158,8 @@ class S2x:
             await self._probe_and_wait(watch)  # R8048-20: fetch with nothing known
             now = self.ctx.clock()
         self._accept(incoming, watch, decision, now)
+        if decision.expires > 0 and self.on_watch is not None:
+            self.on_watch(watch.watcher, watch.contact)  # a hosted user approving (winfo)
 
     def _watch_for(self, req: SipRequest) -> Watch:
         from_ = req.from_
@@ -429,9 +446,10 @@ class S2x:
         """Rebuild dialogs and watches; each authorized watch then probes its contact so
         that presence changed while we were down reaches the watcher."""
         n = 0
+        memo = _Memo()
         for rec in records:
             try:
-                watch, notifier = self._from_record(rec)
+                watch, notifier = self._from_record(rec, memo)
             except (ValueError, KeyError, FormatError, AddressError) as exc:
                 event(log, logging.WARNING, "unusable subscription record", error=str(exc))
                 self._store(self.ctx.store.delete_subscription, *rec.key)
@@ -447,18 +465,22 @@ class S2x:
         self._count()
         return n
 
-    def _from_record(self, rec: SubscriptionRecord) -> tuple[Watch, Notifier]:
-        watcher_uri = parse_uri(rec.watcher)
+    def _from_record(self, rec: SubscriptionRecord, memo: _Memo) -> tuple[Watch, Notifier]:
+        watcher_uri = memo.get("uri", rec.watcher, parse_uri)
         if not isinstance(watcher_uri, SipUri) or rec.remote_target is None:
             raise ValueError(f"bad S2X record {rec.call_id}")
         dm = self.ctx.map_for_sip_user(watcher_uri)
-        watcher = sip_uri_to_jid(rec.watcher, domain_map=dm).bare
-        contact = sip_target_to_jid(rec.target, domain_map=dm).bare
-        key = (str(watcher), str(contact))
+        domain = dm.component_domain
+        watcher, watcher_key, remote = memo.get(
+            f"watcher {domain}", rec.watcher, lambda t: _watcher_of(t, watcher_uri, dm)
+        )
+        contact, contact_key, entity, local = memo.get(
+            f"contact {domain}", rec.target, lambda t: _contact_of(t, dm)
+        )
+        key = (watcher_key, contact_key)
         watch = self.watches.get(key)
         if watch is None:
-            entity = str(jid_to_sip_uri(contact, domain_map=dm, scheme="pres"))
-            watch = Watch(watcher, contact, dm.component_domain, entity)
+            watch = Watch(watcher, contact, domain, entity)
             self.watches[key] = watch
         if rec.xmpp_authorization in ("from", "both"):
             watch.authorized = True
@@ -473,25 +495,52 @@ class S2x:
                 watch.known = True
         dialog = Dialog(
             id=DialogId(rec.call_id, rec.local_tag, rec.remote_tag or ""),
-            local=NameAddr(parse_uri(rec.target)),
-            remote=NameAddr(watcher_uri),
+            local=local,
+            remote=remote,
             remote_target=parse_uri(rec.remote_target),
-            route_set=tuple(parse_name_addr(r) for r in rec.route_set),
+            route_set=tuple(memo.get("route", r, parse_name_addr) for r in rec.route_set),
             local_cseq=rec.local_cseq or None,
             remote_cseq=rec.remote_cseq,
-            local_target=self.ctx.config.contact_addr,
+            local_target=memo.get("our contact", "", lambda _: self.ctx.config.contact_addr),
         )
-        package = self.ctx.config.package
         notifier = Notifier(
             dialog=dialog,
-            event=parse_event(rec.event),
-            content_type=rec.content_type or MEDIA_TYPE,
-            package=package,
+            event=memo.get("event", rec.event, parse_event),
+            content_type=memo.get("type", rec.content_type or MEDIA_TYPE, str),
+            package=self.ctx.config.package,
             state=NState(rec.state),
             expires_at=rec.expires_at,
             document=document,
         )
         return watch, notifier
+
+
+class _Memo:
+    """Restore-time memo: records repeat contacts, watchers, routes, the event and our
+    Contact, so each distinct string is parsed and mapped once and the (immutable) results
+    are shared by every dialog that names it: restore time and memory per subscription."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[str, str], Any] = {}
+
+    def get(self, kind: str, text: str, build: Callable[[str], T]) -> T:
+        key = (kind, text)
+        try:
+            value: T = self._values[key]
+        except KeyError:
+            value = self._values[key] = build(text)
+        return value
+
+
+def _watcher_of(text: str, uri: SipUri, dm: DomainMap) -> tuple[Jid, str, NameAddr]:
+    watcher = sip_uri_to_jid(text, domain_map=dm).bare
+    return watcher, sys.intern(str(watcher)), NameAddr(uri)
+
+
+def _contact_of(target: str, dm: DomainMap) -> tuple[Jid, str, str, NameAddr]:
+    contact = sip_target_to_jid(target, domain_map=dm).bare
+    entity = str(jid_to_sip_uri(contact, domain_map=dm, scheme="pres"))
+    return contact, sys.intern(str(contact)), entity, NameAddr(parse_uri(target))
 
 
 def record_of(watch: Watch, notifier: Notifier) -> SubscriptionRecord:
