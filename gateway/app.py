@@ -16,7 +16,7 @@ import signal
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -35,6 +35,7 @@ from gateway.registrar.users import UsersFileError, read_users
 from gateway.resolver.resolver import Resolver
 from gateway.sip.transport.endpoint import IncomingRequest, RequestHandler, SipEndpoint
 from gateway.sip.transport.tls import server_context
+from gateway.sip.validate import GATEWAY_POLICY
 from gateway.store.api import Binding, Store, StoreError, SubscriptionRecord
 from gateway.store.sqlite import open_store
 from gateway.xmpp.disco import Features, prompt_translator
@@ -138,6 +139,16 @@ class Gateway:
                 log.exception("error while stopping %s", name)
 
 
+# What the gateway answers (its Allow): the dispatcher's methods plus what the endpoint and
+# transaction layer handle themselves. INVITE (MSRP chat sessions, RFC 7573) is not built
+# yet, so it gets 405 with this Allow rather than being advertised.
+GATEWAY_UAS_POLICY = replace(
+    GATEWAY_POLICY,
+    methods=frozenset(
+        {"MESSAGE", "SUBSCRIBE", "NOTIFY", "REGISTER", "PUBLISH", "OPTIONS", "ACK", "CANCEL"}
+    ),
+)
+
 # Stop order on SIGTERM: presence first (the endpoint and links still up), the SIP endpoint
 # before the links (XMPP->SIP messages in flight get their answer), the store last but one.
 DRAIN_ORDER = ("presence", "bridge", "registrar", "sip", "xmpp", "store")
@@ -225,7 +236,7 @@ def build(cfg: Config) -> Gateway:
     )
     dispatcher = SipDispatcher()
     gw.inflight = InFlight(dispatcher)
-    endpoint = SipEndpoint(cfg.sip, gw.inflight)
+    endpoint = SipEndpoint(cfg.sip, gw.inflight, policy=GATEWAY_UAS_POLICY)
     registrar = Registrar(cfg, cast(Store, store), endpoint, gw.metrics)
     resolver = Resolver(cfg.dns, cfg.sip.routes, cfg.sip.outbound_proxy)
     router = SipRouter(cfg, endpoint, resolver, registrar)
