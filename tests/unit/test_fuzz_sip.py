@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import signal
 from pathlib import Path
+from types import FrameType
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.sip.abnf import fold_re
 from gateway.sip.errors import DropMessage, RemoteProtocolError, SipError
 from gateway.sip.framing import Frame, FramerEvent, KeepAlivePing, KeepAlivePong, StreamFramer
 from gateway.sip.message import SipMessage, SipRequest, SipResponse
@@ -410,3 +414,31 @@ def test_header_octets_that_are_not_utf8_are_a_400() -> None:
     fine = parse_message(data.replace(b"\xdd", "é".encode()))
     assert isinstance(fine, SipRequest)
     validate_request(fine, GATEWAY_POLICY)  # UTF-8 is fine
+
+
+RFC_FOLD = re.compile(r"[ \t]*\r\n[ \t]+")  # LWS as RFC 3261 §7.3.1 writes it
+
+
+@FUZZ
+@given(st.lists(st.sampled_from([" ", "\t", "\r\n", "\r", "\n", "a", "\r\n ", ":"]), max_size=40))
+def test_fold_re_matches_the_rfc_form(pieces: list[str]) -> None:
+    """Found by scripts/fuzz_long.py: the RFC form of LWS is quadratic on a long run of
+    white space that no CRLF follows; abnf.fold_re is linear and must unfold the same."""
+    text = "".join(pieces)
+    assert fold_re.sub(" ", text) == RFC_FOLD.sub(" ", text)
+
+
+def test_fold_re_on_a_megabyte_of_tabs_terminates() -> None:
+    """A hang guard, not a speed test: the quadratic form needs minutes for this input,
+    the linear one milliseconds; the alarm only fires on the former."""
+
+    def hang(signum: int, frame: FrameType | None) -> None:
+        raise AssertionError("fold_re did not finish: superlinear again")
+
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(60)
+    try:
+        fold_re.sub(" ", "x" + "\t" * 1_000_000 + "\r" + "\t" * 10)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
