@@ -48,7 +48,8 @@ from gateway.sip.uri import SipUri
 from gateway.sip.uri import parse_uri as parse_sip_uri
 from gateway.sip.validate import check_forwarding
 from gateway.xmpp.boundary import boundary
-from gateway.xmpp.convert import error_reply, message_to_op, op_to_message, stanza_error
+from gateway.xmpp.convert import error_reply, message_to_op, stanza_error
+from gateway.xmpp.fastwrite import message_xml
 from gateway.xmpp.links import LinkDown, XmppLinks
 from mappings import imdn as imdn_fmt
 from mappings.addresses import (
@@ -338,13 +339,7 @@ class Pager:
         if not self.links.is_up(domain):
             self._answer_unavailable(incoming, self.links.retry_after(domain), start, ids)
             return False
-        stanza = op_to_message(
-            self.links.component(domain),
-            op,
-            mfrom=str(from_jid),
-            mto=str(to_jid),
-            stanza_id=stanza_id,
-        )
+        stanza = message_xml(op, mfrom=str(from_jid), mto=str(to_jid), stanza_id=stanza_id)
         pending = self._pending[stanza_id] = _Pending(ids["call_id"])
         try:
             await self.links.send_confirmed(domain, stanza)

@@ -281,6 +281,7 @@ class TransactionLayer:
             invite.to_tag = self._new_tag()
         self._feed(tx, Input.TU_FINAL, now, make_response(cancel, 200, to_tag=invite.to_tag))
         if invite.state is State.PROCEEDING:
+            assert invite.request is not None  # only NIST forgets its request
             resp = make_response(invite.request, 487, to_tag=invite.to_tag)
             self._feed(invite, Input.TU_FAILURE, now, resp)
             self._events.append(RequestCancelled(invite_key, cancel))
@@ -375,14 +376,16 @@ def _send(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage 
 def _retransmit(
     layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None
 ) -> None:
-    if tx.last_sent is not None:
-        layer._emit(tx, tx.last_response or tx.request, tx.last_sent)
+    message = tx.last_response or tx.request
+    if tx.last_sent is not None and message is not None:
+        layer._emit(tx, message, tx.last_sent)
 
 
 def _send_trying(
     layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None
 ) -> None:
     if not tx.provisional_sent:
+        assert tx.request is not None
         _send(layer, tx, now, make_response(tx.request, 100))
 
 
@@ -396,7 +399,7 @@ def _retransmit_provisional(
 
 
 def _send_ack(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None) -> None:
-    assert isinstance(msg, SipResponse)
+    assert isinstance(msg, SipResponse) and tx.request is not None
     tx.ack = layer._emit(tx, make_ack(tx.request, msg))
     tx.last_response = msg
 
@@ -404,8 +407,23 @@ def _send_ack(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMess
 def _resend_ack(
     layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None
 ) -> None:
-    assert tx.ack is not None and tx.last_response is not None
+    assert tx.ack is not None and tx.last_response is not None and tx.request is not None
     layer._emit(tx, make_ack(tx.request, tx.last_response), tx.ack)
+
+
+def _forget_request(
+    layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None
+) -> None:
+    """NIST Completed: only the response bytes, key and destination are needed. The
+    response is cut to its status and dialog identifiers (what retransmission events and
+    the glue's log lines read), dropping its parsed views."""
+    tx.request = None
+    tx.intervals.clear()
+    resp = tx.last_response
+    if resp is not None:
+        h = resp.headers
+        kept = [(n, v) for n in ("To", "Call-ID", "CSeq") if (v := h.get(n)) is not None]
+        tx.last_response = SipResponse(resp.status, resp.reason, Headers(kept))
 
 
 def _timeout(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None) -> None:
@@ -462,4 +480,5 @@ _ACTIONS: dict[Action, _ActionFn] = {
     Action.START_K: _starter(TimerName.K),
     Action.START_L: _starter(TimerName.L),
     Action.START_M: _starter(TimerName.M),
+    Action.FORGET_REQUEST: _forget_request,
 }

@@ -10,10 +10,16 @@ Sending:
 
 * `send_confirmed(domain, stanza)` returns once the server has processed the stanza: the
   component stream is ordered, so a ping written after the stanza and answered (result or
-  error, either proves the server read everything before it) confirms it. Concurrent senders
-  share one ping. If the link is down, or drops or times out before the answer, it raises
-  `LinkDown` -- nothing is queued behind the caller's back, so the SIP side can answer 503
-  with Retry-After (`retry_after(domain)`).
+  error, either proves the server read everything before it) confirms it. If the link is
+  down, or drops or times out before the answer, it raises `LinkDown` -- nothing is queued
+  behind the caller's back, so the SIP side can answer 503 with Retry-After
+  (`retry_after(domain)`).
+* Batching (issue 11): stanzas (a slixmpp stanza or already serialized text) written in one
+  loop turn go out in ONE transport write, followed by the confirmation ping of everything
+  written since the previous ping. At most one ping is in flight: stanzas written meanwhile
+  are sent at once but wait for the next ping, sent when the current one is answered, so
+  under load one round trip confirms a whole batch. The pings bypass slixmpp's per-IQ
+  callbacks: an "in" filter answers our own ping and consumes its answer by id.
 * `send(domain, stanza)` is fire and forget; while the link is down stanzas wait in a bounded
   queue flushed on reconnection; overflow (and what is left at stop) goes to the
   `on_undeliverable` callback so the originator can be told.
@@ -28,9 +34,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import itertools
 import logging
 import math
 import random
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -38,7 +46,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.xmlstream import tostring
 
 from gateway.config import ComponentConfig, XmppConfig
 from gateway.xmpp.component import GatewayComponent
@@ -146,6 +154,13 @@ def _call(cb: Callable[..., Any] | None, *args: Any) -> None:
         log.exception("link callback %r failed", cb)
 
 
+def _attr(text: str) -> str:
+    """An XML attribute value (between double quotes)."""
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    )
+
+
 def _log_task_error(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("link callback failed", exc_info=task.exception())
@@ -177,12 +192,18 @@ class Link:
         self._up = asyncio.Event()
         self._down = asyncio.Event()
         self._open_barrier: asyncio.Future[None] | None = None
-        self._inflight: set[asyncio.Future[None]] = set()
+        self._out: list[tuple[str, bool]] = []  # (serialized stanza, confirmed) this turn
+        self._flush_handle: asyncio.Handle | None = None
+        self._pings: dict[str, tuple[asyncio.Future[None], asyncio.TimerHandle]] = {}
+        self._ping_prefix = f"cpim-ping-{secrets.token_hex(4)}-"
+        self._ping_ids = itertools.count(1)
+        self._domain_attr = _attr(self.domain)
         self._conn_error: str | None = None
         self._dead = False
         component.add_event_handler("session_start", lambda _e: self._up.set())
         component.add_event_handler("disconnected", lambda _e: self._down.set())
         component.add_event_handler("connection_failed", self._on_connection_failed)
+        component.add_filter("in", self._on_ping_stanza, order=0)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -247,7 +268,7 @@ class Link:
     def send(self, stanza: Any) -> bool:
         """Write now if up, else queue (bounded). False when the stanza was refused."""
         if self.is_up:
-            self.component.send(stanza)
+            self._write(stanza, confirmed=False)
             return True
         if len(self._queue) >= self.cfg.send_queue_limit:
             log.warning(
@@ -261,9 +282,11 @@ class Link:
         return True
 
     async def send_confirmed(self, stanza: Any, timeout: float | None = None) -> None:
+        """Write `stanza` (a slixmpp stanza or serialized text) and wait for the ping that
+        follows it to be answered."""
         if not self.is_up:
             raise LinkDown(self.domain, self.last_error or str(self.state), self.retry_after())
-        self.component.send(stanza)
+        self._write(stanza, confirmed=True)
         barrier = self._barrier()
         try:
             await asyncio.wait_for(asyncio.shield(barrier), timeout or self.cfg.dead_link_timeout)
@@ -276,58 +299,141 @@ class Link:
             raise LinkDown(self.domain, str(self.state), self.retry_after())
         await asyncio.shield(self._barrier())
 
-    # -- confirmation pings ---------------------------------------------------------------
+    # -- batched writes and confirmation pings ----------------------------------------------
+
+    def _serialize(self, stanza: Any) -> str:
+        if isinstance(stanza, str):
+            return stanza
+        comp = self.component
+        return tostring(stanza.xml, xmlns=comp.default_ns, stream=comp, top_level=True)
+
+    def _write(self, stanza: Any, *, confirmed: bool) -> None:
+        """Buffer one stanza for this loop turn's single write."""
+        self._out.append((self._serialize(stanza), confirmed))
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush_out)
 
     def _barrier(self) -> asyncio.Future[None]:
-        """The ping that will follow everything written so far (shared by this loop turn)."""
+        """The future of the next ping: it confirms everything written before it is sent."""
         if self._open_barrier is None:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._open_barrier = fut
-            self._inflight.add(fut)
-            fut.add_done_callback(self._inflight.discard)
-            asyncio.get_running_loop().call_soon(self._write_barrier, fut)
+            self._schedule_flush()
         return self._open_barrier
 
-    def _write_barrier(self, fut: asyncio.Future[None]) -> None:
-        self._open_barrier = None
-        if fut.done():
+    def _flush_out(self) -> None:
+        """One write: the buffered stanzas, then a ping for the open barrier unless a ping
+        is already in flight (its answer triggers the next flush)."""
+        self._flush_handle = None
+        out, self._out = self._out, []
+        fut = self._open_barrier
+        ping = fut is not None and not self._pings
+        if not out and not ping:
             return
-        if not self.is_up:
-            fut.set_exception(LinkDown(self.domain, "link lost", self.retry_after()))
+        if not self.is_up or self.component.transport is None:
+            self._requeue(out)
+            self._fail_open("link lost")
             return
-        iq = self.component.make_iq_get(ito=self.domain, ifrom=self.domain)
-        iq.enable("ping")
-        reply = iq.send(timeout=self.cfg.dead_link_timeout)  # type: ignore[no-untyped-call]
-        reply.add_done_callback(lambda r: self._barrier_answered(fut, r))
+        parts = [text for text, _ in out]
+        if ping:
+            assert fut is not None
+            self._open_barrier = None
+            if fut.done():  # every waiter gave up: nothing to confirm
+                ping = False
+            else:
+                ping_id = f"{self._ping_prefix}{next(self._ping_ids)}"
+                parts.append(self._ping_xml(ping_id))
+                timer = asyncio.get_running_loop().call_later(
+                    self.cfg.dead_link_timeout, self._ping_timeout, ping_id
+                )
+                self._pings[ping_id] = (fut, timer)
+        if not parts:
+            return
+        try:
+            self.component.send_raw("".join(parts))
+        except Exception as exc:  # NotConnectedError, a closing transport
+            log.debug("xmpp link %s: write failed: %s", self.domain, exc)
+            self._fail_barriers("link lost")
 
-    def _barrier_answered(self, fut: asyncio.Future[None], reply: asyncio.Future[Any]) -> None:
-        if fut.done():
+    def _ping_xml(self, ping_id: str) -> str:
+        # From the component domain to itself: the server routes it back to us (module doc).
+        d = self._domain_attr
+        ping = '<ping xmlns="urn:xmpp:ping"/>'
+        return f'<iq type="get" id="{ping_id}" from="{d}" to="{d}">{ping}</iq>'
+
+    def _on_ping_stanza(self, stanza: Any) -> Any:
+        """ "in" filter: answer our own ping, resolve its answer; anything else passes."""
+        xml = stanza.xml
+        ping_id = xml.get("id")
+        if not ping_id or not ping_id.startswith(self._ping_prefix):
+            return stanza
+        if xml.get("from") != self.domain or not xml.tag.endswith("}iq"):
+            return stanza
+        itype = xml.get("type")
+        if itype == "get":
+            d = self._domain_attr
+            self._out.append((f'<iq type="result" id="{ping_id}" from="{d}" to="{d}"/>', False))
+            self._schedule_flush()
+        elif itype in ("result", "error"):  # either proves the server read what came before
+            self._ping_answered(ping_id)
+        return None
+
+    def _ping_answered(self, ping_id: str) -> None:
+        entry = self._pings.pop(ping_id, None)
+        if entry is None:
             return
-        if reply.cancelled():
-            fut.set_exception(LinkDown(self.domain, "link lost", self.retry_after()))
+        fut, timer = entry
+        timer.cancel()
+        if not fut.done():
+            fut.set_result(None)
+        if self._open_barrier is not None:
+            self._schedule_flush()  # the next batch's ping
+
+    def _ping_timeout(self, ping_id: str) -> None:
+        entry = self._pings.pop(ping_id, None)
+        if entry is None:
             return
-        exc = reply.exception()
-        if exc is None or isinstance(exc, IqError):
-            fut.set_result(None)  # result or error reply: the server read everything before
-        elif isinstance(exc, IqTimeout):
-            log.warning(
-                "xmpp link %s: no answer to ping within %.0f s, link dead",
-                self.domain,
-                self.cfg.dead_link_timeout,
-            )
+        log.warning(
+            "xmpp link %s: no answer to ping within %.0f s, link dead",
+            self.domain,
+            self.cfg.dead_link_timeout,
+        )
+        fut, _ = entry
+        if not fut.done():
             fut.set_exception(LinkDown(self.domain, "ping timeout", 0))
-            self.last_error = "no answer to ping"
-            self._dead = True
-            self.component.abort()
-        else:
-            fut.set_exception(LinkDown(self.domain, f"ping failed: {exc}", 0))
+            fut.exception()  # mark retrieved: nobody may be waiting any more
+        self.last_error = "no answer to ping"
+        self._dead = True
+        self.component.abort()
+
+    def _requeue(self, out: list[tuple[str, bool]]) -> None:
+        """Fire-and-forget stanzas not written before the link went down wait for it."""
+        for text, confirmed in out:
+            if not confirmed:
+                self._queue.append(text)
+
+    def _fail_open(self, reason: str) -> None:
+        fut, self._open_barrier = self._open_barrier, None
+        if fut is not None and not fut.done():
+            fut.set_exception(LinkDown(self.domain, reason, self.retry_after()))
+            fut.exception()  # mark retrieved: nobody may be waiting any more
 
     def _fail_barriers(self, reason: str) -> None:
-        self._open_barrier = None
-        for fut in list(self._inflight):
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        out, self._out = self._out, []
+        self._requeue(out)
+        self._fail_open(reason)
+        pings, self._pings = self._pings, {}
+        for fut, timer in pings.values():
+            timer.cancel()
             if not fut.done():
                 fut.set_exception(LinkDown(self.domain, reason, self.retry_after()))
-                fut.exception()  # mark retrieved: nobody may be waiting any more
+                fut.exception()
 
     # -- supervision ------------------------------------------------------------------------
 
@@ -442,7 +548,7 @@ class Link:
         if self._queue:
             log.info("xmpp link %s: sending %d queued stanzas", self.domain, len(self._queue))
         while self._queue and self.is_up:
-            self.component.send(self._queue.popleft())
+            self._write(self._queue.popleft(), confirmed=False)
 
     async def _keepalive(self) -> None:
         while True:

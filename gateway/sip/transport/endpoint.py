@@ -437,7 +437,8 @@ class SipEndpoint:
         if e.server_key is None or req.method == "ACK":
             self._dispatch(incoming)
             return
-        self._incoming[e.server_key] = incoming
+        if req.method == "INVITE":  # only a CANCEL looks it up again (_on_cancelled)
+            self._incoming[e.server_key] = incoming
         if self.draining:
             incoming.reply(503, headers=[("Retry-After", "30")])
             return

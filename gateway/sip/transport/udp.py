@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 
 from gateway.config import ListenerConfig
 
-__all__ = ["DatagramHandler", "UdpListener"]
+__all__ = ["RCVBUF_BYTES", "SNDBUF_BYTES", "DatagramHandler", "UdpListener"]
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 DatagramHandler = Callable[[bytes, Address, "UdpListener"], None]
+
+# Socket buffers asked for (issue 11, docs/performance.md): the Linux default receive
+# buffer (208 KB) overflows within a few ms of an event-loop stall at thousands of
+# MESSAGEs/s, and every lost request costs the sender a T1 retransmission. The kernel caps
+# the value at net.core.rmem_max / wmem_max (raise those sysctls to get more).
+RCVBUF_BYTES = 4 * 1024 * 1024
+SNDBUF_BYTES = 1024 * 1024
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -65,6 +73,7 @@ class UdpListener:
                 f"{exc.strerror or exc}",
             ) from exc
         self._transport = transport
+        _size_buffers(transport.get_extra_info("socket"), self.name)
         sock = transport.get_extra_info("sockname")
         self.local = (str(sock[0]), int(sock[1]))
 
@@ -77,3 +86,19 @@ class UdpListener:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+
+
+def _size_buffers(sock: socket.socket | None, name: str) -> None:
+    if sock is None:
+        return
+    for opt, size in ((socket.SO_RCVBUF, RCVBUF_BYTES), (socket.SO_SNDBUF, SNDBUF_BYTES)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, size)
+        except OSError as exc:  # not fatal: the default buffer still works
+            log.warning("%s: cannot set socket buffer to %d bytes: %s", name, size, exc)
+    log.debug(
+        "%s: receive buffer %d, send buffer %d bytes",
+        name,
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF),
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF),
+    )

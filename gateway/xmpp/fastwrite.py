@@ -1,0 +1,85 @@
+"""Outgoing `<message/>` stanzas written straight to text (issue 11, the pager hot path).
+
+`message_xml` produces what `convert.op_to_message` + slixmpp's serializer would write for
+the same `MessageOp` (same elements, order, attributes and text; checked by parsing both in
+tests/unit/test_fastwrite.py), without building slixmpp `ElementBase` objects, running the
+outgoing filters or slixmpp's per-character escaper. The result is serialized text for
+`XmppLinks.send_confirmed` / `send`, on a component stream (default namespace
+``jabber:component:accept``, so the `<message/>` itself carries no xmlns, RFC 6120 §4.8.3).
+
+Text and attribute values are escaped for XML 1.0 (`&`, `<`, `>`, and `"` in attributes);
+characters XML cannot carry never reach here: the mappings strip them (mappings/xmlsafe.py).
+The XHTML-IM body (XEP-0071) is re-serialized from its parsed tree, as the slow path did.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from slixmpp.xmlstream import tostring
+
+from gateway.xmpp.convert import (
+    NS_CHATSTATES,
+    NS_RECEIPTS,
+    NS_XHTML_IM,
+    XHTML_PART,
+)
+from mappings.model import MessageOp
+
+__all__ = ["escape_attr", "escape_text", "message_xml"]
+
+
+def escape_text(text: str) -> str:
+    """Character data (XML 1.0 §2.4): `&`, `<` and `>` (for `]]>`) escaped."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def escape_attr(text: str) -> str:
+    """An attribute value between double quotes (XML 1.0 §3.1)."""
+    text = escape_text(text)
+    if '"' in text:
+        text = text.replace('"', "&quot;")
+    return text
+
+
+def _lang(lang: str) -> str:
+    return f' xml:lang="{escape_attr(lang)}"'
+
+
+def message_xml(op: MessageOp, *, mfrom: str, mto: str, stanza_id: str) -> str:
+    """`MessageOp` -> serialized `<message/>` from `mfrom` to `mto` (R7572-06: no type for
+    pager-mode content; ``chat`` for a standalone chat state, XEP-0085 §5.2)."""
+    to, frm, sid = escape_attr(mto), escape_attr(mfrom), escape_attr(stanza_id)
+    head = [f'<message to="{to}" from="{frm}" id="{sid}"']
+    if op.chat_state is not None and not op.parts and not op.subjects:
+        head.append(' type="chat"')
+    if op.lang:
+        head.append(_lang(op.lang))
+    head.append(">")
+    out = ["".join(head)]
+    for subject in op.subjects:
+        attr = _lang(subject.lang) if subject.lang and subject.lang != op.lang else ""
+        out.append(f"<subject{attr}>{escape_text(subject.text)}</subject>")
+    text = op.text()
+    if text is not None:
+        out.append(f"<body>{escape_text(text)}</body>" if text else "<body />")
+    if op.thread:
+        out.append(f"<thread>{escape_text(op.thread)}</thread>")
+    for part in op.parts:
+        if part.media_type == XHTML_PART:
+            body = tostring(ET.fromstring(part.content), xmlns=NS_XHTML_IM)
+            out.append(f'<html xmlns="{NS_XHTML_IM}">{body}</html>')
+    if op.chat_state is not None:
+        out.append(f'<{op.chat_state.value} xmlns="{NS_CHATSTATES}" />')
+    if op.receipt_request:
+        out.append(f'<request xmlns="{NS_RECEIPTS}" />')
+    if op.receipt_for is not None:
+        out.append(f'<received xmlns="{NS_RECEIPTS}" id="{escape_attr(op.receipt_for)}" />')
+    out.append("</message>")
+    return "".join(out)
