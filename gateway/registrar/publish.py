@@ -95,8 +95,8 @@ def _check_body(request: SipRequest, event: str, policy: PublishPolicy) -> Publi
     if ctype.mime == PIDF:
         try:
             parse_pidf(request.body)
-        except FormatError:
-            return _fail(400, "Malformed PIDF")
+        except FormatError as exc:  # 413 for an oversized body, 400 for the rest
+            return _fail(exc.sip_status, "Malformed PIDF" if exc.sip_status == 400 else None)
     return None
 
 

@@ -725,5 +725,16 @@ class Registrar:
             event(log, logging.INFO, "publication", aor=aor, kind=outcome.kind, via=identity.via)
             if outcome.kind != "refresh":
                 self._changed(aor)
+        elif not outcome.ok:
+            event(
+                log,
+                logging.INFO,
+                "publication refused",
+                aor=key,
+                status=outcome.status,
+                reason=outcome.reason,
+                call_id=req.call_id,
+                source=f"{incoming.source[0]}:{incoming.source[1]}",
+            )
         incoming.respond(outcome.response(req, to_tag=incoming.to_tag))
         return None
