@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol, cast
 
 from gateway.admin.collectors import register_collectors
@@ -40,6 +41,7 @@ from gateway.store.api import Binding, Store, StoreError, SubscriptionRecord
 from gateway.store.sqlite import open_store
 from gateway.xmpp.disco import Features, prompt_translator
 from gateway.xmpp.links import XmppLinks
+from mappings.winfo import MEDIA_TYPE as WINFO_MEDIA_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,13 @@ GATEWAY_UAS_POLICY = replace(
     GATEWAY_POLICY,
     methods=frozenset(
         {"MESSAGE", "SUBSCRIBE", "NOTIFY", "REGISTER", "PUBLISH", "OPTIONS", "ACK", "CANCEL"}
+    ),
+    # SUBSCRIBE also for presence.winfo: its NOTIFYs carry RFC 3858 documents (bridge/winfo.py)
+    response_types=MappingProxyType(
+        {
+            **GATEWAY_POLICY.response_types,
+            "SUBSCRIBE": GATEWAY_POLICY.response_types["SUBSCRIBE"] | {WINFO_MEDIA_TYPE},
+        }
     ),
 )
 
