@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -24,9 +25,12 @@ _LEVELS = {
 }
 
 
+_NEEDS_QUOTES = re.compile(r'[ ="\\]')
+
+
 def _quote(value: object) -> str:
-    text = str(value)
-    if not text or any(c in text for c in ' ="\\') or not text.isprintable():
+    text = value if isinstance(value, str) else str(value)
+    if not text or _NEEDS_QUOTES.search(text) or not text.isprintable():
         return json.dumps(text, ensure_ascii=False)
     return text
 
@@ -34,8 +38,15 @@ def _quote(value: object) -> str:
 class TextFormatter(logging.Formatter):
     """``2026-11-21T04:00:00.123Z INFO gateway.app: gateway ready listeners=2``."""
 
+    _second: int = -1
+    _stamp: str = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        second = int(record.created)
+        if second != self._second:  # one strftime per second, not per line (issue 11)
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        ts = self._stamp
         line = (
             f"{ts}.{int(record.msecs):03d}Z {record.levelname} {record.name}: {record.getMessage()}"
         )

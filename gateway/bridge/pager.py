@@ -251,7 +251,9 @@ class Pager:
 
     def _fate(self, direction: Direction, outcome: str, start: float, **fields: Any) -> None:
         self._record(direction, outcome, start)
-        event(log, logging.INFO, "message", direction=direction, fate=outcome, **fields)
+        if log.isEnabledFor(logging.INFO):  # the one fate line per message (issue 6)
+            fields = {"direction": direction, "fate": outcome, **fields}
+            log.info("message", extra={"fields": fields})
 
     def _component_for(self, sender: Address) -> tuple[ComponentConfig | None, DomainMap]:
         """The component whose JIDs represent this SIP user (mirrored domain, else escaped)."""

@@ -339,6 +339,9 @@ class Transaction:
     ack: bytes | None = None  # ICT: the ACK sent for a non-2xx
     provisional_sent: bool = False
     to_tag: str | None = None  # IST/NIST: the tag our responses carry
+    # NIST Completed after FORGET_REQUEST: status, reason and (To, Call-ID, CSeq) values of
+    # the final response, all atoms (nothing for the garbage collector to traverse).
+    summary: tuple[int, str, tuple[tuple[str, str], ...]] | None = None
     intervals: dict[TimerName, float] = field(default_factory=dict)
     deadlines: dict[TimerName, tuple[float, int]] = field(default_factory=dict)
 

@@ -376,7 +376,7 @@ def _send(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage 
 def _retransmit(
     layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None
 ) -> None:
-    message = tx.last_response or tx.request
+    message = tx.last_response or tx.request or _summary_response(tx)
     if tx.last_sent is not None and message is not None:
         layer._emit(tx, message, tx.last_sent)
 
@@ -414,16 +414,24 @@ def _resend_ack(
 def _forget_request(
     layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None
 ) -> None:
-    """NIST Completed: only the response bytes, key and destination are needed. The
-    response is cut to its status and dialog identifiers (what retransmission events and
-    the glue's log lines read), dropping its parsed views."""
+    """NIST Completed: only the response bytes, key and destination are needed. Of the
+    response only its status and dialog identifiers stay (what a retransmission's
+    `Outgoing.message` carries for the glue's counters and log lines), as atoms: a
+    completed transaction gives the garbage collector little to traverse."""
     tx.request = None
     tx.intervals.clear()
-    resp = tx.last_response
+    resp, tx.last_response = tx.last_response, None
     if resp is not None:
         h = resp.headers
-        kept = [(n, v) for n in ("To", "Call-ID", "CSeq") if (v := h.get(n)) is not None]
-        tx.last_response = SipResponse(resp.status, resp.reason, Headers(kept))
+        kept = tuple((n, v) for n in ("To", "Call-ID", "CSeq") if (v := h.get(n)) is not None)
+        tx.summary = (resp.status, resp.reason, kept)
+
+
+def _summary_response(tx: Transaction) -> SipResponse | None:
+    if tx.summary is None:
+        return None
+    status, reason, headers = tx.summary
+    return SipResponse(status, reason, Headers(list(headers)))
 
 
 def _timeout(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None) -> None:
