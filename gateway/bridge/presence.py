@@ -7,6 +7,10 @@
   a SIP user the XMPP user wants to watch (X2S, presence_x2s.py); `subscribed` /
   `unsubscribed` / available / unavailable / error answer a SIP watcher (S2X,
   presence_s2x.py). An error to the bare component domain answers our refresh probe.
+* With the registrar (`registrar=`), contacts that are SIP users hosted here are served by
+  the gateway itself (presence_hosted.py: no SUBSCRIBE goes out) and those users may
+  SUBSCRIBE to `presence.winfo` to see and decide who watches them (winfo.py).
+* Out-of-dialog SUBSCRIBEs go through the `router` (gateway/bridge/routing.py) when given.
 * One `Scheduler` (one heap, one `loop.call_at`) holds every deadline of both directions:
   refreshes, expiries, Timer N, retries, throttled NOTIFYs.
 * `start()` restores every subscription from the store before the timer runs, so dialogs

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from gateway.bridge.presence_hosted import parse_command
 from mappings.winfo import (
     MEDIA_TYPE,
     Watcher,
@@ -176,3 +177,19 @@ def test_round_trip_and_schema_property(doc: WatcherInfo) -> None:
     assert parse_watcherinfo(body) == doc
     xsd = _schema()  # the RFC 3858 §6 schema
     assert xsd.validate(etree.fromstring(body)), xsd.error_log
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "verdict"),
+    [
+        (b"/allow", "text/plain", "allow"),
+        (b" /DENY \r\n", None, "deny"),
+        (b"/allow please", "text/plain", None),  # only the whole text is a command
+        (b"allow", "text/plain", None),
+        (b"/deny", "text/html", None),
+        (b"\xff/deny", "text/plain", None),
+    ],
+)
+def test_hosted_user_commands(body: bytes, ctype: str | None, verdict: str | None) -> None:
+    """gateway/bridge/presence_hosted.py: `/allow` and `/deny` MESSAGEs (docs/presence.md)."""
+    assert parse_command(body, ctype) == verdict
