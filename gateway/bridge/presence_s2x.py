@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from gateway.bridge.presence_context import PresenceContext, SendFailed
@@ -466,18 +466,16 @@ class S2x:
         return n
 
     def _from_record(self, rec: SubscriptionRecord, memo: _Memo) -> tuple[Watch, Notifier]:
-        watcher_uri = memo.get("uri", rec.watcher, parse_uri)
+        watcher_uri = parse_uri(rec.watcher)
         if not isinstance(watcher_uri, SipUri) or rec.remote_target is None:
             raise ValueError(f"bad S2X record {rec.call_id}")
         dm = self.ctx.map_for_sip_user(watcher_uri)
         domain = dm.component_domain
-        watcher, watcher_key, remote = memo.get(
-            f"watcher {domain}", rec.watcher, lambda t: _watcher_of(t, watcher_uri, dm)
-        )
+        watcher = sip_uri_to_jid(rec.watcher, domain_map=dm).bare  # one per watcher: not memoized
         contact, contact_key, entity, local = memo.get(
-            f"contact {domain}", rec.target, lambda t: _contact_of(t, dm)
+            ("contact", domain, rec.target), lambda: _contact_of(rec.target, dm)
         )
-        key = (watcher_key, contact_key)
+        key = (str(watcher), contact_key)
         watch = self.watches.get(key)
         if watch is None:
             watch = Watch(watcher, contact, domain, entity)
@@ -493,20 +491,21 @@ class S2x:
                 presences = pidf_to_xmpp(parse_pidf(rec.last_document))
                 watch.resources = {p.resource: p for p in presences}
                 watch.known = True
+        routes, ctype = rec.route_set, rec.content_type or MEDIA_TYPE
         dialog = Dialog(
             id=DialogId(rec.call_id, rec.local_tag, rec.remote_tag or ""),
             local=local,
-            remote=remote,
-            remote_target=parse_uri(rec.remote_target),
-            route_set=tuple(memo.get("route", r, parse_name_addr) for r in rec.route_set),
+            remote=rec.watcher,  # parsed when first used
+            remote_target=rec.remote_target,
+            route_set=tuple(memo.get(("route", r), partial(parse_name_addr, r)) for r in routes),
             local_cseq=rec.local_cseq or None,
             remote_cseq=rec.remote_cseq,
-            local_target=memo.get("our contact", "", lambda _: self.ctx.config.contact_addr),
+            local_target=memo.get(("our contact",), lambda: self.ctx.config.contact_addr),
         )
         notifier = Notifier(
             dialog=dialog,
-            event=memo.get("event", rec.event, parse_event),
-            content_type=memo.get("type", rec.content_type or MEDIA_TYPE, str),
+            event=memo.get(("event", rec.event), partial(parse_event, rec.event)),
+            content_type=memo.get(("type", ctype), lambda: ctype),
             package=self.ctx.config.package,
             state=NState(rec.state),
             expires_at=rec.expires_at,
@@ -516,31 +515,25 @@ class S2x:
 
 
 class _Memo:
-    """Restore-time memo: records repeat contacts, watchers, routes, the event and our
-    Contact, so each distinct string is parsed and mapped once and the (immutable) results
-    are shared by every dialog that names it: restore time and memory per subscription."""
+    """Restore-time memo: records repeat contacts, routes, the event and our Contact, so
+    each distinct string is parsed and mapped once and the (immutable) results are shared
+    by every dialog that names it: restore time and memory per subscription."""
 
     def __init__(self) -> None:
-        self._values: dict[tuple[str, str], Any] = {}
+        self._values: dict[tuple[str, ...], Any] = {}
 
-    def get(self, kind: str, text: str, build: Callable[[str], T]) -> T:
-        key = (kind, text)
+    def get(self, key: tuple[str, ...], build: Callable[[], T]) -> T:
         try:
             value: T = self._values[key]
         except KeyError:
-            value = self._values[key] = build(text)
+            value = self._values[key] = build()
         return value
-
-
-def _watcher_of(text: str, uri: SipUri, dm: DomainMap) -> tuple[Jid, str, NameAddr]:
-    watcher = sip_uri_to_jid(text, domain_map=dm).bare
-    return watcher, sys.intern(str(watcher)), NameAddr(uri)
 
 
 def _contact_of(target: str, dm: DomainMap) -> tuple[Jid, str, str, NameAddr]:
     contact = sip_target_to_jid(target, domain_map=dm).bare
     entity = str(jid_to_sip_uri(contact, domain_map=dm, scheme="pres"))
-    return contact, sys.intern(str(contact)), entity, NameAddr(parse_uri(target))
+    return contact, str(contact), entity, NameAddr(parse_uri(target))
 
 
 def record_of(watch: Watch, notifier: Notifier) -> SubscriptionRecord:
@@ -548,14 +541,14 @@ def record_of(watch: Watch, notifier: Notifier) -> SubscriptionRecord:
     doc = notifier.document
     return SubscriptionRecord(
         direction="s2x",
-        watcher=str(dialog.remote.uri),
+        watcher=dialog.remote_uri_text(),
         target=str(dialog.local.uri),
         call_id=dialog.id.call_id,
         local_tag=dialog.id.local_tag,
         remote_tag=dialog.id.remote_tag,
         event=str(notifier.event),
         route_set=tuple(str(r) for r in dialog.route_set),
-        remote_target=str(dialog.remote_target),
+        remote_target=dialog.remote_target_text(),
         local_cseq=dialog.local_cseq or 0,
         remote_cseq=dialog.remote_cseq,
         state=notifier.state.value,

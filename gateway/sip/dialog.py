@@ -71,19 +71,93 @@ def _need(value: V | None, what: str) -> V:
     return value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False, eq=False)
 class Dialog:
-    """Dialog state (RFC 3261 §12.1). Mutate only through the methods."""
+    """Dialog state (RFC 3261 §12.1). Mutate only through the methods.
+
+    `remote` and `remote_target` may be given as URI text: they are parsed on first use.
+    A restore of 100,000 dialogs then holds two short strings per dialog instead of two
+    parsed URIs until a dialog is used (docs/performance.md)."""
 
     id: DialogId
     local: NameAddr  # local URI, from our From (UAC) or the request's To (UAS); no tag
-    remote: NameAddr  # remote URI; no tag
-    remote_target: Uri
-    route_set: tuple[NameAddr, ...] = ()
-    local_cseq: int | None = None
-    remote_cseq: int | None = None
-    secure: bool = False
-    local_target: NameAddr | None = None  # our Contact, sent in target refresh requests
+    _remote: NameAddr | str  # remote URI; no tag
+    _remote_target: Uri | str
+    route_set: tuple[NameAddr, ...]
+    local_cseq: int | None
+    remote_cseq: int | None
+    secure: bool
+    local_target: NameAddr | None  # our Contact, sent in target refresh requests
+
+    def __init__(
+        self,
+        *,
+        id: DialogId,
+        local: NameAddr,
+        remote: NameAddr | str,
+        remote_target: Uri | str,
+        route_set: tuple[NameAddr, ...] = (),
+        local_cseq: int | None = None,
+        remote_cseq: int | None = None,
+        secure: bool = False,
+        local_target: NameAddr | None = None,
+    ) -> None:
+        self.id = id
+        self.local = local
+        self._remote = remote
+        self._remote_target = remote_target
+        self.route_set = route_set
+        self.local_cseq = local_cseq
+        self.remote_cseq = remote_cseq
+        self.secure = secure
+        self.local_target = local_target
+
+    @property
+    def remote(self) -> NameAddr:
+        remote = self._remote
+        if isinstance(remote, str):
+            remote = self._remote = NameAddr(parse_uri(remote))
+        return remote
+
+    @property
+    def remote_target(self) -> Uri:
+        target = self._remote_target
+        if isinstance(target, str):
+            target = self._remote_target = parse_uri(target)
+        return target
+
+    @remote_target.setter
+    def remote_target(self, value: Uri) -> None:
+        self._remote_target = value
+
+    def _state(self) -> tuple[object, ...]:
+        return (
+            self.id,
+            self.local,
+            self.remote,
+            self.remote_target,
+            self.route_set,
+            self.local_cseq,
+            self.remote_cseq,
+            self.secure,
+            self.local_target,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Dialog):
+            return NotImplemented
+        return self._state() == other._state()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
+
+    def remote_uri_text(self) -> str:
+        """The remote URI as text, without parsing a lazy one."""
+        remote = self._remote
+        return remote if isinstance(remote, str) else str(remote.uri)
+
+    def remote_target_text(self) -> str:
+        target = self._remote_target
+        return target if isinstance(target, str) else str(target)
 
     # ------------------------------------------------------------ construction
 

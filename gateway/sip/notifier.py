@@ -189,7 +189,7 @@ class _Ctx:
     status: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)  # 100,000 of them are held at once (docs/performance.md)
 class Notifier:
     """One subscription we serve. Mutate only through the methods."""
 
