@@ -263,6 +263,7 @@ def build(cfg: Config) -> Gateway:
         authorize=registrar.authorize,
         router=router,
         registrar=registrar,
+        auto_approve_hosted=cfg.presence.auto_approve_hosted,
     )
     deliver: Callable[[IncomingRequest, str | None], Awaitable[None]] = pager.sip_message
     if presence.hosted is not None:  # `/allow`, `/deny` from hosted users (docs/presence.md)

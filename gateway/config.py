@@ -173,6 +173,7 @@ class PresenceSection:
     retry_min: float = 5.0  # backoff after failed subscriptions to SIP users
     retry_max: float = 900.0
     contact: str | None = None  # our Contact URI in subscription dialogs; derived if absent
+    auto_approve_hosted: bool = False  # approve every XMPP request to watch a hosted SIP user
 
 
 @dataclass(frozen=True)
@@ -641,6 +642,7 @@ def _load_presence(sec: _Section) -> PresenceSection:
         retry_min=_positive(sec, "retry_min", 5.0),
         retry_max=_positive(sec, "retry_max", 900.0),
         contact=_sip_uri(sec, "contact") if "contact" in sec.data else None,
+        auto_approve_hosted=sec.get("auto_approve_hosted", bool, False),
     )
     sec.used.add("contact")
     if out.expires <= 0:

@@ -61,8 +61,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# [presence] auto_approve_hosted (proposed config key): approve every XMPP request to watch
-# a hosted SIP user without asking them. Off: the hosted user decides (winfo + SUBSCRIBE).
+# The default of [presence] auto_approve_hosted (gateway/config.py): approve every XMPP
+# request to watch a hosted SIP user without asking them. Off: the hosted user decides
+# (winfo + SUBSCRIBE back, or /allow and /deny).
 AUTO_APPROVE_HOSTED = False
 FOREVER = 253402300799.0  # 9999-12-31: an authorization has no expiry of its own
 CALL_ID_PREFIX = "hosted:"

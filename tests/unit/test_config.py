@@ -259,3 +259,9 @@ def test_presence_section(tmp_path: Path) -> None:
     assert error_of(MINIMAL + '[presence]\ncontact = "mailto:x"', tmp_path).path == (
         "presence.contact"
     )
+
+
+def test_presence_auto_approve_hosted(tmp_path: Path) -> None:
+    assert load(MINIMAL, tmp_path).presence.auto_approve_hosted is False
+    cfg = load(MINIMAL + "[presence]\nauto_approve_hosted = true\n", tmp_path)
+    assert cfg.presence.auto_approve_hosted is True
