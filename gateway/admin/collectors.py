@@ -9,6 +9,7 @@ docs/admin-api.md lists every family.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Protocol
 
@@ -162,6 +163,19 @@ class ResolverCollector(Collector):
         )
 
 
+class AsyncioCollector(Collector):
+    """Tasks alive on the event loop serving the scrape (a leak shows as steady growth)."""
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # scraped outside the event loop (a test's registry)
+            return
+        yield GaugeMetricFamily(
+            "cpim_asyncio_tasks", "asyncio tasks not yet done on the gateway's loop", value=tasks
+        )
+
+
 def register_collectors(
     registry: CollectorRegistry,
     *,
@@ -170,7 +184,8 @@ def register_collectors(
     links: Callable[[], Iterable[LinkStatus]] | None = None,
     resolver: ResolverView | None = None,
 ) -> None:
-    """Register the collectors for the services that exist (app.py)."""
+    """Register the collectors for the services that exist (app.py), and the task gauge."""
+    registry.register(AsyncioCollector())
     if endpoint is not None:
         registry.register(EndpointCollector(endpoint, connections))
     if links is not None:
