@@ -193,6 +193,16 @@ class S2x:
         did = notifier.dialog.id
         watch.dialogs[did] = notifier
         self.by_dialog[did] = watch
+        event(
+            log,
+            logging.INFO,
+            "watcher fetch" if fetch else "watcher subscribed",
+            watcher=str(watch.watcher),
+            contact=str(watch.contact),
+            state="active" if watch.authorized else "pending",
+            expires=decision.expires,
+            call_id=did.call_id,
+        )
         if fetch:
             self._fetches.add(did)
         else:
@@ -253,6 +263,15 @@ class S2x:
         watch = self.watches.get((str(recipient.bare), str(sender.bare)))
         if watch is None:
             return
+        event(
+            log,
+            logging.INFO,
+            "watcher rejected",
+            watcher=str(watch.watcher),
+            contact=str(watch.contact),
+            reason=reason,
+            dialogs=len(watch.dialogs),
+        )
         watch.authorized = watch.asked = False
         watch.resources.clear()
         watch.known = False
@@ -267,6 +286,14 @@ class S2x:
             self.on_unsubscribed(sender, recipient, "noresource")
 
     def _authorized(self, watch: Watch) -> None:
+        event(
+            log,
+            logging.INFO,
+            "watcher authorized",
+            watcher=str(watch.watcher),
+            contact=str(watch.contact),
+            dialogs=len(watch.dialogs),
+        )
         watch.authorized = True
         watch.asked = False
         now = self.ctx.clock()

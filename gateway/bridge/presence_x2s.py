@@ -133,6 +133,8 @@ class X2s:
             return
         entry = self._new(watcher.bare, contact.bare)
         self.subs[entry.key] = entry
+        event(log, logging.INFO, "subscription requested", watcher=str(watcher.bare),
+              contact=str(contact.bare))  # fmt: skip
         self._run(entry, entry.sub.subscribe(now), now)
         self._count()
 
@@ -151,6 +153,8 @@ class X2s:
                 ),
             )
             return
+        event(log, logging.INFO, "subscription cancelled", watcher=str(watcher.bare),
+              contact=str(contact.bare))  # fmt: skip
         self._withdraw(entry)
         self._stanza(entry, "unsubscribed")
         entry.ending = True
@@ -247,12 +251,14 @@ class X2s:
                     incoming.respond(action.response)
             elif isinstance(action, Authorized):
                 entry.failures = 0
+                self._log_state(entry, "active")
                 self._stanza(entry, "subscribed")
                 if not has_document:  # R8048-04: no body means unknown or closed
                     entry.document = None
                     self._announce(entry, [unknown_presence()])
             elif isinstance(action, Pending):
                 entry.failures = 0
+                self._log_state(entry, "pending")
             elif isinstance(action, StateDocument):
                 entry.failures = 0
                 self._deliver(entry, action)
@@ -279,6 +285,18 @@ class X2s:
             return
         now = self.ctx.clock()
         self._run(entry, entry.sub.receive_response(response, now), now)
+
+    @staticmethod
+    def _log_state(entry: X2sSub, state: str) -> None:
+        dialog = entry.sub.dialog
+        event(
+            log,
+            logging.INFO,
+            "subscription " + state,
+            watcher=str(entry.watcher),
+            contact=str(entry.contact),
+            call_id=None if dialog is None else dialog.id.call_id,
+        )
 
     def _terminated(self, entry: X2sSub, ended: Terminated, now: float) -> None:
         event(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,9 @@ async def test_sip_user_watches_an_xmpp_user(
     xmpp_account: Callable[..., Account],
     xmpp_client: ClientFactory,
     watchers: WatcherFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.bridge.presence_s2x")
     acct = xmpp_account("juliet")
     juliet = await xmpp_client(acct)
     quiet(juliet)
@@ -238,6 +241,11 @@ async def test_sip_user_watches_an_xmpp_user(
     assert not [r for r in rig.store.all_subscriptions() if r.direction == "s2x"]
     sent = rig.metrics.presence_notifications.labels("xmpp_to_sip")._value.get()
     assert sent >= 4
+    # One log line per subscription change (issue 10): subscribed (pending), authorized,
+    # the fetch/unsubscribe, and the dialog's removal.
+    changes = [r.getMessage() for r in caplog.records if r.name.endswith("presence_s2x")]
+    for change in ("watcher subscribed", "watcher authorized", "watcher dialog removed"):
+        assert change in changes, changes
 
 
 async def test_rejection_and_two_dialogs_sharing_one_authorization(
