@@ -14,24 +14,45 @@ the RSS difference is what the subscriptions cost.
 
     python -m bench.presence_bench subs-100k [-n 100000] [--no-json]
 
-Presence fan-out (one XMPP presence change -> 10,000 SIP watchers) is not built yet:
-see docs/performance.md.
+presence-fanout: one XMPP user (juliet@localhost, a raw c2s client that answers every
+`subscribe` with `subscribed`) and N SIP watchers (`bench/watchers.py`, one UDP program:
+w<i>@sip.localhost, each its own SUBSCRIBE dialog through the gateway, every NOTIFY
+answered 200). Prosody keeps rosters in memory (`storage = { roster = "memory" }`), so the
+N approvals do not rewrite a roster file each. Once every watcher is active with a PIDF
+and no NOTIFY has flowed for longer than the gateway's `notify_interval` (so the RFC 3856
+§6.2.2 per-watch throttle does not hold the change back), juliet sends one presence change
+(a new <status>); the figure is the wall time from that send to the N-th NOTIFY answered
+(and the first, the median), with the gateway's CPU over it.
+
+    python -m bench.presence_bench presence-fanout [-n 10000] [--rate 500] [--no-json]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import json
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bench.common import Row, cpu_seconds_of, dump_results, print_table, rss_bytes_of
+from bench.common import (
+    Row,
+    cpu_seconds_of,
+    dump_results,
+    percentile,
+    print_table,
+    rss_bytes_of,
+)
+from bench.loadgen_xmpp import Connection, login
 from gateway.store.api import SubscriptionRecord
 from gateway.store.sqlite import open_store
 from tests.harness import LOOPBACK
@@ -39,7 +60,15 @@ from tests.harness.gateway_proc import GatewayProcess, gateway_config
 from tests.harness.ports import free_port
 from tests.harness.prosody import ProsodyServer
 
-__all__ = ["fill_store", "main", "records", "run_subs", "summarize_subs"]
+__all__ = [
+    "fill_store",
+    "main",
+    "records",
+    "run_fanout",
+    "run_subs",
+    "summarize_fanout",
+    "summarize_subs",
+]
 
 COMPONENT = "sip.localhost"
 SECRET = "bench-secret"
@@ -47,6 +76,9 @@ TARGET_SUBS = 100_000
 TARGET_RSS_MB = 300.0
 TARGET_RESTORE_S = 5.0
 CONTACTS = 100
+TARGET_WATCHERS = 10_000
+TARGET_FANOUT_S = 1.0
+PRESENTITY = "juliet@localhost"
 
 
 def records(n: int, *, now: float, contacts: int = CONTACTS) -> Iterator[SubscriptionRecord]:
@@ -117,13 +149,14 @@ def start_once(gw: GatewayProcess, settle: float) -> Start:
 
 
 @contextlib.contextmanager
-def _prosody(workdir: Path) -> Iterator[ProsodyServer]:
+def _prosody(workdir: Path, extra: str = "") -> Iterator[ProsodyServer]:
     log = workdir / "prosody" / "prosody.log"
     prosody = ProsodyServer(
         workdir / "prosody",
         components={COMPONENT: SECRET},
         extra_config=(
-            f'log = {{ {{ levels = {{ min = "warn" }}, to = "file", filename = "{log}" }} }}'
+            f'log = {{ {{ levels = {{ min = "warn" }}, to = "file", filename = "{log}" }} }}\n'
+            + extra
         ),
     )
     prosody.start()
@@ -133,7 +166,9 @@ def _prosody(workdir: Path) -> Iterator[ProsodyServer]:
         prosody.stop()
 
 
-def _gateway(prosody: ProsodyServer, workdir: Path, state_dir: Path) -> GatewayProcess:
+def _gateway(
+    prosody: ProsodyServer, workdir: Path, state_dir: Path, sip_port: int | None = None
+) -> GatewayProcess:
     config = gateway_config(
         gateway={"state_dir": str(state_dir)},
         xmpp={
@@ -141,7 +176,9 @@ def _gateway(prosody: ProsodyServer, workdir: Path, state_dir: Path) -> GatewayP
             "components": [{"domain": COMPONENT, "secret": SECRET, "addressing": "mirrored"}],
         },
         sip={
-            "listeners": [{"transport": "udp", "address": LOOPBACK, "port": free_port()}],
+            "listeners": [
+                {"transport": "udp", "address": LOOPBACK, "port": sip_port or free_port()}
+            ],
             "hosted_domains": [],
             "trusted_peers": [LOOPBACK],
         },
@@ -225,16 +262,201 @@ def summarize_subs(rows: Sequence[Row]) -> str:
     )
 
 
+# ---------------------------------------------------------------- presence-fanout
+
+_SUBSCRIBE = re.compile(rb"<presence\b[^>]*\btype=['\"]subscribe['\"][^>]*>")
+_FROM = re.compile(rb"\bfrom=['\"]([^'\"]+)['\"]")
+
+
+async def _approve(conn: Connection, approved: list[int]) -> None:
+    """The XMPP user's side: every `subscribe` is answered `subscribed` (RFC 6121 §3.1.3);
+    everything else (roster pushes, presence) is read and dropped."""
+    buf = b""
+    while chunk := await conn.reader.read(262144):
+        buf += chunk
+        out = []
+        for tag in _SUBSCRIBE.findall(buf):
+            m = _FROM.search(tag)
+            if m is not None:
+                out.append(b"<presence type='subscribed' to='" + m.group(1) + b"'/>")
+        if out:
+            conn.writer.write(b"".join(out))
+            approved[0] += len(out)
+        cut = buf.rfind(b"<")
+        buf = buf[cut:] if cut >= 0 and buf.find(b">", cut) < 0 else b""
+
+
+@dataclass
+class Fanout:
+    watchers: int
+    subscribe_s: float  # first SUBSCRIBE -> every watcher active with a PIDF
+    approved: int
+    first_s: float | None  # change sent -> first / median / last NOTIFY answered
+    p50_s: float | None
+    last_s: float | None
+    marked: int
+    gateway_cpu_s: float  # over the fan-out
+    rss: int
+
+
+class _Watchers:
+    """`bench.watchers` as a child process: status lines in, commands out."""
+
+    def __init__(self, gateway_port: int, n: int, rate: float, timeout: float) -> None:
+        argv = [sys.executable, "-m", "bench.watchers", "--gateway", f"{LOOPBACK}:{gateway_port}"]
+        argv += ["--count", str(n), "--rate", str(rate), "--timeout", str(timeout)]
+        argv += ["--lifetime", str(timeout * 4 + n / rate + 60)]
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+
+    def line(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        text = self.proc.stdout.readline()
+        if not text:
+            raise RuntimeError(f"bench.watchers exited with {self.proc.wait(10)}")
+        value: dict[str, Any] = json.loads(text)
+        return value
+
+    def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.send("quit")
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+async def _fanout(
+    prosody: ProsodyServer, gw: GatewayProcess, sip_port: int, *, n: int, rate: float, quiet: float
+) -> Fanout:
+    conn = await login(prosody.c2s_port, PRESENTITY, "pw", resource="fanout")
+    approved = [0]
+    approver = asyncio.ensure_future(_approve(conn, approved))
+    timeout = max(60.0, n / 100)
+    watchers = await asyncio.to_thread(_Watchers, sip_port, n, rate, timeout)
+    loop = asyncio.get_running_loop()
+    try:
+        start = time.perf_counter()
+        deadline = start + n / rate + timeout * 3
+        while True:  # subscribed, active, with a PIDF, then quiet for longer than the throttle
+            st = await loop.run_in_executor(None, watchers.line)
+            ready = st["active"] >= n and st["with_body"] >= n
+            if ready and st["idle_s"] >= quiet:
+                break
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"watchers not ready in time: {st}, approved {approved[0]}")
+        subscribe_s = time.perf_counter() - start - st["idle_s"]
+        marker = f"fanout-{time.time_ns()}"
+        watchers.send(f"mark {marker}")
+        await asyncio.sleep(0.5)  # the mark is read before the change can arrive
+        cpu0 = cpu_seconds_of(gw.pid)
+        t0 = time.time()
+        conn.writer.write(
+            f"<presence><show>away</show><status>{marker}</status></presence>".encode()
+        )
+        while "marked" not in (st := await loop.run_in_executor(None, watchers.line)):
+            pass
+        cpu = cpu_seconds_of(gw.pid) - cpu0
+        times = [t - t0 for t in st["times"]]
+        return Fanout(
+            n,
+            subscribe_s,
+            approved[0],
+            times[0] if times else None,
+            percentile(times, 50) if times else None,
+            times[-1] if times else None,
+            len(times),
+            cpu,
+            rss_bytes_of(gw.pid),
+        )
+    finally:
+        approver.cancel()
+        conn.writer.close()
+        await asyncio.to_thread(watchers.close)
+
+
+def run_fanout(n: int = TARGET_WATCHERS, rate: float = 500.0) -> list[Row]:
+    """N watchers of one XMPP user through Prosody and the gateway; one presence change."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
+    try:
+        with _prosody(workdir, 'storage = { roster = "memory" }') as prosody:
+            prosody.add_user(PRESENTITY, "pw")
+            sip_port = free_port()
+            gw = _gateway(prosody, workdir / "gw", workdir / "state", sip_port)
+            gw.start()
+            try:
+                quiet = 5.0 + 1.0  # the gateway's notify_interval (default) + margin
+                got = asyncio.run(_fanout(prosody, gw, sip_port, n=n, rate=rate, quiet=quiet))
+            finally:
+                gw.terminate(60)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    row = Row(
+        scenario="presence-fanout",
+        name=f"one XMPP change -> {n:,} SIP watchers",
+        rate=got.marked / got.last_s if got.last_s else None,
+        p50_ms=None if got.p50_s is None else got.p50_s * 1000,
+        max_ms=None if got.last_s is None else got.last_s * 1000,
+        cpu_per_1k=got.gateway_cpu_s * 1000 / max(n, 1),
+        rss_mb=got.rss / 2**20,
+        errors=n - got.marked,
+        extra={
+            "watchers": n,
+            "notified": got.marked,
+            "first_s": got.first_s,
+            "p50_s": got.p50_s,
+            "last_s": got.last_s,
+            "gateway_cpu_s": got.gateway_cpu_s,
+            "setup_s": got.subscribe_s,
+            "approved": got.approved,
+            "subscribe_rate": rate,
+        },
+    )
+    print(
+        f"#   setup {got.subscribe_s:.1f} s ({got.approved} approvals); change -> "
+        f"{got.marked} NOTIFYs answered, last after {got.last_s} s",
+        flush=True,
+    )
+    return [row]
+
+
+def summarize_fanout(rows: Sequence[Row]) -> str:
+    row = rows[0]
+    last = row.extra.get("last_s")
+    n = row.extra["watchers"]
+    if last is None:
+        return f"presence-fanout: no NOTIFY of the change reached the {n:,} watchers"
+    verdict = "meets" if last < TARGET_FANOUT_S and n >= TARGET_WATCHERS else "MISSES"
+    return (
+        f"presence-fanout: {row.extra['notified']:,}/{n:,} watchers notified, last "
+        f"{float(last):.2f} s after the change ({verdict} 10,000 in < 1 s)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.presence_bench", description=__doc__)
-    ap.add_argument("scenario", choices=["subs-100k"])
-    ap.add_argument("-n", type=int, default=TARGET_SUBS)
-    ap.add_argument("--settle", type=float, default=5.0)
+    ap.add_argument("scenario", choices=["subs-100k", "presence-fanout"])
+    ap.add_argument("-n", type=int, help="subscriptions (100,000) / watchers (10,000)")
+    ap.add_argument("--settle", type=float, default=5.0, help="subs-100k: RSS sampled after")
+    ap.add_argument("--rate", type=float, default=500.0, help="fanout: SUBSCRIBEs per second")
     ap.add_argument("--no-json", action="store_true")
     args = ap.parse_args(argv)
-    rows = run_subs(args.n, args.settle)
+    if args.scenario == "subs-100k":
+        rows = run_subs(args.n or TARGET_SUBS, args.settle)
+        summary = summarize_subs(rows)
+    else:
+        rows = run_fanout(args.n or TARGET_WATCHERS, args.rate)
+        summary = summarize_fanout(rows)
     print_table(rows)
-    print(summarize_subs(rows))
+    print(summary)
     if not args.no_json:
         print(f"results: {dump_results(args.scenario, rows, vars(args))}")
     return 1 if any(r.errors for r in rows) else 0
