@@ -112,11 +112,10 @@ class Action(enum.Enum):
     DOUBLE_G = "restart G doubled, capped at T2"
     START_H = "start H"
     START_I = "start I"
-    START_J = "start J"
     START_K = "start K"
     START_L = "start L"
     START_M = "start M"
-    FORGET_REQUEST = "drop the request, keep what absorbing retransmissions needs"
+    COMPACT = "move to the completed side table (response bytes, destination, Timer J)"
 
 
 S, I, A = State, Input, Action  # noqa: E741
@@ -177,13 +176,15 @@ IST: _Table = {
 }
 
 # §17.2.2 Figure 8. Completed only absorbs retransmissions for Timer J (64*T1 over UDP):
-# the request is dropped there, keeping the key, destination and the response's bytes
-# (issue 11: at 10,000 MESSAGEs/s that is 320,000 completed transactions).
+# COMPACT starts J and moves the transaction out of the general table into the layer's
+# side table of completed NISTs (key -> response bytes and destination, J on a FIFO),
+# issue 11: at 10,000 MESSAGEs/s that is 320,000 completed transactions. On a reliable
+# transport J = 0 and COMPACT terminates it at once.
 NIST: _Table = {
     (S.TRYING, I.TU_PROVISIONAL): (S.PROCEEDING, (A.SEND,)),
-    (S.TRYING, I.TU_FINAL): (S.COMPLETED, (A.SEND, A.FORGET_REQUEST, A.START_J)),
+    (S.TRYING, I.TU_FINAL): (S.COMPLETED, (A.SEND, A.COMPACT)),
     (S.PROCEEDING, I.TU_PROVISIONAL): (S.PROCEEDING, (A.SEND,)),
-    (S.PROCEEDING, I.TU_FINAL): (S.COMPLETED, (A.SEND, A.FORGET_REQUEST, A.START_J)),
+    (S.PROCEEDING, I.TU_FINAL): (S.COMPLETED, (A.SEND, A.COMPACT)),
     (S.PROCEEDING, I.REQUEST): (S.PROCEEDING, (A.RETRANSMIT,)),
     (S.COMPLETED, I.REQUEST): (S.COMPLETED, (A.RETRANSMIT,)),
     (S.COMPLETED, I.TIMER_J): (S.TERMINATED, ()),
@@ -330,7 +331,7 @@ class Transaction:
 
     kind: Kind
     key: TransactionKey
-    request: SipRequest | None  # None once forgotten (FORGET_REQUEST)
+    request: SipRequest | None
     dest: tuple[str, int]  # where requests (client) or responses (server) go
     transport: str
     state: State
@@ -339,9 +340,6 @@ class Transaction:
     ack: bytes | None = None  # ICT: the ACK sent for a non-2xx
     provisional_sent: bool = False
     to_tag: str | None = None  # IST/NIST: the tag our responses carry
-    # NIST Completed after FORGET_REQUEST: status, reason and (To, Call-ID, CSeq) values of
-    # the final response, all atoms (nothing for the garbage collector to traverse).
-    summary: tuple[int, str, tuple[tuple[str, str], ...]] | None = None
     intervals: dict[TimerName, float] = field(default_factory=dict)
     deadlines: dict[TimerName, tuple[float, int]] = field(default_factory=dict)
 

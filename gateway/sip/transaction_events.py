@@ -87,11 +87,13 @@ Event = (
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """Bytes to send. Retransmissions reuse the first serialization's bytes object.
-    `key` lets the glue report a send failure with `transport_error(key, now)`."""
+    """Bytes to send. Retransmissions reuse the first serialization's bytes object and
+    say so (`retransmission`, for the glue's counters). `key` lets the glue report a
+    send failure with `transport_error(key, now)`."""
 
     data: bytes
     dest: Address
     transport: str
     message: SipMessage
     key: TransactionKey | None = None
+    retransmission: bool = False

@@ -5,6 +5,14 @@ Drive it with `receive(msg, source, transport, now)`, `send_request`, `send_resp
 `next_event()` and `messages_to_send()`. All transactions share one heap of deadlines
 with lazy deletion (a timer is current only while its (deadline, seq) is still recorded
 on its transaction), so there is no task or callback per transaction.
+
+Completed non-INVITE server transactions (§17.2.2: they only absorb retransmissions for
+Timer J, 32 s over UDP) leave the general table for a side table of flat tuples: key ->
+(response bytes, destination, transport, response summary, J deadline), with J on a
+FIFO (every J has the same duration, so the FIFO is in deadline order). Those tuples
+hold only atoms, so the garbage collector untracks them at the first collection that
+sees them: at thousands of MESSAGEs/s the hundreds of thousands of completed
+transactions cost full collections nothing to traverse (issue 11).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from gateway.sip.transaction import (
     ClientKey,
     Input,
     Kind,
+    LegacyServerKey,
     ServerKey,
     State,
     Transaction,
@@ -96,6 +105,33 @@ def _stamp_received(request: SipRequest, source: Address) -> SipRequest:
 
 _ActionFn = Callable[["TransactionLayer", Transaction, float, "SipMessage | None"], None]
 
+# A completed NIST in the side table. Keys are flattened to tuples of atoms: ServerKey is
+# (branch, host, port, method), LegacyServerKey its seven fields.
+_Flat = tuple[str | int | None, ...]
+# (bytes, host, port, transport, status, reason, To, Call-ID, CSeq, J deadline): no
+# nested containers, so one collection untracks it.
+_Completed = tuple[bytes, str, int, str, int, str, str | None, str | None, str | None, float]
+_SUMMARY = ("To", "Call-ID", "CSeq")
+
+
+def _flat(key: ServerKeyT) -> _Flat:
+    if isinstance(key, ServerKey):
+        return (key.branch, key.host, key.port, key.method)
+    return (key.uri, key.to_tag, key.from_tag, key.call_id, key.seq, key.via, key.method)
+
+
+def _unflat(flat: _Flat) -> ServerKeyT:
+    if len(flat) == 4:
+        return ServerKey(*flat)  # type: ignore[arg-type]
+    return LegacyServerKey(*flat)  # type: ignore[arg-type]
+
+
+def _summary_response(entry: _Completed) -> SipResponse:
+    """Status, reason and the To, Call-ID and CSeq of the final response: what a
+    retransmission's `Outgoing.message` carries for the glue's counters and log lines."""
+    values = zip(_SUMMARY, entry[6:9], strict=True)
+    return SipResponse(entry[4], entry[5], Headers([(n, v) for n, v in values if v is not None]))
+
 
 # --------------------------------------------------------------------------- the layer
 
@@ -114,6 +150,9 @@ class TransactionLayer:
         self._encode = encode
         self._new_tag = tag_factory
         self._txs: dict[TransactionKey, Transaction] = {}
+        self._completed: dict[_Flat, _Completed] = {}  # completed NISTs (module docstring)
+        self._j_at: deque[float] = deque()  # the Timer J FIFO: deadlines ...
+        self._j_keys: deque[_Flat] = deque()  # ... and keys, in step
         self._heap: list[tuple[float, int, TransactionKey, TimerName]] = []
         self._seq = 0
         self._events: deque[Event] = deque()
@@ -131,10 +170,14 @@ class TransactionLayer:
     def state_of(self, key: TransactionKey) -> State | None:
         """The transaction's state, None once terminated (or never created)."""
         tx = self._txs.get(key)
-        return None if tx is None else tx.state
+        if tx is not None:
+            return tx.state
+        if not isinstance(key, ClientKey) and _flat(key) in self._completed:
+            return State.COMPLETED
+        return None
 
     def __len__(self) -> int:
-        return len(self._txs)
+        return len(self._txs) + len(self._completed)
 
     # -- input from the TU -----------------------------------------------------------
 
@@ -171,8 +214,8 @@ class TransactionLayer:
                 raise LocalProtocolError("pass server_key for RFC 2543 transactions")
             key = ServerKey(via.branch, via.host.lower(), via.port, cseq.method)
         tx = self._txs.get(key)
-        if tx is None:
-            log.debug("response for gone transaction %s dropped", key)
+        if tx is None:  # gone, or completed (which absorbs TU responses, §17.2.2)
+            log.debug("response for gone or completed transaction %s dropped", key)
             return False
         if tx.kind is Kind.IST:
             inp = _IST_TU_INPUTS[min(response.status // 100, 3)]
@@ -191,6 +234,10 @@ class TransactionLayer:
         tx = self._txs.get(key)
         if tx is not None:
             self._feed(tx, Input.TRANSPORT_ERROR, now)
+        elif not isinstance(key, ClientKey) and self._completed.pop(_flat(key), None) is not None:
+            # NIST Completed + transport error -> Terminated (§17.2.2 Figure 8)
+            self._events.append(TransportError(key))
+            self._events.append(TransactionTerminated(key))
 
     # -- input from the network ------------------------------------------------------
 
@@ -238,10 +285,40 @@ class TransactionLayer:
         if tx is not None:
             self._feed(tx, Input.REQUEST, now, request)  # a retransmission
             return
+        if self._completed and self._resend_completed(key):
+            return
         tx = self._new_server(request, key, source, transport)
         self._events.append(RequestReceived(request, source, transport, key))
         for name in INITIAL_TIMERS[tx.kind]:
             self._start_named(tx, name, now)
+
+    def _resend_completed(self, key: ServerKeyT) -> bool:
+        """A request retransmission in NIST Completed gets the very bytes of the final
+        response again (§17.2.2); False if `key` is not a completed NIST."""
+        entry = self._completed.get(_flat(key))
+        if entry is None:
+            return False
+        msg = _summary_response(entry)
+        dest = (entry[1], entry[2])
+        self._out.append(Outgoing(entry[0], dest, entry[3], msg, key, retransmission=True))
+        return True
+
+    def _compact(self, tx: Transaction, deadline: float) -> None:
+        """NIST Completed over an unreliable transport: into the side table until J."""
+        resp = tx.last_response
+        assert tx.last_sent is not None and resp is not None and not isinstance(tx.key, ClientKey)
+        del self._txs[tx.key]
+        tx.deadlines.clear()
+        flat = _flat(tx.key)
+        h = resp.headers
+        to, call_id, cseq = h.get("To"), h.get("Call-ID"), h.get("CSeq")
+        host, port = tx.dest
+        self._completed[flat] = (
+            tx.last_sent, host, port, tx.transport, resp.status, resp.reason, to, call_id, cseq,
+            deadline,
+        )  # fmt: skip
+        self._j_at.append(deadline)
+        self._j_keys.append(flat)
 
     def _match_ack(self, ack: SipRequest, key: ServerKeyT) -> Transaction | None:
         """§17.2.3; for RFC 2543 ACKs the To tag must be that of our response."""
@@ -271,6 +348,8 @@ class TransactionLayer:
         if tx is not None:
             self._feed(tx, Input.REQUEST, now, cancel)
             return
+        if self._completed and self._resend_completed(key):
+            return
         tx = self._new_server(cancel, key, source, transport)
         invite_key = server_key_for_request(cancel, method="INVITE")
         invite = self._txs.get(invite_key)
@@ -290,6 +369,12 @@ class TransactionLayer:
 
     def get_timer(self) -> float | None:
         """The earliest live deadline over every transaction."""
+        heap, fifo = self._heap_timer(), self._fifo_timer()
+        if heap is None or (fifo is not None and fifo < heap):
+            return fifo
+        return heap
+
+    def _heap_timer(self) -> float | None:
         while self._heap:
             deadline, seq, key, name = self._heap[0]
             tx = self._txs.get(key)
@@ -298,9 +383,25 @@ class TransactionLayer:
             heapq.heappop(self._heap)  # lazy deletion: cancelled or superseded
         return None
 
+    def _fifo_timer(self) -> float | None:
+        at, keys, completed = self._j_at, self._j_keys, self._completed
+        while at:
+            entry = completed.get(keys[0])
+            if entry is not None and entry[9] == at[0]:
+                return at[0]
+            at.popleft()  # ended early (transport error), or the key is now a later one's
+            keys.popleft()
+        return None
+
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at `now`, earliest first."""
         while (deadline := self.get_timer()) is not None and deadline <= now:
+            if self._j_at and self._j_at[0] == deadline:
+                self._j_at.popleft()
+                flat = self._j_keys.popleft()
+                del self._completed[flat]  # NIST Completed + Timer J -> Terminated
+                self._events.append(TransactionTerminated(_unflat(flat)))
+                continue
             _, _, key, name = heapq.heappop(self._heap)
             tx = self._txs[key]
             del tx.deadlines[name]
@@ -344,8 +445,10 @@ class TransactionLayer:
         return True
 
     def _emit(self, tx: Transaction, msg: SipMessage, data: bytes | None = None) -> bytes:
+        """Queue `msg`; `data` given means a retransmission of those very bytes."""
+        again = data is not None
         data = self._encode(msg) if data is None else data
-        self._out.append(Outgoing(data, tx.dest, tx.transport, msg, tx.key))
+        self._out.append(Outgoing(data, tx.dest, tx.transport, msg, tx.key, again))
         return data
 
 
@@ -376,7 +479,7 @@ def _send(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage 
 def _retransmit(
     layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None
 ) -> None:
-    message = tx.last_response or tx.request or _summary_response(tx)
+    message = tx.last_response or tx.request
     if tx.last_sent is not None and message is not None:
         layer._emit(tx, message, tx.last_sent)
 
@@ -411,27 +514,14 @@ def _resend_ack(
     layer._emit(tx, make_ack(tx.request, tx.last_response), tx.ack)
 
 
-def _forget_request(
-    layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None
-) -> None:
-    """NIST Completed: only the response bytes, key and destination are needed. Of the
-    response only its status and dialog identifiers stay (what a retransmission's
-    `Outgoing.message` carries for the glue's counters and log lines), as atoms: a
-    completed transaction gives the garbage collector little to traverse."""
-    tx.request = None
-    tx.intervals.clear()
-    resp, tx.last_response = tx.last_response, None
-    if resp is not None:
-        h = resp.headers
-        kept = tuple((n, v) for n in ("To", "Call-ID", "CSeq") if (v := h.get(n)) is not None)
-        tx.summary = (resp.status, resp.reason, kept)
-
-
-def _summary_response(tx: Transaction) -> SipResponse | None:
-    if tx.summary is None:
-        return None
-    status, reason, headers = tx.summary
-    return SipResponse(status, reason, Headers(list(headers)))
+def _compact(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None) -> None:
+    """NIST Completed: start J; on a reliable transport J = 0 ends it at once (§17.2.2),
+    otherwise the transaction moves to the side table (module docstring)."""
+    d = duration(TimerName.J, layer.config, tx.reliable)
+    if not d:
+        layer._feed(tx, Input.TIMER_J, now)
+    else:
+        layer._compact(tx, now + d)
 
 
 def _timeout(layer: TransactionLayer, tx: Transaction, now: float, msg: SipMessage | None) -> None:
@@ -484,9 +574,8 @@ _ACTIONS: dict[Action, _ActionFn] = {
     Action.DOUBLE_G: _doubler(TimerName.G),
     Action.START_H: _starter(TimerName.H),
     Action.START_I: _starter(TimerName.I),
-    Action.START_J: _starter(TimerName.J),
     Action.START_K: _starter(TimerName.K),
     Action.START_L: _starter(TimerName.L),
     Action.START_M: _starter(TimerName.M),
-    Action.FORGET_REQUEST: _forget_request,
+    Action.COMPACT: _compact,
 }

@@ -200,7 +200,6 @@ class SipEndpoint:
         self._clients: dict[ClientKey, _Client] = {}
         self._incoming: dict[ev.ServerKeyT, IncomingRequest] = {}
         self._send_errors: dict[Any, str] = {}
-        self._last_sent: dict[Any, bytes] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._allow = tuple(sorted(self.policy.methods))
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -490,7 +489,6 @@ class SipEndpoint:
         self._fail_client(e.key, TransportFailure(reason))
 
     def _on_terminated(self, e: ev.TransactionTerminated) -> None:
-        self._last_sent.pop(e.key, None)
         self._send_errors.pop(e.key, None)
         if isinstance(e.key, ClientKey):
             self._clients.pop(e.key, None)
@@ -549,11 +547,8 @@ class SipEndpoint:
 
     def _send(self, out: ev.Outgoing) -> None:
         t = out.transport.lower()
-        if out.key is not None:
-            if self._last_sent.get(out.key) is out.data:
-                self.stats.retransmissions += 1
-            else:
-                self._last_sent[out.key] = out.data
+        if out.retransmission:
+            self.stats.retransmissions += 1
         if isinstance(out.message, SipResponse):
             self.stats.responses_out += 1
         else:
