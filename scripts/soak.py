@@ -149,7 +149,8 @@ class _Txn:
 class LeanUac(asyncio.DatagramProtocol):
     """A UAC sending MESSAGEs over UDP with its own non-INVITE client transactions
     (RFC 3261 §17.1.2.2): Timer E from T1 doubling to T2 (T2 once a 1xx came), Timer F =
-    64*T1 -> outcome 408. `outcomes` maps each sequence number to its final status."""
+    64*T1 -> outcome 408. `outcomes` maps each sequence number to its final status.
+    With `rport` (RFC 3581) responses come back to the source address the server saw."""
 
     def __init__(
         self,
@@ -159,8 +160,10 @@ class LeanUac(asyncio.DatagramProtocol):
         t1: float = 0.5,
         t2: float = 4.0,
         via_host: str = LOOPBACK,
+        rport: bool = False,
     ) -> None:
         self.target = target
+        self.rport = ";rport" if rport else ""
         self.from_uri = from_uri
         self.t1, self.t2 = t1, t2
         self.via_host = via_host
@@ -199,7 +202,7 @@ class LeanUac(asyncio.DatagramProtocol):
         data = (
             f"MESSAGE {to_uri} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {self.via_host}:{self.port};branch=z9hG4bK{call_id.hex()[:24]}"
-            f"{next(_counter)}\r\n"
+            f"{next(_counter)}{self.rport}\r\n"
             f"Max-Forwards: 70\r\n"
             f"From: <{self.from_uri}>;tag=f{seq}\r\n"
             f"To: <{to_uri}>\r\n"
@@ -296,12 +299,12 @@ class LeanUas(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.datagrams += 1
-        if self.silent or data.startswith(b"SIP/2.0"):
+        if data.startswith(b"SIP/2.0"):
             return
         head, _, body = data.partition(b"\r\n\r\n")
         method = head.split(b" ", 1)[0].decode(errors="replace")
         self.requests[method] = self.requests.get(method, 0) + 1
-        if method == "ACK":
+        if self.silent or method == "ACK":
             return
         vias = re.findall(rb"(?im)^(?:Via|v)[ \t]*:.*?(?=\r?$)", head)
         branch = re.search(rb"branch=([^;,\s]+)", vias[0]) if vias else None
