@@ -10,6 +10,7 @@ log level, TLS listener certificates and the registrar's user file without dropp
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -411,6 +412,11 @@ async def run(cfg: Config) -> int:
         log.error("cannot start: %s", exc)
         await gw.stop()
         return 1
+    # Start-up objects (modules, config, slixmpp plugins, restored state) live until exit:
+    # moved out of the collector's generations, full collections only walk what the
+    # traffic creates (docs/performance.md, pager round 3).
+    gc.collect()
+    gc.freeze()
     event(
         log,
         logging.INFO,

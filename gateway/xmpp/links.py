@@ -13,7 +13,11 @@ Sending:
   error, either proves the server read everything before it) confirms it. If the link is
   down, or drops or times out before the answer, it raises `LinkDown` -- nothing is queued
   behind the caller's back, so the SIP side can answer 503 with Retry-After
-  (`retry_after(domain)`).
+  (`retry_after(domain)`). It never returns for a stanza that was not written: a stanza
+  that cannot be serialized or encoded raises `StanzaRefused` at once (the rest of its
+  batch is unaffected); no transport, a closing transport (asyncio drops such writes
+  silently), a write that raises, or the connection lost before the answer (the
+  "disconnected" event fails every waiter at once) raise `LinkDown`.
 * Batching (issue 11): stanzas (a slixmpp stanza or already serialized text) written in one
   loop turn go out in ONE transport write, followed by the confirmation ping of everything
   written since the previous ping. At most one ping is in flight: stanzas written meanwhile
@@ -63,6 +67,11 @@ class LinkDown(Exception):
         self.domain = domain
         self.reason = reason
         self.retry_after = retry_after
+
+
+class StanzaRefused(Exception):
+    """The stanza cannot be written at all (serialization or UTF-8 encoding failed): a bug
+    or bad input, not the link; nothing was written."""
 
 
 class LinkState(StrEnum):
@@ -192,7 +201,7 @@ class Link:
         self._up = asyncio.Event()
         self._down = asyncio.Event()
         self._open_barrier: asyncio.Future[None] | None = None
-        self._out: list[tuple[str, bool]] = []  # (serialized stanza, confirmed) this turn
+        self._out: list[tuple[bytes, bool]] = []  # (encoded stanza, confirmed) this turn
         self._flush_handle: asyncio.Handle | None = None
         self._pings: dict[str, tuple[asyncio.Future[None], asyncio.TimerHandle]] = {}
         self._ping_prefix = f"cpim-ping-{secrets.token_hex(4)}-"
@@ -201,7 +210,7 @@ class Link:
         self._conn_error: str | None = None
         self._dead = False
         component.add_event_handler("session_start", lambda _e: self._up.set())
-        component.add_event_handler("disconnected", lambda _e: self._down.set())
+        component.add_event_handler("disconnected", self._on_disconnected)
         component.add_event_handler("connection_failed", self._on_connection_failed)
         component.add_filter("in", self._on_ping_stanza, order=0)
 
@@ -284,7 +293,7 @@ class Link:
     async def send_confirmed(self, stanza: Any, timeout: float | None = None) -> None:
         """Write `stanza` (a slixmpp stanza or serialized text) and wait for the ping that
         follows it to be answered."""
-        if not self.is_up:
+        if not self.is_up or not self._writable():
             raise LinkDown(self.domain, self.last_error or str(self.state), self.retry_after())
         self._write(stanza, confirmed=True)
         barrier = self._barrier()
@@ -301,15 +310,31 @@ class Link:
 
     # -- batched writes and confirmation pings ----------------------------------------------
 
-    def _serialize(self, stanza: Any) -> str:
-        if isinstance(stanza, str):
-            return stanza
-        comp = self.component
-        return tostring(stanza.xml, xmlns=comp.default_ns, stream=comp, top_level=True)
+    def _encode(self, stanza: Any) -> bytes:
+        """UTF-8 of the stanza; StanzaRefused if it cannot be serialized or encoded."""
+        try:
+            if isinstance(stanza, bytes):
+                data = stanza
+            elif isinstance(stanza, str):
+                data = stanza.encode()
+            else:
+                comp = self.component
+                xml = tostring(stanza.xml, xmlns=comp.default_ns, stream=comp, top_level=True)
+                data = xml.encode()
+        except Exception as exc:
+            raise StanzaRefused(f"stanza not serializable: {exc!r}") from exc
+        if not data.strip():  # e.g. slixmpp's tostring(None) is "": nothing to confirm
+            raise StanzaRefused("stanza serialized to nothing")
+        return data
+
+    def _writable(self) -> bool:
+        transport = self.component.transport
+        return transport is not None and not transport.is_closing()
 
     def _write(self, stanza: Any, *, confirmed: bool) -> None:
-        """Buffer one stanza for this loop turn's single write."""
-        self._out.append((self._serialize(stanza), confirmed))
+        """Buffer one stanza for this loop turn's single write (encoded now, so that a bad
+        stanza fails its own caller, not the batch it would have joined)."""
+        self._out.append((self._encode(stanza), confirmed))
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -333,11 +358,11 @@ class Link:
         ping = fut is not None and not self._pings
         if not out and not ping:
             return
-        if not self.is_up or self.component.transport is None:
+        if not self.is_up or not self._writable():  # asyncio drops writes once closing
             self._requeue(out)
             self._fail_open("link lost")
             return
-        parts = [text for text, _ in out]
+        parts = [data for data, _ in out]
         if ping:
             assert fut is not None
             self._open_barrier = None
@@ -345,7 +370,7 @@ class Link:
                 ping = False
             else:
                 ping_id = f"{self._ping_prefix}{next(self._ping_ids)}"
-                parts.append(self._ping_xml(ping_id))
+                parts.append(self._ping_xml(ping_id).encode())
                 timer = asyncio.get_running_loop().call_later(
                     self.cfg.dead_link_timeout, self._ping_timeout, ping_id
                 )
@@ -353,7 +378,7 @@ class Link:
         if not parts:
             return
         try:
-            self.component.send_raw("".join(parts))
+            self.component.send_raw(b"".join(parts))
         except Exception as exc:  # NotConnectedError, a closing transport
             log.debug("xmpp link %s: write failed: %s", self.domain, exc)
             self._fail_barriers("link lost")
@@ -375,7 +400,8 @@ class Link:
         itype = xml.get("type")
         if itype == "get":
             d = self._domain_attr
-            self._out.append((f'<iq type="result" id="{ping_id}" from="{d}" to="{d}"/>', False))
+            answer = f'<iq type="result" id="{ping_id}" from="{d}" to="{d}"/>'
+            self._out.append((answer.encode(), False))
             self._schedule_flush()
         elif itype in ("result", "error"):  # either proves the server read what came before
             self._ping_answered(ping_id)
@@ -409,11 +435,11 @@ class Link:
         self._dead = True
         self.component.abort()
 
-    def _requeue(self, out: list[tuple[str, bool]]) -> None:
+    def _requeue(self, out: list[tuple[bytes, bool]]) -> None:
         """Fire-and-forget stanzas not written before the link went down wait for it."""
-        for text, confirmed in out:
+        for data, confirmed in out:
             if not confirmed:
-                self._queue.append(text)
+                self._queue.append(data.decode())
 
     def _fail_open(self, reason: str) -> None:
         fut, self._open_barrier = self._open_barrier, None
@@ -441,6 +467,19 @@ class Link:
         if state is not self.state:
             self.state = state
             self.since = time.time()
+
+    def _down_reason(self) -> str:
+        if self._stopping:
+            return "gateway stopping"
+        return self._error_text(self.component.last_stream_error) or (
+            "no answer to ping" if self._dead else "connection closed"
+        )
+
+    def _on_disconnected(self, _event: Any) -> None:
+        """The TCP connection is gone: nothing written or in flight can be confirmed any
+        more, so every waiter fails now, before anything else runs on this loop turn."""
+        self._fail_barriers(self._down_reason())
+        self._down.set()
 
     def _on_connection_failed(self, error: Any) -> None:
         self._conn_error = str(error)
@@ -535,11 +574,7 @@ class Link:
             with contextlib.suppress(asyncio.CancelledError):
                 await keepalive
         self._set_state(LinkState.CONNECTING)
-        reason = self._error_text(self.component.last_stream_error) or (
-            "no answer to ping" if self._dead else "connection closed"
-        )
-        if self._stopping:
-            reason = "gateway stopping"
+        reason = self._down_reason()
         self._fail_barriers(reason)
         log.warning("xmpp link %s down: %s", self.domain, reason)
         _call(self.callbacks.on_down, self.domain, reason)
