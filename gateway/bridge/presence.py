@@ -112,6 +112,7 @@ class PresenceService:
             "x2s-fetch": self.x2s.handle_fetch_timer,
             "s2x": self.s2x.handle_timer,
             "s2x-throttle": self.s2x.handle_throttle,
+            "s2x-flush": self.s2x.handle_flush,
         }
         if self.winfo is not None:
             self._timers["winfo"] = self.winfo.handle_timer
@@ -138,6 +139,7 @@ class PresenceService:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        self.s2x.flush()  # dialog changes not yet written (CSeq after NOTIFYs)
 
     def restore(self) -> int:
         now = self.ctx.clock()
