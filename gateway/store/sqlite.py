@@ -157,7 +157,7 @@ def _sub(row: tuple[Any, ...]) -> SubscriptionRecord:
         local_tag=ltag,
         remote_tag=rtag,
         event=event,
-        route_set=tuple(json.loads(routes)),
+        route_set=() if routes == "[]" else tuple(json.loads(routes)),  # the usual: none
         remote_target=rtarget,
         local_cseq=lcseq,
         remote_cseq=rcseq,
