@@ -41,6 +41,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -635,7 +636,10 @@ async def soak(args: argparse.Namespace) -> int:
                 "per_user": {"message": {"burst": 0.0, "rate": 1.0}},
             },
         )
-        gw = GatewayProcess(config, work / "gateway", log_level="info")
+        argv = None
+        if args.tracemalloc is not None:
+            argv = _traced_argv(work, Path(args.tracemalloc), args.tracemalloc_frames)
+        gw = GatewayProcess(config, work / "gateway", log_level="info", argv=argv)
         gw.start()
         gw.wait_for_log(rf"xmpp link {re.escape(COMPONENT)} up", timeout=30)
         counts = Counts()
@@ -720,6 +724,8 @@ async def soak(args: argparse.Namespace) -> int:
                     "prosody_rss_mib": round(proc_rss(prosody.pid or 0) / 2**20, 2),
                 }
                 samples.append(row)
+                if args.tracemalloc is not None and row["t"] >= args.warmup * 60:
+                    gw.send_signal(signal.SIGUSR2)  # the wrapper dumps a snapshot
                 print(json.dumps(row), flush=True)
                 if loop.time() >= until:
                     return
@@ -740,7 +746,10 @@ async def soak(args: argparse.Namespace) -> int:
         await sample_task
         for h in helpers:
             h.cancel()
-        gone = await watcher.subscribe(sip_port, "juliet@localhost", 0)
+        try:
+            unsubscribe_status = (await watcher.subscribe(sip_port, "juliet@localhost", 0)).status
+        except Exception:  # counted below as a failed check
+            unsubscribe_status = 0
         # let everything in flight finish (Timer F = 32 s)
         await uac.drain(40)
         deadline = loop.time() + 40
@@ -782,6 +791,7 @@ async def soak(args: argparse.Namespace) -> int:
                 1 for s in watcher.states()[:-1] if s.startswith("terminated")
             ),
             "gateway_alive": 0 if gw.running else 1,
+            "unsubscribe_failed": 0 if 200 <= unsubscribe_status < 300 else 1,
         }
         growth = [k for k, t in trends.items() if t.growth]
         summary: dict[str, Any] = {
@@ -810,7 +820,7 @@ async def soak(args: argparse.Namespace) -> int:
                 "subscribe_2xx": counts.subscribe_ok,
                 "notifies": len(watcher.notifies),
                 "presence_changes": counts.presence_changes,
-                "unsubscribe_status": gone.status,
+                "unsubscribe_status": unsubscribe_status,
                 "transactions_in_flight_end": final_metrics.get(
                     "cpim_sip_transactions_in_flight", -1
                 ),
@@ -828,6 +838,9 @@ async def soak(args: argparse.Namespace) -> int:
         json_path = out_dir / f"soak-{stamp}.json"
         json_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         _print_summary(summary, csv_path, json_path)
+        if args.tracemalloc is not None:
+            gw.terminate(30)
+            _print_tracemalloc(Path(args.tracemalloc))
         passed = not growth and not any(checks.values())
         return 0 if passed else 1
     finally:
@@ -845,6 +858,50 @@ async def soak(args: argparse.Namespace) -> int:
         prosody.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+_TRACED = """\
+import signal, sys, tracemalloc
+tracemalloc.start(int(sys.argv[1]))
+out, count = sys.argv[2], [0]
+def dump(*_):
+    count[0] += 1
+    tracemalloc.take_snapshot().dump(f"{out}/snap-{count[0]:04d}.bin")
+signal.signal(signal.SIGUSR2, dump)
+from gateway.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _traced_argv(work: Path, out: Path, frames: int) -> list[str]:
+    """The gateway under tracemalloc: SIGUSR2 dumps a snapshot into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    wrapper = work / "traced_gateway.py"
+    wrapper.write_text(_TRACED, encoding="utf-8")
+    config = work / "gateway" / "gateway.toml"
+    cmd = ["run", "--config", str(config), "--log-level", "info"]
+    return [sys.executable, str(wrapper), str(frames), str(out), *cmd]
+
+
+def _print_tracemalloc(out: Path, top: int = 15) -> None:
+    """What grew between the first and the last snapshot after the warm-up."""
+    import tracemalloc
+
+    snaps = sorted(out.glob("snap-*.bin"))
+    if len(snaps) < 2:
+        print("# tracemalloc: fewer than two snapshots")
+        return
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<*")]
+    first = tracemalloc.Snapshot.load(str(snaps[0])).filter_traces(ignore)
+    last = tracemalloc.Snapshot.load(str(snaps[-1])).filter_traces(ignore)
+    print(f"# tracemalloc: {snaps[0].name} -> {snaps[-1].name}, top {top} by growth")
+    grown = sorted(last.compare_to(first, "traceback"), key=lambda st: -st.size_diff)
+    total = sum(st.size_diff for st in grown)
+    print(f"#   traced total {total / 1024:+.1f} KiB")
+    for stat in [st for st in grown if st.size_diff > 0][:top]:
+        print(f"#   {stat.size_diff / 1024:+10.1f} KiB {stat.count_diff:+8d} blocks")
+        for line in stat.traceback.format(limit=6):
+            print(f"#       {line}")
 
 
 def _cpu_model() -> str:
@@ -879,6 +936,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=5.0, help="minutes left out of the trend")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
+    ap.add_argument("--tracemalloc", metavar="DIR", help="run the gateway under tracemalloc")
+    ap.add_argument("--tracemalloc-frames", type=int, default=10)
     args = ap.parse_args(argv)
     return asyncio.run(soak(args))
 
