@@ -24,7 +24,7 @@ and no NOTIFY has flowed for longer than the gateway's `notify_interval` (so the
 (a new <status>); the figure is the wall time from that send to the N-th NOTIFY answered
 (and the first, the median), with the gateway's CPU over it.
 
-    python -m bench.presence_bench presence-fanout [-n 10000] [--rate 500] [--no-json]
+    python -m bench.presence_bench presence-fanout [-n 10000] [--rate 200] [--approvals] [--no-json]
 """
 
 from __future__ import annotations
@@ -410,7 +410,7 @@ async def _fanout(
 
 def run_fanout(
     n: int = TARGET_WATCHERS,
-    rate: float = 500.0,
+    rate: float = 200.0,
     profile: Path | None = None,
     *,
     approvals: bool = False,
@@ -420,7 +420,10 @@ def run_fanout(
     XMPP user approves each `subscribe` as it comes (Prosody rewrites her roster each)."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     try:
-        with _prosody(workdir, 'storage = { roster = "memory" }') as prosody:
+        # Approvals one by one: rosters in memory (no file rewritten per approval); else the
+        # roster file written by `provision_roster` (Prosody's default internal store).
+        extra = 'storage = { roster = "memory" }' if approvals else ""
+        with _prosody(workdir, extra) as prosody:
             prosody.add_user(PRESENTITY, "pw")
             if not approvals:
                 provision_roster(prosody, n)
@@ -482,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("scenario", choices=["subs-100k", "presence-fanout"])
     ap.add_argument("-n", type=int, help="subscriptions (100,000) / watchers (10,000)")
     ap.add_argument("--settle", type=float, default=5.0, help="subs-100k: RSS sampled after")
-    ap.add_argument("--rate", type=float, default=500.0, help="fanout: SUBSCRIBEs per second")
+    ap.add_argument("--rate", type=float, default=200.0, help="fanout: SUBSCRIBEs per second")
     ap.add_argument("--profile", type=Path, help="fanout: cProfile the gateway into this file")
     ap.add_argument(
         "--approvals", action="store_true", help="fanout: approve each watcher (no roster file)"

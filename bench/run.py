@@ -68,6 +68,12 @@ register(
     presence_bench.run_subs,
     presence_bench.summarize_subs,
 )
+register(
+    "presence-fanout",
+    "one XMPP presence change -> 10,000 SIP watchers (NOTIFYs answered) through Prosody",
+    presence_bench.run_fanout,
+    presence_bench.summarize_fanout,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

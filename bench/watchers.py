@@ -2,7 +2,7 @@
 
 Loopback only. Sends `--count` SUBSCRIBEs (`sip:w<i>@<domain>` -> `--target`, each its own
 dialog) to the gateway at `--rate` per second from one UDP socket, retransmitting an
-unanswered one every 2 s (up to 5 times), and answers every NOTIFY 200 at once. No SIP
+unanswered one every 2 s (up to 20 times), and answers every NOTIFY 200 at once. No SIP
 stack: the few header lines a 200 needs are copied from the request.
 
 Progress goes to stdout as JSON lines every `--report` seconds:
@@ -36,7 +36,7 @@ __all__ = ["Watchers", "main", "ok_response"]
 
 LOOPBACK = "127.0.0.1"
 _RETRANSMIT = 2.0
-_TRIES = 5
+_TRIES = 20
 _CALL_ID = re.compile(rb"\r\n(?:Call-ID|i)[ \t]*:[ \t]*fw(\d+)-", re.IGNORECASE)
 _STATE = re.compile(rb"\r\nSubscription-State[ \t]*:[ \t]*([a-z]+)", re.IGNORECASE)
 _STATUS = re.compile(rb"SIP/2\.0 (\d{3}) ")
