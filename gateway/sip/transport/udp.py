@@ -3,18 +3,26 @@
 The listener only moves bytes: each datagram goes to `on_datagram(data, source,
 listener)`; the endpoint parses it. Send errors (ICMP unreachable reported on a later
 call, no route in a namespace without one) are logged, never raised into the loop.
+
+The socket is non-blocking and read with `loop.add_reader`: every readiness event reads
+the datagrams already queued (up to `READ_BATCH`), not one per event-loop iteration as an
+asyncio datagram transport does, so the handlers of a burst run in one loop turn and
+what they write to XMPP shares one component write and one confirmation ping (issue 11).
+Sends go straight to `sendto`; a full send buffer drops the datagram like the network
+would (the transaction layer's retransmissions cover it, RFC 3261 §17).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 from collections.abc import Callable
 
 from gateway.config import ListenerConfig
 
-__all__ = ["RCVBUF_BYTES", "SNDBUF_BYTES", "DatagramHandler", "UdpListener"]
+__all__ = ["RCVBUF_BYTES", "READ_BATCH", "SNDBUF_BYTES", "DatagramHandler", "UdpListener"]
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +35,10 @@ DatagramHandler = Callable[[bytes, Address, "UdpListener"], None]
 # the value at net.core.rmem_max / wmem_max (raise those sysctls to get more).
 RCVBUF_BYTES = 4 * 1024 * 1024
 SNDBUF_BYTES = 1024 * 1024
-
-
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, listener: UdpListener) -> None:
-        self.listener = listener
-
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        source = (str(addr[0]), int(addr[1]))
-        self.listener.on_datagram(data, source, self.listener)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("udp send/receive error on %s: %s", self.listener.name, exc)
+# Datagrams read per readiness event at most, so that one busy socket cannot starve the
+# rest of the loop (timers, the XMPP stream, other listeners).
+READ_BATCH = 64
+_MAX_DATAGRAM = 65535
 
 
 class UdpListener:
@@ -49,7 +49,8 @@ class UdpListener:
     def __init__(self, config: ListenerConfig, on_datagram: DatagramHandler) -> None:
         self.config = config
         self.on_datagram = on_datagram
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.local: Address = (config.address, config.port)
 
     @property
@@ -62,30 +63,68 @@ class UdpListener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        address, port = self.config.address, self.config.port
         try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Protocol(self), local_addr=(self.config.address, self.config.port)
+            infos = await loop.getaddrinfo(
+                address, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
             )
+            family, _, _, _, sockaddr = infos[0]
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.setblocking(False)
+                sock.bind(sockaddr)
+            except OSError:
+                sock.close()
+                raise
         except OSError as exc:
             raise OSError(
                 exc.errno,
-                f"cannot bind udp listener {self.config.address}:{self.config.port}: "
-                f"{exc.strerror or exc}",
+                f"cannot bind udp listener {address}:{port}: {exc.strerror or exc}",
             ) from exc
-        self._transport = transport
-        _size_buffers(transport.get_extra_info("socket"), self.name)
-        sock = transport.get_extra_info("sockname")
-        self.local = (str(sock[0]), int(sock[1]))
+        _size_buffers(sock, self.name)
+        name = sock.getsockname()
+        self.local = (str(name[0]), int(name[1]))
+        self._sock, self._loop = sock, loop
+        loop.add_reader(sock.fileno(), self._read_ready)
+
+    def _read_ready(self) -> None:
+        sock = self._sock
+        for _ in range(READ_BATCH):
+            if sock is None:  # closed by a handler
+                return
+            try:
+                data, addr = sock.recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. an ICMP error queued on the socket
+                log.debug("udp receive error on %s: %s", self.name, exc)
+                continue
+            try:
+                self.on_datagram(data, (str(addr[0]), int(addr[1])), self)
+            except Exception:  # a bug in one message must not stop the reading
+                log.exception("udp datagram handler failed on %s", self.name)
+            sock = self._sock
 
     def send(self, data: bytes, dest: Address) -> None:
-        if self._transport is None or self._transport.is_closing():
+        if self._sock is None:
             raise OSError(f"{self.name} is closed")
-        self._transport.sendto(data, dest)
+        try:
+            self._sock.sendto(data, dest)
+        except (BlockingIOError, InterruptedError):
+            log.debug("udp send buffer full on %s: datagram to %s dropped", self.name, dest)
+        except OSError as exc:
+            if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                raise
+            # ICMP errors reported on a later call, no route: the datagram is lost, as it
+            # would be on the network; retransmissions and Timer B/F decide (§17).
+            log.debug("udp send error on %s to %s: %s", self.name, dest, exc)
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self._sock is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
 
 
 def _size_buffers(sock: socket.socket | None, name: str) -> None:
