@@ -23,6 +23,10 @@ Samples go to bench/results/soak-<UTC>.csv, the summary to soak-<UTC>.json.
 
     .venv/bin/python scripts/soak.py [--minutes 32] [--rate 100] [--expires 60]
 
+`--tracemalloc DIR` runs the gateway under tracemalloc (slow: use a lower `--rate`), dumps
+a snapshot at every sample after the warm-up and prints what grew between the first and
+the last, by traceback.
+
 Exit status 0 when every check passes. The lean peers (`LeanUac`, `LeanUas`, `RawXmpp`)
 are reused by tests/integration/test_faults.py.
 """
@@ -757,12 +761,17 @@ async def soak(args: argparse.Namespace) -> int:
             len(uas.deliveries) + len(counts.x2s_error_ids) < counts.x2s_sent
         ):
             await asyncio.sleep(0.5)
-        await asyncio.sleep(2)
+        # completed server transactions linger for Timer J (64*T1 = 32 s): wait them out
         final_metrics: dict[str, float] = {}
-        with contextlib.suppress(Exception):
-            final_metrics = await scrape(
-                admin, ("cpim_asyncio_tasks", "cpim_sip_transactions_in_flight")
-            )
+        deadline = loop.time() + 45
+        while loop.time() < deadline:
+            with contextlib.suppress(Exception):
+                final_metrics = await scrape(
+                    admin, ("cpim_asyncio_tasks", "cpim_sip_transactions_in_flight")
+                )
+            if final_metrics.get("cpim_sip_transactions_in_flight", -1) == 0:
+                break
+            await asyncio.sleep(1)
 
         # ------------------------------------------------ verdicts
         warm = args.warmup * 60
