@@ -36,7 +36,7 @@ from gateway.registrar.service import Registrar
 from gateway.registrar.users import UsersFileError, read_users
 from gateway.resolver.resolver import Resolver
 from gateway.sip.transport.endpoint import IncomingRequest, RequestHandler, SipEndpoint
-from gateway.sip.transport.tls import server_context
+from gateway.sip.transport.tls import load_client_ca, server_context
 from gateway.sip.validate import GATEWAY_POLICY
 from gateway.store.api import Binding, Store, StoreError, SubscriptionRecord
 from gateway.store.sqlite import open_store
@@ -355,8 +355,9 @@ def _reload(cfg: Config, gw: Gateway) -> None:
 
 
 def _reload_certificates(fresh: Config, endpoint: SipEndpoint | None) -> int:
-    """Load the configured certificate and key into each running TLS listener's context
-    (new handshakes use them; open connections keep theirs). The number reloaded."""
+    """Load the configured certificate, key and client CA bundle into each running TLS
+    listener's context (new handshakes use them; open connections keep theirs). A CA
+    dropped from `client_ca` stays trusted until a restart. The number reloaded."""
     if endpoint is None:
         return 0
     wanted = {
@@ -369,8 +370,9 @@ def _reload_certificates(fresh: Config, endpoint: SipEndpoint | None) -> int:
         if ctx is None or lc is None or lc.certificate is None or lc.private_key is None:
             continue
         try:
-            server_context(lc)  # proves the new pair loads before the live context is touched
+            server_context(lc)  # proves the new files load before the live context is touched
             ctx.load_cert_chain(str(lc.certificate), str(lc.private_key))
+            load_client_ca(ctx, lc)  # keeps asking for client certificates (adds CAs only)
         except (OSError, ssl.SSLError, ValueError) as exc:
             event(
                 log,

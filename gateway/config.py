@@ -74,6 +74,7 @@ class ListenerConfig:
     port: int
     certificate: Path | None = None
     private_key: Path | None = None
+    client_ca: Path | None = None  # tls: ask clients for a certificate, verify against this
 
 
 @dataclass(frozen=True)
@@ -464,13 +465,16 @@ def _load_listener(sec: _Section, base: Path) -> ListenerConfig:
     default_port = 5061 if transport is Transport.TLS else 5060
     cert = sec.opt("certificate", str)
     key = sec.opt("private_key", str)
+    client_ca = sec.opt("client_ca", str)
     if transport is Transport.TLS:
         if cert is None:
             raise ConfigError(sec.key("certificate"), "required for a tls listener")
         if key is None:
             raise ConfigError(sec.key("private_key"), "required for a tls listener")
-    elif cert is not None or key is not None:
-        bad = "certificate" if cert is not None else "private_key"
+    elif cert is not None or key is not None or client_ca is not None:
+        bad = (
+            "certificate" if cert is not None else "private_key" if key is not None else "client_ca"
+        )
         raise ConfigError(sec.key(bad), f"only meaningful for tls listeners, not {transport}")
     out = ListenerConfig(
         transport=transport,
@@ -478,6 +482,7 @@ def _load_listener(sec: _Section, base: Path) -> ListenerConfig:
         port=_port(sec, "port", default_port),
         certificate=_readable_file(sec.key("certificate"), cert, base) if cert else None,
         private_key=_readable_file(sec.key("private_key"), key, base) if key else None,
+        client_ca=_readable_file(sec.key("client_ca"), client_ca, base) if client_ca else None,
     )
     sec.done()
     return out

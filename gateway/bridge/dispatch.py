@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from gateway.config import Config
 from gateway.logs import event
@@ -96,13 +96,6 @@ class _Accepted:
     via: str
 
 
-def _tls_names(cert: dict[str, Any] | None) -> tuple[str, ...]:
-    if not cert:
-        return ()
-    names = [v for k, v in cert.get("subjectAltName", ()) if k == "DNS"]
-    return tuple(str(n).lower() for n in names)
-
-
 class TrustGate:
     """gateway.registrar.trust.decide for gateways without a registrar (no user file)."""
 
@@ -124,7 +117,7 @@ class TrustGate:
             transport=incoming.transport,
             claimed_aor=claimed,
             target_domain=target,
-            tls_names=_tls_names(incoming.peer_certificate),
+            tls_names=trust.certificate_names(incoming.peer_certificate),
         )
         decision = trust.decide(facts, self.config)
         if isinstance(decision, trust.Accept):

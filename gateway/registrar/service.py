@@ -155,16 +155,6 @@ def _domain_of(aor: str) -> str:
     return aor.rpartition("@")[2].lower().rstrip(".")
 
 
-def _tls_names(cert: dict[str, Any] | None) -> tuple[str, ...]:
-    """DNS names of a verified peer certificate (subjectAltName, else the CN)."""
-    if not cert:
-        return ()
-    names = tuple(v.lower() for k, v in cert.get("subjectAltName", ()) if k == "DNS")
-    if names:
-        return names
-    return tuple(v.lower() for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName")
-
-
 def _source(incoming: IncomingRequest) -> str:
     return f"{format_host(incoming.source[0])}:{incoming.source[1]}"
 
@@ -588,7 +578,9 @@ class Registrar:
             transport=incoming.transport,
             claimed_aor=claimed,
             target_domain=uri.host_bare.rstrip(".") if isinstance(uri, SipUri) else "",
-            tls_names=_tls_names(incoming.peer_certificate) if incoming.transport == "tls" else (),
+            tls_names=trust.certificate_names(incoming.peer_certificate)
+            if incoming.transport == "tls"
+            else (),
             authenticated=authenticated,
             registered_flow=flow_binding is not None,
         )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from gateway.config import Config
 
@@ -35,6 +35,7 @@ __all__ = [
     "RelayRefused",
     "RequestFacts",
     "TrustConfig",
+    "certificate_names",
     "decide",
     "fields",
 ]
@@ -92,6 +93,23 @@ class TrustConfig:
     def is_local(self, domain: str | None) -> bool:
         d = _norm(domain)
         return d is not None and (d in self.hosted_domains or d in self.xmpp_domains)
+
+
+def certificate_names(cert: dict[str, Any] | None) -> tuple[str, ...]:
+    """The names a verified peer certificate (`SSLSocket.getpeercert()`) asserts, lower
+    case: subjectAltName DNS entries and `sip:host` URIs, or, when it has neither, the
+    subject CN (RFC 5922 §7.1). Empty for no or an unverified (`{}`) certificate."""
+    if not cert:
+        return ()
+    names: list[str] = []
+    for kind, value in cert.get("subjectAltName", ()):
+        if kind == "DNS":
+            names.append(str(value))
+        elif kind == "URI" and str(value).lower().startswith("sip:") and "@" not in value:
+            names.append(str(value)[4:])
+    if not names:
+        names = [str(v) for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    return tuple(dict.fromkeys(n.lower().rstrip(".") for n in names))
 
 
 @dataclass(frozen=True)

@@ -265,3 +265,16 @@ def test_presence_auto_approve_hosted(tmp_path: Path) -> None:
     assert load(MINIMAL, tmp_path).presence.auto_approve_hosted is False
     cfg = load(MINIMAL + "[presence]\nauto_approve_hosted = true\n", tmp_path)
     assert cfg.presence.auto_approve_hosted is True
+
+
+def test_tls_listener_client_ca(tmp_path: Path) -> None:
+    for name in ("c.pem", "k.pem", "ca.pem"):
+        (tmp_path / name).write_text("x")
+    tls = "[[sip.listeners]]\ntransport='tls'\ncertificate='c.pem'\nprivate_key='k.pem'\n"
+    assert load(MINIMAL + tls, tmp_path).sip.listeners[0].client_ca is None
+    cfg = load(MINIMAL + tls + "client_ca='ca.pem'\n", tmp_path)
+    assert cfg.sip.listeners[0].client_ca == tmp_path / "ca.pem"
+    err = error_of(MINIMAL + tls + "client_ca='missing.pem'\n", tmp_path)
+    assert (err.path, "cannot read" in str(err)) == ("sip.listeners[0].client_ca", True)
+    err = error_of(MINIMAL + "[[sip.listeners]]\ntransport='tcp'\nclient_ca='ca.pem'\n", tmp_path)
+    assert (err.path, "only meaningful for tls" in str(err)) == ("sip.listeners[0].client_ca", True)
