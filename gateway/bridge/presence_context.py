@@ -8,8 +8,9 @@ by real peers in integration tests and nothing reaches for a global.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -250,3 +251,25 @@ def presence_config(cfg: Config) -> PresenceConfig:
         retry_max=pc.retry_max,
         timers=TimerConfig(t1=t.t1, t2=t.t2, t4=t.t4),
     )
+
+
+class Tasks:
+    """Background tasks of one presence part: held until done, failures logged (a task's
+    exception must not vanish with it)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.live: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.live.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.live.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s task failed", self.what, exc_info=task.exception())
+
+    def __iter__(self) -> Iterator[asyncio.Task[None]]:
+        return iter(self.live)

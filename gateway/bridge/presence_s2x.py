@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
-from gateway.bridge.presence_context import PresenceContext, SendFailed
+from gateway.bridge.presence_context import PresenceContext, SendFailed, Tasks
 from gateway.logs import event
 from gateway.sip.dialog import Dialog, DialogId
 from gateway.sip.headers import NameAddr, parse_event, parse_name_addr
@@ -114,7 +114,7 @@ class S2x:
         self.watches: dict[WatchKey, Watch] = {}
         self.by_dialog: dict[DialogId, Watch] = {}
         self._locks: dict[DialogId, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks("presence")
         self._fetches: set[DialogId] = set()  # Expires: 0 dialogs: never stored
         self._unsaved: dict[DialogId, Watch] = {}  # changed dialogs, written by `flush`
         self._docs: dict[str, tuple[object, float, StateDocument]] = {}  # by PIDF entity
@@ -384,7 +384,7 @@ class S2x:
             elif isinstance(action, SendNotify):
                 if action.request.body:
                     self.ctx.count_notification("xmpp_to_sip")
-                self._spawn(self._notify_task(watch, did, action.request))
+                self._tasks.spawn(self._notify_task(watch, did, action.request))
             elif isinstance(action, Removed):
                 removed = True
                 event(
@@ -470,16 +470,6 @@ class S2x:
             presence=XmppPresence(available=False),
         )
         self.ctx.send_stanza(watch.domain, stanza)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("presence task failed", exc_info=task.exception())
 
     def _save_later(self, did: DialogId, watch: Watch) -> None:
         if not self._unsaved:

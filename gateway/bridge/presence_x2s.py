@@ -22,14 +22,13 @@ store writes and one scheduler entry per subscription.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.bridge.presence_context import PresenceContext, SendFailed
+from gateway.bridge.presence_context import PresenceContext, SendFailed, Tasks
 from gateway.logs import event
 from gateway.sip.dialog import MAX_FORWARDS
 from gateway.sip.headers import NameAddr
@@ -114,7 +113,7 @@ class X2s:
         self.subs: dict[X2sKey, X2sSub] = {}
         self.by_dialog: dict[tuple[str, str], X2sSub] = {}
         self.fetches: dict[tuple[str, str], Fetch] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks("presence")
         self._rng = rng or random.Random()
 
     # ------------------------------------------------------------ XMPP inputs
@@ -273,7 +272,7 @@ class X2s:
         if entry.sub.dialog is not None and action.expires > 0:
             # R8048-08 / RFC 8048 §8.1: probe the watcher before each refresh.
             self._send_probe(entry)
-        self._spawn(self._subscribe_task(entry, action.request))
+        self._tasks.spawn(self._subscribe_task(entry, action.request))
 
     async def _subscribe_task(self, entry: X2sSub, request: SipRequest) -> None:
         try:
@@ -419,7 +418,7 @@ class X2s:
         self.fetches[fetch.key] = fetch
         deadline = self.ctx.clock() + self.ctx.config.timer_n
         self.ctx.scheduler.set(("x2s-fetch", fetch.key), deadline)
-        self._spawn(self._fetch_task(fetch, request))
+        self._tasks.spawn(self._fetch_task(fetch, request))
 
     async def _fetch_task(self, fetch: Fetch, request: SipRequest) -> None:
         try:
@@ -454,16 +453,6 @@ class X2s:
         self.ctx.scheduler.cancel(("x2s-fetch", fetch.key))
 
     # ------------------------------------------------------------ tables and store
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("presence task failed", exc_info=task.exception())
 
     def _index(self, entry: X2sSub) -> None:
         key = entry.sub.key

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.bridge.presence_context import PresenceContext, SendFailed
+from gateway.bridge.presence_context import PresenceContext, SendFailed, Tasks
 from gateway.bridge.presence_hosted import Hosted
 from gateway.logs import event
 from gateway.registrar.bindings import canonical_aor
@@ -99,7 +99,7 @@ class Winfo:
         self.package = winfo_package(ctx.config.package)
         self.subs: dict[DialogId, WinfoSub] = {}
         self._locks: dict[DialogId, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks("winfo")
         hosted.listeners.append(self.on_watcher)
 
     def owns(self, req: SipRequest) -> bool:
@@ -212,7 +212,7 @@ class Winfo:
                 if incoming is not None:
                     incoming.respond(action.response)
             elif isinstance(action, SendNotify):
-                self._spawn(self._notify_task(sub, action.request))
+                self._tasks.spawn(self._notify_task(sub, action.request))
             elif isinstance(action, Removed):
                 removed = True
         if removed:
@@ -256,16 +256,6 @@ class Winfo:
         self.ctx.scheduler.cancel(("winfo-throttle", did))
         if not sub.fetch:
             self._store(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("winfo task failed", exc_info=task.exception())
 
     @staticmethod
     def _store(fn: Any, *args: Any) -> None:
