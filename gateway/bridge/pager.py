@@ -232,7 +232,7 @@ class Pager:
         stanzas with a <body/>, and chat states, receipts and errors have none.
         """
         for domain in self.links.domains:
-            self.links.component(domain).register_handler(
+            self.links.component(domain).route_messages(
                 CoroutineCallback("cpim-pager", StanzaPath("message"), boundary(self.on_stanza))
             )
 

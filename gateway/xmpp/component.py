@@ -123,6 +123,51 @@ class RestrictedStreamParser(_PullParser):
         return super().read_events()
 
 
+# -- the direct route for <message/> (issue 11) ------------------------------------------------
+# slixmpp matches every incoming stanza against every registered handler (~14 StanzaPath /
+# XPath matches). Of the handlers slixmpp and our plugins register at start-up, those that
+# match a <message/> only fire an event (IM -> "message", IMError -> "message_error",
+# Chat State -> "chatstate"/"chatstate_<state>", Message Receipt -> "receipt_received") or
+# do nothing (Message Receipt Request with auto_ack off); the others never match one. So,
+# while nobody listens to those events, the bridge's message handler can be run straight
+# from an "in" filter with the same outcome (`GatewayComponent.route_messages`).
+
+_MESSAGE_EVENTS = (
+    "message",
+    "message_error",
+    "receipt_received",
+    "chatstate",
+    "chatstate_active",
+    "chatstate_composing",
+    "chatstate_gone",
+    "chatstate_inactive",
+    "chatstate_paused",
+)
+_PASSIVE_HANDLERS = frozenset(
+    {
+        "IM",
+        "IMError",
+        "Presence",
+        "Stream Error",
+        "Handshake",
+        "Disco Info",
+        "Disco Items",
+        "Software Version",
+        "Ping",
+        "Message Receipt",
+        "jabber:iq:gateway",
+    }
+)
+_CHAT_STATE_HANDLER = "Chat State"  # reads msg["chat_state"] and msg["from"].jid
+_RECEIPT_REQUEST_HANDLER = "Message Receipt Request"  # passive while auto_ack is off
+# Their debug lines ("RECV: ...", "Event triggered", "Chat State: ...") must still be
+# logged when someone switched them on (WireTrace): then the stanza takes slixmpp's path.
+_SLIX_LOGGERS = (
+    logging.getLogger("slixmpp.xmlstream.xmlstream"),
+    logging.getLogger("slixmpp.plugins.xep_0085.chat_states"),
+)
+
+
 class GatewayComponent(ComponentXMPP):
     """The XEP-0114 endpoint for one component domain."""
 
@@ -142,6 +187,11 @@ class GatewayComponent(ComponentXMPP):
         self._prompt_to_jid = prompt_to_jid or prompt_translator(component)
         # The last <stream:error/> condition received (not-authorized, conflict, ...).
         self.last_stream_error: tuple[str, str] | None = None
+        self._message_route: CoroutineCallback | None = None
+        self._route_filter = self._route_message
+        self._passive: frozenset[int] = frozenset()
+        self._chat_state_handler: Any = None
+        self._receipt_request_handler: Any = None
         for base, ours in _STANZA_CLASSES:
             self.remove_stanza(base)
             self.register_stanza(ours)
@@ -174,6 +224,69 @@ class GatewayComponent(ComponentXMPP):
                 "jabber:iq:gateway", StanzaPath("iq/gateway"), boundary(self._handle_gateway)
             )
         )
+
+    def route_messages(self, handler: CoroutineCallback) -> None:
+        """Register `handler` for every <message/>, reached straight from an "in" filter.
+
+        The handler is also registered the usual way; a stanza takes slixmpp's handler
+        matching instead whenever the direct route could differ from it (see
+        `_route_message`), so the outcome is the same either way (tests/component/
+        test_message_route.py runs both over random stanzas).
+        """
+        if handler._once or self._message_route is not None:
+            raise ValueError("one message route per component, never a once-only handler")
+        self.register_handler(handler)
+        handlers = self._XMLStream__handlers  # type: ignore[attr-defined]
+        self._passive = frozenset(id(h) for h in handlers if h.name in _PASSIVE_HANDLERS)
+        for h in handlers:
+            if h.name == _CHAT_STATE_HANDLER:
+                self._chat_state_handler = h
+            elif h.name == _RECEIPT_REQUEST_HANDLER:
+                self._receipt_request_handler = h
+        self._message_route = handler
+        self.add_filter("in", self._route_filter)
+
+    def _route_message(self, stanza: Any) -> Any:
+        """ "in" filter (the last one): run the message handler directly, or pass the stanza
+        on to slixmpp's matching when a listener, a handler registered later, another filter
+        after this one, the receipt plugin's auto_ack or a debug logger could see it."""
+        route = self._message_route
+        if route is None or stanza.name != "message" or not self._direct_ok(stanza, route):
+            return stanza
+        route.prerun(stanza)
+        try:
+            route.run(stanza)
+        except Exception as e:  # as slixmpp's recv_stanza
+            stanza.exception(e)
+        return None
+
+    def _direct_ok(self, stanza: Any, route: CoroutineCallback) -> bool:
+        if self._XMLStream__filters["in"][-1] is not self._route_filter:  # type: ignore[attr-defined]
+            return False
+        for logger in _SLIX_LOGGERS:
+            if logger.isEnabledFor(logging.DEBUG):
+                return False
+        events = self._XMLStream__event_handlers  # type: ignore[attr-defined]
+        for name in _MESSAGE_EVENTS:
+            if events.get(name):
+                return False
+        passive = self._passive
+        for h in self._XMLStream__handlers:  # type: ignore[attr-defined]
+            if h is route or id(h) in passive:
+                continue
+            if h is self._chat_state_handler:
+                if h.match(stanza):
+                    try:  # what its callback evaluates; an error takes slixmpp's path
+                        stanza["chat_state"]
+                        stanza["from"].jid  # noqa: B018
+                    except Exception:
+                        return False
+                continue
+            if h is self._receipt_request_handler and not self.plugin["xep_0184"].auto_ack:
+                continue
+            if h.match(stanza):
+                return False
+        return True
 
     def add_stanza_handler(self, event: str, handler: Callable[[Any], Any]) -> None:
         """Register a bridge handler for a slixmpp event, inside the error boundary."""
