@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 Families = tuple[Literal[4, 6], ...]
 
+_NUMERIC_LIMIT = 4096  # distinct numeric URIs remembered (then forgotten all at once)
+
 
 def _sip_uri(text: str, what: str) -> SipUri:
     try:
@@ -67,6 +69,9 @@ class Resolver:
         self._verdicts: TtlCache[tuple[str, str], ProtocolDecision] = TtlCache(
             min(cfg.cache_size, 4096)
         )
+        # Targets of URIs whose plan needs no DNS (numeric host, e.g. a static route to an
+        # address): nothing in them expires, so they are computed once (issue 11).
+        self._numeric: dict[tuple[SipUri, tuple[Transport, ...]], tuple[Target, ...]] = {}
 
     # -- counters (exported by the metrics endpoint) ---------------------------------
 
@@ -110,7 +115,8 @@ class Resolver:
         """Where to send a request for `uri`, in failover order (RFC 3263 §4.3)."""
         route = self.route_for(uri.host_bare)
         if route is not None:
-            event(logger, logging.DEBUG, "static route", uri=str(uri), target=str(route))
+            if logger.isEnabledFor(logging.DEBUG):
+                event(logger, logging.DEBUG, "static route", uri=str(uri), target=str(route))
             return await self.locate(route, supported)
         if self._proxy is not None:
             return await self.locate(self._proxy, supported)
@@ -120,18 +126,29 @@ class Resolver:
         self, uri: SipUri, supported: tuple[Transport, ...] = ("udp", "tcp")
     ) -> list[Target]:
         """RFC 3263 for `uri` itself (no routes, no proxy)."""
-        try:
-            plan = LocatePlan.from_uri(uri, supported=supported, families=self.families)
-        except LocateError as exc:
-            raise ResolutionError("unusable", f"{uri}: {exc}") from None
-        targets = await drive_plan(plan, self._lookup, self.rng, str(uri))
-        event(
-            logger,
-            logging.DEBUG,
-            "located",
-            uri=str(uri),
-            targets=" ".join(f"{t.transport}:{t.address}:{t.port}" for t in targets),
-        )
+        key = (uri, supported)
+        known = self._numeric.get(key)
+        if known is not None:
+            targets = list(known)
+        else:
+            try:
+                plan = LocatePlan.from_uri(uri, supported=supported, families=self.families)
+            except LocateError as exc:
+                raise ResolutionError("unusable", f"{uri}: {exc}") from None
+            numeric = plan.done  # no query to make: no DNS answer, no SRV draw, no TTL
+            targets = await drive_plan(plan, self._lookup, self.rng, str(uri))
+            if numeric:
+                if len(self._numeric) >= _NUMERIC_LIMIT:
+                    self._numeric.clear()
+                self._numeric[key] = tuple(targets)
+        if logger.isEnabledFor(logging.DEBUG):
+            event(
+                logger,
+                logging.DEBUG,
+                "located",
+                uri=str(uri),
+                targets=" ".join(f"{t.transport}:{t.address}:{t.port}" for t in targets),
+            )
         return targets
 
     async def sip_targets(
