@@ -108,6 +108,37 @@ class _TtlTable(Generic[K, V]):
         return len(self._data)
 
 
+class JidMemo:
+    """`sip_target_to_jid` / `sip_user_to_jid` results, remembered (issue 11: the same users
+    write again and again). Pure functions of their arguments; only successes are kept (a
+    failing input fails again, with the same error); bounded, forgotten all at once."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._targets: dict[tuple[str, DomainMap], Jid] = {}
+        self._users: dict[tuple[Address, DomainMap], Jid] = {}
+
+    def target(self, uri: str, dmap: DomainMap) -> Jid:
+        key = (uri, dmap)
+        jid = self._targets.get(key)
+        if jid is None:
+            jid = sip_target_to_jid(uri, domain_map=dmap)
+            if len(self._targets) >= self.limit:
+                self._targets.clear()
+            self._targets[key] = jid
+        return jid
+
+    def user(self, address: Address, dmap: DomainMap) -> Jid:
+        key = (address, dmap)
+        jid = self._users.get(key)
+        if jid is None:
+            jid = sip_user_to_jid(address, dmap)
+            if len(self._users) >= self.limit:
+                self._users.clear()
+            self._users[key] = jid
+        return jid
+
+
 class _Serializer:
     """RFC 3428 §8 (R3428-11): one outstanding MESSAGE per destination, the rest queued
     (bounded per destination: overflow is resource-constraint)."""
@@ -224,6 +255,7 @@ class Pager:
         self._ids = itertools.count(1)
         self._cseq = itertools.count(1)
         self._outcomes: dict[tuple[str, str], Any] = {}
+        self._jids = JidMemo()
 
     def attach(self) -> None:
         """Register the message handler on every component, inside the XMPP boundary.
@@ -269,7 +301,7 @@ class Pager:
         kind = self.router.domains.classify(destination.domain or "")
         if kind is not DomainClass.XMPP:  # a SIP user of ours: never bridged back (loop)
             raise AddressError(f"{uri} is not an XMPP user of this gateway", 404, "item-not-found")
-        return sip_target_to_jid(uri, domain_map=dmap)
+        return self._jids.target(uri, dmap)
 
     # -- SIP -> XMPP ----------------------------------------------------------------------------
 
@@ -285,7 +317,7 @@ class Pager:
             comp, dmap = self._component_for(source)
             assert comp is not None
             to_jid = self._xmpp_recipient(destination, dmap, str(req.uri))
-            from_jid = sip_user_to_jid(source, dmap)
+            from_jid = self._jids.user(source, dmap)
             stanza_id = self._new_id()
             ids.update(stanza_id=stanza_id, sender=str(from_jid), recipient=str(to_jid))
             inbound = sm.from_sip(req, trans_id=stanza_id, source=source, destination=destination)

@@ -123,13 +123,32 @@ def _forbidden(reason: str) -> MappingError:
 # --- addresses ----------------------------------------------------------------------------
 
 
-def _address_of(name_addr: NameAddr | None, what: str) -> Address:
-    if name_addr is None:
-        raise _bad(f"no {what}")
-    sip = parse_uri(str(name_addr.uri))
+# URI text -> its address, for URIs that map (issue 11): a gateway sees the same users' URIs
+# again and again, and mapping one costs a parse, percent-decoding and checks. Only
+# successes are remembered; a URI that fails is parsed again and fails the same way.
+_ADDRESSES: dict[str, Address] = {}
+_ADDRESSES_LIMIT = 4096  # distinct URIs remembered (then forgotten all at once)
+
+
+def uri_address(text: str) -> Address:
+    """The address of a SIP URI (mappings.addresses.parse_uri); sips: is refused (403)."""
+    address = _ADDRESSES.get(text)
+    if address is not None:
+        return address
+    sip = parse_uri(text)
     if sip.scheme == "sips":  # R7247-06: never translated into XMPP
         raise AddressError("sips: is never gatewayed to XMPP (RFC 7247 §8)", 403, "forbidden")
     address = sip.address
+    if len(_ADDRESSES) >= _ADDRESSES_LIMIT:
+        _ADDRESSES.clear()
+    _ADDRESSES[text] = address
+    return address
+
+
+def _address_of(name_addr: NameAddr | None, what: str) -> Address:
+    if name_addr is None:
+        raise _bad(f"no {what}")
+    address = uri_address(str(name_addr.uri))
     gr = name_addr.gr  # a URI param, or leniently a header param (DIGEST §0)
     if gr and address.instance is None:
         address = Address(address.user, address.domain, percent_decode(gr))
@@ -146,10 +165,7 @@ def sender_address(req: SipRequest, instance: str | None = None) -> Address:
 
 def recipient_address(req: SipRequest) -> Address:
     """The Request-URI as an address (R7572-05: Request-URI or To)."""
-    sip = parse_uri(str(req.uri))
-    if sip.scheme == "sips":
-        raise AddressError("sips: is never gatewayed to XMPP (RFC 7247 §8)", 403, "forbidden")
-    return sip.address
+    return uri_address(str(req.uri))
 
 
 # --- SIP -> MessageOp ---------------------------------------------------------------------
