@@ -132,6 +132,7 @@ class PresenceService:
 
     async def stop(self) -> None:
         self.scheduler.stop()
+        self.s2x.stop()  # NOTIFYs in flight: their outcomes are no longer handled
         tasks = [*self.x2s._tasks, *self.s2x._tasks]
         if self.winfo is not None:
             tasks += self.winfo._tasks

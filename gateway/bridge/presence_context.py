@@ -24,7 +24,9 @@ from gateway.sip.message import SipRequest, SipResponse
 from gateway.sip.notifier import PackageConfig
 from gateway.sip.timers import TimerConfig
 from gateway.sip.transport.endpoint import MessageTooLarge, TransactionTimeout, TransportFailure
-from gateway.sip.transport.failover import send_with_failover
+from gateway.sip.transport.failover import Attempt, TargetsExhausted, send_with_failover
+from gateway.sip.transport.failover import logger as failover_log
+from gateway.sip.ua import ip_literal
 from gateway.sip.uri import SipUri, parse_uri
 from gateway.store.api import Store
 from mappings.addresses import AddressError, AddressingMode, DomainMap
@@ -32,9 +34,11 @@ from mappings.errors import MappingError
 from mappings.jid import Jid
 
 __all__ = [
+    "NowaitSender",
     "PresenceConfig",
     "PresenceContext",
     "Router",
+    "SendDone",
     "SendFailed",
     "SipSender",
     "TargetResolver",
@@ -80,6 +84,25 @@ class SipSender(Protocol):
     """The slice of `SipEndpoint` used here."""
 
     async def request(self, req: SipRequest, target: Target) -> SipResponse: ...
+
+
+class NowaitSender(Protocol):
+    """`SipEndpoint.request_nowait`: the final response or the exception through a
+    callback, no task per request."""
+
+    def request_nowait(
+        self,
+        req: SipRequest,
+        target: Target,
+        on_final: Callable[[SipResponse | None, Exception | None], None],
+    ) -> None: ...
+
+
+# `done(response, None)`, `done(None, SendFailed)`, or `done(None, None)` after a bug
+# (logged as a failed presence task would be).
+SendDone = Callable[[SipResponse | None, "SendFailed | None"], None]
+LocateKey = tuple[str, str, int | None, str | None]
+_MAX_LOCATED = 65536
 
 
 class TargetResolver(Protocol):
@@ -144,6 +167,9 @@ class PresenceContext:
     metrics: Metrics | None = None
     clock: Callable[[], float] = field(default=lambda: 0.0)
     router: Router | None = None
+    # In-dialog targets located for an IP literal (RFC 3263 §4.2: no DNS, the same answer
+    # every time), by what `LocatePlan.from_uri` reads from the URI.
+    _located: dict[LocateKey, list[Target]] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------ addresses
 
@@ -196,6 +222,10 @@ class PresenceContext:
                 return await self.router.send(uri, lambda ruri: _with_uri(request, ruri))
             if routes or request.to_tag is not None:
                 targets = await self.resolver.locate(uri)
+                if ip_literal(uri.maddr or uri.host) is not None:
+                    if len(self._located) >= _MAX_LOCATED:
+                        self._located.clear()
+                    self._located[_locate_key(uri)] = list(targets)
             else:
                 targets = await self.resolver.resolve_sip(uri)
             _, response, _ = await send_with_failover(
@@ -212,6 +242,94 @@ class PresenceContext:
         except (TransportFailure, MessageTooLarge) as exc:
             raise SendFailed(503, str(exc) or type(exc).__name__) from None
         return response
+
+    def send_nowait(self, request: SipRequest, done: SendDone) -> bool:
+        """`send` without a task, when it can go so: an in-dialog request whose targets
+        were located before for an IP literal, over an endpoint with `request_nowait`.
+        Targets are tried in order exactly as `send_with_failover` does (same attempts,
+        logs and final error). False (nothing sent) otherwise: use `send`. `done` is
+        never called from this call."""
+        request_nowait = getattr(self.endpoint, "request_nowait", None)
+        if request_nowait is None:
+            return False
+        routes = request.routes
+        if not routes and request.to_tag is None:
+            return False
+        uri = routes[0].uri if routes else request.uri
+        if not isinstance(uri, SipUri):
+            return False
+        targets = self._located.get(_locate_key(uri))
+        if targets is None:
+            return False
+        _Failover(request, targets, request_nowait, done).next()
+        return True
+
+
+def _locate_key(uri: SipUri) -> LocateKey:
+    return (uri.scheme, uri.maddr or uri.host, uri.port, uri.transport)
+
+
+class _Failover:
+    """`send_with_failover` driven by `request_nowait` callbacks (RFC 3263 §4.3)."""
+
+    __slots__ = ("attempts", "done", "index", "request", "send", "targets")
+
+    def __init__(
+        self,
+        request: SipRequest,
+        targets: Sequence[Target],
+        send: Callable[[SipRequest, Target, Callable[..., None]], None],
+        done: SendDone,
+    ) -> None:
+        self.request = request
+        self.targets = targets
+        self.send = send
+        self.done = done
+        self.index = 0
+        self.attempts: list[Attempt[Target]] = []
+
+    def next(self) -> None:
+        if self.index >= len(self.targets):
+            exc = TargetsExhausted(self.attempts)
+            status = exc.sip_status or 503
+            self.done(None, SendFailed(status, str(exc), timeout=status == 408))
+            return
+        target = self.targets[self.index]
+        self.index += 1
+        try:
+            self.send(self.request, target, self._final)
+        except Exception as exc:  # a bug (e.g. LocalProtocolError): as a failed task
+            log.error("presence task failed", exc_info=exc)
+            self.done(None, None)
+
+    def _final(self, response: SipResponse | None, exc: Exception | None) -> None:
+        target = self.targets[self.index - 1]
+        if exc is not None:
+            if isinstance(exc, TransactionTimeout):
+                outcome: Any = "timeout"
+            elif isinstance(exc, (TransportFailure, MessageTooLarge)):
+                outcome = "transport"
+            else:  # what a failed `send` task would have logged
+                log.error("presence task failed", exc_info=exc)
+                self.done(None, None)
+                return
+            self.attempts.append(Attempt(target, outcome, str(exc) or type(exc).__name__))
+        else:
+            assert response is not None
+            if response.status != 503:
+                self.done(response, None)
+                return
+            self.attempts.append(Attempt(target, "503", "503 Service Unavailable"))
+        last = self.attempts[-1]
+        event(
+            failover_log,
+            logging.INFO,
+            "target failed, trying the next",
+            target=str(last.target),
+            outcome=last.outcome,
+            detail=last.detail,
+        )
+        self.next()
 
 
 def _with_uri(request: SipRequest, ruri: str) -> SipRequest:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -113,7 +114,10 @@ class S2x:
         self.on_watch = on_watch  # (SIP watcher's JID, XMPP contact) after a SUBSCRIBE
         self.watches: dict[WatchKey, Watch] = {}
         self.by_dialog: dict[DialogId, Watch] = {}
-        self._locks: dict[DialogId, asyncio.Lock] = {}
+        # NOTIFYs of one dialog leave in CSeq order, one transaction at a time: a dialog
+        # with a NOTIFY in flight has an entry here, holding the ones waiting their turn.
+        self._sending: dict[DialogId, deque[tuple[Watch, SipRequest]]] = {}
+        self._stopped = False
         self._tasks = Tasks("presence")
         self._fetches: set[DialogId] = set()  # Expires: 0 dialogs: never stored
         self._unsaved: dict[DialogId, Watch] = {}  # changed dialogs, written by `flush`
@@ -384,7 +388,7 @@ class S2x:
             elif isinstance(action, SendNotify):
                 if action.request.body:
                     self.ctx.count_notification("xmpp_to_sip")
-                self._tasks.spawn(self._notify_task(watch, did, action.request))
+                self._send_notify(watch, did, action.request)
             elif isinstance(action, Removed):
                 removed = True
                 event(
@@ -413,22 +417,66 @@ class S2x:
             else:  # NOTIFY CSeq, document, authorization: written in batches
                 self._save_later(did, watch)
 
-    async def _notify_task(self, watch: Watch, did: DialogId, request: SipRequest) -> None:
-        lock = self._locks.setdefault(did, asyncio.Lock())
-        async with lock:  # NOTIFYs of one dialog leave in CSeq order
-            try:
-                response: SipResponse | None = await self.ctx.send(request)
-            except SendFailed as exc:
-                event(log, logging.INFO, "NOTIFY failed", call_id=did.call_id, error=str(exc))
-                response = None
-        notifier = watch.dialogs.get(did)
-        if notifier is None:
+    def _send_notify(self, watch: Watch, did: DialogId, request: SipRequest) -> None:
+        waiting = self._sending.get(did)
+        if waiting is not None:  # one in flight: this one goes after it (CSeq order)
+            waiting.append((watch, request))
             return
-        now = self.ctx.clock()
-        if response is None:
-            self._run(watch, did, notifier.notify_timeout(now))  # RFC 6665 §4.2.2
+        self._sending[did] = deque()
+        self._start_notify(watch, did, request)
+
+    def _start_notify(self, watch: Watch, did: DialogId, request: SipRequest) -> None:
+        """Without a task where the target is known (`PresenceContext.send_nowait`: a
+        fan-out to N watchers is then N client transactions started in one pass)."""
+        done = partial(self._notify_done, watch, did)
+        if not self.ctx.send_nowait(request, done):
+            self._tasks.spawn(self._notify_task(request, done))
+
+    async def _notify_task(
+        self, request: SipRequest, done: Callable[[SipResponse | None, SendFailed | None], None]
+    ) -> None:
+        try:
+            response = await self.ctx.send(request)
+        except SendFailed as exc:
+            done(None, exc)
         else:
-            self._run(watch, did, notifier.receive_notify_response(response, now))
+            done(response, None)
+
+    def _notify_done(
+        self,
+        watch: Watch,
+        did: DialogId,
+        response: SipResponse | None,
+        error: SendFailed | None,
+    ) -> None:
+        """The NOTIFY's outcome (both None: it failed on a bug, already logged); then the
+        next NOTIFY of the dialog, if one is waiting."""
+        if self._stopped:
+            return
+        try:
+            if error is not None:
+                event(log, logging.INFO, "NOTIFY failed", call_id=did.call_id, error=str(error))
+            notifier = watch.dialogs.get(did)
+            if notifier is not None and (response is not None or error is not None):
+                now = self.ctx.clock()
+                if response is None:
+                    self._run(watch, did, notifier.notify_timeout(now))  # RFC 6665 §4.2.2
+                else:
+                    self._run(watch, did, notifier.receive_notify_response(response, now))
+        except Exception as exc:  # a bug: logged as a failed task was, the queue goes on
+            log.error("%s task failed", self._tasks.what, exc_info=exc)
+        waiting = self._sending.get(did)
+        if waiting:
+            next_watch, request = waiting.popleft()
+            self._start_notify(next_watch, did, request)
+        else:
+            self._sending.pop(did, None)
+
+    def stop(self) -> None:
+        """No NOTIFY outcome is handled from now on (the service is stopping: outcomes
+        would arrive as the endpoint fails what is in flight) and none waiting is sent."""
+        self._stopped = True
+        self._sending.clear()
 
     def handle_timer(self, did: DialogId, now: float) -> None:
         watch = self.by_dialog.get(did)
@@ -440,7 +488,6 @@ class S2x:
     def _remove(self, watch: Watch, did: DialogId) -> None:
         watch.dialogs.pop(did, None)
         self.by_dialog.pop(did, None)
-        self._locks.pop(did, None)
         self._unsaved.pop(did, None)
         self.ctx.scheduler.cancel(("s2x", did))
         if did in self._fetches:

@@ -182,10 +182,16 @@ class TransactionLayer:
     # -- input from the TU -----------------------------------------------------------
 
     def send_request(
-        self, request: SipRequest, dest: Address, transport: str, now: float
+        self,
+        request: SipRequest,
+        dest: Address,
+        transport: str,
+        now: float,
+        data: bytes | None = None,
     ) -> ClientKey:
         """Start a client transaction (§17.1). The TU has set the top Via with a fresh
-        RFC 3261 branch (§8.1.1.7). ACK for a 2xx is not a transaction: `send_stateless`."""
+        RFC 3261 branch (§8.1.1.7). ACK for a 2xx is not a transaction: `send_stateless`.
+        `data`, when given, is the request already encoded (the glue measured it)."""
         via, cseq = request.top_via, request.cseq
         if request.method == "ACK":
             raise LocalProtocolError("ACK is sent with send_stateless (§17.1.1.3, §13.2.2.4)")
@@ -197,7 +203,10 @@ class TransactionLayer:
         kind = Kind.ICT if request.method == "INVITE" else Kind.NICT
         tx = Transaction(kind, key, request, dest, transport, INITIAL[kind])
         self._txs[key] = tx
-        tx.last_sent = self._emit(tx, request)
+        if data is None:
+            data = self._encode(request)
+        self._out.append(Outgoing(data, dest, transport, request, key, False))
+        tx.last_sent = data
         for name in INITIAL_TIMERS[kind]:
             self._start_named(tx, name, now)
         return key

@@ -20,6 +20,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 
 from gateway.config import SipConfig, Transport
@@ -36,7 +37,7 @@ from gateway.sip.transaction_layer import TransactionLayer
 from gateway.sip.transport.stream import ConnectionTable, StreamConnection, StreamListener
 from gateway.sip.transport.tls import client_context, server_context
 from gateway.sip.transport.udp import UdpListener
-from gateway.sip.ua import format_host, ip_literal, options_response, plan_transport
+from gateway.sip.ua import SizePlan, format_host, ip_literal, options_response, plan_transport
 from gateway.sip.ua import prepare_request as add_client_headers
 from gateway.sip.validate import (
     GATEWAY_POLICY,
@@ -55,6 +56,7 @@ __all__ = [
     "SipEndpoint",
     "TransactionTimeout",
     "TransportFailure",
+    "probe_via_delta",
 ]
 
 log = logging.getLogger(__name__)
@@ -158,10 +160,38 @@ class IncomingRequest:
         return self.respond(resp)
 
 
-@dataclass
+FinalCallback = Callable[[SipResponse | None, Exception | None], None]
+
+
+@dataclass(slots=True)
 class _Client:
-    future: asyncio.Future[SipResponse]
+    """A client transaction's waiter: the future `request` awaits, or the callback of
+    `request_nowait` (then `future` only exists while `stop` waits for it)."""
+
+    future: asyncio.Future[SipResponse] | None
     on_provisional: Callable[[SipResponse], None] | None
+    on_final: FinalCallback | None = None
+
+    @property
+    def done(self) -> bool:
+        if self.on_final is None:
+            return self.future is None or self.future.done()
+        return False
+
+    def settle(self, response: SipResponse | None, exc: Exception | None) -> None:
+        future = self.future
+        on_final = self.on_final
+        if on_final is not None:
+            self.on_final = None
+            if future is not None and not future.done():
+                future.set_result(response)  # type: ignore[arg-type]  # stop's grace wait
+            on_final(response, exc)
+        elif future is not None and not future.done():
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                assert response is not None
+                future.set_result(response)
 
 
 class SipEndpoint:
@@ -196,11 +226,13 @@ class SipEndpoint:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._in_drain = False
+        self._drain_soon = False
         self._origin: _Origin | None = None
         self._clients: dict[ClientKey, _Client] = {}
         self._incoming: dict[ev.ServerKeyT, IncomingRequest] = {}
         self._send_errors: dict[Any, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._client_tasks: set[asyncio.Task[SipResponse]] = set()
         self._allow = tuple(sorted(self.policy.methods))
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -258,14 +290,21 @@ class SipEndpoint:
         """Drain (new requests get 503), wait up to `grace` seconds for our own client
         transactions, then close listeners and connections and fail what is left."""
         self.draining = True
-        pending = [c.future for c in self._clients.values() if not c.future.done()]
+        pending = []
+        for c in self._clients.values():
+            if c.on_final is not None and c.future is None and self._loop is not None:
+                c.future = self._loop.create_future()  # resolved by `settle`
+            if not c.done and c.future is not None:
+                pending.append(c.future)
         if grace > 0 and pending:
             await asyncio.wait(pending, timeout=grace)
         self._close_all()
-        for client in self._clients.values():
-            if not client.future.done():
-                client.future.set_exception(TransportFailure("endpoint stopped"))
+        for client in list(self._clients.values()):
+            if not client.done:
+                client.settle(None, TransportFailure("endpoint stopped"))
         self._clients.clear()
+        for client_task in list(self._client_tasks):
+            client_task.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -459,13 +498,15 @@ class SipEndpoint:
 
     def _on_response(self, e: ev.ResponseReceived) -> None:
         client = self._clients.get(e.client_key)
-        if client is None or client.future.done():
+        if client is None or client.done:
             return
         if e.response.status < 200:
             if client.on_provisional is not None:
                 client.on_provisional(e.response)
             return
-        client.future.set_result(e.response)
+        if client.on_final is not None:
+            del self._clients[e.client_key]
+        client.settle(e.response, None)
 
     def _on_cancelled(self, e: ev.RequestCancelled) -> None:
         incoming = self._incoming.get(e.invite_key)
@@ -475,8 +516,10 @@ class SipEndpoint:
 
     def _fail_client(self, key: Any, exc: Exception) -> None:
         client = self._clients.get(key) if isinstance(key, ClientKey) else None
-        if client is not None and not client.future.done():
-            client.future.set_exception(exc)
+        if client is not None and not client.done:
+            if client.on_final is not None:
+                del self._clients[key]
+            client.settle(None, exc)
 
     def _on_timeout(self, e: ev.TransactionTimeout) -> None:
         if isinstance(e.key, ClientKey):
@@ -593,29 +636,9 @@ class SipEndpoint:
         connection fails and the request fits a datagram; `MessageTooLarge` otherwise.
         Raises `TransactionTimeout` (Timer B/F) and `TransportFailure`.
         """
-        if self._streams is None:
-            raise TransportFailure("endpoint not started")
-        ip = ip_literal(target.address or target.host)
-        if ip is None:
-            raise TransportFailure(f"target {target.host} has no address (resolve it first)")
-        probe = add_client_headers(
-            req,
-            transport=target.transport,
-            host=ip,
-            port=65535,
-            branch=new_branch(),
-            user_agent=self.config.user_agent,
-        )
-        size = len(serialize(probe))
-        plan = plan_transport(
-            target.transport,
-            size,
-            max_message_size=self.config.max_message_size,
-            path_mtu=self.path_mtu,
-            allow_tcp=allow_tcp,
-        )
-        if plan is None:
-            raise MessageTooLarge(f"{size} bytes is too large for udp")
+        ip, plan, size, ready = self._plan(req, target, allow_tcp)
+        if ready is not None and plan.transport == "udp":
+            return await self._await_client(*ready, on_provisional)
         try:
             return await self._request_over(plan.transport, req, ip, target, on_provisional)
         except TransportFailure as exc:
@@ -627,6 +650,127 @@ class SipEndpoint:
                 ) from exc
             event(log, logging.INFO, "tcp failed, retrying over udp", dest=ip, error=str(exc))
             return await self._request_over(plan.fallback, req, ip, target, on_provisional)
+
+    def request_nowait(
+        self,
+        req: SipRequest,
+        target: Target,
+        on_final: FinalCallback,
+        *,
+        allow_tcp: bool = True,
+    ) -> None:
+        """`request` without a task: `on_final(response, None)` with the final response,
+        or `on_final(None, exc)` with the exception `request` would raise. Over UDP the
+        client transaction starts at once (Timers E/F run in the layer as for `request`);
+        the callback runs from the endpoint's event handling, never from this call. Other
+        transports (a connection may have to be opened first) run `request` in a task."""
+        loop = self._loop
+        if loop is None or self._streams is None:
+            raise TransportFailure("endpoint not started")
+        try:
+            _, plan, _, ready = self._plan(req, target, allow_tcp)
+        except (TransportFailure, MessageTooLarge) as exc:
+            loop.call_soon(on_final, None, exc)
+            return
+        if ready is not None and plan.transport == "udp":
+            prepared, dest, data = ready
+            key = self.layer.send_request(prepared, dest, "udp", self.now(), data)
+            self._clients[key] = _Client(None, None, on_final)
+            if not self._drain_soon:  # one drain for every request started this turn
+                self._drain_soon = True
+                loop.call_soon(self._deferred_drain)
+            return
+        task = loop.create_task(self.request(req, target, allow_tcp=allow_tcp))
+        self._client_tasks.add(task)
+        task.add_done_callback(partial(self._client_task_done, on_final))
+
+    def _deferred_drain(self) -> None:
+        self._drain_soon = False
+        self._drain()
+
+    def _client_task_done(self, on_final: FinalCallback, task: asyncio.Task[SipResponse]) -> None:
+        self._client_tasks.discard(task)
+        if task.cancelled():
+            on_final(None, TransportFailure("endpoint stopped"))
+            return
+        exc = task.exception()
+        if exc is None:
+            on_final(task.result(), None)
+        elif isinstance(exc, Exception):
+            on_final(None, exc)
+
+    def _plan(
+        self, req: SipRequest, target: Target, allow_tcp: bool
+    ) -> tuple[str, SizePlan, int, tuple[SipRequest, Address, bytes] | None]:
+        """The target's address, the transport plan (§18.1.1) and the request's size
+        with our Via; for a UDP target with a UDP listener, also the request prepared
+        for it (Via sent-by our listener), where it goes and its bytes.
+
+        The size decision is made as if the Via named the target's address and port
+        65535 (an upper bound on ours); the prepared request differs from that only in
+        the Via value, so the size is its length corrected by the two Via lengths."""
+        if self._streams is None:
+            raise TransportFailure("endpoint not started")
+        ip = ip_literal(target.address or target.host)
+        if ip is None:
+            raise TransportFailure(f"target {target.host} has no address (resolve it first)")
+        branch = new_branch()
+        ready: tuple[SipRequest, Address, bytes] | None = None
+        t = target.transport.lower()
+        if t == "udp" and (listener := self.listener("udp", ":" in ip)) is not None:
+            dest = (ip, target.port)
+            host, port = self._local_ip(listener.local[0], dest), listener.local[1]
+            prepared = add_client_headers(
+                req,
+                transport="udp",
+                host=host,
+                port=port,
+                branch=branch,
+                user_agent=self.config.user_agent,
+            )
+            data = serialize(prepared)
+            size = len(data) + probe_via_delta(target.transport, ip, host, port, branch)
+            ready = (prepared, dest, data)
+        elif t == "udp":
+            probe = add_client_headers(
+                req,
+                transport=target.transport,
+                host=ip,
+                port=65535,
+                branch=branch,
+                user_agent=self.config.user_agent,
+            )
+            size = len(serialize(probe))
+        else:
+            size = 0  # a reliable target keeps its transport whatever the size (§18.1.1)
+        plan = plan_transport(
+            target.transport,
+            size,
+            max_message_size=self.config.max_message_size,
+            path_mtu=self.path_mtu,
+            allow_tcp=allow_tcp,
+        )
+        if plan is None:
+            raise MessageTooLarge(f"{size} bytes is too large for udp")
+        return ip, plan, size, ready
+
+    async def _await_client(
+        self,
+        prepared: SipRequest,
+        dest: Address,
+        data: bytes | None,
+        on_provisional: Callable[[SipResponse], None] | None,
+        transport: str = "udp",
+    ) -> SipResponse:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[SipResponse] = loop.create_future()
+        key = self.layer.send_request(prepared, dest, transport, self.now(), data)
+        self._clients[key] = _Client(future, on_provisional)
+        self._drain()
+        try:
+            return await future
+        finally:
+            self._clients.pop(key, None)
 
     async def _request_over(
         self,
@@ -646,15 +790,7 @@ class SipEndpoint:
             branch=new_branch(),
             user_agent=self.config.user_agent,
         )
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[SipResponse] = loop.create_future()
-        key = self.layer.send_request(prepared, dest, transport, self.now())
-        self._clients[key] = _Client(future, on_provisional)
-        self._drain()
-        try:
-            return await future
-        finally:
-            self._clients.pop(key, None)
+        return await self._await_client(prepared, dest, None, on_provisional, transport)
 
     async def _sent_by(self, transport: str, dest: Address, hostname: str) -> Address:
         """Via sent-by for a request: the listener of that transport and family, with
@@ -709,6 +845,14 @@ class SipEndpoint:
         if self.trace:
             fields["wire"] = data.decode("utf-8", "replace")
         event(log, logging.DEBUG, f"sip {direction}", **fields)
+
+
+def probe_via_delta(target_transport: str, ip: str, host: str, port: int, branch: str) -> int:
+    """How much longer the request is with the size-decision Via (the target's address,
+    port 65535, its transport) than with ours (`host`:`port` over UDP, same branch)."""
+    probe = f"SIP/2.0/{target_transport.upper()} {format_host(ip)}:65535;branch={branch};rport"
+    ours = f"SIP/2.0/UDP {format_host(host)}:{port};branch={branch};rport"
+    return len(probe.encode()) - len(ours.encode())
 
 
 _HANDLERS: dict[type, Callable[[SipEndpoint, Any], None]] = {
