@@ -52,7 +52,6 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -168,6 +167,8 @@ _GLOBAL_NUMBER = re.compile(r"\+(?=[0-9\-.()]*[0-9])[0-9\-.()]+")
 # local-number-digits = *phonedigit-hex (HEXDIG / "*" / "#") *phonedigit-hex
 _LOCAL_NUMBER = re.compile(r"(?=[0-9A-Fa-f*#\-.()]*[0-9A-Fa-f*#])[0-9A-Fa-f*#\-.()]+")
 _E164 = re.compile(r"\+[0-9]+")
+# Unicode general category Cc: C0, DEL and C1 (a compiled search, not a per-character loop)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 # IM-URI = "im:" [ to ] [ headers ] ; to = mailbox (RFC 3860 App. A, RFC 3859 PRES-URI)
 # local part: dot-atom-text (RFC 5322 §3.2.3) with percent-escapes (RFC 7247 §6.2)
@@ -193,6 +194,8 @@ _GR_SCHEMES = frozenset({"sip", "sips", "xmpp"})
 
 def percent_decode(text: str) -> str:
     """Strict RFC 3986 §2.1 decoding as UTF-8: a bare ``%`` or non-UTF-8 bytes -> 400."""
+    if "%" not in text and text.isascii():  # nothing to decode (issue 11 fast path)
+        return text
     if re.search(r"%(?![0-9A-Fa-f]{2})", text):
         raise _malformed(f"invalid percent-escape in {text!r}")
     raw = bytearray()
@@ -210,6 +213,8 @@ def percent_decode(text: str) -> str:
 
 def percent_encode(text: str, safe: str) -> str:
     """Encode every UTF-8 byte of a character not in `safe` (or alphanumeric ASCII) as %HH."""
+    if text.isascii() and (text.isalnum() or not text.strip(_ALNUM + safe)):
+        return text  # nothing to encode (issue 11 fast path)
     out: list[str] = []
     for ch in text:
         if ch.isascii() and (ch.isalnum() or ch in safe):
@@ -217,6 +222,9 @@ def percent_encode(text: str, safe: str) -> str:
         else:
             out.extend(f"%{byte:02X}" for byte in ch.encode("utf-8"))
     return "".join(out)
+
+
+_ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 # RFC 7247 §6.5 step 5 (sip/sips): encode ``# % [ \\ ] ^ ` { | }`` and non-ASCII. Everything
@@ -288,7 +296,7 @@ class SipAddress:
                 _check_host(self.host)
         if self.user == "":
             raise _malformed("empty user part")
-        if any(unicodedata.category(ch) == "Cc" for ch in f"{self.user or ''}{self.gr or ''}"):
+        if _CONTROL.search(self.user or "") or _CONTROL.search(self.gr or ""):
             raise _malformed("control characters in a user or gr value")
         if self.gr is not None and (self.scheme not in _GR_SCHEMES or not self.gr):
             raise _malformed("gr only on a sip/sips URI (or a resource on xmpp:)")

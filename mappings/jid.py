@@ -39,8 +39,20 @@ def _check_length(part: str, name: str) -> None:
         raise JidError(f"{name} must be 1..{MAX_PART_BYTES} octets of UTF-8")
 
 
+# ASCII fast paths (issue 11): what is certainly valid. Among ASCII characters PRECIS refuses
+# only the controls (Cc) and, in a localpart, the space (Zs); the rest are assigned letters,
+# digits, punctuation and symbols. Anything else takes the full per-character check, which
+# also names the offending character.
+_ASCII_LOCALPART = re.compile(r"[!#-%(-.0-9;=?A-~]+")  # 0x21-0x7E minus "&'/:<>@
+_ASCII_RESOURCEPART = re.compile(r"[ -~]+")  # 0x20-0x7E
+_ASCII_LABEL = r"[!#-%(-\-0-9;=?A-Z^-~]{1,63}"  # 0x21-0x7E minus "&'./:<>@[\]
+_ASCII_DOMAINPART = re.compile(rf"{_ASCII_LABEL}(?:\.{_ASCII_LABEL})*")
+
+
 def check_localpart(local: str) -> None:
     """Raise JidError unless `local` is a valid (escaped) localpart."""
+    if len(local) <= MAX_PART_BYTES and _ASCII_LOCALPART.fullmatch(local) is not None:
+        return
     _check_length(local, "localpart")
     for ch in local:
         if ch in LOCALPART_FORBIDDEN:
@@ -52,6 +64,8 @@ def check_localpart(local: str) -> None:
 
 def check_resourcepart(resource: str) -> None:
     """Raise JidError unless `resource` is a valid resourcepart (OpaqueString: spaces ok)."""
+    if len(resource) <= MAX_PART_BYTES and _ASCII_RESOURCEPART.fullmatch(resource) is not None:
+        return
     _check_length(resource, "resourcepart")
     for ch in resource:
         cat = unicodedata.category(ch)
@@ -66,6 +80,8 @@ _LABEL = re.compile(r"[^\s./@:\\\"'<>&\[\]]{1,63}")
 
 def check_domainpart(domain: str) -> None:
     """Raise JidError unless `domain` is a valid domainpart (trailing dot already removed)."""
+    if len(domain) <= MAX_PART_BYTES and _ASCII_DOMAINPART.fullmatch(domain) is not None:
+        return
     _check_length(domain, "domainpart")
     if domain.startswith("[") and domain.endswith("]"):
         try:
@@ -169,15 +185,18 @@ def escape_local(unescaped: str) -> str:
         raise JidError("empty localpart")
     if unescaped[0] == " " or unescaped[-1] == " ":
         raise JidError("XEP-0106: a leading or trailing space cannot be escaped")
-    out: list[str] = []
-    for i, ch in enumerate(unescaped):
-        if ch == "\\":
-            out.append(ESCAPES["\\"] if _ESCAPE_SEQ.match(unescaped, i) else ch)
-        else:
-            out.append(ESCAPES.get(ch, ch))
-    escaped = "".join(out)
+    escaped = _TO_ESCAPE.sub(_escape_match, unescaped)
     check_localpart(escaped)
     return escaped
+
+
+# What escape_local() replaces, in one pass: a disallowed character, or a backslash that
+# starts one of the ten escape sequences (the look-ahead is _ESCAPE_SEQ without its "\\").
+_TO_ESCAPE = re.compile(r'[ "&\'/:<>@]|\\(?=2[0267f]|3[ace]|40|5c)')
+
+
+def _escape_match(match: re.Match[str]) -> str:
+    return ESCAPES[match.group(0)]
 
 
 def unescape_local(escaped: str) -> str:

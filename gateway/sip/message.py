@@ -127,6 +127,18 @@ class Headers:
         self._keys = keys
         return self
 
+    def extended(
+        self, before: Iterable[HeaderPair] = (), after: Iterable[HeaderPair] = ()
+    ) -> Headers:
+        """``Headers((*before, *self, *after))`` checking only the new pairs: this instance's
+        pairs are canonical, stripped and valid already (issue 11: one construction where
+        `prepend` + `add` + `add` built and re-checked three)."""
+        head = Headers(before)
+        tail = Headers(after)
+        return Headers._trusted_keyed(
+            head._items + self._items + tail._items, head._keys + self._keys + tail._keys
+        )
+
     @staticmethod
     def _key(name: str) -> str:
         key = _KEYS.get(name)
@@ -154,6 +166,10 @@ class Headers:
 
     def items(self) -> tuple[HeaderPair, ...]:
         return self._items
+
+    def keys(self) -> tuple[str, ...]:
+        """The lookup key (lower-case canonical name) of every line, in order."""
+        return self._keys
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """Raw value of the first `name` header, else `default`."""
@@ -386,7 +402,8 @@ class SipRequest(_MessageViews):
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def with_headers(self, headers: Headers) -> SipRequest:
-        return dataclasses.replace(self, headers=headers)
+        # = dataclasses.replace(self, headers=headers); the method was checked already
+        return self._trusted(self.method, self.uri, headers, self.body)
 
 
 @dataclass(frozen=True)
@@ -422,7 +439,8 @@ class SipResponse(_MessageViews):
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def with_headers(self, headers: Headers) -> SipResponse:
-        return dataclasses.replace(self, headers=headers)
+        # = dataclasses.replace(self, headers=headers); status and reason were checked already
+        return self._trusted(self.status, self.reason, headers, self.body)
 
 
 SipMessage: TypeAlias = SipRequest | SipResponse
@@ -443,8 +461,12 @@ def make_response(
     """Build a response per RFC 3261 §8.2.6: copy Via (all, in order), From, Call-ID, CSeq
     and To (adding `to_tag` unless To already has a tag or status is 100; §8.2.6.2),
     Timestamp for 100 (§8.2.6.1); then `headers`. The serializer adds Content-Length."""
-    return make_response_from_headers(
-        request.headers, status, reason, to_tag=to_tag, headers=headers, body=body
+    # The To view, when the parser (or a caller) has computed it already, answers the tag
+    # test: it is parse_name_addr() of the same To value (issue 11: no second parse).
+    to = request.__dict__.get("to")
+    has_tag = None if to is None else to.tag is not None
+    return _response(
+        request.headers, status, reason, to_tag=to_tag, headers=headers, body=body, has_tag=has_tag
     )
 
 
@@ -460,19 +482,43 @@ def make_response_from_headers(
     """`make_response` from raw request headers only: usable when the request itself could
     not be parsed (see `RemoteProtocolError.headers`). Never parses the To value beyond
     a cheap tag test, so a malformed To is copied verbatim."""
+    return _response(
+        request_headers, status, reason, to_tag=to_tag, headers=headers, body=body, has_tag=None
+    )
+
+
+def _response(
+    request_headers: Headers,
+    status: int,
+    reason: str | None,
+    *,
+    to_tag: str | None,
+    headers: Iterable[HeaderPair],
+    body: bytes,
+    has_tag: bool | None,
+) -> SipResponse:
+    """`has_tag`: whether To has a tag, when the parsed To is at hand; None: test it here.
+    Copied pairs are valid already (they come from a `Headers`); only a To with the added
+    tag and the extra `headers` are checked, in order, as `Headers(out)` did."""
     out: list[HeaderPair] = [("Via", v) for v in request_headers.get_all("Via")]
     for name in ("From", "To", "Call-ID", "CSeq"):
         value = request_headers.get(name)
         if value is None:
             continue
-        if name == "To" and to_tag is not None and status != 100 and not _has_tag(value):
-            value = f"{value};tag={to_tag}"
+        if (
+            name == "To"
+            and to_tag is not None
+            and status != 100
+            and not (_has_tag(value) if has_tag is None else has_tag)
+        ):
+            out.extend(Headers(((name, f"{value};tag={to_tag}"),))._items)
+            continue
         out.append((name, value))
     if status == 100 and (ts := request_headers.get("Timestamp")) is not None:
         out.append(("Timestamp", ts))
-    out.extend(headers)
+    items = tuple(out) + Headers(headers)._items
     phrase = reason if reason is not None else REASON_PHRASES.get(status, "")
-    return SipResponse(status, phrase, Headers(out), body)
+    return SipResponse(status, phrase, Headers._trusted(items), body)
 
 
 def _has_tag(to_value: str) -> bool:

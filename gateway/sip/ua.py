@@ -102,12 +102,14 @@ def prepare_request(
     it must name the transport actually used), Max-Forwards 70 when absent (§8.1.1.6)
     and User-Agent when absent. The serializer sets Content-Length."""
     via = f"SIP/2.0/{transport.upper()} {format_host(host)}:{port};branch={branch};rport"
-    headers = request.headers.prepend("Via", via)
+    headers = request.headers
+    after: list[tuple[str, str]] = []
     if "Max-Forwards" not in headers:
-        headers = headers.add("Max-Forwards", "70")
+        after.append(("Max-Forwards", "70"))
     if user_agent and "User-Agent" not in headers:
-        headers = headers.add("User-Agent", user_agent)
-    return request.with_headers(headers)
+        after.append(("User-Agent", user_agent))
+    # = headers.prepend("Via", via).add(...).add(...), built once (issue 11)
+    return request.with_headers(headers.extended((("Via", via),), after))
 
 
 def options_response(

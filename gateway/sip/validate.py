@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from gateway.sip.errors import DropMessage, RemoteProtocolError
 from gateway.sip.headers import MAX_UINT32
-from gateway.sip.message import SipRequest, SipResponse, make_response_from_headers
+from gateway.sip.message import Headers, SipRequest, SipResponse, make_response_from_headers
 from gateway.sip.parser import KNOWN_METHODS
 from gateway.sip.uri import SipUri
 
@@ -136,14 +136,35 @@ def _check_syntax(req: SipRequest) -> None:
     # header fields are UTF-8 (TEXT-UTF8) or ASCII, and neither XMPP nor the store can
     # carry such text (found by the wire fuzzer: a Call-ID became an unsendable <thread>).
     for name, value in req.headers:
-        if _UNDECODED.search(value):
+        if not value.isascii() and _UNDECODED.search(value):
             raise RemoteProtocolError(f"{name} header is not UTF-8")
     if isinstance(req.uri, SipUri) and req.uri.headers:
         raise RemoteProtocolError("header components in the Request-URI")
-    _ = (req.contacts, req.routes, req.record_routes, req.content_type, req.accept)
-    _ = (req.require, req.proxy_require, req.supported, req.event)
-    if req.contact_star and (req.method != "REGISTER" or req.expires != 0):
+    # Parse the lazy views in this order; a view whose header is absent cannot fail, so it
+    # is left for later (issue 11: most requests carry few of these headers).
+    present = set(req.headers.keys())
+    for key, view in _CHECKED_VIEWS:
+        if key in present:
+            getattr(req, view)
+    if "contact" in present and req.contact_star and (req.method != "REGISTER" or req.expires != 0):
         raise RemoteProtocolError("Contact: * outside REGISTER with Expires: 0")
+
+
+# (lookup key of the header, the view over it) checked by _check_syntax, in its order
+_CHECKED_VIEWS = tuple(
+    (Headers._key(name), view)
+    for name, view in (
+        ("Contact", "contacts"),
+        ("Route", "routes"),
+        ("Record-Route", "record_routes"),
+        ("Content-Type", "content_type"),
+        ("Accept", "accept"),
+        ("Require", "require"),
+        ("Proxy-Require", "proxy_require"),
+        ("Supported", "supported"),
+        ("Event", "event"),
+    )
+)
 
 
 def _check_content(req: SipRequest, policy: UasPolicy) -> None:
