@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.watchers import Watchers as BenchWatchers
 from gateway.config import ListenerConfig, SipConfig, SipTimers, Transport
 from gateway.sip.locate import Target
 from gateway.sip.message import Headers, SipRequest, SipResponse
+from gateway.sip.parser import parse_message
 from gateway.sip.transport.endpoint import IncomingRequest, SipEndpoint
 from gateway.sip.uri import parse_uri
 from mappings.pidf import parse_pidf
@@ -36,11 +39,13 @@ _ids = itertools.count(1)
 
 
 class Watcher:
-    """A SIP watcher: SUBSCRIBE out, NOTIFYs in (answered 200 unless `silent`)."""
+    """A SIP watcher: SUBSCRIBE out, NOTIFYs in (answered 200 unless `silent`; NOTIFYs
+    with a body get `body_status` instead, e.g. 481)."""
 
-    def __init__(self, user: str, *, silent: bool = False) -> None:
+    def __init__(self, user: str, *, silent: bool = False, body_status: int = 200) -> None:
         self.user = user
         self.silent = silent
+        self.body_status = body_status
         self.notifies: list[SipRequest] = []
         self.arrived = asyncio.Event()
         self.port = free_port()
@@ -59,7 +64,7 @@ class Watcher:
             self.notifies.append(incoming.request)
             self.arrived.set()
             if not self.silent:
-                incoming.reply(200)
+                incoming.reply(self.body_status if incoming.request.body else 200)
 
     async def subscribe(
         self, gateway_port: int, to: str, expires: int, *, new: bool = False
@@ -313,3 +318,99 @@ async def test_sipp_watcher(
     result = await run
     assert result.ok, result.describe()
     await until(lambda: not rig.service.s2x.by_dialog)
+
+
+async def test_notify_answered_481_ends_the_subscription(
+    rig: Rig,
+    xmpp_account: Callable[..., Account],
+    xmpp_client: ClientFactory,
+    watchers: WatcherFactory,
+) -> None:
+    """RFC 6665 §4.2.2: a 481 to a NOTIFY removes the dialog (and, with no dialog left,
+    the watch sends `unavailable` to the contact: R8048-13)."""
+    acct = xmpp_account("juliet")
+    juliet = await xmpp_client(acct)
+    quiet(juliet)
+    gone = await watchers("erin@sip.localhost", body_status=481)
+    ok = await gone.subscribe(rig.port, acct.jid, 60)
+    assert ok.status == 200
+    await juliet.wait_presence(
+        lambda p: p.xml.get("type") == "subscribe" and p["from"] == "erin@sip.localhost", LIMIT
+    )
+    assert rig.service.s2x.by_dialog
+    juliet.xmpp.send_presence(pto="erin@sip.localhost", ptype="subscribed")
+    await gone.notify(lambda n: bool(n.body))
+    await until(lambda: not rig.service.s2x.by_dialog)
+    assert not [r for r in rig.store.all_subscriptions() if r.direction == "s2x"]
+    bye = await juliet.wait_presence(
+        lambda p: p.xml.get("type") == "unavailable" and p["from"] == "erin@sip.localhost", LIMIT
+    )
+    assert bye is not None
+
+
+class _Fanout(BenchWatchers):
+    """bench.watchers' lean UDP watchers, also keeping every NOTIFY (parsed) per watcher."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.got: list[list[SipRequest]] = [[] for _ in range(self.count)]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        super().datagram_received(data, addr)
+        if data.startswith(b"NOTIFY "):
+            msg = parse_message(data)
+            assert isinstance(msg, SipRequest)
+            i = int((msg.call_id or "").split("-", 1)[0][2:])
+            self.got[i].append(msg)
+
+
+async def test_one_change_fans_out_to_200_watchers(
+    rig: Rig, xmpp_account: Callable[..., Account], xmpp_client: ClientFactory
+) -> None:
+    """200 SIP watchers of one XMPP user (each its own dialog through the gateway, the
+    user approving each): one presence change reaches every watcher exactly once, with
+    the same PIDF, in a NOTIFY whose CSeq follows the dialog's earlier ones."""
+    n = 200
+    acct = xmpp_account("juliet")
+    juliet = await xmpp_client(acct)  # approves every subscribe (the client's default)
+    loop = asyncio.get_running_loop()
+    _, ws = await loop.create_datagram_endpoint(
+        lambda: _Fanout((LOOPBACK, rig.port), "sip.localhost", f"sip:{acct.jid}", n),
+        local_addr=(LOOPBACK, 0),
+    )
+    try:
+        await asyncio.wait_for(ws.subscribe_all(rate=200), LIMIT)
+        assert all(w.subscribed for w in ws.watchers)
+        await until(
+            lambda: all(w.state == b"active" and w.with_body for w in ws.watchers),
+            timeout=60,
+            what="every watcher active with a PIDF",
+        )
+        # every watch past its RFC 3856 throttle interval (1 s in this rig)
+        await until(lambda: time.time() - ws.last_notify > 1.5, what="no NOTIFY for 1.5 s")
+        before = [max(cseq_of(m) for m in got) for got in ws.got]
+        juliet.send_raw("<presence><status>fan-out one</status></presence>")
+        await until(
+            lambda: all(any(b"fan-out one" in m.body for m in got) for got in ws.got),
+            timeout=60,
+            what="every watcher notified of the change",
+        )
+        await until(lambda: time.time() - ws.last_notify > 1.5, what="no NOTIFY for 1.5 s")
+    finally:
+        assert ws.transport is not None
+        ws.transport.close()
+    bodies = set()
+    for i, got in enumerate(ws.got):
+        after = {cseq_of(m): m for m in got if cseq_of(m) > before[i]}  # by CSeq: retransmissions
+        assert len(after) == 1, (i, sorted(after))
+        (notify,) = after.values()
+        assert b"fan-out one" in notify.body
+        assert state(notify).startswith("active")
+        assert cseq_of(notify) == before[i] + 1
+        bodies.add(notify.body)
+        cseqs = [cseq_of(m) for m in got]
+        assert cseqs == sorted(cseqs)  # each dialog's NOTIFYs arrived in CSeq order
+    assert len(bodies) == 1  # one PIDF for the one state
+    doc = parse_pidf(bodies.pop())
+    assert [t.basic for t in doc.tuples] == ["open"]
+    assert [n.text for t in doc.tuples for n in t.notes] == ["fan-out one"]
