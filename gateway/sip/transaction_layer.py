@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from gateway.sip.errors import LocalProtocolError, RemoteProtocolError
-from gateway.sip.headers import split_comma
+from gateway.sip.headers import MAGIC_COOKIE, split_comma
 from gateway.sip.message import Headers, SipMessage, SipRequest, SipResponse, make_response
 from gateway.sip.serializer import serialize
 from gateway.sip.timers import TimerConfig, TimerName, duration, next_retransmit_interval
@@ -187,17 +187,23 @@ class TransactionLayer:
         dest: Address,
         transport: str,
         now: float,
+        *,
         data: bytes | None = None,
+        branch: str | None = None,
     ) -> ClientKey:
         """Start a client transaction (§17.1). The TU has set the top Via with a fresh
         RFC 3261 branch (§8.1.1.7). ACK for a 2xx is not a transaction: `send_stateless`.
-        `data`, when given, is the request already encoded (the glue measured it)."""
-        via, cseq = request.top_via, request.cseq
+        `data`, when given, is the request already encoded (the glue measured it);
+        `branch`, the top Via's branch as the glue wrote it (spares parsing the Via)."""
         if request.method == "ACK":
             raise LocalProtocolError("ACK is sent with send_stateless (§17.1.1.3, §13.2.2.4)")
-        if via is None or not via.rfc3261_branch or cseq is None or via.branch is None:
+        if branch is None or not branch.startswith(MAGIC_COOKIE) or branch == MAGIC_COOKIE:
+            via = request.top_via
+            branch = None if via is None or not via.rfc3261_branch else via.branch
+        cseq = request.cseq
+        if branch is None or cseq is None:
             raise LocalProtocolError("request needs a top Via with an RFC 3261 branch and CSeq")
-        key = ClientKey(via.branch, cseq.method)
+        key = ClientKey(branch, cseq.method)
         if key in self._txs:
             raise LocalProtocolError(f"client transaction {key} exists")
         kind = Kind.ICT if request.method == "INVITE" else Kind.NICT

@@ -8,6 +8,8 @@
    callbacks; `send_with_failover` + `PresenceContext.send`'s error mapping is the oracle:
    same final response or the same `SendFailed` (status, text, timeout), the same
    "target failed" log lines, the same targets tried, for random outcome sequences.
+3. `TransactionLayer.send_request` given the bytes and the branch the endpoint already has
+   against the layer encoding the request and parsing its Via itself.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.bridge.presence_context import SendFailed, _Failover
+from gateway.sip.errors import LocalProtocolError
 from gateway.sip.locate import Target
 from gateway.sip.message import Headers, SipRequest, SipResponse, make_response
 from gateway.sip.serializer import serialize
 from gateway.sip.transaction import new_branch
+from gateway.sip.transaction_layer import TransactionLayer
 from gateway.sip.transport.endpoint import (
     MessageTooLarge,
     TransactionTimeout,
@@ -261,3 +265,61 @@ def test_no_target_is_404_as_before() -> None:
     result, tried = _new(_notify(), [], [])
     assert tried == []
     assert result == ("failed", (404, "no target to try", False))
+
+
+# ------------------------------------------------------------------ 3. send_request with bytes
+
+
+def _out(layer: TransactionLayer) -> list[tuple[bytes, Any, str, Any, bool]]:
+    return [
+        (o.data, o.dest, o.transport, o.key, o.retransmission) for o in layer.messages_to_send()
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(req=_requests(), transport=st.sampled_from(["udp", "tcp"]), give_branch=st.booleans())
+def test_send_request_with_bytes_and_branch_is_the_same_transaction(
+    req: SipRequest, transport: str, give_branch: bool
+) -> None:
+    """What `request_nowait` hands the layer (the bytes it measured, the branch it wrote)
+    makes the same transaction as the layer encoding and parsing the Via itself: same
+    key, same datagrams, same Timer E retransmissions, same Timer F timeout."""
+    branch = new_branch()
+    prepared = prepare_request(req, transport=transport, host="127.0.0.1", port=5060, branch=branch)
+    dest = ("127.0.0.2", 5070)
+    slow, fast = TransactionLayer(), TransactionLayer()
+    k1 = slow.send_request(prepared, dest, transport, 0.0)
+    k2 = fast.send_request(
+        prepared,
+        dest,
+        transport,
+        0.0,
+        data=serialize(prepared),
+        branch=branch if give_branch else None,
+    )
+    assert k1 == k2
+    assert _out(slow) == _out(fast)
+    t = 0.0
+    while (at := slow.get_timer()) is not None:
+        assert fast.get_timer() == at
+        t = at
+        slow.handle_timer(t)
+        fast.handle_timer(t)
+        assert _out(slow) == _out(fast)
+        assert [type(e) for e in iter(slow.next_event, None)] == [
+            type(e) for e in iter(fast.next_event, None)
+        ]
+    assert fast.get_timer() is None and len(slow) == len(fast) == 0
+
+
+def test_send_request_checks_a_given_branch_like_the_via() -> None:
+    items = [("Via", "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKx1"), ("CSeq", "1 NOTIFY")]
+    req = SipRequest("NOTIFY", parse_uri("sip:a@127.0.0.1"), Headers(items))
+    layer = TransactionLayer()
+    # a bad branch given is ignored: the Via decides, as without it
+    assert (
+        layer.send_request(req, ("127.0.0.1", 5060), "udp", 0.0, branch="xyz").branch == "z9hG4bKx1"
+    )
+    no_cseq = SipRequest("NOTIFY", req.uri, Headers(items[:1]))
+    with pytest.raises(LocalProtocolError):
+        layer.send_request(no_cseq, ("127.0.0.1", 5060), "udp", 0.0, branch="z9hG4bKx2")

@@ -638,7 +638,7 @@ class SipEndpoint:
         """
         ip, plan, size, ready = self._plan(req, target, allow_tcp)
         if ready is not None and plan.transport == "udp":
-            return await self._await_client(*ready, on_provisional)
+            return await self._await_client(ready, on_provisional)
         try:
             return await self._request_over(plan.transport, req, ip, target, on_provisional)
         except TransportFailure as exc:
@@ -673,8 +673,10 @@ class SipEndpoint:
             loop.call_soon(on_final, None, exc)
             return
         if ready is not None and plan.transport == "udp":
-            prepared, dest, data = ready
-            key = self.layer.send_request(prepared, dest, "udp", self.now(), data)
+            prepared, dest, data, branch = ready
+            key = self.layer.send_request(
+                prepared, dest, "udp", self.now(), data=data, branch=branch
+            )
             self._clients[key] = _Client(None, None, on_final)
             if not self._drain_soon:  # one drain for every request started this turn
                 self._drain_soon = True
@@ -701,7 +703,7 @@ class SipEndpoint:
 
     def _plan(
         self, req: SipRequest, target: Target, allow_tcp: bool
-    ) -> tuple[str, SizePlan, int, tuple[SipRequest, Address, bytes] | None]:
+    ) -> tuple[str, SizePlan, int, tuple[SipRequest, Address, bytes, str] | None]:
         """The target's address, the transport plan (§18.1.1) and the request's size
         with our Via; for a UDP target with a UDP listener, also the request prepared
         for it (Via sent-by our listener), where it goes and its bytes.
@@ -715,7 +717,7 @@ class SipEndpoint:
         if ip is None:
             raise TransportFailure(f"target {target.host} has no address (resolve it first)")
         branch = new_branch()
-        ready: tuple[SipRequest, Address, bytes] | None = None
+        ready: tuple[SipRequest, Address, bytes, str] | None = None
         t = target.transport.lower()
         if t == "udp" and (listener := self.listener("udp", ":" in ip)) is not None:
             dest = (ip, target.port)
@@ -730,7 +732,7 @@ class SipEndpoint:
             )
             data = serialize(prepared)
             size = len(data) + probe_via_delta(target.transport, ip, host, port, branch)
-            ready = (prepared, dest, data)
+            ready = (prepared, dest, data, branch)
         elif t == "udp":
             probe = add_client_headers(
                 req,
@@ -756,15 +758,16 @@ class SipEndpoint:
 
     async def _await_client(
         self,
-        prepared: SipRequest,
-        dest: Address,
-        data: bytes | None,
+        ready: tuple[SipRequest, Address, bytes | None, str | None],
         on_provisional: Callable[[SipResponse], None] | None,
         transport: str = "udp",
     ) -> SipResponse:
+        prepared, dest, data, branch = ready
         loop = asyncio.get_running_loop()
         future: asyncio.Future[SipResponse] = loop.create_future()
-        key = self.layer.send_request(prepared, dest, transport, self.now(), data)
+        key = self.layer.send_request(
+            prepared, dest, transport, self.now(), data=data, branch=branch
+        )
         self._clients[key] = _Client(future, on_provisional)
         self._drain()
         try:
@@ -790,7 +793,7 @@ class SipEndpoint:
             branch=new_branch(),
             user_agent=self.config.user_agent,
         )
-        return await self._await_client(prepared, dest, None, on_provisional, transport)
+        return await self._await_client((prepared, dest, None, None), on_provisional, transport)
 
     async def _sent_by(self, transport: str, dest: Address, hostname: str) -> Address:
         """Via sent-by for a request: the listener of that transport and family, with
