@@ -48,7 +48,7 @@ from gateway.sip.uri import SipUri
 from gateway.sip.uri import parse_uri as parse_sip_uri
 from gateway.sip.validate import check_forwarding
 from gateway.xmpp.boundary import boundary
-from gateway.xmpp.convert import error_reply, message_to_op, stanza_error
+from gateway.xmpp.convert import error_reply, message_to_op, stanza_error, stanza_id_of
 from gateway.xmpp.fastwrite import message_xml
 from gateway.xmpp.links import LinkDown, XmppLinks
 from mappings import imdn as imdn_fmt
@@ -200,6 +200,27 @@ class _X2SReceipt:
     component: str
 
 
+@dataclass(frozen=True, slots=True)
+class _X2sRoute:
+    """What an XMPP -> SIP message needs of its to/from, mapped once per (to, from) text."""
+
+    from_jid: Jid
+    from_text: str  # str(from_jid)
+    from_key: str  # the sender's bare JID (chat-state conversation key)
+    domain: str  # the component domain, lower case
+    target: SipAddress  # the SIP recipient (jid_to_sip_target)
+    source: Address  # the sender's address (jid_to_sip_uri(...).address)
+    destination: Address  # target.address
+    peer: str  # _key(target.address)
+    sender_aor: str
+    target_text: str
+    sender_text: str
+    aor: SipUri  # the target parsed as a SIP URI (the router's and serializer's key)
+
+
+ROUTE_MEMO_LIMIT = 4096
+
+
 @dataclass(slots=True)
 class _Pending:
     call_id: str | None
@@ -256,6 +277,7 @@ class Pager:
         self._cseq = itertools.count(1)
         self._outcomes: dict[tuple[str, str], Any] = {}
         self._jids = JidMemo()
+        self._x2s_routes: dict[tuple[str, str], _X2sRoute] = {}
 
     def attach(self) -> None:
         """Register the message handler on every component, inside the XMPP boundary.
@@ -465,13 +487,78 @@ class Pager:
             self._on_error_stanza(msg)
             return
         start = self.clock()
-        to_jid = parse_jid(msg.xml.get("to") or "")
-        from_jid = parse_jid(msg.xml.get("from") or "")
+        xml = msg.xml
+        to_text = xml.get("to") or ""
+        from_text = xml.get("from") or ""
+        route = self._x2s_routes.get((to_text, from_text)) if mtype != "groupchat" else None
+        stanza_id = stanza_id_of(msg)
+        if route is None:
+            route = self._x2s_route(mtype, to_text, from_text, stanza_id, start)
+            if route is None:
+                return  # to the component itself: nothing to bridge
+        ids: dict[str, Any] = {"stanza_id": stanza_id, "sender": route.from_text}
+        try:
+            op = message_to_op(msg, source=route.source, destination=route.destination)
+        except ValueError:
+            return  # nothing the model carries (e.g. only an unknown extension)
+        peer = route.peer
+        conversation: Conversation = (route.from_key, peer)
+        ids["recipient"] = peer
+        content = self._x2s_content(
+            op,
+            conversation=conversation,
+            sender_aor=route.sender_aor,
+            target=route.target,
+            from_jid=route.from_jid,
+            domain=route.domain,
+        )
+        if content is None:  # a chat state the gate holds back, or an unasked-for receipt
+            self._fate(X2S, "held", start, **ids)
+            return
+        body, kind = content
+        call_id = sm.call_id_for(op.thread, self._fresh_call_id)
+        ids["call_id"] = call_id
+        out = sm.OutboundMessage(
+            request_uri=route.target_text,
+            from_uri=route.sender_text,
+            to_uri=route.target_text,
+            call_id=call_id,
+            cseq=next(self._cseq) % 2**31,
+            from_tag=secrets.token_hex(6),
+            content=body,
+            subject=sm.pick_subject(op) if kind == "content" else None,
+            lang=op.lang if kind == "content" else None,
+            max_forwards=op.max_forwards,
+        )
+
+        def build(request_uri: str) -> SipRequest:
+            if request_uri == out.request_uri:
+                return sm.build_message(out)
+            return sm.build_message(replace(out, request_uri=request_uri))
+
+        await self._send_x2s(
+            msg,
+            aor=route.aor,
+            build=build,
+            kind=kind,
+            peer=peer,
+            domain=route.domain,
+            start=start,
+            ids=ids,
+        )
+
+    def _x2s_route(
+        self, mtype: str | None, to_text: str, from_text: str, stanza_id: str, start: float
+    ) -> _X2sRoute | None:
+        """The addresses of a stanza's to/from, mapped (RFC 7247 §5); None when it is for the
+        component itself. Remembered when it succeeds (pure in its inputs and the config);
+        a failure is mapped again next time, with its fate line and the same error."""
+        to_jid = parse_jid(to_text)
+        from_jid = parse_jid(from_text)
         domain = to_jid.domain.lower()
         dmap = self._maps.get(domain)
         if dmap is None or to_jid.local is None:
-            return  # to the component itself: nothing to bridge
-        stanza_id = msg["id"] or ""
+            return None
         ids: dict[str, Any] = {"stanza_id": stanza_id, "sender": str(from_jid)}
         try:
             if mtype == "groupchat":
@@ -485,47 +572,25 @@ class Pager:
                 X2S, "rejected", start, condition=exc.xmpp_condition, recipient=str(to_jid), **ids
             )
             raise  # the XMPP boundary answers with the condition
-        try:
-            op = message_to_op(msg, source=sender.address, destination=target.address)
-        except ValueError:
-            return  # nothing the model carries (e.g. only an unknown extension)
-        peer = _key(target.address)
-        conversation: Conversation = (_key_jid(from_jid), peer)
-        ids["recipient"] = peer
-        content = self._x2s_content(
-            op,
-            conversation=conversation,
-            sender_aor=str(sender.aor),
-            target=target,
+        target_text = str(target)
+        route = _X2sRoute(
             from_jid=from_jid,
+            from_text=str(from_jid),
+            from_key=_key_jid(from_jid),
             domain=domain,
+            target=target,
+            source=sender.address,
+            destination=target.address,
+            peer=_key(target.address),
+            sender_aor=str(sender.aor),
+            target_text=target_text,
+            sender_text=str(sender),
+            aor=_sip_uri(target_text),
         )
-        if content is None:  # a chat state the gate holds back, or an unasked-for receipt
-            self._fate(X2S, "held", start, **ids)
-            return
-        body, kind = content
-        aor = _sip_uri(str(target))
-        call_id = sm.call_id_for(op.thread, self._fresh_call_id)
-        ids["call_id"] = call_id
-        out = sm.OutboundMessage(
-            request_uri=str(target),
-            from_uri=str(sender),
-            to_uri=str(target),
-            call_id=call_id,
-            cseq=next(self._cseq) % 2**31,
-            from_tag=secrets.token_hex(6),
-            content=body,
-            subject=sm.pick_subject(op) if kind == "content" else None,
-            lang=op.lang if kind == "content" else None,
-            max_forwards=op.max_forwards,
-        )
-
-        def build(request_uri: str) -> SipRequest:
-            return sm.build_message(replace(out, request_uri=request_uri))
-
-        await self._send_x2s(
-            msg, aor=aor, build=build, kind=kind, peer=peer, domain=domain, start=start, ids=ids
-        )
+        if len(self._x2s_routes) >= ROUTE_MEMO_LIMIT:
+            self._x2s_routes.clear()
+        self._x2s_routes[(to_text, from_text)] = route
+        return route
 
     def _x2s_content(
         self,

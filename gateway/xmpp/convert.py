@@ -18,6 +18,7 @@ from typing import Any
 
 from slixmpp.exceptions import XMPPError
 from slixmpp.jid import InvalidJID
+from slixmpp.stanza import Message
 
 from mappings.errors import XMPP_CONDITIONS, MappingError, XmppErrorInfo, XmppErrorType
 from mappings.model import (
@@ -109,11 +110,23 @@ def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
+_MESSAGE_GET_ID = Message.get_id
+
+
+def stanza_id_of(msg: Any) -> str:
+    """``msg["id"]`` of a `<message/>` without slixmpp's interface lookup: the attribute or
+    ""; through ``msg["id"]`` when a plugin overrides ``get_id`` or a subclass redefines it."""
+    if msg.plugin_overrides or type(msg).get_id is not _MESSAGE_GET_ID:
+        return msg["id"] or ""
+    return msg.xml.get("id") or ""
+
+
 def message_to_op(msg: Any, *, source: Address, destination: Address) -> MessageOp:
     """A `<message/>` (not of type error) -> `MessageOp`; ValueError when it carries nothing
     the model knows (no body, subject, chat state or receipt)."""
     xml = msg.xml
     ns = f"{{{msg.namespace}}}"
+    stanza_id = stanza_id_of(msg)
     lang = xml.get(XML_LANG) or None
     body_text: str | None = None
     subjects: list[Subject] = []
@@ -151,13 +164,13 @@ def message_to_op(msg: Any, *, source: Address, destination: Address) -> Message
     return MessageOp(
         source=source,
         destination=destination,
-        trans_id=msg["id"] or "-",
+        trans_id=stanza_id or "-",
         parts=tuple(parts),
         subjects=tuple(subjects),
         thread=thread,
         lang=lang,
         xmpp_type=_TYPES.get(xml.get("type") or "normal"),
-        receipt_request=request and bool(parts) and bool(msg["id"]),
+        receipt_request=request and bool(parts) and bool(stanza_id),
         receipt_for=receipt_for,
         chat_state=chat_state,
     )
