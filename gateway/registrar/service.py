@@ -159,6 +159,31 @@ def _source(incoming: IncomingRequest) -> str:
     return f"{format_host(incoming.source[0])}:{incoming.source[1]}"
 
 
+class DecisionMemo:
+    """`trust.decide` results, remembered (issue 11: the same peers send again and again).
+
+    `decide` is a pure function of the (frozen, hashable) facts and the trust configuration,
+    and its decisions are frozen; the memo is emptied when the configuration object changes
+    or when it is full (bounded). An exception is not remembered: it is raised again."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._config: trust.TrustConfig | None = None
+        self._known: dict[trust.RequestFacts, trust.Decision] = {}
+
+    def decide(self, facts: trust.RequestFacts, config: trust.TrustConfig) -> trust.Decision:
+        if config is not self._config:
+            self._known.clear()
+            self._config = config
+        decision = self._known.get(facts)
+        if decision is None:
+            decision = trust.decide(facts, config)
+            if len(self._known) >= self.limit:
+                self._known.clear()
+            self._known[facts] = decision
+        return decision
+
+
 class Registrar:
     """REGISTER, PUBLISH, the trust gate and delivery for the hosted SIP domains."""
 
@@ -198,6 +223,7 @@ class Registrar:
             cfg, federation=cfg.sip.federation, trusted_tls_names=cfg.sip.trusted_tls_names
         )
         self.limiter = RateLimiter(rate_limit_config(cfg.rate_limits))
+        self._decisions = DecisionMemo()
         self.users = UserDirectory()
         self._nonce_lifetime = nonce_lifetime
         self._nonces: NonceManager | None = None
@@ -501,10 +527,11 @@ class Registrar:
     ) -> Binding | None:
         """The live binding of `aor` whose flow this request arrived on (RFC 5626 §5.2):
         the same connection for TCP/TLS, the same source address and port for UDP."""
-        if aor is None:
+        bindings = None if aor is None else self._bindings.get(aor)
+        if not bindings:
             return None
         flow = self._flow(incoming)
-        for b in live_bindings(self._bindings.get(aor, ()), now):
+        for b in live_bindings(bindings, now):
             f = b.flow
             if f is None or f.transport != flow.transport:
                 continue
@@ -596,7 +623,7 @@ class Registrar:
         ip = incoming.source[0]
         claimed = _aor_of(req.from_)
         facts, auth, flow_binding = self._facts(incoming, claimed, now)
-        decision = trust.decide(facts, self.trust)
+        decision = self._decisions.decide(facts, self.trust)
         limit = _LIMIT_KINDS[kind]
         if not isinstance(decision, trust.Accept):
             if limit is not None:
