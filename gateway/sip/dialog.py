@@ -13,12 +13,12 @@ answers "which dialog is this incoming request for?"; a miss is answered with 48
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from gateway.sip.errors import DropMessage, LocalProtocolError, RemoteProtocolError
 from gateway.sip.headers import NameAddr, parse_name_addr
-from gateway.sip.message import Headers, SipRequest, SipResponse, make_response
+from gateway.sip.message import HeaderPair, Headers, SipRequest, SipResponse, make_response
 from gateway.sip.uri import SipUri, Uri, parse_uri
 
 __all__ = [
@@ -88,6 +88,9 @@ class Dialog:
     remote_cseq: int | None
     secure: bool
     local_target: NameAddr | None  # our Contact, sent in target refresh requests
+    # What `new_request` derives from the fields that never change within a dialog
+    # (`_Prefix`), with the field values it was built from; rebuilt when one differs.
+    _prefix: _Prefix | None = field(default=None, repr=False)
 
     def __init__(
         self,
@@ -111,6 +114,7 @@ class Dialog:
         self.remote_cseq = remote_cseq
         self.secure = secure
         self.local_target = local_target
+        self._prefix = None
 
     @property
     def remote(self) -> NameAddr:
@@ -260,7 +264,63 @@ class Dialog:
     ) -> SipRequest:
         """An in-dialog request (RFC 3261 §12.2.1.1) with the next local CSeq: Route,
         Max-Forwards 70, From/To with tags, Call-ID, CSeq, Contact on target refresh
-        requests, then `headers`. No Via (the transport adds it)."""
+        requests, then `headers`. No Via (the transport adds it).
+
+        The Request-URI and the checked Route/Max-Forwards/From/To/Call-ID fields are
+        built once per dialog (`_Prefix`; issue 11: a fan-out sends one NOTIFY per dialog
+        per change); only CSeq, Contact and `headers` are checked per request. The result
+        equals `_new_request_reference` (tests/unit/test_dialog_prefix.py)."""
+        self.local_cseq = 1 if self.local_cseq is None else self.local_cseq + 1
+        prefix = self._prefix
+        if (
+            prefix is None
+            or prefix.id is not self.id
+            or prefix.local is not self.local
+            or prefix.remote is not self._remote
+            or prefix.remote_target is not self._remote_target
+            or prefix.route_set is not self.route_set
+        ):
+            prefix = self._prefix = self._build_prefix()
+        tail: list[HeaderPair] = [("CSeq", f"{self.local_cseq} {method}")]
+        local_target = self.local_target
+        if local_target is not None and method in TARGET_REFRESH_METHODS:
+            tail.append(("Contact", str(local_target)))
+        tail.extend(headers)
+        checked = Headers(tail)
+        return SipRequest(
+            method,
+            prefix.uri,
+            Headers._trusted_keyed(prefix.items + checked._items, prefix.keys + checked._keys),
+            body,
+        )
+
+    def _build_prefix(self) -> _Prefix:
+        uri, routes = self.request_target()
+        pairs: list[HeaderPair] = [("Route", str(r)) for r in routes]
+        pairs += [
+            ("Max-Forwards", str(MAX_FORWARDS)),
+            ("From", str(self.local.with_tag(self.id.local_tag))),
+            ("To", str(self._remote_with_tag())),
+            ("Call-ID", self.id.call_id),
+        ]
+        checked = Headers(pairs)  # raises as the per-request construction did
+        # the lazy remote URIs are parsed by now: remember the parsed objects
+        return _Prefix(
+            self.id,
+            self.local,
+            self._remote,
+            self._remote_target,
+            self.route_set,
+            uri,
+            checked._items,
+            checked._keys,
+        )
+
+    def _new_request_reference(
+        self, method: str, *, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
+    ) -> SipRequest:
+        """`new_request` as it was before `_Prefix` (everything built and checked per
+        request): the oracle of the equivalence test. Not for production use."""
         self.local_cseq = 1 if self.local_cseq is None else self.local_cseq + 1
         uri, routes = self.request_target()
         out: list[tuple[str, str]] = [("Route", str(r)) for r in routes]
@@ -342,6 +402,21 @@ class Dialog:
             secure=bool(record["secure"]),
             local_target=None if lt is None else parse_name_addr(lt),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Prefix:
+    """A dialog's Request-URI and its checked header pairs up to Call-ID (RFC 3261
+    §12.2.1.1), with the dialog fields they were built from (compared by identity)."""
+
+    id: DialogId
+    local: NameAddr
+    remote: NameAddr | str
+    remote_target: Uri | str
+    route_set: tuple[NameAddr, ...]
+    uri: Uri
+    items: tuple[HeaderPair, ...]
+    keys: tuple[str, ...]
 
 
 def _is_sips(uri: Uri) -> bool:
