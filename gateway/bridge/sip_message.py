@@ -321,6 +321,9 @@ def from_sip(
         content = _map_content(content_type, body, lang)
         if content.notification is not None:
             return InboundMessage(None, content.notification)
+        hops = _max_forwards(req)
+        # Built already forwarded (one hop less, RFC 3860 §3.4.2) instead of through
+        # `op.forwarded()`, which validates the whole operation a second time (issue 11).
         op = MessageOp(
             source=source,
             destination=destination,
@@ -329,7 +332,7 @@ def from_sip(
             subjects=tuple(subjects) if content.parts else (),
             thread=req.call_id,
             lang=lang,
-            max_forwards=_max_forwards(req),
+            max_forwards=hops - 1 if hops > 0 else hops,
             xmpp_type=XmppMessageType.CHAT if content.chat_state else None,
             receipt_request=disposition is not None and disposition.wants("delivered"),
             chat_state=content.chat_state,
@@ -338,7 +341,9 @@ def from_sip(
         if isinstance(exc, MappingError):
             raise
         raise _bad(str(exc)) from None
-    return InboundMessage(op.forwarded(), None, disposition, content.refresh)
+    if hops == 0:
+        op.forwarded()  # raises TooManyHops (483)
+    return InboundMessage(op, None, disposition, content.refresh)
 
 
 def _to_address(req: SipRequest) -> Address | None:
