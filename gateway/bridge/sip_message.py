@@ -34,9 +34,10 @@ from typing import Final
 from lxml import etree
 from lxml import html as lxml_html
 
-from gateway.sip.errors import RemoteProtocolError
+from gateway.sip.errors import LocalProtocolError, RemoteProtocolError
 from gateway.sip.headers import NameAddr
 from gateway.sip.message import Headers, SipRequest
+from gateway.sip.uri import Uri
 from gateway.sip.uri import parse_uri as parse_sip_uri
 from mappings import cpim as cpim_fmt
 from mappings import imdn as imdn_fmt
@@ -587,14 +588,29 @@ class OutboundMessage:
     max_forwards: int = DEFAULT_MAX_FORWARDS
 
 
+# Request-URI text -> parsed URI (issue 11: messages go to the same users again and again);
+# successes only, bounded. A parsed URI is immutable, so one may serve many requests.
+_REQUEST_URIS: dict[str, Uri] = {}
+_REQUEST_URIS_LIMIT = 4096
+# The names build_message writes are canonical already (`Headers` would keep them as is).
+_MESSAGE_KEYS: tuple[str, ...] = ("max-forwards", "from", "to", "call-id", "cseq")
+
+
 def build_message(out: OutboundMessage) -> SipRequest:
     """The MESSAGE request (no Via: the endpoint adds it; no Contact: RFC 3428 §4)."""
-    try:
-        uri = parse_sip_uri(out.request_uri)
-    except RemoteProtocolError as exc:
-        raise MappingError(
-            f"bad target {out.request_uri!r}: {exc}", sip_status=400, xmpp_condition="bad-request"
-        ) from None
+    uri = _REQUEST_URIS.get(out.request_uri)
+    if uri is None:
+        try:
+            uri = parse_sip_uri(out.request_uri)
+        except RemoteProtocolError as exc:
+            raise MappingError(
+                f"bad target {out.request_uri!r}: {exc}",
+                sip_status=400,
+                xmpp_condition="bad-request",
+            ) from None
+        if len(_REQUEST_URIS) >= _REQUEST_URIS_LIMIT:
+            _REQUEST_URIS.clear()
+        _REQUEST_URIS[out.request_uri] = uri
     items: list[tuple[str, str]] = [
         ("Max-Forwards", str(out.max_forwards)),
         ("From", f"<{out.from_uri}>;tag={out.from_tag}"),
@@ -602,9 +618,18 @@ def build_message(out: OutboundMessage) -> SipRequest:
         ("Call-ID", out.call_id),
         ("CSeq", f"{out.cseq} MESSAGE"),
     ]
+    keys: tuple[str, ...] = _MESSAGE_KEYS
     if out.subject:
         items.append(("Subject", out.subject))
+        keys += ("subject",)
     if out.lang:
         items.append(("Content-Language", out.lang))
+        keys += ("content-language",)
     items.append(("Content-Type", out.content[0]))
-    return SipRequest("MESSAGE", uri, Headers(items), out.content[1])
+    keys += ("content-type",)
+    # What `Headers(items)` checks and does for these (token names known): CR/LF, strip.
+    for name, value in items:
+        if "\r" in value or "\n" in value:
+            raise LocalProtocolError(f"CR/LF in value of {name}")
+    pairs = tuple((name, value.strip(" \t")) for name, value in items)
+    return SipRequest._trusted("MESSAGE", uri, Headers._trusted_keyed(pairs, keys), out.content[1])
