@@ -12,6 +12,7 @@ answers "which dialog is this incoming request for?"; a miss is answered with 48
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -287,12 +288,19 @@ class Dialog:
             tail.append(("Contact", str(local_target)))
         tail.extend(headers)
         checked = Headers(tail)
-        return SipRequest(
+        request = SipRequest(
             method,
             prefix.uri,
             Headers._trusted_keyed(prefix.items + checked._items, prefix.keys + checked._keys),
             body,
         )
+        # The parsed To and Route views (the sender reads them) are those of the prefix's
+        # fields, unless `headers` adds a field of that name: filled in as the parser does.
+        views = request.__dict__
+        for name, key, value in prefix.views:
+            if key not in checked._keys:
+                views[name] = value
+        return request
 
     def _build_prefix(self) -> _Prefix:
         uri, routes = self.request_target()
@@ -304,6 +312,13 @@ class Dialog:
             ("Call-ID", self.id.call_id),
         ]
         checked = Headers(pairs)  # raises as the per-request construction did
+        probe = SipRequest("NOTIFY", uri, checked)
+        views: list[tuple[str, str, object]] = []
+        for name, key in (("to", "to"), ("routes", "route")):
+            # the lazy views parse the same field values (immutable results); a failure is
+            # left to raise when the view is read, as before
+            with contextlib.suppress(Exception):
+                views.append((name, key, getattr(probe, name)))
         # the lazy remote URIs are parsed by now: remember the parsed objects
         return _Prefix(
             self.id,
@@ -314,6 +329,7 @@ class Dialog:
             uri,
             checked._items,
             checked._keys,
+            tuple(views),
         )
 
     def _new_request_reference(
@@ -417,6 +433,7 @@ class _Prefix:
     uri: Uri
     items: tuple[HeaderPair, ...]
     keys: tuple[str, ...]
+    views: tuple[tuple[str, str, object], ...]  # (lazy view, its field's key, parsed value)
 
 
 def _is_sips(uri: Uri) -> bool:

@@ -115,8 +115,15 @@ def _dialog_parts(draw: st.DrawFn) -> dict[str, object]:
 
 
 _header = st.tuples(
-    st.sampled_from(["Event", "Subscription-State", "Content-Type", "X-Thing", "bad name", "i"]),
-    st.sampled_from(["presence", "active;expires=60", "application/pidf+xml", " v\t", "a\rb", ""]),
+    st.sampled_from(
+        ["Event", "Subscription-State", "Content-Type", "X-Thing", "bad name", "i", "To", "Route"]
+    ),
+    st.sampled_from(
+        [
+            *("presence", "active;expires=60", "application/pidf+xml", " v\t", "a\rb", ""),
+            *("<sip:x@example.com>;tag=9", "<sip:p.example.com;lr>", "<bad"),
+        ]
+    ),
 )
 _op = st.one_of(
     st.tuples(
@@ -139,7 +146,18 @@ def _outcome(dialog: Dialog, op: tuple[str, str, list[tuple[str, str]], bytes]) 
     except SipError as exc:
         return (type(exc), str(exc), dialog.local_cseq)
     wire = request.with_headers(request.headers.prepend("Via", "SIP/2.0/UDP h;branch=z9hG4bKx"))
-    return (request, serialize(wire), dialog.local_cseq)
+    return (request, serialize(wire), dialog.local_cseq, _views(request))
+
+
+def _views(request: SipRequest) -> list[object]:
+    """The parsed views a sender reads (filled in by `new_request` from its prefix)."""
+    out: list[object] = []
+    for name in ("to", "routes", "to_tag", "from_", "call_id", "cseq"):
+        try:
+            out.append(getattr(request, name))
+        except Exception as exc:
+            out.append((type(exc), str(exc)))
+    return out
 
 
 @settings(max_examples=200, deadline=None)
