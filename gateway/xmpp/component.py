@@ -162,6 +162,12 @@ _CHAT_STATE_HANDLER = "Chat State"  # reads msg["chat_state"] and msg["from"].ji
 _RECEIPT_REQUEST_HANDLER = "Message Receipt Request"  # passive while auto_ack is off
 # Their debug lines ("RECV: ...", "Event triggered", "Chat State: ...") must still be
 # logged when someone switched them on (WireTrace): then the stanza takes slixmpp's path.
+# JID texts that parsed (issue 11: the same users write again and again; parse_jid is a pure
+# function of the text). Only successes are kept: a malformed JID is parsed, and refused,
+# every time. Bounded, forgotten all at once.
+_VALID_JIDS: set[str] = set()
+_VALID_JIDS_LIMIT = 8192
+
 _SLIX_LOGGERS = (
     logging.getLogger("slixmpp.xmlstream.xmlstream"),
     logging.getLogger("slixmpp.plugins.xep_0085.chat_states"),
@@ -308,11 +314,15 @@ class GatewayComponent(ComponentXMPP):
         """Drop stanzas with an invalid to/from, answering jid-malformed (RFC 6120 §8.3.3.8)."""
         if stanza.name not in ("message", "presence", "iq"):
             return stanza
+        valid = _VALID_JIDS
         try:
             for attr in ("to", "from"):
                 value = stanza.xml.get(attr)
-                if value is not None:
+                if value is not None and value not in valid:
                     parse_jid(value)
+                    if len(valid) >= _VALID_JIDS_LIMIT:
+                        valid.clear()
+                    valid.add(value)
         except MappingError as exc:
             log.info("dropping %s id=%s: %s", stanza.name, stanza.xml.get("id"), exc)
             try:
