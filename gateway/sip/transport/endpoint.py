@@ -463,7 +463,7 @@ class SipEndpoint:
         origin = self._origin or _Origin("", None, None)
         incoming = IncomingRequest(
             e.request,
-            (ip_literal(e.source[0]) or e.source[0], e.source[1]),
+            (_address_of(e.source[0]) or e.source[0], e.source[1]),
             e.transport,
             origin.listener,
             origin.connection_id,
@@ -850,8 +850,9 @@ class SipEndpoint:
         event(log, logging.DEBUG, f"sip {direction}", **fields)
 
 
-# `ip_literal` (an `ipaddress` parse, ~10 µs) memoized for the send path: a fan-out sends
-# to the same few addresses thousands of times. A pure function of its string.
+# `ip_literal` (an `ipaddress` parse, ~10 µs) memoized for the send path (a fan-out sends
+# to the same few addresses thousands of times) and for the source address of every request
+# received (`_on_request`: peers send again and again). A pure function of its string.
 _address_of = lru_cache(maxsize=4096)(ip_literal)
 
 
