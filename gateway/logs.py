@@ -7,7 +7,6 @@ as ``key=value`` pairs after the message, or as JSON members.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -75,77 +74,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
-class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A StreamHandler that writes lines in batches while an event loop runs (issue 11).
-
-    Each line used to cost its own ``write`` syscall (stderr is line-buffered and
-    StreamHandler flushes per record). Here a line logged from inside a running event loop
-    below WARNING is kept in memory and written, with the others logged meanwhile, at
-    most `delay` seconds later (a ``call_later`` on that loop) or as soon as `limit` lines
-    are waiting. Anything at WARNING or above, any line logged outside a running loop
-    (start-up, shutdown, other threads), and `flush()` (called by ``logging.shutdown`` at
-    interpreter exit, so a clean exit or SIGTERM, which stops the gateway cleanly, loses
-    nothing) write everything waiting first, in order, then the line. The text of each
-    line is exactly what `StreamHandler` writes; only the moment of the write changes. A
-    hard kill (SIGKILL) can lose the lines of the last `delay` seconds.
-    """
-
-    def __init__(self, stream: TextIO | None = None, *, delay: float = 0.02, limit: int = 256):
-        super().__init__(stream)
-        self.delay = delay
-        self.limit = limit
-        self._lines: list[str] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record) + self.terminator
-            if record.levelno < logging.WARNING:
-                loop = asyncio._get_running_loop()
-                if loop is not None:
-                    if self._timer is not None and self._timer_loop is not loop:
-                        self._write()  # lines left by a loop that has ended
-                    self._lines.append(line)
-                    if len(self._lines) >= self.limit:
-                        self._write()
-                    elif self._timer is None:
-                        self._timer = loop.call_later(self.delay, self.flush)
-                        self._timer_loop = loop
-                    return
-            self._lines.append(line)
-            self._write()
-        except RecursionError:  # as logging.StreamHandler
-            raise
-        except Exception:
-            self.handleError(record)
-
-    def _write(self) -> None:
-        """Write what waits and flush the stream (the caller holds the handler lock)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = self._timer_loop = None
-        if self._lines:
-            text = "".join(self._lines)
-            self._lines.clear()
-            self.stream.write(text)
-        if self.stream and hasattr(self.stream, "flush"):
-            self.stream.flush()
-
-    def flush(self) -> None:
-        self.acquire()
-        try:
-            self._write()
-        finally:
-            self.release()
-
-
 def setup_logging(level: str, fmt: str = "text", stream: TextIO | None = None) -> None:
-    handler = BufferedStreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
-        old.flush()
         root.removeHandler(old)
     root.addHandler(handler)
     set_level(level)
