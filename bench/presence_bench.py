@@ -22,9 +22,18 @@ N approvals do not rewrite a roster file each. Once every watcher is active with
 and no NOTIFY has flowed for longer than the gateway's `notify_interval` (so the RFC 3856
 §6.2.2 per-watch throttle does not hold the change back), juliet sends one presence change
 (a new <status>); the figure is the wall time from that send to the N-th NOTIFY answered
-(and the first, the median), with the gateway's CPU over it.
+(and the first, the median), with the gateway's CPU over it and Prosody's (sampled from
+/proc every 5 ms: CPU used, and when it last rose).
 
-    python -m bench.presence_bench presence-fanout [-n 10000] [--rate 200] [--approvals] [--no-json]
+The bare baseline runs first in the same run, on the same Prosody and provisioned roster:
+`bench.baseline --fanout` is the component (one canned NOTIFY datagram per `<presence/>`
+to a watcher, no logic) and `bench.watchers --passive` only answers; juliet logs in after
+them (her initial presence makes every watcher active), then sends the same change. It
+also gives when the component read the first and the last of the change's stanzas, i.e.
+Prosody's own fan-out time. `vs bare` = bare last-NOTIFY time / the gateway's.
+
+    python -m bench.presence_bench presence-fanout [-n 10000] [--rate 200] [--approvals]
+        [--skip-baseline] [--profile FILE] [--no-json]
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -53,6 +63,7 @@ from bench.common import (
     rss_bytes_of,
 )
 from bench.loadgen_xmpp import Connection, login
+from bench.pager_bench import _finish, _start, _wait_line
 from gateway.store.api import SubscriptionRecord
 from gateway.store.sqlite import open_store
 from tests.harness import LOOPBACK
@@ -320,17 +331,60 @@ class Fanout:
     p50_s: float | None
     last_s: float | None
     marked: int
-    gateway_cpu_s: float  # over the fan-out
+    gateway_cpu_s: float  # over the fan-out (the gateway's, or the bare baseline's)
     rss: int
+    prosody_cpu_s: float = 0.0  # Prosody's CPU from the change to the last NOTIFY answered
+    prosody_busy_s: float | None = None  # change -> Prosody's CPU last rose (10 ms samples)
+    marker: str = ""  # the change's <status>
+    presence_in: int = 0  # bare only: the change's <presence/> stanzas read, first, last
+    first_presence_s: float | None = None
+    last_presence_s: float | None = None
+    notify_out: int = 0  # bare only: NOTIFY datagrams sent, 200s counted
+    ok_in: int = 0
+    change_at: float = 0.0  # wall clock of the change
+
+
+class _CpuWatch:
+    """Samples one process's CPU (/proc) every `period` s in a thread: the CPU used between
+    `start` and `stop` and the wall-clock time it last rose (its clock ticks are 10 ms)."""
+
+    def __init__(self, pid: int, period: float = 0.005) -> None:
+        self.pid = pid
+        self.period = period
+        self.first = self.last = cpu_seconds_of(pid)
+        self.rose_at: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> _CpuWatch:
+        self.first = self.last = cpu_seconds_of(self.pid)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            cpu = cpu_seconds_of(self.pid)
+            if cpu > self.last:
+                self.last, self.rose_at = cpu, time.time()
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join(5)
+        self.last = max(self.last, cpu_seconds_of(self.pid))
+        return self.last - self.first
 
 
 class _Watchers:
     """`bench.watchers` as a child process: status lines in, commands out."""
 
-    def __init__(self, gateway_port: int, n: int, rate: float, timeout: float) -> None:
+    def __init__(
+        self, gateway_port: int, n: int, rate: float, timeout: float, *, port: int = 0
+    ) -> None:
         argv = [sys.executable, "-m", "bench.watchers", "--gateway", f"{LOOPBACK}:{gateway_port}"]
         argv += ["--count", str(n), "--rate", str(rate), "--timeout", str(timeout)]
         argv += ["--lifetime", str(timeout * 4 + n / rate + 60)]
+        if port:  # passive: NOTIFYs from the bare baseline to this port, no SUBSCRIBEs
+            argv += ["--port", str(port), "--passive"]
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
         )
@@ -360,14 +414,29 @@ class _Watchers:
 
 
 async def _fanout(
-    prosody: ProsodyServer, gw: GatewayProcess, sip_port: int, *, n: int, rate: float, quiet: float
+    prosody: ProsodyServer,
+    pid: int,
+    sip_port: int,
+    *,
+    n: int,
+    rate: float,
+    quiet: float,
+    watcher_port: int = 0,
 ) -> Fanout:
+    """One measurement against the process `pid` answering SIP on `sip_port`: the gateway
+    (watchers subscribe through it), or with `watcher_port` the bare baseline (passive
+    watchers on that port; juliet logs in after them, so her initial presence fans out)."""
+    loop = asyncio.get_running_loop()
+    timeout = max(60.0, n / 100)
+    watchers: _Watchers | None = None
+    if watcher_port:
+        watchers = await asyncio.to_thread(_Watchers, sip_port, n, rate, timeout, port=watcher_port)
+        await asyncio.sleep(1.0)  # its socket is bound before the first NOTIFY
     conn = await login(prosody.c2s_port, PRESENTITY, "pw", resource="fanout")
     approved = [0]
     approver = asyncio.ensure_future(_approve(conn, approved))
-    timeout = max(60.0, n / 100)
-    watchers = await asyncio.to_thread(_Watchers, sip_port, n, rate, timeout)
-    loop = asyncio.get_running_loop()
+    if watchers is None:
+        watchers = await asyncio.to_thread(_Watchers, sip_port, n, rate, timeout)
     try:
         start = time.perf_counter()
         deadline = start + n / rate + timeout * 3
@@ -382,14 +451,17 @@ async def _fanout(
         marker = f"fanout-{time.time_ns()}"
         watchers.send(f"mark {marker}")
         await asyncio.sleep(0.5)  # the mark is read before the change can arrive
-        cpu0 = cpu_seconds_of(gw.pid)
+        cpu0 = cpu_seconds_of(pid)
+        assert prosody.pid is not None
+        pcpu = _CpuWatch(prosody.pid).start()
         t0 = time.time()
         conn.writer.write(
             f"<presence><show>away</show><status>{marker}</status></presence>".encode()
         )
         while "marked" not in (st := await loop.run_in_executor(None, watchers.line)):
             pass
-        cpu = cpu_seconds_of(gw.pid) - cpu0
+        cpu = cpu_seconds_of(pid) - cpu0
+        prosody_cpu = pcpu.stop()
         times = [t - t0 for t in st["times"]]
         return Fanout(
             n,
@@ -400,12 +472,78 @@ async def _fanout(
             times[-1] if times else None,
             len(times),
             cpu,
-            rss_bytes_of(gw.pid),
+            rss_bytes_of(pid),
+            prosody_cpu_s=prosody_cpu,
+            prosody_busy_s=None if pcpu.rose_at is None else pcpu.rose_at - t0,
+            change_at=t0,
+            marker=marker,
         )
     finally:
         approver.cancel()
         conn.writer.close()
         await asyncio.to_thread(watchers.close)
+
+
+def _bare_fanout(prosody: ProsodyServer, workdir: Path, n: int, rate: float) -> Fanout:
+    """The bare baseline (`bench.baseline --fanout`) as the component, passive watchers."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    sip_port, watcher_port = free_port(), free_port()
+    argv = [sys.executable, "-m", "bench.baseline", "--fanout", "--sip-port", str(sip_port)]
+    argv += ["--component-port", str(prosody.component_port), "--domain", COMPONENT]
+    argv += ["--secret", SECRET, "--sip-target", f"{LOOPBACK}:{watcher_port}"]
+    argv += ["--seconds", str(max(600.0, n / 10))]
+    proc = _start(argv, workdir / "baseline.log")
+    try:
+        _wait_line(proc, "baseline ready", 30)
+        got = asyncio.run(
+            _fanout(
+                prosody, proc.pid, sip_port, n=n, rate=rate, quiet=1.5, watcher_port=watcher_port
+            )
+        )
+    finally:
+        proc.terminate()
+        out = _finish(proc, 15)
+    line = next((x for x in reversed(out.splitlines()) if " fanout=" in x), "")
+    counts = json.loads(line.partition(" fanout=")[2] or "{}")
+    got.notify_out = int(counts.get("notify_out", 0))  # initial presence + the change
+    got.ok_in = int(counts.get("ok", 0))
+    seen = counts.get("notes", {}).get(got.marker)
+    if seen:  # the change's stanzas: wall clock, like the change's send time
+        got.presence_in = int(seen[0])
+        got.first_presence_s = float(seen[1]) - got.change_at
+        got.last_presence_s = float(seen[2]) - got.change_at
+    return got
+
+
+def _fanout_row(name: str, got: Fanout, *, ratio: float | None = None, **extra: object) -> Row:
+    n = got.watchers
+    return Row(
+        scenario="presence-fanout",
+        name=name,
+        rate=got.marked / got.last_s if got.last_s else None,
+        p50_ms=None if got.p50_s is None else got.p50_s * 1000,
+        max_ms=None if got.last_s is None else got.last_s * 1000,
+        cpu_per_1k=got.gateway_cpu_s * 1000 / max(n, 1),
+        rss_mb=got.rss / 2**20,
+        errors=n - got.marked,
+        ratio=ratio,
+        extra={
+            "watchers": n,
+            "notified": got.marked,
+            "first_s": got.first_s,
+            "p50_s": got.p50_s,
+            "last_s": got.last_s,
+            "cpu_s": got.gateway_cpu_s,
+            "prosody_cpu_s": got.prosody_cpu_s,
+            "prosody_busy_s": got.prosody_busy_s,
+            "setup_s": got.subscribe_s,
+            **extra,
+        },
+    )
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def run_fanout(
@@ -414,11 +552,18 @@ def run_fanout(
     profile: Path | None = None,
     *,
     approvals: bool = False,
+    baseline: bool = True,
 ) -> list[Row]:
     """N watchers of one XMPP user through Prosody and the gateway; one presence change.
     The roster is provisioned with the N watchers approved, unless `approvals`: then the
-    XMPP user approves each `subscribe` as it comes (Prosody rewrites her roster each)."""
+    XMPP user approves each `subscribe` as it comes (Prosody rewrites her roster each).
+
+    With `baseline` (and a provisioned roster), first the bare baseline in the same run,
+    on the same Prosody and roster: `bench.baseline --fanout` is the component (one canned
+    NOTIFY per `<presence/>` to a watcher), the watchers only answer. `vs bare` = the bare
+    last-NOTIFY time / the gateway's."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
+    bare: Fanout | None = None
     try:
         # Approvals one by one: rosters in memory (no file rewritten per approval); else the
         # roster file written by `provision_roster` (Prosody's default internal store).
@@ -427,57 +572,83 @@ def run_fanout(
             prosody.add_user(PRESENTITY, "pw")
             if not approvals:
                 provision_roster(prosody, n)
+                if baseline:
+                    print("# presence-fanout: bare baseline", flush=True)
+                    bare = _bare_fanout(prosody, workdir / "bare", n, rate)
             sip_port = free_port()
             gw = _gateway(prosody, workdir / "gw", workdir / "state", sip_port, profile)
+            print("# presence-fanout: gateway", flush=True)
             gw.start()
             try:
                 quiet = 5.0 + 1.0  # the gateway's notify_interval (default) + margin
-                got = asyncio.run(_fanout(prosody, gw, sip_port, n=n, rate=rate, quiet=quiet))
+                assert gw.pid is not None
+                got = asyncio.run(_fanout(prosody, gw.pid, sip_port, n=n, rate=rate, quiet=quiet))
             finally:
                 gw.terminate(60)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    row = Row(
-        scenario="presence-fanout",
-        name=f"one XMPP change -> {n:,} SIP watchers",
-        rate=got.marked / got.last_s if got.last_s else None,
-        p50_ms=None if got.p50_s is None else got.p50_s * 1000,
-        max_ms=None if got.last_s is None else got.last_s * 1000,
-        cpu_per_1k=got.gateway_cpu_s * 1000 / max(n, 1),
-        rss_mb=got.rss / 2**20,
-        errors=n - got.marked,
-        extra={
-            "watchers": n,
-            "notified": got.marked,
-            "first_s": got.first_s,
-            "p50_s": got.p50_s,
-            "last_s": got.last_s,
-            "gateway_cpu_s": got.gateway_cpu_s,
-            "setup_s": got.subscribe_s,
-            "approved": got.approved,
-            "subscribe_rate": rate,
-            "roster": "approved one by one" if approvals else "provisioned",
-        },
+    rows: list[Row] = []
+    if bare is not None:
+        rows.append(
+            _fanout_row(
+                f"bare: one XMPP change -> {n:,} watchers",
+                bare,
+                presence_in=bare.presence_in,
+                first_presence_s=bare.first_presence_s,
+                last_presence_s=bare.last_presence_s,
+                notify_out=bare.notify_out,
+                ok_in=bare.ok_in,
+            )
+        )
+    ratio = None
+    if bare is not None and bare.last_s and got.last_s:
+        ratio = bare.last_s / got.last_s
+    rows.append(
+        _fanout_row(
+            f"one XMPP change -> {n:,} SIP watchers",
+            got,
+            ratio=ratio,
+            gateway_cpu_s=got.gateway_cpu_s,
+            approved=got.approved,
+            subscribe_rate=rate,
+            roster="approved one by one" if approvals else "provisioned",
+        )
     )
+    for row, f in zip(rows, [*([bare] if bare else []), got], strict=True):
+        print(
+            f"#   {row.name}: first/median/last NOTIFY {_fmt(f.first_s)}/{_fmt(f.p50_s)}/"
+            f"{_fmt(f.last_s)} s after the change; its CPU {f.gateway_cpu_s:.2f} s; Prosody "
+            f"CPU {f.prosody_cpu_s:.2f} s, busy until {_fmt(f.prosody_busy_s)} s"
+            + (
+                ""
+                if f.last_presence_s is None
+                else f"; the change's {f.presence_in} <presence/> read from "
+                f"{_fmt(f.first_presence_s)} to {f.last_presence_s:.3f} s"
+            ),
+            flush=True,
+        )
     print(
         f"#   setup {got.subscribe_s:.1f} s ({got.approved} approvals by the user); change -> "
         f"{got.marked} NOTIFYs answered, last after {got.last_s} s",
         flush=True,
     )
-    return [row]
+    return rows
 
 
 def summarize_fanout(rows: Sequence[Row]) -> str:
-    row = rows[0]
+    row = rows[-1]
     last = row.extra.get("last_s")
     n = row.extra["watchers"]
     if last is None:
         return f"presence-fanout: no NOTIFY of the change reached the {n:,} watchers"
     verdict = "meets" if last < TARGET_FANOUT_S and n >= TARGET_WATCHERS else "MISSES"
-    return (
+    text = (
         f"presence-fanout: {row.extra['notified']:,}/{n:,} watchers notified, last "
         f"{float(last):.2f} s after the change ({verdict} 10,000 in < 1 s)"
     )
+    if len(rows) > 1 and rows[0].extra.get("last_s") is not None:
+        text += f"; bare baseline last {float(rows[0].extra['last_s']):.2f} s"
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -490,6 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--approvals", action="store_true", help="fanout: approve each watcher (no roster file)"
     )
+    ap.add_argument("--skip-baseline", action="store_true", help="fanout: no bare baseline run")
     ap.add_argument("--no-json", action="store_true")
     args = ap.parse_args(argv)
     if args.scenario == "subs-100k":
@@ -497,7 +669,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = summarize_subs(rows)
     else:
         rows = run_fanout(
-            args.n or TARGET_WATCHERS, args.rate, args.profile, approvals=args.approvals
+            args.n or TARGET_WATCHERS,
+            args.rate,
+            args.profile,
+            approvals=args.approvals,
+            baseline=not args.skip_baseline,
         )
         summary = summarize_fanout(rows)
     print_table(rows)

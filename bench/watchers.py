@@ -10,6 +10,10 @@ Progress goes to stdout as JSON lines every `--report` seconds:
 SUBSCRIBEs (2xx), watchers whose last NOTIFY said active, watchers that received a PIDF
 body, NOTIFYs answered in all, seconds since the last NOTIFY.
 
+With `--passive` nothing is subscribed: the watchers only answer the NOTIFYs sent to
+`--port` (the fan-out's bare baseline, `bench.baseline --fanout`, sends them), numbered by
+their Call-ID `fw<i>-...` as here.
+
 A line `mark <text>` on stdin starts a measurement: from then on, each watcher's first
 NOTIFY whose body contains <text> is timestamped (wall clock, when its 200 is sent); when
 every watcher has one (or `--timeout` passes) one line
@@ -35,6 +39,11 @@ from typing import cast
 __all__ = ["Watchers", "main", "ok_response"]
 
 LOOPBACK = "127.0.0.1"
+# SO_RCVBUFFORCE (Linux, 33; Python's socket module does not name it): past rmem_max, so
+# a burst of 10,000 NOTIFYs (the bare baseline sends them at once) is not dropped.
+_RCVBUFFORCE: int | None = getattr(
+    socket, "SO_RCVBUFFORCE", 33 if sys.platform == "linux" else None
+)
 _RETRANSMIT = 2.0
 _TRIES = 20
 _CALL_ID = re.compile(rb"\r\n(?:Call-ID|i)[ \t]*:[ \t]*fw(\d+)-", re.IGNORECASE)
@@ -197,7 +206,7 @@ async def run(args: argparse.Namespace) -> None:
     host, _, port = args.gateway.rpartition(":")
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((LOOPBACK, args.port))
-    for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+    for opt in (_RCVBUFFORCE, socket.SO_RCVBUF):
         try:
             if opt is not None:
                 sock.setsockopt(socket.SOL_SOCKET, opt, 16 << 20)
@@ -208,7 +217,9 @@ async def run(args: argparse.Namespace) -> None:
         lambda: Watchers((host, int(port)), args.domain, args.target, args.count), sock=sock
     )
     reporter = asyncio.ensure_future(_report(ws, args.report))
-    subscriber = asyncio.ensure_future(ws.subscribe_all(args.rate))
+    subscriber = asyncio.ensure_future(
+        asyncio.sleep(0) if args.passive else ws.subscribe_all(args.rate)
+    )
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     measuring: asyncio.Future[None] | None = None
@@ -243,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--report", type=float, default=1.0, help="seconds between status lines")
     ap.add_argument("--timeout", type=float, default=120.0, help="bound of one measurement")
     ap.add_argument("--lifetime", type=float, default=900.0, help="stop after this long")
+    ap.add_argument("--passive", action="store_true", help="no SUBSCRIBEs; answer NOTIFYs")
     asyncio.run(run(ap.parse_args(argv)))
     return 0
 
