@@ -342,6 +342,9 @@ class Fanout:
     notify_out: int = 0  # bare only: NOTIFY datagrams sent, 200s counted
     ok_in: int = 0
     change_at: float = 0.0  # wall clock of the change
+    # NOTIFY datagrams the watchers answered from the change to the last marked one: N
+    # plus retransmissions (RFC 3261 Timer E: a 200 not processed within T1 = 0.5 s)
+    notifies_received: int = 0
 
 
 class _CpuWatch:
@@ -448,6 +451,7 @@ async def _fanout(
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"watchers not ready in time: {st}, approved {approved[0]}")
         subscribe_s = time.perf_counter() - start - st["idle_s"]
+        notifies0 = int(st["notifies"])
         marker = f"fanout-{time.time_ns()}"
         watchers.send(f"mark {marker}")
         await asyncio.sleep(0.5)  # the mark is read before the change can arrive
@@ -463,6 +467,7 @@ async def _fanout(
         cpu = cpu_seconds_of(pid) - cpu0
         prosody_cpu = pcpu.stop()
         times = [t - t0 for t in st["times"]]
+        received = int(st.get("notifies", notifies0)) - notifies0
         return Fanout(
             n,
             subscribe_s,
@@ -477,6 +482,7 @@ async def _fanout(
             prosody_busy_s=None if pcpu.rose_at is None else pcpu.rose_at - t0,
             change_at=t0,
             marker=marker,
+            notifies_received=received,
         )
     finally:
         approver.cancel()
@@ -536,6 +542,7 @@ def _fanout_row(name: str, got: Fanout, *, ratio: float | None = None, **extra: 
             "cpu_s": got.gateway_cpu_s,
             "prosody_cpu_s": got.prosody_cpu_s,
             "prosody_busy_s": got.prosody_busy_s,
+            "notifies_received": got.notifies_received,
             "setup_s": got.subscribe_s,
             **extra,
         },
@@ -618,7 +625,8 @@ def run_fanout(
         print(
             f"#   {row.name}: first/median/last NOTIFY {_fmt(f.first_s)}/{_fmt(f.p50_s)}/"
             f"{_fmt(f.last_s)} s after the change; its CPU {f.gateway_cpu_s:.2f} s; Prosody "
-            f"CPU {f.prosody_cpu_s:.2f} s, busy until {_fmt(f.prosody_busy_s)} s"
+            f"CPU {f.prosody_cpu_s:.2f} s, busy until {_fmt(f.prosody_busy_s)} s; "
+            f"{f.notifies_received} NOTIFYs received (retransmissions included)"
             + (
                 ""
                 if f.last_presence_s is None

@@ -17,7 +17,8 @@ their Call-ID `fw<i>-...` as here.
 A line `mark <text>` on stdin starts a measurement: from then on, each watcher's first
 NOTIFY whose body contains <text> is timestamped (wall clock, when its 200 is sent); when
 every watcher has one (or `--timeout` passes) one line
-`{"marked": n, "times": [...]}` (sorted) is printed. `quit` (or EOF) stops.
+`{"marked": n, "times": [...], "notifies": n}` (times sorted; NOTIFYs answered in all,
+retransmissions included) is printed. `quit` (or EOF) stops.
 
     python -m bench.watchers --gateway 127.0.0.1:5060 --count 10000 --rate 500
 """
@@ -197,7 +198,7 @@ async def _measure(ws: Watchers, timeout: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(ws.all_marked.wait(), timeout)
     times = sorted(w.marked_at for w in ws.watchers if w.marked_at is not None)
-    out = {"marked": len(times), "times": times}
+    out = {"marked": len(times), "times": times, "notifies": ws.notifies}
     print(json.dumps(out), flush=True)
 
 
