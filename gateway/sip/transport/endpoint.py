@@ -61,6 +61,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# Datagrams read per UDP listener before the timers fire, at most (see `_on_timer`): enough
+# for the 200s of a fan-out burst, bounded so one timer cannot hold the loop for long.
+TIMER_READ_LIMIT = 4096
+
 Address = tuple[str, int]
 Listener = UdpListener | StreamListener
 
@@ -455,6 +459,14 @@ class SipEndpoint:
 
     def _on_timer(self) -> None:
         at = self._timer_at or 0.0
+        # Read what is already queued on the UDP sockets first: a response that arrived
+        # while the loop was busy (a fan-out burst) ends its client transaction here,
+        # instead of Timer E/A retransmitting a request already answered (§17.1.2.2).
+        for listener in self.listeners:
+            if isinstance(listener, UdpListener):
+                listener.read_pending(TIMER_READ_LIMIT)
+        if self._timer is not None:  # re-armed by what was read: fired again below
+            self._timer.cancel()
         self._timer, self._timer_at = None, None
         self.layer.handle_timer(max(self.now(), at))  # call_at may run a little early
         self._drain()

@@ -88,22 +88,32 @@ class UdpListener:
         loop.add_reader(sock.fileno(), self._read_ready)
 
     def _read_ready(self) -> None:
+        self.read_pending(READ_BATCH)
+
+    def read_pending(self, limit: int) -> int:
+        """Feed up to `limit` datagrams already queued on the socket to `on_datagram`
+        (without waiting for the next readiness event); how many were read. The endpoint
+        calls it before firing its timers, so that a response already received stops a
+        retransmission (Timer E/A) instead of racing it."""
         sock = self._sock
-        for _ in range(READ_BATCH):
+        n = 0
+        for _ in range(limit):
             if sock is None:  # closed by a handler
-                return
+                break
             try:
                 data, addr = sock.recvfrom(_MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:  # e.g. an ICMP error queued on the socket
                 log.debug("udp receive error on %s: %s", self.name, exc)
                 continue
+            n += 1
             try:
                 self.on_datagram(data, (str(addr[0]), int(addr[1])), self)
             except Exception:  # a bug in one message must not stop the reading
                 log.exception("udp datagram handler failed on %s", self.name)
             sock = self._sock
+        return n
 
     def send(self, data: bytes, dest: Address) -> None:
         if self._sock is None:
