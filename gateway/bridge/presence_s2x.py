@@ -39,6 +39,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from gateway.bridge.presence_context import PresenceContext, SendFailed, Tasks
+from gateway.bridge.scheduler import BurstFreezer
 from gateway.logs import event
 from gateway.sip.dialog import Dialog, DialogId
 from gateway.sip.headers import NameAddr, parse_event, parse_name_addr
@@ -77,6 +78,10 @@ T = TypeVar("T")
 # Dialog changes after NOTIFYs are written at most this late (a crash loses at most this
 # much CSeq progress; SUBSCRIBE-driven changes and removals are written at once).
 FLUSH_DELAY = 1.0
+# A burst of at least FREEZE_MIN subscriptions is frozen (gc.freeze) once none came for
+# FREEZE_SETTLE seconds: full collections then stop walking the dialogs (BurstFreezer).
+FREEZE_MIN = 1000
+FREEZE_SETTLE = 2.0
 DOC_REUSE = 5.0  # seconds a contact's PIDF is reused for an unchanged state
 _MAX_DOCS = 4096
 
@@ -122,6 +127,7 @@ class S2x:
         self._fetches: set[DialogId] = set()  # Expires: 0 dialogs: never stored
         self._unsaved: dict[DialogId, Watch] = {}  # changed dialogs, written by `flush`
         self._docs: dict[str, tuple[object, float, StateDocument]] = {}  # by PIDF entity
+        self.freezer = BurstFreezer(settle=FREEZE_SETTLE, min_count=FREEZE_MIN)
 
     @property
     def dialog_count(self) -> int:
@@ -218,6 +224,7 @@ class S2x:
             self._fetches.add(did)
         else:
             watch.last_notify = now
+            self.freezer.added()
             if not watch.authorized and not watch.asked:
                 watch.asked = True
                 self._stanza(watch, "subscribe")  # R8048-09
@@ -477,6 +484,7 @@ class S2x:
         would arrive as the endpoint fails what is in flight) and none waiting is sent."""
         self._stopped = True
         self._sending.clear()
+        self.freezer.stop()
 
     def handle_timer(self, did: DialogId, now: float) -> None:
         watch = self.by_dialog.get(did)
