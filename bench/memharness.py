@@ -9,7 +9,7 @@ then waits for Timer J and prints RSS and transactions again. Not a test: figure
 docs/performance.md.
 
     .venv/bin/python -m bench.memharness [-n 40000] [--t1 0.5] [--freeze]
-        [--threshold 700] [--tracemalloc] [--no-wait]
+        [--threshold 700] [--threshold2 10] [--tracemalloc] [--no-wait]
 
 `--freeze` calls `gc.freeze()` after the endpoint started (as gateway/app.py does);
 `--threshold N` sets the generation-0 threshold; `--tracemalloc` lists the top
@@ -102,6 +102,9 @@ async def _run(args: argparse.Namespace) -> None:
         gc.freeze()
     if args.threshold:
         gc.set_threshold(args.threshold, *gc.get_threshold()[1:])
+    if args.threshold2:
+        t0, t1, _ = gc.get_threshold()
+        gc.set_threshold(t0, t1, args.threshold2)
     r0 = _rss_mb()
     if args.tracemalloc:
         tracemalloc.start(10)
@@ -145,6 +148,7 @@ def main() -> None:
     p.add_argument("--t1", type=float, default=0.5)
     p.add_argument("--freeze", action="store_true")
     p.add_argument("--threshold", type=int, default=0)
+    p.add_argument("--threshold2", type=int, default=0, help="generation-2 threshold")
     p.add_argument("--tracemalloc", action="store_true")
     p.add_argument("--no-wait", action="store_true", help="skip the wait for Timer J")
     asyncio.run(_run(p.parse_args()))
