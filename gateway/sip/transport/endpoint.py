@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 # Datagrams read per UDP listener before the timers fire, at most (see `_on_timer`): enough
 # for the 200s of a fan-out burst, bounded so one timer cannot hold the loop for long.
 TIMER_READ_LIMIT = 4096
+# Requests started by `request_nowait` in one loop turn are sent in chunks of this many as
+# they are started (a fan-out's first NOTIFYs leave before the last ones are built).
+SEND_CHUNK = 64
 
 Address = tuple[str, int]
 Listener = UdpListener | StreamListener
@@ -231,6 +234,7 @@ class SipEndpoint:
         self._timer_at: float | None = None
         self._in_drain = False
         self._drain_soon = False
+        self._unsent = 0  # requests started by request_nowait since the last send
         self._origin: _Origin | None = None
         self._clients: dict[ClientKey, _Client] = {}
         self._incoming: dict[ev.ServerKeyT, IncomingRequest] = {}
@@ -431,6 +435,7 @@ class SipEndpoint:
         if self._in_drain:
             return
         self._in_drain = True
+        self._unsent = 0
         try:
             while True:
                 outgoing = self.layer.messages_to_send()
@@ -690,6 +695,9 @@ class SipEndpoint:
                 prepared, dest, "udp", self.now(), data=data, branch=branch
             )
             self._clients[key] = _Client(None, None, on_final)
+            self._unsent += 1
+            if self._unsent >= SEND_CHUNK and not self._in_drain:
+                self._send_queued()
             if not self._drain_soon:  # one drain for every request started this turn
                 self._drain_soon = True
                 loop.call_soon(self._deferred_drain)
@@ -697,6 +705,18 @@ class SipEndpoint:
         task = loop.create_task(self.request(req, target, allow_tcp=allow_tcp))
         self._client_tasks.add(task)
         task.add_done_callback(partial(self._client_task_done, on_final))
+
+    def _send_queued(self) -> None:
+        """Send what the layer has queued, handling no event (no callback runs from
+        `request_nowait`): a burst started in one loop turn leaves in chunks of
+        `SEND_CHUNK` as it is built, not all at the end of the turn (issue 11)."""
+        self._unsent = 0
+        self._in_drain = True
+        try:
+            for out in self.layer.messages_to_send():
+                self._send(out)
+        finally:
+            self._in_drain = False
 
     def _deferred_drain(self) -> None:
         self._drain_soon = False
