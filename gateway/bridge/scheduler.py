@@ -102,7 +102,13 @@ class Scheduler(Generic[K]):
 
 def collect_and_freeze() -> int:
     """One full collection (what is garbage now is freed, not pinned), then everything
-    still alive goes to the collector's permanent generation; how many objects are frozen."""
+    still alive goes to the collector's permanent generation; how many objects are frozen.
+
+    Earlier freezes (start-up, a restore, a previous burst) are undone first, so the
+    collection also reclaims cycles among objects frozen then that have died since (a
+    subscription ended after its burst was frozen): frozen cyclic garbage lives until
+    the next freeze at most, never for the process lifetime."""
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
@@ -117,7 +123,8 @@ class BurstFreezer:
     (`presence.bulk_load`); this does the same for a burst: after `min_count` `added()`
     calls, once none came for `settle` seconds, `freeze` runs (a full collection first, so
     only live objects are frozen; objects freed by reference counting are still freed,
-    only cycles among frozen objects are never collected)."""
+    and cycles among frozen objects that die are reclaimed at the next freeze, which
+    unfreezes first)."""
 
     def __init__(
         self,

@@ -98,3 +98,23 @@ def test_collect_and_freeze_frees_garbage_and_freezes_the_living() -> None:
     nodes = [o for o in gc.get_objects() if type(o) is Node]
     # the cycle was collected before the freeze, not pinned in the permanent generation
     assert len(nodes) == 1 and nodes[0] is alive
+
+
+def test_a_frozen_cycle_that_dies_is_reclaimed_at_the_next_freeze() -> None:
+    import weakref
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # only the collector frees it
+
+    sub = Node()
+    ref = weakref.ref(sub)
+    try:
+        collect_and_freeze()  # `sub` is alive: frozen with everything else
+        del sub  # the subscription ends after its burst was frozen: cyclic garbage
+        gc.collect()
+        assert ref() is not None  # frozen objects are not walked, so not yet freed
+        collect_and_freeze()  # the next freeze unfreezes first and collects
+        assert ref() is None
+    finally:
+        gc.unfreeze()
