@@ -64,6 +64,10 @@ def _software_version() -> str:
 # handlers we do not wrap ourselves (slixmpp's plugins).
 
 
+# slixmpp's private XMLStream lists the direct <message/> route reads (slixmpp 1.8-1.17)
+_SLIX_PRIVATE = ("_XMLStream__handlers", "_XMLStream__filters", "_XMLStream__event_handlers")
+
+
 class _Iq(Iq):
     def exception(self, e: Exception) -> None:
         answer_exception(self, e)
@@ -242,6 +246,11 @@ class GatewayComponent(ComponentXMPP):
         if handler._once or self._message_route is not None:
             raise ValueError("one message route per component, never a once-only handler")
         self.register_handler(handler)
+        if not all(hasattr(self, name) for name in _SLIX_PRIVATE):
+            # another slixmpp release: its private lists moved; slixmpp's own matching
+            # (the registered handler) is the only route, never a broken filter
+            log.warning("slixmpp internals differ (%s): message direct route off", _SLIX_PRIVATE)
+            return
         handlers = self._XMLStream__handlers  # type: ignore[attr-defined]
         self._passive = frozenset(id(h) for h in handlers if h.name in _PASSIVE_HANDLERS)
         for h in handlers:

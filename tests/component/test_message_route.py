@@ -203,3 +203,22 @@ def test_one_route_per_component(loop: asyncio.AbstractEventLoop) -> None:
 
     with pytest.raises(ValueError, match="one message route"):
         side.comp.route_messages(CoroutineCallback("x", StanzaPath("message"), other))
+
+
+def test_other_slixmpp_internals_turn_the_direct_route_off(
+    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A slixmpp release whose private lists moved: slixmpp's own matching is the only
+    # route, and messages still reach the handler.
+    from gateway.xmpp import component
+
+    monkeypatch.setattr(
+        component, "_SLIX_PRIVATE", (*component._SLIX_PRIVATE, "_XMLStream__renamed")
+    )
+    new = _Side(loop, direct=True, scenario="plain")
+    assert new.comp._message_route is None
+    raw = f'<message type="chat" to="romeo@{DOMAIN}" from="juliet@localhost/b" id="m1">'
+    raw += "<body>hi</body></message>"
+    got = new.feed(raw)
+    assert [kind for kind, _ in got].count("handler") == 1
+    assert new.matches == 1  # reached through slixmpp's handler matching
