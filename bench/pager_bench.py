@@ -409,6 +409,10 @@ def rig(opts: Options) -> Iterator[Rig]:
         components={COMPONENT: SECRET},
         extra_config=(
             f'log = {{ {{ levels = {{ min = "warn" }}, to = "file", filename = "{log}" }} }}'
+            # Prosody's default Nagle holds small writes until the reader's delayed ACK
+            # (40 ms on Linux): the p99 of ~42 ms seen with and without the gateway
+            # (docs/performance.md, round 4); deploy/prosody/component.cfg.lua sets the same.
+            "\nnetwork_settings = { nagle = false }"
         ),
     )
     prosody.start()
