@@ -19,6 +19,7 @@ c2s_interfaces = { "127.0.0.1" }
 c2s_direct_tls_ports = { }
 component_ports = { 5347 }
 component_interfaces = { "127.0.0.1" }
+network_settings = { nagle = false } -- no 40 ms Nagle/delayed-ACK stalls (deploy/prosody)
 s2s_ports = { }
 s2s_direct_tls_ports = { }
 http_ports = { }
