@@ -12,10 +12,14 @@ info) and, in this process:
   and refreshes in-dialog at half of it; juliet authorizes and changes her status every
   20 s, so NOTIFYs flow during the whole run.
 
-Every `--sample` seconds: the gateway's RSS (/proc/PID/status VmRSS), open descriptors
+Every `--sample` seconds: the gateway's RSS (/proc/PID/status VmRSS, and split by kind of
+mapping from /proc/PID/smaps), open descriptors
 (/proc/PID/fd), asyncio tasks and SIP transactions in flight (admin /metrics:
-`cpim_asyncio_tasks`, `cpim_sip_transactions_in_flight`) and the counts on both sides.
-At the end: the least-squares slope (per hour) of RSS, descriptors and tasks over the
+`cpim_asyncio_tasks`, `cpim_sip_transactions_in_flight`), glibc's heap split into in use
+and free plus live Python blocks (`cpim_heap_bytes`, `cpim_python_allocated_blocks`) and
+the counts on both sides.
+At the end: the least-squares slope (per hour) of RSS, descriptors, tasks, heap in use and
+Python blocks over the
 samples after `--warmup`, a verdict ("no growth": the growth the slope predicts over the
 window is within the noise of the samples around the line, or below one unit), and the
 delivery checks (no 2xx without delivery, no duplicates, nothing lost without an error).
@@ -78,6 +82,7 @@ __all__ = [
     "Trend",
     "proc_fds",
     "proc_rss",
+    "proc_rss_by_kind",
     "scrape",
     "trend",
 ]
@@ -86,6 +91,15 @@ COMPONENT = "sip.localhost"
 SECRET = "soak-secret"
 SEQ = re.compile(rb"seq=(\d+)")
 _counter = itertools.count(1)
+HEAP_KINDS = ("arena", "in_use", "free", "mmapped")
+SAMPLED_METRICS = (
+    "cpim_asyncio_tasks",
+    "cpim_sip_transactions_in_flight",
+    "cpim_python_allocated_blocks",
+    *(f'cpim_heap_bytes{{kind="{k}"}}' for k in HEAP_KINDS),
+)
+# Growth in live pymalloc blocks below this is no growth (about 1 MiB of small objects).
+PY_BLOCKS_FLOOR = 10_000.0
 
 
 # ------------------------------------------------------------------ /proc and /metrics
@@ -111,6 +125,34 @@ def proc_fds(pid: int) -> int:
         return 0
 
 
+def proc_rss_by_kind(pid: int) -> dict[str, float]:
+    """Resident MiB of `pid` by mapping (/proc/PID/smaps): `brk` = glibc's main heap,
+    `anon` = anonymous maps (pymalloc's arenas, glibc's mmapped chunks and other arenas),
+    `file` = libraries and other files, `other` = stack, vdso. Empty when it is gone."""
+    kinds = {"brk": 0, "anon": 0, "file": 0, "other": 0}
+    kind = "other"
+    try:
+        with open(f"/proc/{pid}/smaps", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                head = line.split(maxsplit=5)
+                if head and "-" in head[0] and len(head) >= 5:  # a mapping's first line
+                    path = head[5].strip() if len(head) > 5 else ""
+                    kind = (
+                        "brk"
+                        if path == "[heap]"
+                        else "anon"
+                        if not path
+                        else "other"
+                        if path.startswith("[")
+                        else "file"
+                    )
+                elif head and head[0] == "Rss:":
+                    kinds[kind] += int(head[1]) * 1024
+    except OSError:
+        return {}
+    return {f"rss_{k}_mib": round(v / 2**20, 2) for k, v in kinds.items()}
+
+
 async def scrape(admin: str, names: Iterable[str]) -> dict[str, float]:
     """The admin API's /metrics, unlabelled samples (and label sums) of the `names`."""
     import aiohttp
@@ -129,7 +171,19 @@ async def scrape(admin: str, names: Iterable[str]) -> dict[str, float]:
         base = name.split("{", 1)[0]
         if base in wanted:
             out[base] = out.get(base, 0.0) + float(value)
+        if name != base and name in wanted:  # one labelled sample, asked for by full name
+            out[name] = float(value)
     return out
+
+
+def heap_columns(metrics: dict[str, float]) -> dict[str, float]:
+    """The sample's glibc heap split (MiB) and live Python blocks; -1 where not scraped."""
+    cols: dict[str, float] = {}
+    for k in HEAP_KINDS:
+        v = metrics.get(f'cpim_heap_bytes{{kind="{k}"}}')
+        cols[f"heap_{k}_mib"] = round(v / 2**20, 2) if v is not None else -1
+    cols["py_blocks"] = metrics.get("cpim_python_allocated_blocks", -1)
+    return cols
 
 
 # ------------------------------------------------------------------ lean SIP peers
@@ -709,9 +763,7 @@ async def soak(args: argparse.Namespace) -> int:
             while True:
                 metrics: dict[str, float] = {}
                 with contextlib.suppress(Exception):
-                    metrics = await scrape(
-                        admin, ("cpim_asyncio_tasks", "cpim_sip_transactions_in_flight")
-                    )
+                    metrics = await scrape(admin, SAMPLED_METRICS)
                 row = {
                     "t": round(loop.time() - t0, 1),
                     "rss_mib": round(proc_rss(gw.pid) / 2**20, 2),
@@ -726,6 +778,8 @@ async def soak(args: argparse.Namespace) -> int:
                     "errors": counts.x2s_errors + sum(1 for s in u.outcomes.values() if s >= 300),
                     "notifies": len(w.notifies),
                     "prosody_rss_mib": round(proc_rss(prosody.pid or 0) / 2**20, 2),
+                    **heap_columns(metrics),
+                    **proc_rss_by_kind(gw.pid),
                 }
                 samples.append(row)
                 if args.tracemalloc is not None and row["t"] >= args.warmup * 60:
@@ -781,6 +835,9 @@ async def soak(args: argparse.Namespace) -> int:
             "fds": trend([(r["t"], r["fds"]) for r in after], 1.0),
             "tasks": trend([(r["t"], r["tasks"]) for r in after], 1.0),
         }
+        if after and after[-1]["heap_in_use_mib"] >= 0:  # glibc: what is allocated, not held
+            trends["heap_in_use_mib"] = trend([(r["t"], r["heap_in_use_mib"]) for r in after], 1.0)
+            trends["py_blocks"] = trend([(r["t"], r["py_blocks"]) for r in after], PY_BLOCKS_FLOOR)
         ok2xx = {s for s, st in uac.outcomes.items() if 200 <= st < 300}
         failed = {s for s, st in uac.outcomes.items() if st >= 300}
         delivered = set(counts.s2x_delivered)
@@ -947,6 +1004,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
     ap.add_argument("--tracemalloc", metavar="DIR", help="run the gateway under tracemalloc")
     ap.add_argument("--tracemalloc-frames", type=int, default=10)
+
     args = ap.parse_args(argv)
     return asyncio.run(soak(args))
 

@@ -16,6 +16,7 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from gateway import heap
 from gateway.sip.transport.endpoint import EndpointStats
 from gateway.xmpp.links import LinkState, LinkStatus
 
@@ -176,6 +177,30 @@ class AsyncioCollector(Collector):
         )
 
 
+class HeapCollector(Collector):
+    """glibc's heap split into in use and free, so RSS growth can be told from fragmentation
+    (gateway/heap.py; docs/reliability.md §6)."""
+
+    def collect(self) -> Iterator[Metric]:
+        stats = heap.heap_stats()
+        if stats is None:
+            return
+        family = GaugeMetricFamily(
+            "cpim_heap_bytes",
+            "C heap (glibc malloc) bytes: arena = obtained from the kernel, in_use + free = arena;"
+            " mmapped = large blocks outside the arena",
+            labels=["kind"],
+        )
+        for kind in ("arena", "in_use", "free", "mmapped"):
+            family.add_metric([kind], getattr(stats, kind))
+        yield family
+        yield GaugeMetricFamily(
+            "cpim_python_allocated_blocks",
+            "Live blocks of the Python object allocator (sys.getallocatedblocks)",
+            value=stats.python_blocks,
+        )
+
+
 def register_collectors(
     registry: CollectorRegistry,
     *,
@@ -186,6 +211,8 @@ def register_collectors(
 ) -> None:
     """Register the collectors for the services that exist (app.py), and the task gauge."""
     registry.register(AsyncioCollector())
+    if heap.available():
+        registry.register(HeapCollector())
     if endpoint is not None:
         registry.register(EndpointCollector(endpoint, connections))
     if links is not None:

@@ -16,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway import heap
 from gateway.admin.collectors import register_collectors
 from gateway.admin.server import AdminSources, Readiness, create_app
 from gateway.config import AdminConfig
@@ -387,3 +388,30 @@ def test_trace_at_debug_level_keeps_every_line(captured: Capture) -> None:
 def test_wire_trace_unknown_kind() -> None:
     with pytest.raises(ValueError, match="unknown wire trace"):
         WireTrace().set("smtp", True)
+
+
+@pytest.mark.skipif(not heap.available(), reason="glibc's mallinfo2 only")
+def test_heap_gauges_follow_allocations() -> None:
+    metrics = Metrics()
+    register_collectors(metrics.registry)
+
+    def read() -> dict[str, float]:  # one collection: the four kinds come from one mallinfo2
+        return {
+            s.labels.get("kind", s.name): s.value
+            for family in metrics.registry.collect()
+            for s in family.samples
+            if s.name in ("cpim_heap_bytes", "cpim_python_allocated_blocks")
+        }
+
+    before = read()
+    # 64 KiB buffers: glibc's heap (below its mmap threshold), not pymalloc's arenas
+    chunks = [bytearray(64 * 1024) for _ in range(100)]
+    objects = [object() for _ in range(20_000)]  # pymalloc blocks
+    grown = read()
+    assert grown["in_use"] - before["in_use"] >= 100 * 64 * 1024
+    assert grown["cpim_python_allocated_blocks"] - before["cpim_python_allocated_blocks"] >= 20_000
+    assert grown["arena"] == grown["in_use"] + grown["free"]  # mallinfo2's identity
+    del chunks, objects
+    after = read()
+    assert after["in_use"] < grown["in_use"] - 90 * 64 * 1024
+    assert after["cpim_python_allocated_blocks"] < grown["cpim_python_allocated_blocks"] - 19_000
