@@ -201,6 +201,9 @@ class GatewaySection:
     log_level: str = "info"
     log_format: str = "text"  # text (key=value) or json
     drain_timeout: float = 10.0
+    # Seconds between malloc_trim(0) calls handing glibc's free heap pages back to the
+    # kernel (0: never); gateway/heap.py, docs/reliability.md §6.
+    heap_trim_interval: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -415,7 +418,10 @@ def _load_gateway(sec: _Section, base: Path) -> GatewaySection:
         log_level=sec.choice("log_level", LOG_LEVELS, "info"),
         log_format=sec.choice("log_format", LOG_FORMATS, "text"),
         drain_timeout=sec.get("drain_timeout", float, 10.0),
+        heap_trim_interval=sec.get("heap_trim_interval", float, 60.0),
     )
+    if not 0 <= out.heap_trim_interval < float("inf"):  # also refuses nan
+        raise ConfigError(sec.key("heap_trim_interval"), "must be 0 (off) or a number of seconds")
     sec.done()
     return out
 

@@ -1,13 +1,15 @@
-"""The C heap under the Python allocator (glibc's counters) and Python's live blocks.
+"""The C heap under the Python allocator: glibc's counters, `malloc_trim`, live blocks.
 
 RSS alone cannot tell a leak from memory an allocator keeps: a freed chunk in the
 middle of glibc's heap stays resident. `mallinfo2()` separates the two (bytes in use,
-bytes free inside the heap, bytes in mmapped chunks); `sys.getallocatedblocks()`
-counts the Python objects' small blocks (pymalloc serves them from its own mmapped
-arenas, outside glibc's counters).
+bytes free inside the heap, bytes in mmapped chunks); `malloc_trim(0)` hands every
+whole free page back to the kernel (glibc >= 2.8 walks all of each heap, not only its
+top); `sys.getallocatedblocks()` counts the Python objects' small blocks (pymalloc
+serves them from its own mmapped arenas, outside glibc's counters).
 
-glibc-only; elsewhere (musl, macOS) `heap_stats()` returns None, so callers need no
-platform checks. docs/reliability.md §6 uses these in the soak.
+glibc-only; elsewhere (musl, macOS) `heap_stats()` returns None and `trim()` does
+nothing, so callers need no platform checks. docs/reliability.md §6: why the gateway
+trims.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def _load() -> ctypes.CDLL | None:
         libc = ctypes.CDLL(name)
         libc.mallinfo2.restype = _Mallinfo2
         libc.mallinfo2.argtypes = []
+        libc.malloc_trim.restype = ctypes.c_int
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
     except (OSError, AttributeError):  # not glibc, or glibc < 2.33
         return None
     return libc
@@ -63,7 +67,7 @@ _LIBC: Final = _load()
 
 
 def available() -> bool:
-    """True where glibc's counters can be read."""
+    """True where glibc's counters and `malloc_trim` can be used."""
     return _LIBC is not None
 
 
@@ -79,3 +83,11 @@ def heap_stats() -> HeapStats | None:
         mmapped=int(info.hblkhd),
         python_blocks=sys.getallocatedblocks(),
     )
+
+
+def trim() -> bool:
+    """Hand whole free heap pages back to the kernel; True when some memory was returned.
+    ctypes drops the GIL for the call: run it off the event loop (asyncio.to_thread)."""
+    if _LIBC is None:
+        return False
+    return bool(_LIBC.malloc_trim(0))

@@ -39,6 +39,7 @@ def test_minimal_config_has_documented_defaults(tmp_path: Path) -> None:
     assert (cfg.admin.address, cfg.admin.port) == ("127.0.0.1", 8080)
     assert cfg.sip.timers.t1 == 0.5 and cfg.sip.message_success_status == 200
     assert cfg.dns.servers == ()
+    assert cfg.gateway.heap_trim_interval == 60.0
 
 
 def test_secret_is_not_in_repr(tmp_path: Path) -> None:
@@ -168,6 +169,9 @@ token = "t"
         ),
         (MINIMAL + "[registrar]\nmin_expires = 9000", "registrar.default_expires", "min_expires"),
         (MINIMAL + "[gateway]\nlog_level = 'loud'", "gateway.log_level", "one of"),
+        (MINIMAL + "[gateway]\nheap_trim_interval = -1", "gateway.heap_trim_interval", "0 (off)"),
+        (MINIMAL + "[gateway]\nheap_trim_interval = nan", "gateway.heap_trim_interval", "0 (off)"),
+        (MINIMAL + "[gateway]\nheap_trim_interval = 'x'", "gateway.heap_trim_interval", "must be"),
         (
             MINIMAL.replace('secret = "s"', 'secret = "s"\nsecret_env = "E"'),
             "xmpp.components[0].secret_env",
