@@ -11,15 +11,27 @@ untrusted peers. Everything goes through :func:`parse_xml`, which:
 * parses with entity resolution, network access and DTD loading disabled and
   libxml2's ``huge_tree`` protection left on, dropping comments and PIs;
 * bounds nesting depth, element count and attribute size after parsing.
+
+libxml2 interns every element and attribute name it parses (and short text) in the
+parsing thread's name dictionary, which never shrinks; lxml gives a non-main thread its
+own sub-dictionary, freed when the thread ends and the last tree using it is gone. So
+every parse of network input (:func:`parse_xml`, :func:`parse_html`) runs on an
+:class:`IsolatedParser` worker thread that is replaced after a budget of input bytes:
+a peer inventing names grows memory by at most one budget's dictionary
+(docs/reliability.md §4).
 """
 
 from __future__ import annotations
 
+import queue
 import re
 import threading
-from typing import ClassVar, Final, cast
+import weakref
+from collections.abc import Callable
+from typing import ClassVar, Final, ParamSpec, TypeVar, cast
 
 from lxml import etree
+from lxml import html as lxml_html
 
 from mappings.errors import MappingError
 
@@ -27,6 +39,12 @@ DEFAULT_MAX_BYTES: Final = 64 * 1024
 DEFAULT_MAX_DEPTH: Final = 32
 DEFAULT_MAX_ELEMENTS: Final = 2000
 DEFAULT_MAX_ATTRIBUTE_CHARS: Final = 4096
+# Input bytes one parse worker handles before it is replaced. Worst case ~25 bytes of
+# dictionary per input byte (names of one or two characters), typically a few.
+DEFAULT_DICT_BUDGET: Final = 1024 * 1024
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 class FormatError(MappingError, ValueError):
@@ -74,7 +92,7 @@ _local = threading.local()
 
 
 def _parser() -> etree.XMLParser:
-    # lxml parsers keep per-parse state: one instance per thread.
+    # lxml parsers keep per-parse state: one instance per (worker) thread.
     parser: etree.XMLParser | None = getattr(_local, "parser", None)
     if parser is None:
         parser = etree.XMLParser(
@@ -87,6 +105,116 @@ def _parser() -> etree.XMLParser:
             remove_pis=True,
         )
         _local.parser = parser
+    return parser
+
+
+def _html_parser() -> lxml_html.HTMLParser:
+    parser: lxml_html.HTMLParser | None = getattr(_local, "html_parser", None)
+    if parser is None:
+        parser = lxml_html.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
+        _local.html_parser = parser
+    return parser
+
+
+_Call = tuple[Callable[..., object], tuple[object, ...], dict[str, object]]
+
+
+class _Worker:
+    """One parse thread fed through a queue; the caller waits on the reply queue."""
+
+    def __init__(self, generation: int) -> None:
+        self.requests: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self.replies: queue.SimpleQueue[tuple[bool, object]] = queue.SimpleQueue()
+        self.thread = threading.Thread(
+            target=self._loop, name=f"xml-parse-{generation}", daemon=True
+        )
+        self.thread.start()
+        self.finalizer: weakref.finalize[..., IsolatedParser] | None = None
+
+    def _loop(self) -> None:
+        while (call := self.requests.get()) is not None:
+            fn, args, kwargs = call
+            try:
+                reply: tuple[bool, object] = (True, fn(*args, **kwargs))
+            except BaseException as exc:  # handed to the caller, which raises it
+                reply = (False, exc)
+            self.replies.put(reply)
+            del call, fn, args, kwargs, reply  # keep no tree alive between calls
+
+    def stop(self, *, wait: bool = True) -> None:
+        if self.finalizer is not None:
+            self.finalizer.detach()
+        self.requests.put(None)
+        if wait:
+            self.thread.join()
+
+
+class IsolatedParser:
+    """Runs lxml parses on one worker thread, replaced after ``budget`` input bytes.
+
+    The worker's name dictionary (an lxml sub-dictionary of the main thread's) holds the
+    names of everything it parsed; replacing the worker ends its thread, so the
+    dictionary is freed once the trees parsed there are gone. Callers block on the
+    result; exceptions raised by ``fn`` reach the caller unchanged. Calls on one
+    instance are serialized, so the worker is idle whenever no call is running: while
+    a caller reads its tree, no other parse is writing to that tree's dictionary.
+    ``budget=None`` never replaces the worker (the old, unbounded behaviour; tests).
+    """
+
+    def __init__(self, budget: int | None = DEFAULT_DICT_BUDGET) -> None:
+        self.budget = budget
+        self.generation = 0  # workers started so far
+        self._spent = 0
+        self._lock = threading.Lock()
+        self._worker: _Worker | None = None
+
+    @property
+    def worker_thread(self) -> threading.Thread | None:
+        """The current worker's thread (None before the first call or after close)."""
+        worker = self._worker
+        return None if worker is None else worker.thread
+
+    def run(self, cost: int, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``fn(*args, **kwargs)`` on the worker; ``cost`` = input bytes it parses."""
+        with self._lock:
+            worker = self._worker
+            if worker is not None and self.budget is not None and self._spent >= self.budget:
+                # Idle (calls are serialized): joining it is quick, and its dictionary
+                # is freed now (or with the last tree parsed there).
+                worker.stop()
+                worker = None
+            if worker is None:
+                self.generation += 1
+                worker = self._worker = _Worker(self.generation)
+                # Stopped with this parser (e.g. a caller thread's, when that thread ends).
+                worker.finalizer = weakref.finalize(self, worker.requests.put, None)
+                self._spent = 0
+            self._spent += cost
+            worker.requests.put((fn, args, kwargs))
+            try:
+                ok, value = worker.replies.get()
+            except BaseException:  # interrupted: its late reply must not answer a later call
+                self._worker = None
+                worker.stop(wait=False)
+                raise
+        if ok:
+            return cast("_T", value)
+        raise cast("BaseException", value)
+
+    def close(self) -> None:
+        """End the worker (a later :meth:`run` starts a new one)."""
+        with self._lock:
+            if self._worker is not None:
+                self._worker.stop()
+                self._worker = None
+
+
+def isolated() -> IsolatedParser:
+    """The calling thread's :class:`IsolatedParser` (one per caller thread, so a tree
+    read in one thread never shares a dictionary with a parse running for another)."""
+    parser: IsolatedParser | None = getattr(_local, "isolated", None)
+    if parser is None:
+        parser = _local.isolated = IsolatedParser()
     return parser
 
 
@@ -140,6 +268,11 @@ def parse_xml(
     _check_encoding(data)
     if _DOCTYPE in data or _ENTITY in data:
         raise XmlRejected("DOCTYPE and entity declarations are not accepted")
+    return isolated().run(len(data), _parse, data, max_depth, max_elements, max_attribute_chars)
+
+
+def _parse(data: bytes, max_depth: int, max_elements: int, max_attr: int) -> etree._Element:
+    # On the IsolatedParser's worker thread.
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
@@ -147,8 +280,19 @@ def parse_xml(
     docinfo = root.getroottree().docinfo
     if docinfo.public_id or docinfo.internalDTD is not None:  # belt and braces
         raise XmlRejected("DOCTYPE is not accepted")
-    _check_tree(root, max_depth=max_depth, max_elements=max_elements, max_attr=max_attribute_chars)
+    _check_tree(root, max_depth=max_depth, max_elements=max_elements, max_attr=max_attr)
     return root
+
+
+def parse_html(text: str) -> lxml_html.HtmlElement:
+    """An untrusted HTML document -> its ``<html>`` root, parsed on the calling thread's
+    :class:`IsolatedParser`. Raises what ``lxml.html.document_fromstring`` raises
+    (``etree.ParserError``, ``ValueError``); callers sanitise the tree."""
+    return isolated().run(len(text), _parse_html, text)
+
+
+def _parse_html(text: str) -> lxml_html.HtmlElement:
+    return lxml_html.document_fromstring(text, parser=_html_parser())
 
 
 def xml_lang(element: etree._Element) -> str | None:

@@ -32,7 +32,6 @@ from datetime import datetime
 from typing import Final
 
 from lxml import etree
-from lxml import html as lxml_html
 
 from gateway.sip.errors import LocalProtocolError, RemoteProtocolError
 from gateway.sip.headers import NameAddr
@@ -53,7 +52,7 @@ from mappings.model import (
     Subject,
     XmppMessageType,
 )
-from mappings.xmlsafe import nsmap, parse_xml
+from mappings.xmlsafe import nsmap, parse_html, parse_xml
 
 __all__ = [
     "ACCEPTED_TYPES",
@@ -387,8 +386,6 @@ _SAFE_SCHEMES: Final = ("http:", "https:", "mailto:", "xmpp:", "sip:", "sips:", 
 _BLOCKS: Final = frozenset({"p", "li", "blockquote"})
 _MAX_DEPTH = 48
 
-_HTML_PARSER = lxml_html.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
-
 
 def _append_text(dst: etree._Element, text: str) -> None:
     if len(dst):
@@ -455,7 +452,7 @@ def html_to_xhtml_im(text: str) -> tuple[bytes, str]:
     if not text.strip():
         raise _bad("empty HTML body")
     try:
-        doc = lxml_html.document_fromstring(text, parser=_HTML_PARSER)
+        doc = parse_html(text)  # on the isolated parse thread (xmlsafe)
     except (etree.ParserError, ValueError) as exc:
         raise _bad(f"unparseable HTML: {exc}") from None
     src = doc.find("body")
