@@ -16,8 +16,10 @@ Connection supervision (reconnect, keep-alive, confirmed sending) is links.py's 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import xml.etree.ElementTree as ET
+from collections import deque
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -97,19 +99,45 @@ else:
     _PullParser = ET.XMLPullParser
 
 
+# Distinct XML names (element and attribute, namespace-qualified) one stream parser may
+# keep. expat's tables and ElementTree's name cache keep every name for the parser's life
+# (~250 bytes each): a peer sending stanzas full of fresh names would grow the gateway
+# without bound. Past this many, the parser is renewed at the next stanza boundary.
+NAME_LIMIT = 10_000
+# What the renewed parser is primed with: the namespaces of an XEP-0114 stream (§3).
+_COMPONENT_STREAM_HEADER = (
+    b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams'"
+    b" xmlns='jabber:component:accept'>"
+)
+
+
 class RestrictedStreamParser(_PullParser):
-    """slixmpp's stream parser without DTDs: RFC 6120 §11.1 forbids internal and external
-    subsets in a stream, and expat would expand the internal entities a DOCTYPE declares
-    (a server could inject text into any stanza). A declaration makes `read_events` raise
-    `ParseError`, slixmpp's not-well-formed path: logged, stream closed, links.py
-    reconnects. The check spans chunk boundaries (the tail of the last chunk is kept)."""
+    """slixmpp's stream parser without DTDs and with a bounded name cache.
+
+    DTDs: RFC 6120 §11.1 forbids internal and external subsets in a stream, and expat
+    would expand the internal entities a DOCTYPE declares (a server could inject text into
+    any stanza). A declaration makes `read_events` raise `ParseError`, slixmpp's
+    not-well-formed path: logged, stream closed, links.py reconnects. The check spans
+    chunk boundaries (the tail of the last chunk is kept).
+
+    Names: once the stream has carried more than `name_limit` distinct names, input is fed
+    up to one `>` at a time until a stanza (a child of the stream root) has just closed;
+    the parser then has nothing buffered and is replaced by a fresh one primed with the
+    stream's header, and the old one's tables go with it. slixmpp sees no seam: the
+    header's start event is dropped, and the new root is emptied after each stanza as
+    slixmpp empties the first."""
 
     _MARKS = (b"<!DOCTYPE", b"<!ENTITY")
 
-    def __init__(self) -> None:
+    def __init__(self, name_limit: int = NAME_LIMIT) -> None:
         super().__init__(("start", "end"))
         self._tail = b""
         self._refused: ET.ParseError | None = None
+        self._name_limit = name_limit
+        self._names: set[str] = set()
+        self._depth = 0  # element depth after the events handed out so far
+        self._root: ET.Element | None = None  # the primed root, after a renewal
+        self.renewals = 0
 
     def feed(self, data: Any) -> None:
         raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
@@ -119,12 +147,72 @@ class RestrictedStreamParser(_PullParser):
         if self._refused is not None:
             return
         self._tail = window[-(len(self._MARKS[0]) - 1) :]
-        super().feed(data)
+        if len(self._names) <= self._name_limit:
+            super().feed(raw)
+        else:
+            self._feed_to_renewal(raw)
+
+    def _feed_to_renewal(self, raw: bytes) -> None:
+        queue: deque[Any] = self._events_queue  # type: ignore[attr-defined]
+        depth = self._depth + sum(
+            (1 if ev[0] == "start" else -1) for ev in queue if isinstance(ev, tuple)
+        )
+        start = 0
+        while start < len(raw):
+            gt = raw.find(b">", start)
+            stop = len(raw) if gt < 0 else gt + 1
+            before = len(queue)
+            super().feed(raw[start:stop])
+            start = stop
+            last = None
+            for ev in itertools.islice(queue, before, None):
+                if not isinstance(ev, tuple):  # a syntax error: the stream is lost anyway
+                    return
+                depth += 1 if ev[0] == "start" else -1
+                last = ev[0]
+            if last == "end" and depth == 1 and gt >= 0:  # a stanza closed on this '>'
+                self._renew(queue)
+                super().feed(raw[start:])
+                return
+
+    def _renew(self, queue: deque[Any]) -> None:
+        names = len(self._names)
+        parser = ET.XMLParser(target=ET.TreeBuilder())
+        parser._setevents(queue, ("start", "end"))  # type: ignore[attr-defined]
+        parser.feed(_COMPONENT_STREAM_HEADER)
+        _, root = queue.pop()  # the primed header's start: not the stream's
+        self._parser = parser
+        self._root = root
+        self._names = set()
+        self.renewals += 1
+        log.warning(
+            "XMPP stream parser renewed after %d distinct XML names (limit %d)",
+            names,
+            self._name_limit,
+            extra={"fields": {"names": names, "renewals": self.renewals}},
+        )
 
     def read_events(self) -> Iterator[Any]:
         if self._refused is not None:
             raise self._refused
-        return super().read_events()
+        return self._events()
+
+    def _events(self) -> Iterator[Any]:
+        names = self._names
+        item: Any
+        for item in super().read_events():
+            event, elem = item
+            if event == "start":
+                self._depth += 1
+                if len(names) <= self._name_limit:
+                    names.add(elem.tag)
+                    if elem.attrib:
+                        names.update(elem.attrib)
+            else:
+                self._depth -= 1
+            yield item
+            if event == "end" and self._depth == 1 and self._root is not None:
+                self._root.clear()  # as slixmpp clears the stream's own root
 
 
 # -- the direct route for <message/> (issue 11) ------------------------------------------------
