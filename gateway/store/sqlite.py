@@ -215,8 +215,11 @@ class SqliteStore:
         if str(mode).lower() != "wal":
             raise StoreError(f"store {str(self.path)!r}: cannot use WAL (journal mode {mode})")
         db.execute("PRAGMA synchronous = NORMAL")
-        problems = [r[0] for r in db.execute("PRAGMA quick_check(5)")]
-        if problems != ["ok"]:
+        rows = [str(r[0]) for r in db.execute("PRAGMA quick_check(5)")]
+        if rows != ["ok"]:
+            # one row may hold several lines, the first a "*** in database main ***" banner
+            lines = [ln for row in rows for ln in row.splitlines() if ln.strip()]
+            problems = [ln for ln in lines if not ln.startswith("***")][:5] or lines[:1]
             raise StoreError(f"store {str(self.path)!r} is corrupt: {'; '.join(problems)}")
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:

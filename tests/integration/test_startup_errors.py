@@ -147,7 +147,7 @@ def _truncated_header(path: Path) -> None:
     [
         (_garbage, "not a database"),
         (_truncated_header, "store"),
-        (_damaged, "store"),
+        (_damaged, "is corrupt: Page "),  # the damage itself, on the one line
         (_future_schema, "schema version"),
         (_directory, "store"),
     ],
