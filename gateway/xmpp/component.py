@@ -260,6 +260,24 @@ _RECEIPT_REQUEST_HANDLER = "Message Receipt Request"  # passive while auto_ack i
 _VALID_JIDS: set[str] = set()
 _VALID_JIDS_LIMIT = 8192
 
+
+class _ShortParseError(logging.Filter):
+    """slixmpp logs the whole chunk that failed to parse (`Parse error: %r`, up to 64 KB of
+    peer data per line): keep the first `SHOWN` bytes and say how many there were."""
+
+    SHOWN = 200
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Parse error: %r" and isinstance(record.args, tuple) and record.args:
+            data = record.args[0]
+            if isinstance(data, bytes | str) and len(data) > self.SHOWN:
+                record.msg = "Parse error (%d bytes, the first %d shown): %r"
+                record.args = (len(data), self.SHOWN, data[: self.SHOWN])
+        return True
+
+
+logging.getLogger("slixmpp.xmlstream.xmlstream").addFilter(_ShortParseError())
+
 _SLIX_LOGGERS = (
     logging.getLogger("slixmpp.xmlstream.xmlstream"),
     logging.getLogger("slixmpp.plugins.xep_0085.chat_states"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import logging
 import sys
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -162,3 +163,14 @@ def test_a_broken_stream_still_fails_after_renewal() -> None:
     assert parser.renewals == 1
     with pytest.raises(ET.ParseError):
         c.data(b"<message><body>x</bod></message>")
+
+
+def test_parse_error_log_line_is_short(caplog: pytest.LogCaptureFixture) -> None:
+    """slixmpp's `Parse error: %r` carries the whole chunk: cut to its first 200 bytes."""
+    slix = logging.getLogger("slixmpp.xmlstream.xmlstream")
+    slix.error("Parse error: %r", b"<" + b"x" * 70_000)
+    slix.error("Parse error: %r", b"<short")
+    long_line, short_line = (r.getMessage() for r in caplog.records[-2:])
+    assert long_line.startswith("Parse error (70001 bytes, the first 200 shown): b'<xxx")
+    assert len(long_line) < 300
+    assert short_line == "Parse error: b'<short'"
