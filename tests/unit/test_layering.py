@@ -1,4 +1,5 @@
-"""The pure cores import no I/O (STYLE.md): mappings/ and gateway/sip/ minus transport/."""
+"""The pure cores import no I/O (STYLE.md): mappings/, gateway/sip/ minus transport/, and
+the bounded-cache helper gateway/memo.py."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def _pure_modules() -> list[Path]:
     mods = sorted((ROOT / "mappings").rglob("*.py"))
     sip = ROOT / "gateway" / "sip"
     mods += sorted(p for p in sip.rglob("*.py") if "transport" not in p.relative_to(sip).parts)
+    mods.append(ROOT / "gateway" / "memo.py")
     return mods
 
 
