@@ -64,12 +64,15 @@ def _s2x(addresses: Any, model: Any) -> Callable[[int], object]:
         "sip.example.org", addresses.AddressingMode.MIRRORED, frozenset({"xmpp.example"})
     )
 
+    # the identity parser (issue 25 renamed it; the frozen copy keeps the old name)
+    parse = getattr(addresses, "parse_address", None) or addresses.parse_uri
+
     def case(i: int) -> object:
         u = i % USERS
         to = addresses.sip_target_to_jid(f"sip:juliet{u}@xmpp.example", domain_map=dm)
         frm = addresses.sip_uri_to_jid(f"sip:romeo{u}@sip.example.org", domain_map=dm)
-        src = addresses.parse_uri(f"sip:romeo{u}@sip.example.org").address
-        dst = addresses.parse_uri(f"sip:juliet{u}@xmpp.example").address
+        src = parse(f"sip:romeo{u}@sip.example.org").address
+        dst = parse(f"sip:juliet{u}@xmpp.example").address
         op = model.MessageOp(
             src,
             dst,

@@ -55,6 +55,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from gateway.sip.errors import RemoteProtocolError
+from gateway.sip.uri import SipUri, parse_uri
 from mappings.errors import MappingError
 from mappings.jid import (
     Jid,
@@ -126,30 +128,21 @@ class DomainMap:
 
 # --- grammar (RFC 3261 §25.1, RFC 3966 §3, RFC 3860 App. A, RFC 5122 §2.2) ---------------------
 
+# SIP and SIPS URIs have one grammar, the SIP core's (`gateway.sip.uri.parse_uri`,
+# RFC 3261 §19.1 / §25.1); this module reads the identity out of the parsed `SipUri`
+# (`sip_address`) and encodes users and ``gr`` values for the URIs it builds.
+
 # escaped = "%" HEXDIG HEXDIG
 _ESCAPED = r"%[0-9A-Fa-f]{2}"
 # user = 1*( unreserved / escaped / user-unreserved )
 # unreserved = alphanum / mark ; mark = "-" / "_" / "." / "!" / "~" / "*" / "'" / "(" / ")"
 # user-unreserved = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/"
 _SIP_USER_SAFE = "-_.!~*'()&=+$,;?/"
-_SIP_USER = rf"(?:[A-Za-z0-9{re.escape(_SIP_USER_SAFE)}]|{_ESCAPED})+"
 # paramchar = param-unreserved / unreserved / escaped
 # param-unreserved = "[" / "]" / "/" / ":" / "&" / "+" / "$"
 _PARAM_SAFE = "[]/:&+$-_.!~*'()"
-_PARAMCHAR = rf"(?:[A-Za-z0-9{re.escape(_PARAM_SAFE)}]|{_ESCAPED})"
-# host = hostname / IPv4address / IPv6reference  (checked further by _check_host)
+# host of an im:/pres: URI (RFC 3860 App. A, mailbox domain; checked further by _check_host)
 _HOST = r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+"
-# SIP-URI = "sip:" [ userinfo ] hostport uri-parameters [ headers ]
-# userinfo = ( user / telephone-subscriber ) [ ":" password ] "@" ; hostport = host [ ":" port ]
-# uri-parameters = *( ";" uri-parameter ) ; uri-parameter = pname [ "=" pvalue ]
-# headers = "?" header *( "&" header )
-_SIP_URI = re.compile(
-    rf"(?P<scheme>sips?):(?:(?P<user>{_SIP_USER})(?P<password>:[^@]*)?@)?"
-    rf"(?P<host>{_HOST})(?::(?P<port>[0-9]{{1,5}}))?"
-    rf"(?P<params>(?:;{_PARAMCHAR}+(?:={_PARAMCHAR}+)?)*)(?:\?(?P<headers>.*))?",
-    re.IGNORECASE | re.DOTALL,
-)
-_PARAM = re.compile(rf";({_PARAMCHAR}+)(?:=({_PARAMCHAR}+))?")
 # hostname = *( domainlabel "." ) toplabel [ "." ]
 # domainlabel = alphanum / alphanum *( alphanum / "-" ) alphanum
 # toplabel = ALPHA / ALPHA *( alphanum / "-" ) alphanum
@@ -339,12 +332,14 @@ class SipAddress:
         return f"<{self}>"
 
 
-def parse_uri(uri: str) -> SipAddress:
+def parse_address(uri: str) -> SipAddress:
     """Parse the identity part of a sip/sips/im/pres/tel/xmpp URI (no angle brackets).
 
-    A ``gr`` parameter without a value (temporary GRUU marker, RFC 5627 §3.2) is not an
-    instance (R7247-09). For ``user=phone`` with a global number the visual separators are
-    removed (RFC 3966 §5.1.1), as for tel: URIs.
+    sip/sips URIs are parsed by the SIP core (`gateway.sip.uri.parse_uri`, one grammar) and
+    reduced by `sip_address`; im/pres/tel/xmpp have their own grammars here. A ``gr``
+    parameter without a value (temporary GRUU marker, RFC 5627 §3.2) is not an instance
+    (R7247-09). For ``user=phone`` with a global number the visual separators are removed
+    (RFC 3966 §5.1.1), as for tel: URIs.
     """
     scheme = uri.partition(":")[0].lower()
     if scheme in ("sip", "sips"):
@@ -362,20 +357,33 @@ def parse_uri(uri: str) -> SipAddress:
 
 
 def _parse_sip(uri: str) -> SipAddress:
-    m = _SIP_URI.fullmatch(uri)
-    if not m:
-        raise _malformed(f"malformed SIP URI {uri!r}")
-    if m["password"] is not None:
+    try:
+        parsed = parse_uri(uri)
+    except RemoteProtocolError:
+        raise _malformed(f"malformed SIP URI {uri!r}") from None
+    assert isinstance(parsed, SipUri)  # the scheme was sip or sips
+    return sip_address(parsed)
+
+
+def sip_address(uri: SipUri) -> SipAddress:
+    """The identity of a parsed SIP/SIPS URI (RFC 7247 §6.4): decoded user, host, port,
+    ``gr`` and ``user=phone``. Raises AddressError (400) for a password, a bad %-escape or
+    a host that is not a hostname, IPv4 address or IPv6 reference.
+
+    Parameters are read as written (no %-decoding of names; the last of a repeated name
+    wins); ``;gr`` without a value is no instance. Headers are not part of the identity.
+    """
+    if uri.password is not None:
         raise _malformed("passwords in SIP URIs are not accepted (RFC 3261 §19.1.1)")
-    params = {name.lower(): value for name, value in _PARAM.findall(m["params"])}
-    phone = params.get("user", "").lower() == "phone"
-    user = None if m["user"] is None else percent_decode(m["user"])
+    params = {name.lower(): value for name, value in uri.params}
+    phone = (params.get("user") or "").lower() == "phone"
+    user = None if uri.user is None else percent_decode(uri.user)
     if phone and user is not None and _GLOBAL_NUMBER.fullmatch(user):
         user = re.sub(r"[\-.()]", "", user)
-    gr = percent_decode(params["gr"]) if params.get("gr") else None
-    port = None if m["port"] is None else int(m["port"])
-    scheme = SCHEMES[m["scheme"].lower()]
-    return SipAddress(scheme, user, _check_host(m["host"]), port, gr, phone)
+    gr = params.get("gr")
+    gr = percent_decode(gr) if gr else None
+    scheme = SCHEMES[uri.scheme]
+    return SipAddress(scheme, user, _check_host(uri.host), uri.port, gr, phone)
 
 
 def _parse_tel(uri: str) -> SipAddress:
@@ -441,7 +449,7 @@ def _with_gruu(address: Address, gruu: str | None) -> Address:
 
 
 def _uri_address(uri: str, gruu: str | None, schemes: frozenset[str]) -> Address:
-    sip = parse_uri(uri)
+    sip = parse_address(uri)
     if sip.scheme == "sips":  # R7247-06: MUST NOT translate into XMPP
         raise AddressError("sips: is never gatewayed to XMPP (RFC 7247 §8)", 403, "forbidden")
     if sip.scheme not in schemes:

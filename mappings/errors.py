@@ -24,6 +24,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, get_args
 
+from gateway.sip.status import REASON_PHRASES, check_status_code
+from gateway.sip.subscription import (
+    Terminated,
+    TerminationCause,
+    subscribe_response_outcome,
+)
+
 XmppErrorType = Literal["auth", "cancel", "continue", "modify", "wait"]
 
 # RFC 6120 §8.3.3: each defined condition with its usual error type (R6120-err). Where the RFC
@@ -156,71 +163,6 @@ SIP_CLASS_DEFAULTS: Mapping[int, str] = MappingProxyType(
     {3: "redirect", 4: "bad-request", 5: "internal-server-error", 6: "recipient-unavailable"}
 )
 
-# Standard reason phrases: RFC 3261 §21 plus the extensions named on each line.
-REASON_PHRASES: Mapping[int, str] = MappingProxyType(
-    {
-        100: "Trying",
-        180: "Ringing",
-        181: "Call Is Being Forwarded",
-        182: "Queued",
-        183: "Session Progress",
-        200: "OK",
-        202: "Accepted",  # RFC 3265 (deprecated for SUBSCRIBE by RFC 6665), RFC 3428
-        204: "No Notification",  # RFC 5839
-        300: "Multiple Choices",
-        301: "Moved Permanently",
-        302: "Moved Temporarily",
-        305: "Use Proxy",
-        380: "Alternative Service",
-        400: "Bad Request",
-        401: "Unauthorized",
-        402: "Payment Required",
-        403: "Forbidden",
-        404: "Not Found",
-        405: "Method Not Allowed",
-        406: "Not Acceptable",
-        407: "Proxy Authentication Required",
-        408: "Request Timeout",
-        410: "Gone",
-        412: "Conditional Request Failed",  # RFC 3903
-        413: "Request Entity Too Large",
-        414: "Request-URI Too Long",
-        415: "Unsupported Media Type",
-        416: "Unsupported URI Scheme",
-        420: "Bad Extension",
-        421: "Extension Required",
-        422: "Session Interval Too Small",  # RFC 4028
-        423: "Interval Too Brief",
-        430: "Flow Failed",  # RFC 5626
-        439: "First Hop Lacks Outbound Support",  # RFC 5626
-        440: "Max-Breadth Exceeded",  # RFC 5393
-        480: "Temporarily Unavailable",
-        481: "Call/Transaction Does Not Exist",
-        482: "Loop Detected",
-        483: "Too Many Hops",
-        484: "Address Incomplete",
-        485: "Ambiguous",
-        486: "Busy Here",
-        487: "Request Terminated",
-        488: "Not Acceptable Here",
-        489: "Bad Event",  # RFC 6665
-        491: "Request Pending",
-        493: "Undecipherable",
-        494: "Security Agreement Required",  # RFC 3329
-        500: "Server Internal Error",
-        501: "Not Implemented",
-        502: "Bad Gateway",
-        503: "Service Unavailable",
-        504: "Server Time-out",
-        505: "Version Not Supported",
-        513: "Message Too Large",
-        600: "Busy Everywhere",
-        603: "Decline",
-        604: "Does Not Exist Anywhere",
-        606: "Not Acceptable",
-    }
-)
-
 _CLASS_PHRASES: Mapping[int, str] = MappingProxyType(
     {
         1: "Provisional",
@@ -239,10 +181,7 @@ def reason_phrase(code: int) -> str:
     return REASON_PHRASES.get(code) or _CLASS_PHRASES[code // 100]
 
 
-def _check_code(code: int) -> None:
-    # RFC 3261 §7.2 / §25.1: Status-Code = 3DIGIT; classes 1xx..6xx are defined.
-    if not 100 <= code <= 699:
-        raise ValueError(f"SIP status code out of range 100..699: {code}")
+_check_code = check_status_code  # the SIP core's (RFC 3261 §7.2)
 
 
 def _check_phrase(text: str) -> None:
@@ -376,44 +315,6 @@ def sip_to_xmpp(
 
 # --- RFC 8048 / RFC 6665 subscription outcomes (DIGEST §7.3) ---------------------------------
 
-SubscribeOutcome = Literal[
-    "ok",
-    "permanent",
-    "transient-retry-min-expires",
-    "transient-new-dialog",
-    "terminated",
-    "retry-later",
-]
-
-# RFC 8048 §5.2 (R8048-06) overrides RFC 6665 §4.1.2.2 for 489: permanent, not "terminated".
-_SUBSCRIBE_OUTCOMES: Mapping[int, SubscribeOutcome] = MappingProxyType(
-    {
-        403: "permanent",
-        489: "permanent",
-        603: "permanent",
-        423: "transient-retry-min-expires",
-        481: "transient-new-dialog",
-        # RFC 6665 §4.1.2.2: these terminate the subscription; re-subscribe on a new dialog.
-        **dict.fromkeys((404, 405, 410, 416, 480, 482, 483, 484, 485, 501, 604), "terminated"),
-    }
-)
-
-
-def subscribe_response_outcome(code: int) -> SubscribeOutcome:
-    """Classify a final response to a (re)SUBSCRIBE sent by the X2S gateway.
-
-    2xx (202 treated as 200, RFC 6665 §8.3.1) -> ok; 403/489/603 -> permanent (send XMPP
-    `unsubscribed`, R8048-06); 423 -> retry with Min-Expires; 481 -> new dialog; the RFC 6665
-    §4.1.2.2 list -> terminated; anything else -> the subscription stands until it expires and
-    the gateway retries later.
-    """
-    _check_code(code)
-    if code < 200:
-        raise ValueError(f"not a final response: {code}")
-    if code < 300:
-        return "ok"
-    return _SUBSCRIBE_OUTCOMES.get(code, "retry-later")
-
 
 class XmppNotice(enum.Enum):
     """What the X2S gateway tells the XMPP watcher when a SIP subscription ends."""
@@ -480,3 +381,54 @@ def termination_action(reason: str | None) -> TerminationAction:
     if reason is None:
         return _DEFAULT_TERMINATION
     return TERMINATION_ACTIONS.get(reason.lower(), _DEFAULT_TERMINATION)
+
+
+@dataclass(frozen=True)
+class SubscriptionEnd:
+    """The X2S decision when a SIP subscription ends: when to subscribe again, what the
+    XMPP watcher is told, and the retry-after to honour (None: none that applies)."""
+
+    resubscribe: Resubscribe
+    notice: XmppNotice = XmppNotice.NONE
+    retry_after: int | None = None
+
+    @property
+    def permanent(self) -> bool:
+        return self.resubscribe is Resubscribe.NEVER
+
+
+_NO_MORE = SubscriptionEnd(Resubscribe.NEVER)
+
+
+def subscription_end(ended: Terminated) -> SubscriptionEnd:
+    """DIGEST §7.3: the policy for a `gateway.sip.subscription.Terminated` event.
+
+    Ended by us -> never again, nothing to say (an expiry still follows the ``timeout`` row).
+    NOTIFY -> `termination_action` of its reason, retry-after only where that row honours it.
+    Failure response -> `refresh_failure_notice` (no UNAVAILABLE before anything was
+    available); never again where the watcher is told `unsubscribed`. Timer N -> retry, the
+    contact unavailable if the subscription was established.
+    """
+    if ended.cause is TerminationCause.EXPIRED:
+        t = termination_action("timeout")
+        return SubscriptionEnd(t.resubscribe, t.notice)
+    if ended.unsubscribing:
+        return _NO_MORE
+    if ended.cause is TerminationCause.NOTIFY:
+        t = termination_action(ended.reason)
+        honour = t.resubscribe is Resubscribe.AFTER_RETRY_AFTER
+        return SubscriptionEnd(t.resubscribe, t.notice, ended.retry_after if honour else None)
+    if ended.cause is TerminationCause.RESPONSE and ended.status is not None:
+        notice = refresh_failure_notice(ended.status)
+        outcome = subscribe_response_outcome(ended.status)
+        if outcome in ("permanent", "terminated") and notice is XmppNotice.UNSUBSCRIBED:
+            resubscribe = Resubscribe.NEVER
+        else:
+            resubscribe = Resubscribe.AFTER_RETRY_AFTER
+        if not ended.established and notice is XmppNotice.UNAVAILABLE:
+            notice = XmppNotice.NONE  # nothing was ever available
+        return SubscriptionEnd(resubscribe, notice, ended.retry_after)
+    if ended.cause is TerminationCause.TIMER_N:
+        notice = XmppNotice.UNAVAILABLE if ended.established else XmppNotice.NONE
+        return SubscriptionEnd(Resubscribe.AFTER_RETRY_AFTER, notice)
+    return _NO_MORE  # UNSUBSCRIBED (we ended it before any dialog existed)

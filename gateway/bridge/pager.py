@@ -44,8 +44,7 @@ from gateway.sip.transport.endpoint import (
     TransactionTimeout,
     TransportFailure,
 )
-from gateway.sip.uri import SipUri
-from gateway.sip.uri import parse_uri as parse_sip_uri
+from gateway.sip.uri import SipUri, parse_uri
 from gateway.sip.validate import check_forwarding
 from gateway.xmpp.boundary import boundary
 from gateway.xmpp.convert import error_reply, message_to_op, stanza_error, stanza_id_of
@@ -728,7 +727,7 @@ def _key_jid(jid: Jid) -> str:
 
 
 def _sip_uri(text: str) -> SipUri:
-    uri = parse_sip_uri(text)
+    uri = parse_uri(text)
     if not isinstance(uri, SipUri):
         raise AddressError(f"not a SIP URI: {text}", 416, "jid-malformed")
     return uri

@@ -49,7 +49,7 @@ from gateway.sip.uri import SipUri, parse_uri
 from gateway.store.api import StoreError, SubscriptionRecord
 from gateway.xmpp.presence_convert import build_presence, build_subscription
 from mappings.addresses import jid_to_sip_target, jid_to_sip_uri, sip_uri_to_jid
-from mappings.errors import Resubscribe, XmppNotice
+from mappings.errors import Resubscribe, XmppNotice, subscription_end
 from mappings.jid import Jid, parse_jid
 from mappings.pidf import MEDIA_TYPE, parse_pidf
 from mappings.presence import XmppPresence, pidf_to_xmpp, unknown_presence
@@ -311,21 +311,22 @@ class X2s:
         if entry.ending:
             self._drop(entry)
             return
-        if ended.notice is XmppNotice.UNSUBSCRIBED or ended.permanent:
+        end = subscription_end(ended)  # the gateway's policy for these facts (DIGEST §7.3)
+        if end.notice is XmppNotice.UNSUBSCRIBED or end.permanent:
             self._withdraw(entry)
             self._stanza(entry, "unsubscribed")  # R8048-06
             self._drop(entry)
             return
-        if ended.notice is XmppNotice.UNAVAILABLE:
+        if end.notice is XmppNotice.UNAVAILABLE:
             self._withdraw(entry)
         entry.failures += 1
-        immediate = ended.resubscribe in (Resubscribe.NOW, Resubscribe.IF_STILL_WANTED)
+        immediate = end.resubscribe in (Resubscribe.NOW, Resubscribe.IF_STILL_WANTED)
         if immediate and entry.failures == 1:
             delay = 0.0
         else:
             cfg = self.ctx.config
             delay = backoff(entry.failures, cfg.retry_min, cfg.retry_max, self._rng.random())
-            delay = max(delay, float(ended.retry_after or 0))
+            delay = max(delay, float(end.retry_after or 0))
         entry.retry_at = now + delay
 
     # ------------------------------------------------------------ XMPP output

@@ -36,12 +36,11 @@ from lxml import etree
 from gateway.sip.errors import LocalProtocolError, RemoteProtocolError
 from gateway.sip.headers import NameAddr
 from gateway.sip.message import Headers, SipRequest
-from gateway.sip.uri import Uri
-from gateway.sip.uri import parse_uri as parse_sip_uri
+from gateway.sip.uri import Uri, parse_uri
 from mappings import cpim as cpim_fmt
 from mappings import imdn as imdn_fmt
 from mappings import iscomposing as isc
-from mappings.addresses import AddressError, parse_uri, percent_decode
+from mappings.addresses import AddressError, parse_address, percent_decode
 from mappings.errors import MappingError
 from mappings.model import (
     DEFAULT_MAX_FORWARDS,
@@ -131,11 +130,11 @@ _ADDRESSES_LIMIT = 4096  # distinct URIs remembered (then forgotten all at once)
 
 
 def uri_address(text: str) -> Address:
-    """The address of a SIP URI (mappings.addresses.parse_uri); sips: is refused (403)."""
+    """The address of a SIP URI (mappings.addresses.parse_address); sips: is refused (403)."""
     address = _ADDRESSES.get(text)
     if address is not None:
         return address
-    sip = parse_uri(text)
+    sip = parse_address(text)
     if sip.scheme == "sips":  # R7247-06: never translated into XMPP
         raise AddressError("sips: is never gatewayed to XMPP (RFC 7247 §8)", 403, "forbidden")
     address = sip.address
@@ -255,7 +254,7 @@ def _map_content(content_type: str, body: bytes, lang: str | None) -> _Content:
 
 def _same_identity(uri: str, address: Address) -> bool:
     try:
-        return parse_uri(uri).address.bare == address.bare
+        return parse_address(uri).address.bare == address.bare
     except MappingError:
         return False
 
@@ -598,7 +597,7 @@ def build_message(out: OutboundMessage) -> SipRequest:
     uri = _REQUEST_URIS.get(out.request_uri)
     if uri is None:
         try:
-            uri = parse_sip_uri(out.request_uri)
+            uri = parse_uri(out.request_uri)
         except RemoteProtocolError as exc:
             raise MappingError(
                 f"bad target {out.request_uri!r}: {exc}",

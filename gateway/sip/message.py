@@ -43,8 +43,8 @@ from gateway.sip.headers import (
     parse_via,
     split_comma,
 )
+from gateway.sip.status import REASON_PHRASES
 from gateway.sip.uri import Uri
-from mappings.errors import REASON_PHRASES as _REASON_PHRASES
 
 __all__ = [
     "REASON_PHRASES",
@@ -444,9 +444,6 @@ class SipResponse(_MessageViews):
 
 
 SipMessage: TypeAlias = SipRequest | SipResponse
-
-# Reason phrases: one table for the whole gateway (RFC 3261 §21 and extensions).
-REASON_PHRASES = _REASON_PHRASES
 
 
 def make_response(

@@ -21,7 +21,10 @@ Decisions (docs/sip-stack.md, "Dialogs and subscriptions"):
 * Refresh: at `now + max(remaining - 64*T1, remaining / 2)` (`subscription.refresh_delay`).
 * 423 retries with Min-Expires only if that is larger than what we asked (no loop); 481 to a
   refresh starts a new dialog at once (transient, RFC 8048 §5.2); other failures follow
-  `mappings.errors.subscribe_response_outcome`.
+  `subscription.subscribe_response_outcome`.
+* `Terminated` reports what happened (cause, reason, status, retry-after, whether the
+  subscription was established, whether we were ending it); what to tell XMPP and whether
+  to subscribe again is gateway policy (`mappings.errors.subscription_end`).
 * An XMPP `unsubscribe` before the first NOTIFY ends the attempt locally; a later NOTIFY gets
   481, which makes the notifier remove its subscription (RFC 6665 §4.2.2).
 """
@@ -58,16 +61,10 @@ from gateway.sip.subscription import (
     new_id,
     refresh_delay,
     retry_after,
+    subscribe_response_outcome,
 )
 from gateway.sip.timers import TimerConfig
 from gateway.sip.uri import Uri, parse_uri
-from mappings.errors import (
-    Resubscribe,
-    XmppNotice,
-    refresh_failure_notice,
-    subscribe_response_outcome,
-    termination_action,
-)
 
 __all__ = ["TRANSITIONS", "Do", "SubInput", "SubState", "Subscriber", "SubscriberConfig"]
 
@@ -184,7 +181,9 @@ class Subscriber:
             self.dialog.accept_response(response)
         ctx = _Ctx(now, response=response)
         if not response.is_success:
-            ctx.terminated = self._response_termination(response, outcome)
+            ctx.terminated = self._ended(
+                TerminationCause.RESPONSE, status=response.status, retry=retry_after(response)
+            )
         return self._step(kind, ctx)
 
     def receive_notify(self, notify: SipRequest, now: float) -> list[Action]:
@@ -210,18 +209,21 @@ class Subscriber:
                 return [self._answer(notify, exc.status)]
         ctx = _Ctx(now, notify=notify)
         if kind is SubInput.NOTIFY_TERMINATED:
-            ctx.terminated = self._notify_termination(notify)
+            ctx.terminated = self._ended(
+                TerminationCause.NOTIFY, reason=state.reason, retry=state.retry_after
+            )
         return self._step(kind, ctx)
 
     def handle_timer(self, now: float) -> list[Action]:
         """Fire whatever is due: Timer N, then expiry, then the refresh."""
         if self.timer_n_at is not None and now >= self.timer_n_at:
             self.timer_n_at = None
-            return self._step(SubInput.TIMER_N, _Ctx(now, terminated=self._timer_n_termination()))
+            return self._step(
+                SubInput.TIMER_N, _Ctx(now, terminated=self._ended(TerminationCause.TIMER_N))
+            )
         expires_at = self.expires_at
         if expires_at is not None and self.timer_n_at is None and now >= expires_at:
-            t = termination_action("timeout")
-            ended = Terminated(TerminationCause.EXPIRED, resubscribe=t.resubscribe, notice=t.notice)
+            ended = self._ended(TerminationCause.EXPIRED)
             return self._step(SubInput.EXPIRED, _Ctx(now, terminated=ended))
         if self.refresh_at is not None and now >= self.refresh_at:
             self.refresh_at = None
@@ -252,46 +254,23 @@ class Subscriber:
 
     # ------------------------------------------------------------ terminations
 
-    def _notify_termination(self, notify: SipRequest) -> Terminated:
-        state = notify.subscription_state
-        reason = None if state is None else state.reason
-        if self.unsubscribing:
-            return Terminated(TerminationCause.NOTIFY, reason, resubscribe=Resubscribe.NEVER)
-        action = termination_action(reason)
-        honour = action.resubscribe is Resubscribe.AFTER_RETRY_AFTER
+    def _ended(
+        self,
+        cause: TerminationCause,
+        *,
+        reason: str | None = None,
+        status: int | None = None,
+        retry: int | None = None,
+    ) -> Terminated:
+        """The facts of an ending, taken before the transition (`self.state` is the old one)."""
         return Terminated(
-            TerminationCause.NOTIFY,
+            cause,
             reason,
-            retry_after=state.retry_after if honour and state is not None else None,
-            resubscribe=action.resubscribe,
-            notice=action.notice,
+            status,
+            retry,
+            established=self.state in (SubState.PENDING, SubState.ACTIVE),
+            unsubscribing=self.unsubscribing,
         )
-
-    def _response_termination(self, response: SipResponse, outcome: str) -> Terminated:
-        code = response.status
-        if self.unsubscribing:
-            return Terminated(TerminationCause.RESPONSE, status=code, resubscribe=Resubscribe.NEVER)
-        notice = refresh_failure_notice(code)
-        if outcome in ("permanent", "terminated") and notice is XmppNotice.UNSUBSCRIBED:
-            resubscribe = Resubscribe.NEVER
-        else:
-            resubscribe = Resubscribe.AFTER_RETRY_AFTER
-        if self.state is SubState.NOTIFY_WAIT and notice is XmppNotice.UNAVAILABLE:
-            notice = XmppNotice.NONE  # nothing was ever available
-        return Terminated(
-            TerminationCause.RESPONSE,
-            status=code,
-            retry_after=retry_after(response),
-            resubscribe=resubscribe,
-            notice=notice,
-        )
-
-    def _timer_n_termination(self) -> Terminated:
-        if self.unsubscribing:
-            return Terminated(TerminationCause.TIMER_N, resubscribe=Resubscribe.NEVER)
-        established = self.state in (SubState.PENDING, SubState.ACTIVE)
-        notice = XmppNotice.UNAVAILABLE if established else XmppNotice.NONE
-        return Terminated(TerminationCause.TIMER_N, notice=notice)
 
     # ------------------------------------------------------------ the engine
 
@@ -420,9 +399,7 @@ class Subscriber:
             out.append(StateDocument(ctx.notify.body, None if ctype is None else ctype.mime))
 
     def _do_terminate(self, ctx: _Ctx, out: list[Action]) -> None:
-        ended = ctx.terminated or Terminated(
-            TerminationCause.UNSUBSCRIBED, resubscribe=Resubscribe.NEVER
-        )
+        ended = ctx.terminated or Terminated(TerminationCause.UNSUBSCRIBED, unsubscribing=True)
         self.dialog = None
         self.timer_n_at = self.refresh_at = self.expires_at = None
         out.append(ended)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
 
 from gateway.sip.message import SipRequest, SipResponse
-from mappings.errors import Resubscribe, XmppNotice
+from gateway.sip.status import check_status_code
 
 __all__ = [
     "Action",
@@ -26,11 +29,13 @@ __all__ = [
     "SendResponse",
     "SendSubscribe",
     "StateDocument",
+    "SubscribeOutcome",
     "Terminated",
     "TerminationCause",
     "new_id",
     "refresh_delay",
     "retry_after",
+    "subscribe_response_outcome",
 ]
 
 
@@ -49,6 +54,46 @@ class TerminationCause(enum.Enum):
     TIMER_N = "timer-n"  # no NOTIFY within 64*T1 of sending SUBSCRIBE
     EXPIRED = "expired"  # not refreshed in time
     UNSUBSCRIBED = "unsubscribed"  # we ended it before any dialog existed
+
+
+# ---------------------------------------------------------------------------- responses
+
+SubscribeOutcome = Literal[
+    "ok",
+    "permanent",
+    "transient-retry-min-expires",
+    "transient-new-dialog",
+    "terminated",
+    "retry-later",
+]
+
+# RFC 8048 §5.2 (R8048-06) overrides RFC 6665 §4.1.2.2 for 489: permanent, not "terminated".
+_SUBSCRIBE_OUTCOMES: Mapping[int, SubscribeOutcome] = MappingProxyType(
+    {
+        403: "permanent",
+        489: "permanent",
+        603: "permanent",
+        423: "transient-retry-min-expires",
+        481: "transient-new-dialog",
+        # RFC 6665 §4.1.2.2: these terminate the subscription; re-subscribe on a new dialog.
+        **dict.fromkeys((404, 405, 410, 416, 480, 482, 483, 484, 485, 501, 604), "terminated"),
+    }
+)
+
+
+def subscribe_response_outcome(code: int) -> SubscribeOutcome:
+    """Classify a final response to a (re)SUBSCRIBE we sent (drives `gateway.sip.subscriber`).
+
+    2xx (202 treated as 200, RFC 6665 §8.3.1) -> ok; 403/489/603 -> permanent (R8048-06);
+    423 -> retry with Min-Expires; 481 -> new dialog; the RFC 6665 §4.1.2.2 list ->
+    terminated; anything else -> the subscription stands until it expires (retry later).
+    """
+    check_status_code(code)
+    if code < 200:
+        raise ValueError(f"not a final response: {code}")
+    if code < 300:
+        return "ok"
+    return _SUBSCRIBE_OUTCOMES.get(code, "retry-later")
 
 
 # ---------------------------------------------------------------------------- actions
@@ -90,19 +135,17 @@ class StateDocument:
 
 @dataclass(frozen=True)
 class Terminated:
-    """The subscription ended. `resubscribe` / `notice` come from `mappings.errors`
-    (DIGEST §7.3); `retry_after` only where it has semantics (RFC 6665 §4.1.3)."""
+    """The subscription ended: the protocol facts only. What a gateway makes of them (tell
+    the watcher, subscribe again) is its own policy (`mappings.errors.subscription_end`)."""
 
     cause: TerminationCause
-    reason: str | None = None  # Subscription-State reason
+    reason: str | None = None  # Subscription-State reason (RFC 6665 §4.1.3)
     status: int | None = None  # failure response code
+    # Retry-After of the failure response (RFC 3261 §20.33), or the Subscription-State
+    # retry-after parameter (RFC 6665 §4.1.3)
     retry_after: int | None = None
-    resubscribe: Resubscribe = Resubscribe.AFTER_RETRY_AFTER
-    notice: XmppNotice = XmppNotice.NONE
-
-    @property
-    def permanent(self) -> bool:
-        return self.resubscribe is Resubscribe.NEVER
+    established: bool = False  # a NOTIFY had made it pending or active (RFC 6665 §4.1.2.4)
+    unsubscribing: bool = False  # we had asked to end it (Expires: 0, RFC 6665 §4.1.2.3)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from mappings.addresses import (
     AddressError,
     AddressingMode,
     DomainMap,
-    parse_uri,
+    parse_address,
     sip_target_to_jid,
     sip_user_to_jid,
 )
@@ -29,7 +29,7 @@ from mappings.model import Address
 
 def _original_uri_address(text: str) -> Address:
     """sip_message before the memo (`recipient_address` / `_address_of`)."""
-    sip = parse_uri(text)
+    sip = parse_address(text)
     if sip.scheme == "sips":
         raise AddressError("sips: is never gatewayed to XMPP (RFC 7247 §8)", 403, "forbidden")
     return sip.address

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.sip.uri import SipUri, parse_uri
 from mappings.addresses import (
     AddressError,
     AddressingMode,
@@ -14,8 +15,9 @@ from mappings.addresses import (
     address_to_uri,
     jid_to_sip_target,
     jid_to_sip_uri,
-    parse_uri,
+    parse_address,
     percent_decode,
+    sip_address,
     sip_target_to_jid,
     sip_uri_to_jid,
 )
@@ -97,7 +99,7 @@ def test_xep0106_example_back_to_sip_emits_rfc7247_form_equal_when_decoded() -> 
     sip = jid_to_sip_uri(parse_jid(XEP_JID), domain_map=GW)
     # RFC 7247 leaves & ' / literal; XEP-0106 percent-encodes them: equal once decoded.
     assert str(sip) == "sip:here's_a_wild_&_/cr%25zy/_address@example.com"
-    xep_form = parse_uri("sip:here%27s_a_wild_%26_%2Fcr%25zy%2F_address@example.com")
+    xep_form = parse_address("sip:here%27s_a_wild_%26_%2Fcr%25zy%2F_address@example.com")
     assert sip == xep_form
     assert sip.user == "here's_a_wild_&_/cr%zy/_address"
 
@@ -123,7 +125,7 @@ def test_table_1_characters_round_trip_through_escaped_jids(ch: str) -> None:
     assert jid.local == escape_local(f"{user}@example.com")
     back = jid_to_sip_target(jid, domain_map=GW)
     assert back == sip
-    assert parse_uri(str(back)) == sip
+    assert parse_address(str(back)) == sip
 
 
 @pytest.mark.parametrize("ch", TABLE_1_CHARS)
@@ -167,7 +169,7 @@ def test_rfc7247_6_5_sip_percent_encoding_set(user: str, encoded: str) -> None:
 )
 def test_rfc7247_6_5_im_pres_percent_encoding_set(user: str, encoded: str) -> None:
     assert str(SipAddress("im", user, "example.com")) == f"im:{encoded}@example.com"
-    assert parse_uri(f"im:{encoded}@example.com").user == user
+    assert parse_address(f"im:{encoded}@example.com").user == user
 
 
 # --- addressing modes ---------------------------------------------------------------------------
@@ -244,7 +246,7 @@ def test_gr_is_dropped_for_im_and_pres() -> None:
 def test_gr_value_special_characters_are_encoded() -> None:
     sip = SipAddress("sip", "a", "example.com", gr="x;y=z ü")
     assert str(sip) == "sip:a@example.com;gr=x%3By%3Dz%20%C3%BC"
-    assert parse_uri(str(sip)).gr == "x;y=z ü"
+    assert parse_address(str(sip)).gr == "x;y=z ü"
 
 
 # --- telephone numbers ------------------------------------------------------------------------
@@ -284,7 +286,7 @@ def test_port_params_and_headers_are_not_identity() -> None:
         "sip:juliet@xmpp.example:5060;transport=tcp;lr?Subject=hi", domain_map=GW
     )
     assert jid == parse_jid("juliet@xmpp.example")
-    assert parse_uri("sip:juliet@xmpp.example:5060").port == 5060
+    assert parse_address("sip:juliet@xmpp.example:5060").port == 5060
 
 
 def test_case_is_preserved_and_domain_matching_is_case_insensitive() -> None:
@@ -305,8 +307,8 @@ def test_xmpp_uri_as_a_target() -> None:
 
 
 def test_ipv6_and_ipv4_hosts() -> None:
-    assert parse_uri("sip:a@[2001:db8::1]:5061").host == "[2001:db8::1]"
-    assert parse_uri("sip:a@192.0.2.1").host == "192.0.2.1"
+    assert parse_address("sip:a@[2001:db8::1]:5061").host == "[2001:db8::1]"
+    assert parse_address("sip:a@192.0.2.1").host == "192.0.2.1"
 
 
 def test_percent_decode_is_strict() -> None:
@@ -474,4 +476,104 @@ def test_sip_user_to_jid_to_sip_is_identity_on_decoded_values(
 def test_rendered_uris_always_parse_back(user: str, host: str) -> None:
     for scheme in ("sip", "sips", "im", "pres"):
         sip = SipAddress(scheme, user, host)
-        assert parse_uri(str(sip)) == sip
+        assert parse_address(str(sip)) == sip
+
+
+# --- one URI grammar: sip/sips identities come from the SIP core's parse (issue 25) ----------
+
+_ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_escapes = st.sampled_from(["%41", "%20", "%C3%A9", "%3B", "%40", "%25"])
+_users = st.lists(
+    st.one_of(st.sampled_from(_ALNUM + "-_.!~*'()&=+$,;?/"), _escapes), min_size=1, max_size=12
+).map("".join)
+_labels = st.text(st.sampled_from("abcxyz019"), min_size=1, max_size=6)
+_hosts = st.one_of(
+    st.builds(
+        lambda ls, top: ".".join([*ls, top]),
+        st.lists(_labels, max_size=3),
+        st.text(st.sampled_from("abcxyz"), min_size=1, max_size=4),
+    ),
+    st.sampled_from(["192.0.2.1", "[2001:db8::1]", "[::1]", "Example.COM", "example.org."]),
+)
+_pvalues = st.lists(
+    st.one_of(st.sampled_from(_ALNUM + "-_.[]/:&+$"), _escapes), min_size=1, max_size=8
+).map("".join)
+_params = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from(["gr", "GR", "user", "transport", "lr", "x-y"]),
+            st.one_of(st.none(), _pvalues),
+        ),
+        st.tuples(st.just("user"), st.sampled_from(["phone", "PHONE", "ip"])),
+    ),
+    max_size=4,
+)
+_headers = st.lists(
+    st.tuples(st.sampled_from(["subject", "h"]), st.text(_ALNUM, max_size=5)), max_size=2
+)
+
+
+@st.composite
+def sip_uris(draw: st.DrawFn) -> str:
+    scheme = draw(st.sampled_from(["sip", "sips", "SIP"]))
+    user = draw(st.one_of(st.none(), _users, st.sampled_from(["+1-555-0123", "+1(555)0123"])))
+    host = draw(_hosts)
+    port = draw(st.one_of(st.none(), st.integers(0, 65535)))
+    text = f"{scheme}:" + ("" if user is None else f"{user}@") + host
+    text += "" if port is None else f":{port}"
+    text += "".join(f";{n}" if v is None else f";{n}={v}" for n, v in draw(_params))
+    headers = draw(_headers)
+    return text + ("?" + "&".join(f"{n}={v}" for n, v in headers) if headers else "")
+
+
+@settings(max_examples=300, deadline=None)
+@given(sip_uris())
+def test_identity_agrees_with_the_sip_core(text: str) -> None:
+    """For generated sip: URIs the mapping reads what the core parsed: scheme, user (decoded,
+    user=phone separators dropped), host, port, and the last gr / user parameter."""
+    core = parse_uri(text)
+    assert isinstance(core, SipUri)
+    sip = parse_address(text)  # the generator makes only valid identities
+    assert sip == sip_address(core)
+    host = core.host if core.host.startswith("[") else core.host.rstrip(".")  # FQDN dot
+    assert (sip.scheme, sip.host, sip.port) == (core.scheme, host, core.port)
+    last = {n.lower(): v for n, v in core.params}
+    assert sip.phone is ((last.get("user") or "").lower() == "phone")
+    gr = last.get("gr")
+    assert sip.gr == (None if not gr else percent_decode(gr))
+    user = None if core.user is None else percent_decode(core.user)
+    if sip.phone and user is not None and user.startswith("+"):
+        user = user.translate(str.maketrans("", "", "-.()"))
+    assert sip.user == user
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sip:alice:secret@example.com",  # RFC 3261 §19.1.1: passwords refused
+        "sip:alice:@example.com",
+        "sip:a@-a.com",  # not a hostname (core grammar)
+        "sip:a@x.1",  # toplabel must start with a letter (mapping host check)
+        "sip:a@256.1.1.1",  # not an IPv4 address (mapping host check)
+        "sip:a@[1:2]",  # not an IPv6 address (mapping host check)
+        "sip:a@example.com:65536",  # port out of range (core)
+        "sip:a@example.com:99999",
+        "sip:a@example.com;=x",  # bad uri-parameter (core)
+        "sip:a%zz@example.com",  # bad escape (core)
+        "sip:a%C3@example.com",  # not UTF-8 (mapping)
+        "sip:a@example.com?",  # headers now follow the core grammar (header = hname "=" hvalue)
+        "sip:a@example.com?subject",
+    ],
+)
+def test_sip_refusals_are_400(text: str) -> None:
+    with pytest.raises(AddressError) as info:
+        parse_address(text)
+    assert (info.value.sip_status, info.value.xmpp_condition) == (400, "jid-malformed")
+
+
+def test_sip_identity_ignores_other_params_and_headers() -> None:
+    sip = parse_address("sip:Bob@Example.com:5070;transport=tcp;lr;gr=a%20b?subject=hi&h=x")
+    assert sip == SipAddress("sip", "Bob", "Example.com", 5070, "a b")
+    assert parse_address("sip:a@b.example;gr").gr is None  # temporary GRUU marker
+    assert parse_address("sip:a@b.example;gr=x;gr=y").gr == "y"  # the last one, as before
+    assert parse_address("sip:+1-555-0123@b.example;user=phone").user == "+15550123"

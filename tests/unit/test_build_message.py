@@ -13,13 +13,13 @@ from gateway.bridge import sip_message as sm
 from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.message import Headers, SipRequest
 from gateway.sip.serializer import serialize
-from gateway.sip.uri import parse_uri as parse_sip_uri
+from gateway.sip.uri import parse_uri
 from mappings.errors import MappingError
 
 
 def old_build_message(out: sm.OutboundMessage) -> SipRequest:
     try:
-        uri = parse_sip_uri(out.request_uri)
+        uri = parse_uri(out.request_uri)
     except RemoteProtocolError as exc:
         raise MappingError(
             f"bad target {out.request_uri!r}: {exc}", sip_status=400, xmpp_condition="bad-request"

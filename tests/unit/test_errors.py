@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.sip import status as sip_status
+from gateway.sip.subscription import Terminated, TerminationCause
 from mappings.errors import (
     REASON_PHRASES,
     SIP_TO_XMPP,
@@ -11,6 +13,7 @@ from mappings.errors import (
     MappingError,
     Resubscribe,
     SipStatus,
+    SubscriptionEnd,
     TerminationAction,
     XmppErrorInfo,
     XmppNotice,
@@ -18,6 +21,7 @@ from mappings.errors import (
     refresh_failure_notice,
     sip_to_xmpp,
     subscribe_response_outcome,
+    subscription_end,
     termination_action,
     xmpp_error_type,
     xmpp_to_sip,
@@ -262,6 +266,7 @@ def test_sip_status_validates() -> None:
 )
 def test_reason_phrases(code: int, phrase: str) -> None:
     assert REASON_PHRASES[code] == phrase
+    assert sip_status.REASON_PHRASES[code] == phrase  # the SIP core's table (RFC 3261 §21)
     assert reason_phrase(code) == phrase
 
 
@@ -350,3 +355,89 @@ def test_termination_actions(
     reason: str | None, resubscribe: Resubscribe, notice: XmppNotice
 ) -> None:
     assert termination_action(reason) == TerminationAction(resubscribe, notice)
+
+
+# --- subscription_end: the X2S policy over the SIP core's `Terminated` facts (DIGEST §7.3) ---
+
+NOTIFY, RESPONSE, TIMER_N = (
+    TerminationCause.NOTIFY,
+    TerminationCause.RESPONSE,
+    TerminationCause.TIMER_N,
+)
+NEVER, LATER = Resubscribe.NEVER, Resubscribe.AFTER_RETRY_AFTER
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "deactivated",
+        "probation",
+        "rejected",
+        "timeout",
+        "giveup",
+        "noresource",
+        "invariant",
+        "some-extension",
+        None,
+    ],
+)
+@pytest.mark.parametrize("established", [False, True])
+def test_subscription_end_notify_reasons(reason: str | None, established: bool) -> None:
+    want = termination_action(reason)
+    honours = want.resubscribe is LATER  # retry-after only where it has semantics (§4.1.3)
+    end = subscription_end(Terminated(NOTIFY, reason, retry_after=90, established=established))
+    assert end == SubscriptionEnd(want.resubscribe, want.notice, 90 if honours else None)
+    assert end.permanent is (want.resubscribe is NEVER)
+
+
+@pytest.mark.parametrize("code", [403, 489, 603])
+@pytest.mark.parametrize("established", [False, True])
+def test_subscription_end_permanent_failures_r8048_06(code: int, established: bool) -> None:
+    end = subscription_end(Terminated(RESPONSE, status=code, established=established))
+    assert end == SubscriptionEnd(NEVER, XmppNotice.UNSUBSCRIBED) and end.permanent
+
+
+@pytest.mark.parametrize(
+    ("code", "established", "end"),
+    [
+        (404, True, SubscriptionEnd(NEVER, XmppNotice.UNSUBSCRIBED, 30)),
+        (604, True, SubscriptionEnd(NEVER, XmppNotice.UNSUBSCRIBED, 30)),
+        (480, True, SubscriptionEnd(LATER, XmppNotice.UNAVAILABLE, 30)),
+        (501, True, SubscriptionEnd(LATER, XmppNotice.UNAVAILABLE, 30)),
+        (480, False, SubscriptionEnd(LATER, XmppNotice.NONE, 30)),  # nothing was available
+        (503, False, SubscriptionEnd(LATER, XmppNotice.NONE, 30)),
+        (481, True, SubscriptionEnd(LATER, XmppNotice.NONE, 30)),
+    ],
+)
+def test_subscription_end_failure_responses_r6665_07(
+    code: int, established: bool, end: SubscriptionEnd
+) -> None:
+    ended = Terminated(RESPONSE, status=code, retry_after=30, established=established)
+    assert subscription_end(ended) == end
+    assert not end.permanent or end.notice is XmppNotice.UNSUBSCRIBED
+
+
+@pytest.mark.parametrize(
+    ("ended", "end"),
+    [
+        (Terminated(TIMER_N), SubscriptionEnd(LATER, XmppNotice.NONE)),
+        (Terminated(TIMER_N, established=True), SubscriptionEnd(LATER, XmppNotice.UNAVAILABLE)),
+        (
+            Terminated(TerminationCause.EXPIRED, established=True),
+            SubscriptionEnd(Resubscribe.IF_STILL_WANTED, XmppNotice.UNAVAILABLE),
+        ),
+        # ended by us (Expires: 0): never again, nothing to say, whatever the cause said
+        (
+            Terminated(NOTIFY, "timeout", retry_after=9, established=True, unsubscribing=True),
+            SubscriptionEnd(NEVER),
+        ),
+        (
+            Terminated(RESPONSE, status=480, retry_after=9, unsubscribing=True),
+            SubscriptionEnd(NEVER),
+        ),
+        (Terminated(TIMER_N, established=True, unsubscribing=True), SubscriptionEnd(NEVER)),
+        (Terminated(TerminationCause.UNSUBSCRIBED, unsubscribing=True), SubscriptionEnd(NEVER)),
+    ],
+)
+def test_subscription_end_other_causes(ended: Terminated, end: SubscriptionEnd) -> None:
+    assert subscription_end(ended) == end

@@ -1,5 +1,11 @@
-"""The pure cores import no I/O (STYLE.md): mappings/, gateway/sip/ minus transport/, and
-the bounded-cache helper gateway/memo.py."""
+"""Layering (STYLE.md, docs/architecture.md): pure SIP core -> mappings -> glue -> bridge -> app.
+
+* The pure cores import no I/O: mappings/, gateway/sip/ minus transport/, and the
+  bounded-cache helper gateway/memo.py.
+* The pure SIP core is protocol only: gateway/sip/ minus transport/ imports nothing from
+  `mappings` (mappings, the RFC 7247 / CPIM rules, may import the SIP core's types).
+* mappings imports no glue: nothing of gateway except the pure SIP core and gateway.memo.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+SIP = ROOT / "gateway" / "sip"
 FORBIDDEN = (
     "asyncio",
     "socket",
@@ -26,12 +33,16 @@ FORBIDDEN = (
 )
 
 
+def _sip_core() -> list[Path]:
+    return sorted(p for p in SIP.rglob("*.py") if "transport" not in p.relative_to(SIP).parts)
+
+
+def _mappings() -> list[Path]:
+    return sorted((ROOT / "mappings").rglob("*.py"))
+
+
 def _pure_modules() -> list[Path]:
-    mods = sorted((ROOT / "mappings").rglob("*.py"))
-    sip = ROOT / "gateway" / "sip"
-    mods += sorted(p for p in sip.rglob("*.py") if "transport" not in p.relative_to(sip).parts)
-    mods.append(ROOT / "gateway" / "memo.py")
-    return mods
+    return [*_mappings(), *_sip_core(), ROOT / "gateway" / "memo.py"]
 
 
 def _imports(path: Path) -> set[str]:
@@ -45,11 +56,43 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+def _under(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
 def test_there_are_pure_modules() -> None:
-    assert len(_pure_modules()) >= 2
+    assert len(_sip_core()) >= 10 and len(_mappings()) >= 5
 
 
-@pytest.mark.parametrize("path", _pure_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", _pure_modules(), ids=_rel)
 def test_pure_module_imports_no_io(path: Path) -> None:
-    bad = {n for n in _imports(path) for f in FORBIDDEN if n == f or n.startswith(f + ".")}
-    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+    bad = {n for n in _imports(path) for f in FORBIDDEN if _under(n, f)}
+    assert not bad, f"{_rel(path)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", _sip_core(), ids=_rel)
+def test_sip_core_imports_no_mappings(path: Path) -> None:
+    bad = {n for n in _imports(path) if _under(n, "mappings")}
+    assert not bad, f"{_rel(path)} imports {sorted(bad)}: the SIP core is protocol only"
+
+
+@pytest.mark.parametrize("path", _mappings(), ids=_rel)
+def test_mappings_import_no_glue(path: Path) -> None:
+    allowed = ("gateway.sip", "gateway.memo")
+    gateway = {n for n in _imports(path) if _under(n, "gateway")}
+    bad = {
+        n
+        for n in gateway
+        if not any(_under(n, a) for a in allowed) or _under(n, "gateway.sip.transport")
+    }
+    assert not bad, f"{_rel(path)} imports {sorted(bad)}: mappings may use only the SIP core"
+
+
+def test_the_rules_can_fail() -> None:
+    """The checks see imports in both forms (a broken checker would pass everything)."""
+    sample = ROOT / "tests" / "unit" / "test_layering.py"
+    assert {"ast", "pathlib", "pytest"} <= _imports(sample)

@@ -47,7 +47,6 @@ from gateway.sip.subscription import (
     refresh_delay,
 )
 from gateway.sip.uri import parse_uri
-from mappings.errors import Resubscribe, XmppNotice, termination_action
 
 PIDF = b'<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" entity="pres:r@x"/>'
 DOC = StateDocument(PIDF, "application/pidf+xml")
@@ -265,12 +264,7 @@ def test_notify_terminated_reasons_rfc6665_4_1_3(reason: str | None) -> None:
     acts = sub.receive_notify(far.notify(state + ";expires=50"), 5.0)
     assert answer(acts) == 200
     t = ended(acts)
-    want = termination_action(reason)
-    assert (t.cause, t.reason) == (TerminationCause.NOTIFY, reason)
-    assert (t.resubscribe, t.notice) == (want.resubscribe, want.notice)
-    assert t.permanent is (want.resubscribe is Resubscribe.NEVER)
-    honours = want.resubscribe is Resubscribe.AFTER_RETRY_AFTER
-    assert t.retry_after == (90 if honours else None)
+    assert t == Terminated(TerminationCause.NOTIFY, reason, retry_after=90, established=True)
     assert sub.state is SubState.TERMINATED and sub.next_deadline() is None
     assert answer(sub.receive_notify(far.notify("active"), 6.0)) == 481
 
@@ -279,7 +273,8 @@ def test_terminated_in_notify_wait_creates_no_subscription() -> None:
     sub = new_subscriber()
     far = FakeNotifier(sent(sub.subscribe(0.0)).request)
     acts = sub.receive_notify(far.notify("terminated;reason=rejected"), 1.0)
-    assert ended(acts).permanent and sub.state is SubState.TERMINATED
+    assert ended(acts) == Terminated(TerminationCause.NOTIFY, "rejected")
+    assert sub.state is SubState.TERMINATED
 
 
 def test_timer_n_fires_without_notify_then_481_rfc6665_4_1_2_4() -> None:
@@ -288,11 +283,7 @@ def test_timer_n_fires_without_notify_then_481_rfc6665_4_1_2_4() -> None:
     sub.receive_response(far.response(200, Expires="3600"), 0.2)
     assert sub.handle_timer(TIMER_N - 0.01) == []
     t = ended(sub.handle_timer(TIMER_N))
-    assert (t.cause, t.notice, t.resubscribe) == (
-        TerminationCause.TIMER_N,
-        XmppNotice.NONE,
-        Resubscribe.AFTER_RETRY_AFTER,
-    )
+    assert t == Terminated(TerminationCause.TIMER_N, established=False)
     assert answer(sub.receive_notify(far.notify("active;expires=3600"), 40.0)) == 481
 
 
@@ -303,7 +294,7 @@ def test_timer_n_on_refresh_terminates_rfc6665_4_1_2_2() -> None:
     s = sent(sub.handle_timer(refresh_at))
     assert s.request.to_tag == "n-tag" and s.expires == 3600
     t = ended(sub.handle_timer(refresh_at + TIMER_N))
-    assert t.cause is TerminationCause.TIMER_N and t.notice is XmppNotice.UNAVAILABLE
+    assert t == Terminated(TerminationCause.TIMER_N, established=True)
 
 
 def test_refresh_deadline_and_in_dialog_refresh() -> None:
@@ -380,25 +371,16 @@ def test_permanent_failures_r8048_06(code: int, refresh: bool) -> None:
         far = FakeNotifier(sent(sub.subscribe(0.0)).request)
         resp = far.response(code)
     t = ended(sub.receive_response(resp, 5.0))
-    assert t.permanent and t.notice is XmppNotice.UNSUBSCRIBED and t.status == code
+    assert t == Terminated(TerminationCause.RESPONSE, status=code, established=refresh)
 
 
-@pytest.mark.parametrize(
-    ("code", "notice", "resubscribe"),
-    [
-        (404, XmppNotice.UNSUBSCRIBED, Resubscribe.NEVER),
-        (604, XmppNotice.UNSUBSCRIBED, Resubscribe.NEVER),
-        (480, XmppNotice.UNAVAILABLE, Resubscribe.AFTER_RETRY_AFTER),
-        (501, XmppNotice.UNAVAILABLE, Resubscribe.AFTER_RETRY_AFTER),
-    ],
-)
-def test_refresh_failure_terminates_r6665_07(
-    code: int, notice: XmppNotice, resubscribe: Resubscribe
-) -> None:
+@pytest.mark.parametrize("code", [404, 604, 480, 501])
+def test_refresh_failure_terminates_r6665_07(code: int) -> None:
     sub, far = established()
     s = sent(sub.handle_timer(sub.next_deadline() or 0))
     t = ended(sub.receive_response(far.response_to(s.request, code, Retry_After="30"), 3570))
-    assert (t.notice, t.resubscribe, t.retry_after) == (notice, resubscribe, 30)
+    assert t == Terminated(TerminationCause.RESPONSE, status=code, retry_after=30, established=True)
+    assert sub.state is SubState.TERMINATED
 
 
 def test_other_refresh_failure_keeps_subscription_until_expiry() -> None:
@@ -408,15 +390,14 @@ def test_other_refresh_failure_keeps_subscription_until_expiry() -> None:
     assert sub.state is SubState.ACTIVE and sub.timer_n_at is None
     assert sub.next_deadline() == pytest.approx(3600.2)
     t = ended(sub.handle_timer(3600.2))
-    assert t.cause is TerminationCause.EXPIRED
-    assert (t.resubscribe, t.notice) == (Resubscribe.IF_STILL_WANTED, XmppNotice.UNAVAILABLE)
+    assert t == Terminated(TerminationCause.EXPIRED, established=True)
 
 
 def test_initial_failure_retry_later_reports_retry_after() -> None:
     sub = new_subscriber()
     far = FakeNotifier(sent(sub.subscribe(0.0)).request)
     t = ended(sub.receive_response(far.response(503, Retry_After="120 (maintenance)"), 0.1))
-    assert (t.status, t.retry_after, t.notice) == (503, 120, XmppNotice.NONE)
+    assert t == Terminated(TerminationCause.RESPONSE, status=503, retry_after=120)
     s = sent(sub.subscribe(200.0))  # the presence layer retries: a new dialog
     assert s.new_dialog and wreq(s.request).call_id == "id3"
 
@@ -439,14 +420,15 @@ def test_unsubscribe_then_final_notify_r8048_07() -> None:
     assert sub.receive_response(far.response_to(s.request, 200, Expires="0"), 10.1) == []
     acts = sub.receive_notify(far.notify("terminated;reason=timeout"), 10.2)
     t = ended(acts)
-    assert answer(acts) == 200 and t.permanent and t.notice is XmppNotice.NONE
+    assert answer(acts) == 200
+    assert t == Terminated(TerminationCause.NOTIFY, "timeout", established=True, unsubscribing=True)
 
 
 def test_unsubscribe_before_any_notify_ends_locally() -> None:
     sub = new_subscriber()
     far = FakeNotifier(sent(sub.subscribe(0.0)).request)
     t = ended(sub.unsubscribe(1.0))
-    assert t.cause is TerminationCause.UNSUBSCRIBED and t.permanent
+    assert t == Terminated(TerminationCause.UNSUBSCRIBED, unsubscribing=True)
     assert answer(sub.receive_notify(far.notify("active;expires=3600"), 2.0)) == 481
 
 
@@ -822,7 +804,7 @@ def test_subscriber_and_notifier_pair() -> None:
     ]
     assert Authorized() in events and DOC in events
     term = [e for e in events if isinstance(e, Terminated)]
-    assert len(term) == 1 and term[0].reason == "timeout" and term[0].permanent
+    assert len(term) == 1 and term[0].reason == "timeout" and term[0].unsubscribing
     assert table["n"].state is NState.REMOVED and sub.state is SubState.TERMINATED
 
 
