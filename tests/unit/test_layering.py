@@ -1,5 +1,6 @@
 """The pure cores import no I/O (STYLE.md): mappings/, gateway/sip/ minus transport/, and
-the bounded-cache helper gateway/memo.py."""
+the bounded-cache helper gateway/memo.py. Domain code (gateway/bridge/, gateway/registrar/)
+imports the SIP contract from the pure core, never from gateway.sip.transport."""
 
 from __future__ import annotations
 
@@ -53,3 +54,25 @@ def test_there_are_pure_modules() -> None:
 def test_pure_module_imports_no_io(path: Path) -> None:
     bad = {n for n in _imports(path) for f in FORBIDDEN if n == f or n.startswith(f + ".")}
     assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def _domain_modules() -> list[Path]:
+    gw = ROOT / "gateway"
+    return sorted([*(gw / "bridge").rglob("*.py"), *(gw / "registrar").rglob("*.py")])
+
+
+@pytest.mark.parametrize("path", _domain_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_domain_code_imports_no_sip_transport(path: Path) -> None:
+    """The aioquic split (STYLE.md): the bridge and the registrar talk to the pure contract
+    in gateway.sip.useragent (IncomingRequest, the send exceptions, RequestSender), never to
+    the asyncio endpoint."""
+    bad = {
+        n
+        for n in _imports(path)
+        if n == "gateway.sip.transport" or n.startswith("gateway.sip.transport.")
+    }
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_there_are_domain_modules() -> None:
+    assert len(_domain_modules()) >= 10
