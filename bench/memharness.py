@@ -29,7 +29,8 @@ import tracemalloc
 from typing import Any
 
 from gateway.config import ListenerConfig, SipConfig, SipTimers, Transport
-from gateway.sip.transport.endpoint import IncomingRequest, SipEndpoint
+from gateway.sip.transport.endpoint import SipEndpoint
+from gateway.sip.useragent import IncomingRequest
 
 _pauses: list[tuple[int, float]] = []
 _started: list[float] = [0.0]

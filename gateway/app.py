@@ -36,8 +36,9 @@ from gateway.metrics import Metrics
 from gateway.registrar.service import Registrar
 from gateway.registrar.users import UsersFileError, read_users
 from gateway.resolver.resolver import Resolver
-from gateway.sip.transport.endpoint import IncomingRequest, RequestHandler, SipEndpoint
+from gateway.sip.transport.endpoint import SipEndpoint
 from gateway.sip.transport.tls import load_client_ca, server_context
+from gateway.sip.useragent import IncomingRequest, RequestHandler
 from gateway.sip.validate import GATEWAY_POLICY
 from gateway.store.api import Binding, Store, StoreError, SubscriptionRecord
 from gateway.store.sqlite import open_store

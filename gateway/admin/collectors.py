@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from gateway import heap
-from gateway.sip.transport.endpoint import EndpointStats
+from gateway.sip.useragent import EndpointStats
 from gateway.xmpp.links import LinkState, LinkStatus
 
 

@@ -1,8 +1,9 @@
 """`SipDispatcher`: the endpoint's transaction user, a table from method to handler.
 
-The endpoint has already validated the request (RFC 3261 §8.2) and answered OPTIONS. Here:
+The endpoint's core (gateway.sip.useragent) has already validated the request (RFC 3261
+§8.2), answered OPTIONS, and answered 503 with Retry-After while draining (§21.5.4: the one
+drain policy, `SipEndpoint.begin_drain`). Here:
 
-* while draining, every new request gets 503 with Retry-After (RFC 3261 §21.5.4);
 * a method with a registered handler goes to it (`add(method, handler)`: MESSAGE -> the
   pager behind the trust gate, REGISTER/PUBLISH -> the registrar, SUBSCRIBE/NOTIFY -> the
   presence bridge);
@@ -25,8 +26,8 @@ from gateway.config import Config
 from gateway.logs import event
 from gateway.metrics import Metrics
 from gateway.registrar import trust
-from gateway.sip.transport.endpoint import IncomingRequest
 from gateway.sip.uri import SipUri
+from gateway.sip.useragent import IncomingRequest
 
 __all__ = ["Authorizer", "Handler", "Sender", "SipDispatcher", "TrustGate", "message_handler"]
 
@@ -38,10 +39,8 @@ Handler = Callable[[IncomingRequest], Awaitable[None] | None]
 class SipDispatcher:
     """Method -> handler; the `RequestHandler` given to `SipEndpoint`."""
 
-    def __init__(self, *, retry_after: int = 30) -> None:
+    def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
-        self.retry_after = retry_after
-        self.draining = False
 
     def add(self, method: str, handler: Handler) -> None:
         """Route `method` (case-sensitive, RFC 3261 §7.1) to `handler`; replaces any."""
@@ -51,17 +50,11 @@ class SipDispatcher:
     def methods(self) -> tuple[str, ...]:
         return tuple(sorted({*self._handlers, "OPTIONS"}))
 
-    def begin_drain(self) -> None:
-        self.draining = True
-
     def handle(self, incoming: IncomingRequest) -> Awaitable[None] | None:
         method = incoming.request.method
         if incoming.server_key is None:  # ACK to a 2xx: nothing to answer
             handler = self._handlers.get(method)
             return handler(incoming) if handler is not None else None
-        if self.draining:
-            incoming.reply(503, headers=[("Retry-After", str(self.retry_after))])
-            return None
         handler = self._handlers.get(method)
         if handler is not None:
             return handler(incoming)

@@ -38,13 +38,13 @@ from gateway.config import Addressing, ComponentConfig, Config
 from gateway.logs import event
 from gateway.metrics import Direction, Metrics
 from gateway.sip.message import SipRequest, SipResponse
-from gateway.sip.transport.endpoint import (
+from gateway.sip.uri import SipUri, parse_uri
+from gateway.sip.useragent import (
     IncomingRequest,
     MessageTooLarge,
     TransactionTimeout,
     TransportFailure,
 )
-from gateway.sip.uri import SipUri, parse_uri
 from gateway.sip.validate import check_forwarding
 from gateway.xmpp.boundary import boundary
 from gateway.xmpp.convert import error_reply, message_to_op, stanza_error, stanza_id_of

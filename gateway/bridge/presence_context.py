@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator, 
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.bridge.failover import Attempt, TargetsExhausted, send_with_failover
+from gateway.bridge.failover import logger as failover_log
 from gateway.bridge.scheduler import Scheduler
 from gateway.config import Addressing, ComponentConfig, Config
 from gateway.logs import event
@@ -23,11 +25,9 @@ from gateway.sip.locate import Target
 from gateway.sip.message import SipRequest, SipResponse
 from gateway.sip.notifier import PackageConfig
 from gateway.sip.timers import TimerConfig
-from gateway.sip.transport.endpoint import MessageTooLarge, TransactionTimeout, TransportFailure
-from gateway.sip.transport.failover import Attempt, TargetsExhausted, send_with_failover
-from gateway.sip.transport.failover import logger as failover_log
 from gateway.sip.ua import ip_literal
 from gateway.sip.uri import SipUri, parse_uri
+from gateway.sip.useragent import MessageTooLarge, TransactionTimeout, TransportFailure
 from gateway.store.api import Store
 from mappings.addresses import AddressError, AddressingMode, DomainMap
 from mappings.errors import MappingError

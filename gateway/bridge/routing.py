@@ -24,15 +24,15 @@ import enum
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
+from gateway.bridge.failover import send_with_failover
 from gateway.config import Config
 from gateway.resolver.resolver import Resolver
 from gateway.sip.locate import Target
 from gateway.sip.message import SipRequest, SipResponse
 from gateway.sip.serializer import serialize
-from gateway.sip.transport.endpoint import TransactionTimeout, TransportFailure
-from gateway.sip.transport.failover import send_with_failover
 from gateway.sip.ua import too_big_for_udp
 from gateway.sip.uri import SipUri
+from gateway.sip.useragent import TransactionTimeout, TransportFailure
 from mappings.errors import MappingError
 
 __all__ = ["DomainClass", "Domains", "Registrar", "SipRouter", "TooLargeForUdp"]

@@ -23,14 +23,14 @@ from gateway.registrar.bindings import resource_of
 from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.locate import Target, Transport
 from gateway.sip.message import SipRequest, SipResponse
-from gateway.sip.transport.endpoint import (
+from gateway.sip.ua import ip_literal
+from gateway.sip.uri import SipUri, parse_uri
+from gateway.sip.useragent import (
     MessageTooLarge,
-    SipEndpoint,
+    RequestSender,
     TransactionTimeout,
     TransportFailure,
 )
-from gateway.sip.ua import ip_literal
-from gateway.sip.uri import SipUri, parse_uri
 from gateway.store.api import Binding
 from mappings.errors import MappingError
 
@@ -108,7 +108,7 @@ def _with_path(request: SipRequest, binding: Binding) -> SipRequest:
 
 
 async def deliver(
-    endpoint: SipEndpoint,
+    endpoint: RequestSender,
     aor: str,
     targets: Sequence[Binding],
     build: Callable[[str], SipRequest],

@@ -56,9 +56,9 @@ from gateway.sip.deadlines import DeadlineQueue
 from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.headers import NameAddr
 from gateway.sip.message import SipRequest, SipResponse
-from gateway.sip.transport.endpoint import IncomingRequest, SipEndpoint
 from gateway.sip.ua import format_host
 from gateway.sip.uri import SipUri, parse_uri, uri_equal
+from gateway.sip.useragent import IncomingRequest, RequestSender
 from gateway.store.api import Binding, Flow, Publication, Store, StoreError
 from mappings.pidf import PresenceDocument
 
@@ -191,7 +191,7 @@ class Registrar:
         self,
         cfg: Config,
         store: Store,
-        endpoint: SipEndpoint,
+        endpoint: RequestSender,
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,

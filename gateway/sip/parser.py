@@ -9,6 +9,7 @@ Nothing but `SipError` subclasses escapes (property-tested with random mutations
 
 from __future__ import annotations
 
+from gateway.memo import Memo
 from gateway.sip.abnf import fold_re, header_name_re, request_line_re, status_line_re
 from gateway.sip.errors import DropMessage, RemoteProtocolError, SipError
 from gateway.sip.headers import (
@@ -85,9 +86,9 @@ def _split_headers(lines: list[str]) -> tuple[list[tuple[str, str]], str | None]
 
 # Fast path (issue 11): exact spelling of a header name -> (canonical name, lower-case key).
 # Only names that `_split_headers` accepts as they stand (a token, nothing to strip) go in,
-# so a hit gives the same pair. Bounded: names beyond the bound take the general path.
-_NAMES: dict[str, tuple[str, str]] = {}
-_NAMES_MAX = 1024
+# so a hit gives the same pair. A bounded `Memo`: a peer sending ever new names empties it
+# (the names of RFC 3261 and its extensions are learnt again at their next use).
+_NAMES: Memo[str, tuple[str, str]] = Memo(1024)
 
 
 def _learn(name: str) -> tuple[str, str] | None:
@@ -95,10 +96,7 @@ def _learn(name: str) -> tuple[str, str] | None:
         return None  # empty, trailing white space, bad characters: the general path decides
     canon = COMPACT_FORMS.get(name) if len(name) == 1 else None
     canon = canon or canonical_name(name)
-    known = (canon, canon.lower())
-    if len(_NAMES) < _NAMES_MAX:
-        _NAMES[name] = known
-    return known
+    return _NAMES.put(name, (canon, canon.lower()))
 
 
 for _name in (*COMPACT_FORMS, *COMPACT_FORMS.values(), *SINGLETON_HEADERS, *LIST_HEADERS):
@@ -112,7 +110,7 @@ def _split_fast(lines: list[str]) -> tuple[Headers, list[str]] | None:
     keys: list[str] = []
     values: list[str] = []
     add_name, add_key, add_value = names.append, keys.append, values.append
-    get = _NAMES.get
+    get = _NAMES.peek
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if not sep:

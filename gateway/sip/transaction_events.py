@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.sip.message import SipMessage, SipRequest, SipResponse
 from gateway.sip.transaction import ClientKey, LegacyServerKey, ServerKey, TransactionKey
@@ -10,6 +11,7 @@ from gateway.sip.transaction import ClientKey, LegacyServerKey, ServerKey, Trans
 __all__ = [
     "Address",
     "Event",
+    "Origin",
     "Outgoing",
     "RequestCancelled",
     "RequestReceived",
@@ -26,14 +28,30 @@ ServerKeyT = ServerKey | LegacyServerKey
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a message arrived, beyond its source address and transport: the listener's
+    name ("outbound" for a connection we opened), the connection (the flow of RFC 5626)
+    and the TLS client certificate, as the driver reports them with the bytes."""
+
+    listener: str
+    connection_id: int | None = None
+    peer_certificate: dict[str, Any] | None = None
+
+
+NO_ORIGIN = Origin("")
+
+
+@dataclass(frozen=True, slots=True)
 class RequestReceived:
     """A new request for the TU. `server_key` is None for an ACK matching no transaction
-    (the ACK for a 2xx, §17.1.1.3/§13.2.2.4), which the TU handles outside transactions."""
+    (the ACK for a 2xx, §17.1.1.3/§13.2.2.4), which the TU handles outside transactions.
+    `origin` is what `TransactionLayer.receive` was given with the request."""
 
     request: SipRequest
     source: Address
     transport: str
     server_key: ServerKeyT | None
+    origin: Origin = NO_ORIGIN
 
 
 @dataclass(frozen=True, slots=True)

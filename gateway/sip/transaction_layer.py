@@ -49,8 +49,10 @@ from gateway.sip.transaction import (
     server_key_for_request,
 )
 from gateway.sip.transaction_events import (
+    NO_ORIGIN,
     Address,
     Event,
+    Origin,
     Outgoing,
     RequestCancelled,
     RequestReceived,
@@ -256,13 +258,22 @@ class TransactionLayer:
 
     # -- input from the network ------------------------------------------------------
 
-    def receive(self, message: SipMessage, source: Address, transport: str, now: float) -> None:
+    def receive(
+        self,
+        message: SipMessage,
+        source: Address,
+        transport: str,
+        now: float,
+        origin: Origin = NO_ORIGIN,
+    ) -> None:
+        """Feed a message from the network; a new request's `RequestReceived` carries
+        `origin` (the listener and connection it came on) for the TU."""
         if isinstance(message, SipResponse):
             self._receive_response(message, source, transport, now)
         elif message.method == "CANCEL":
             self._receive_cancel(_stamp_received(message, source), source, transport, now)
         else:
-            self._receive_request(_stamp_received(message, source), source, transport, now)
+            self._receive_request(_stamp_received(message, source), source, transport, now, origin)
 
     def _receive_response(
         self, response: SipResponse, source: Address, transport: str, now: float
@@ -286,15 +297,21 @@ class TransactionLayer:
         self._feed(tx, inp, now, response)
 
     def _receive_request(
-        self, request: SipRequest, source: Address, transport: str, now: float
+        self, request: SipRequest, source: Address, transport: str, now: float, origin: Origin
     ) -> None:
         key = server_key_for_request(request)
         if request.method == "ACK":
             tx = self._match_ack(request, key)
             if tx is None:  # ACK for a 2xx: no transaction (§17.2.3, RFC 6026 §8.7)
-                self._events.append(RequestReceived(request, source, transport, None))
-            else:
-                self._feed(tx, Input.ACK, now, request)
+                self._events.append(RequestReceived(request, source, transport, None, origin))
+                return
+            queued = len(self._events)
+            self._feed(tx, Input.ACK, now, request)
+            if len(self._events) > queued and origin is not NO_ORIGIN:
+                # the ACK for a 2xx in the RFC 6026 Accepted state (`_pass`): its origin
+                passed = self._events[queued]
+                if isinstance(passed, RequestReceived) and passed.request is request:
+                    self._events[queued] = replace(passed, origin=origin)
             return
         tx = self._txs.get(key)
         if tx is not None:
@@ -303,7 +320,7 @@ class TransactionLayer:
         if self._completed and self._resend_completed(key):
             return
         tx = self._new_server(request, key, source, transport)
-        self._events.append(RequestReceived(request, source, transport, key))
+        self._events.append(RequestReceived(request, source, transport, key, origin))
         for name in INITIAL_TIMERS[tx.kind]:
             self._start_named(tx, name, now)
 

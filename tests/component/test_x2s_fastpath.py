@@ -34,7 +34,7 @@ from gateway.config import Addressing, ComponentConfig, load_config
 from gateway.metrics import Metrics
 from gateway.sip.message import SipRequest, make_response
 from gateway.sip.serializer import serialize
-from gateway.sip.transport.endpoint import TransactionTimeout
+from gateway.sip.useragent import TransactionTimeout
 from gateway.xmpp import convert
 from gateway.xmpp.component import GatewayComponent
 from mappings.addresses import jid_to_sip_target, jid_to_sip_uri

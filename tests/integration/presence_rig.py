@@ -29,7 +29,8 @@ from gateway.metrics import Metrics
 from gateway.resolver import Resolver
 from gateway.sip.notifier import PackageConfig
 from gateway.sip.timers import TimerConfig
-from gateway.sip.transport.endpoint import IncomingRequest, SipEndpoint
+from gateway.sip.transport.endpoint import SipEndpoint
+from gateway.sip.useragent import IncomingRequest
 from gateway.store.sqlite import SqliteStore, open_store
 from gateway.xmpp.links import XmppLinks
 from tests.harness import LOOPBACK

@@ -22,8 +22,9 @@ from gateway.config import ListenerConfig, SipConfig, SipTimers, Transport
 from gateway.sip.locate import Target
 from gateway.sip.message import Headers, SipRequest, SipResponse
 from gateway.sip.parser import parse_message
-from gateway.sip.transport.endpoint import IncomingRequest, SipEndpoint
+from gateway.sip.transport.endpoint import SipEndpoint
 from gateway.sip.uri import parse_uri
+from gateway.sip.useragent import IncomingRequest
 from mappings.pidf import parse_pidf
 from tests.harness import LOOPBACK
 from tests.harness.ports import free_port

@@ -48,8 +48,9 @@ from gateway.registrar.users import User, format_user, hash_password
 from gateway.sip.auth import build_authorization, parse_challenge, select_challenge
 from gateway.sip.locate import Target
 from gateway.sip.message import Headers, SipRequest, SipResponse
-from gateway.sip.transport.endpoint import IncomingRequest, SipEndpoint
+from gateway.sip.transport.endpoint import SipEndpoint
 from gateway.sip.uri import SipUri, parse_uri
+from gateway.sip.useragent import IncomingRequest
 from gateway.store.sqlite import SqliteStore, open_store
 from tests.harness import LOOPBACK, require_binary
 from tests.harness.baresip import Baresip, account_line

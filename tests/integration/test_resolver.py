@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
+from gateway.bridge.failover import TargetsExhausted, send_with_failover
 from gateway.config import DnsConfig, RouteConfig
 from gateway.resolver import ProtocolDecision, ResolutionError, Resolver
 from gateway.resolver.lookup import DnsLookup
 from gateway.sip.locate import Target
-from gateway.sip.transport.failover import TargetsExhausted, send_with_failover
 from gateway.sip.uri import SipUri, parse_uri
 from tests.harness import LOOPBACK
 from tests.harness.dns import Cname, DnsServer, Host, Naptr, Record, Srv
@@ -262,7 +262,8 @@ async def udp_peers() -> AsyncIterator[Any]:
 @pytest.fixture
 async def endpoint() -> AsyncIterator[Any]:
     from gateway.config import ListenerConfig, SipConfig, SipTimers, Transport
-    from gateway.sip.transport import endpoint as mod
+    from gateway.sip import useragent as mod
+    from gateway.sip.transport.endpoint import SipEndpoint
 
     class Refuse:
         def handle(self, request: Any) -> None:
@@ -272,7 +273,7 @@ async def endpoint() -> AsyncIterator[Any]:
         listeners=(ListenerConfig(Transport.UDP, LOOPBACK, free_port()),),
         timers=SipTimers(t1=0.05, t2=4.0, t4=5.0),  # Timer F = 64*T1 = 3.2 s
     )
-    ep = mod.SipEndpoint(cfg, Refuse())
+    ep = SipEndpoint(cfg, Refuse())
     await ep.start()
     try:
         yield mod, ep

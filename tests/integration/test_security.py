@@ -27,8 +27,9 @@ from gateway.registrar.users import User, format_user, hash_password
 from gateway.sip.auth import build_authorization, select_challenge
 from gateway.sip.locate import Target
 from gateway.sip.message import Headers, SipRequest, SipResponse
-from gateway.sip.transport.endpoint import IncomingRequest, SipEndpoint
+from gateway.sip.transport.endpoint import SipEndpoint
 from gateway.sip.uri import parse_uri
+from gateway.sip.useragent import IncomingRequest
 from tests.harness import LOOPBACK
 from tests.harness.gateway_proc import GatewayProcess, config_of, gateway_config
 from tests.harness.ports import free_port

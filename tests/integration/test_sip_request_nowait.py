@@ -18,14 +18,14 @@ from gateway.config import ListenerConfig, SipConfig, SipTimers, Transport
 from gateway.sip.locate import Target
 from gateway.sip.message import Headers, SipRequest, SipResponse
 from gateway.sip.parser import parse_message
-from gateway.sip.transport.endpoint import (
+from gateway.sip.transport.endpoint import SipEndpoint
+from gateway.sip.uri import parse_uri
+from gateway.sip.useragent import (
     IncomingRequest,
     MessageTooLarge,
-    SipEndpoint,
     TransactionTimeout,
     TransportFailure,
 )
-from gateway.sip.uri import parse_uri
 from tests.harness import LOOPBACK
 from tests.harness.ports import free_port
 
@@ -171,7 +171,7 @@ async def test_final_response_reaches_the_callback(endpoint: SipEndpoint, peer: 
     assert via.rport_requested
     assert sent.headers.get("Max-Forwards") is not None
     await asyncio.sleep(0)  # the transaction is forgotten by the endpoint once answered
-    assert not endpoint._clients
+    assert not endpoint.ua.clients
 
 
 async def test_same_bytes_as_request_but_the_branch(endpoint: SipEndpoint, peer: Peer) -> None:

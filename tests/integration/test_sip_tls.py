@@ -24,8 +24,9 @@ from gateway.config import ListenerConfig, SipConfig, SipTimers, TlsClientConfig
 from gateway.sip.locate import Target
 from gateway.sip.message import Headers, SipRequest, SipResponse
 from gateway.sip.parser import parse_message
-from gateway.sip.transport.endpoint import IncomingRequest, SipEndpoint, TransportFailure
+from gateway.sip.transport.endpoint import SipEndpoint
 from gateway.sip.uri import parse_uri
+from gateway.sip.useragent import IncomingRequest, TransportFailure
 from tests.harness import LOOPBACK, log_tail, require_binary, stop_group
 from tests.harness.ports import free_port, free_port_block, tcp_accepting
 

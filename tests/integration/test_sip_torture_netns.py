@@ -164,7 +164,8 @@ def _serve(port: int) -> None:
     """A SipEndpoint on 127.0.0.1 (UDP+TCP); INVITE gets 488, anything else 200."""
     from gateway.config import ListenerConfig, SipConfig, SipTimers, Transport
     from gateway.logs import setup_logging
-    from gateway.sip.transport.endpoint import IncomingRequest, SipEndpoint
+    from gateway.sip.transport.endpoint import SipEndpoint
+    from gateway.sip.useragent import IncomingRequest
 
     class Handler:
         def handle(self, request: IncomingRequest) -> None:

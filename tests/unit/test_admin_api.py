@@ -22,7 +22,7 @@ from gateway.admin.server import AdminSources, Readiness, create_app
 from gateway.config import AdminConfig
 from gateway.logs import WIRE_SIP, WIRE_XMPP, TextFormatter, WireTrace
 from gateway.metrics import Metrics
-from gateway.sip.transport.endpoint import EndpointStats
+from gateway.sip.useragent import EndpointStats
 from gateway.xmpp.links import LinkState, LinkStatus
 
 TOKEN = "t0ken"

@@ -1,6 +1,6 @@
 """The client-side fast paths of issue 11 against the slow paths they replace.
 
-1. `SipEndpoint._plan` measures a UDP request from the request it will send (our Via)
+1. `UserAgent.plan` measures a UDP request from the request it will send (our Via)
    plus `probe_via_delta`, instead of building and serializing a throwaway "probe" with
    the Via the size decision assumes (the target's address, port 65535). The sizes must
    be equal for any request, address family, port, transport spelling and branch.
@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.bridge.failover import send_with_failover
 from gateway.bridge.presence_context import SendFailed, _Failover
 from gateway.sip.errors import LocalProtocolError
 from gateway.sip.locate import Target
@@ -30,15 +31,14 @@ from gateway.sip.message import Headers, SipRequest, SipResponse, make_response
 from gateway.sip.serializer import serialize
 from gateway.sip.transaction import new_branch
 from gateway.sip.transaction_layer import TransactionLayer
-from gateway.sip.transport.endpoint import (
+from gateway.sip.ua import format_host, prepare_request
+from gateway.sip.uri import parse_uri
+from gateway.sip.useragent import (
     MessageTooLarge,
     TransactionTimeout,
     TransportFailure,
     probe_via_delta,
 )
-from gateway.sip.transport.failover import send_with_failover
-from gateway.sip.ua import format_host, prepare_request
-from gateway.sip.uri import parse_uri
 from mappings.errors import MappingError
 
 # ------------------------------------------------------------------ 1. size without a probe
@@ -243,7 +243,7 @@ def test_callback_failover_matches_send_with_failover(
 ) -> None:
     req, targets = _notify(), _targets(n)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="gateway.sip.transport.failover"):
+    with caplog.at_level(logging.INFO, logger="gateway.bridge.failover"):
         old = _old(req, targets, outcomes)
         old_logs = _failover_lines(caplog.records)
         caplog.clear()
@@ -257,7 +257,7 @@ def _failover_lines(records: list[logging.LogRecord]) -> list[tuple[str, int, An
     return [
         (r.getMessage(), r.levelno, getattr(r, "fields", None))
         for r in records
-        if r.name == "gateway.sip.transport.failover"
+        if r.name == "gateway.bridge.failover"
     ]
 
 

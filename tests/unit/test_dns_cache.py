@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.bridge.failover import TargetsExhausted, send_with_failover
 from gateway.resolver.cache import TtlCache
 from gateway.resolver.errors import ResolutionError
 from gateway.resolver.im_pres import candidates, parse_destination
-from gateway.sip.transport.failover import TargetsExhausted, send_with_failover
 from mappings.errors import MappingError
 
 pytestmark = pytest.mark.unit

@@ -5,6 +5,8 @@
 * The pure SIP core is protocol only: gateway/sip/ minus transport/ imports nothing from
   `mappings` (mappings, the RFC 7247 / CPIM rules, may import the SIP core's types).
 * mappings imports no glue: nothing of gateway except the pure SIP core and gateway.memo.
+* Domain code (gateway/bridge/, gateway/registrar/) imports the SIP contract from the pure
+  core (gateway.sip.useragent), never from gateway.sip.transport.
 """
 
 from __future__ import annotations
@@ -96,3 +98,25 @@ def test_the_rules_can_fail() -> None:
     """The checks see imports in both forms (a broken checker would pass everything)."""
     sample = ROOT / "tests" / "unit" / "test_layering.py"
     assert {"ast", "pathlib", "pytest"} <= _imports(sample)
+
+
+def _domain_modules() -> list[Path]:
+    gw = ROOT / "gateway"
+    return sorted([*(gw / "bridge").rglob("*.py"), *(gw / "registrar").rglob("*.py")])
+
+
+@pytest.mark.parametrize("path", _domain_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_domain_code_imports_no_sip_transport(path: Path) -> None:
+    """The aioquic split (STYLE.md): the bridge and the registrar talk to the pure contract
+    in gateway.sip.useragent (IncomingRequest, the send exceptions, RequestSender), never to
+    the asyncio endpoint."""
+    bad = {
+        n
+        for n in _imports(path)
+        if n == "gateway.sip.transport" or n.startswith("gateway.sip.transport.")
+    }
+    assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_there_are_domain_modules() -> None:
+    assert len(_domain_modules()) >= 10

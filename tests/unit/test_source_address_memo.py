@@ -8,8 +8,8 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.sip.transport.endpoint import _address_of
 from gateway.sip.ua import ip_literal
+from gateway.sip.useragent import address_of as _address_of
 
 _hosts = st.one_of(
     st.ip_addresses().map(str),

@@ -9,6 +9,9 @@ ends the search. RFC 3861 §6 (R3861-06): at least two targets are tried when th
 `send(target)` is typically `lambda t: endpoint.request(req, t)`. Which exceptions are
 timeouts and which are transport failures is a parameter, so the driver does not depend on
 a particular endpoint; `TimeoutError` and `OSError` are the defaults.
+
+It lives with the bridge, not in gateway.sip: what the sender is told when every target
+failed (`TargetsExhausted`, a `MappingError`) is the RFC 7247 Table 3 mapping.
 """
 
 from __future__ import annotations

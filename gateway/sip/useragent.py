@@ -1,0 +1,665 @@
+"""`UserAgent`: the pure SIP user-agent core that `transport.endpoint.SipEndpoint` drives.
+
+The contract the transaction user sees lives here, with no I/O: `IncomingRequest` (a
+request to answer, with where it came from), `RequestHandler` (the TU), `RequestSender`
+(what the TU sends through), and the send exceptions (`TransportFailure`,
+`TransactionTimeout`, `MessageTooLarge`). The core owns the decisions around one
+`TransactionLayer`:
+
+* receive (`receive`): parse, 513 for an oversize request (§18.1.1, §21.5.14), stateless
+  error responses for unparseable requests (RFC 3581: to their source), then the layer;
+  a new request is refused 503 while draining (the one Retry-After, §21.5.4), validated
+  (`validate_request`, §8.2), OPTIONS is answered here (§11.2), the rest goes to the TU;
+* the error boundary (`handler_failed`): an exception from the TU becomes a final response;
+* client transactions (`plan`, `start_client`): the §18.1.1 transport plan, and one waiter
+  per `ClientKey` settled with the final response or an exception;
+* drain (`begin_drain`): THE policy, one Retry-After value for every 503 while draining.
+
+The asyncio side is the `Driver` protocol: it writes bytes (`transmit`), runs a handler's
+awaitable under `handler_failed` (`spawn`), re-arms its one timer (`timer_changed`), tells
+the time (`now`) and logs the wire (`traced`). Time enters as `now` on every input.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from gateway.logs import event
+from gateway.memo import Memo
+from gateway.sip import transaction_events as ev
+from gateway.sip.errors import DropMessage, RemoteProtocolError
+from gateway.sip.locate import Target
+from gateway.sip.message import SipMessage, SipRequest, SipResponse, make_response
+from gateway.sip.parser import parse_message
+from gateway.sip.serializer import serialize
+from gateway.sip.timers import TimerConfig
+from gateway.sip.transaction import ClientKey, ServerKey, new_branch, server_key_for_request
+from gateway.sip.transaction_events import Origin
+from gateway.sip.transaction_layer import TransactionLayer
+from gateway.sip.ua import SizePlan, format_host, ip_literal, options_response, plan_transport
+from gateway.sip.ua import prepare_request as add_client_headers
+from gateway.sip.validate import (
+    GATEWAY_POLICY,
+    UasPolicy,
+    error_response,
+    validate_request,
+    validate_response,
+)
+
+__all__ = [
+    "DEFAULT_RETRY_AFTER",
+    "Driver",
+    "EndpointStats",
+    "FinalCallback",
+    "IncomingRequest",
+    "MessageTooLarge",
+    "Origin",
+    "Prepared",
+    "RequestHandler",
+    "RequestSender",
+    "TransactionTimeout",
+    "TransportFailure",
+    "UserAgent",
+    "address_of",
+    "probe_via_delta",
+]
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+# Seconds a client is asked to wait before retrying while we drain (RFC 3261 §20.33).
+DEFAULT_RETRY_AFTER = 30
+
+
+class TransportFailure(Exception):
+    """A request could not be sent: no route, connection refused, TLS refused, closed.
+    `connect_failed` is True when the connection could not be established at all."""
+
+    def __init__(self, message: str, *, connect_failed: bool = False) -> None:
+        super().__init__(message)
+        self.connect_failed = connect_failed
+
+
+class TransactionTimeout(Exception):
+    """No final response before Timer B/F fired (RFC 3261 §17.1.1.2, §17.1.2.2)."""
+
+
+class MessageTooLarge(Exception):
+    """Too large for UDP (§18.1.1) and no congestion-controlled transport could be used."""
+
+
+class RequestHandler(Protocol):
+    """The transaction user. `handle` may answer at once through `request.respond`, or
+    return an awaitable that the driver runs as a task under the error boundary."""
+
+    def handle(self, request: IncomingRequest) -> Awaitable[None] | None: ...
+
+
+FinalCallback = Callable[[SipResponse | None, Exception | None], None]
+
+
+class RequestSender(Protocol):
+    """What the TU sends requests through (`SipEndpoint` is one): `request` awaits the
+    final response, `request_nowait` calls `on_final(response, None)` or
+    `on_final(None, exc)`. Both raise/report the exceptions above."""
+
+    async def request(
+        self,
+        req: SipRequest,
+        target: Target,
+        *,
+        on_provisional: Callable[[SipResponse], None] | None = None,
+        allow_tcp: bool = True,
+    ) -> SipResponse: ...
+
+    def request_nowait(
+        self,
+        req: SipRequest,
+        target: Target,
+        on_final: FinalCallback,
+        *,
+        allow_tcp: bool = True,
+    ) -> None: ...
+
+
+class Driver(Protocol):
+    """The I/O side of a `UserAgent` (the asyncio `SipEndpoint`, or a test double)."""
+
+    def now(self) -> float: ...
+
+    def transmit(self, transport: str, dest: Address, data: bytes) -> None:
+        """Write `data` to `dest` over `transport` (lower case); OSError if it cannot."""
+
+    def spawn(self, request: IncomingRequest, work: Awaitable[None]) -> None:
+        """Run a handler's `work`; an exception from it goes to `handler_failed`."""
+
+    def timer_changed(self, deadline: float | None) -> None:
+        """Call `handle_timer` at `deadline` (None: no timer)."""
+
+    def traced(
+        self, direction: str, msg: SipMessage, transport: str, peer: Address, data: bytes
+    ) -> None:
+        """A message received ("in") or sent ("out"), for the wire log."""
+
+
+@dataclass
+class EndpointStats:
+    """Plain counters for the metrics endpoint."""
+
+    requests_in: int = 0
+    responses_in: int = 0
+    requests_out: int = 0
+    responses_out: int = 0
+    retransmissions: int = 0  # requests/responses we re-sent (Timers A, E, G)
+    retransmissions_in: int = 0  # request retransmissions absorbed by the layer
+    parse_errors: int = 0
+    handler_errors: int = 0
+
+
+@dataclass(eq=False)
+class IncomingRequest:
+    """A request for the transaction user, with where it came from and how to answer."""
+
+    request: SipRequest
+    source: Address
+    transport: str
+    listener: str
+    connection_id: int | None  # the flow (RFC 5626) for stream transports
+    peer_certificate: dict[str, Any] | None  # TLS client certificate, when one was given
+    server_key: ev.ServerKeyT | None  # None for an ACK to a 2xx: nothing to answer
+    _ua: UserAgent = field(repr=False)
+    to_tag: str = field(default_factory=lambda: secrets.token_hex(6))
+    final_sent: bool = False
+    cancelled: bool = False
+
+    def respond(self, response: SipResponse) -> bool:
+        """Send `response` through the server transaction; a second final response (or
+        any response to an ACK) is refused with a log line. False if not sent."""
+        if self.server_key is None:
+            log.warning("no response possible to %s", self.request.method)
+            return False
+        if self.final_sent:
+            event(
+                log,
+                logging.WARNING,
+                "second final response refused",
+                call_id=self.request.call_id,
+                status=response.status,
+            )
+            return False
+        if response.status >= 200:
+            self.final_sent = True
+        return self._ua.respond(self.server_key, response)
+
+    def reply(
+        self,
+        status: int,
+        reason: str | None = None,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> bool:
+        """`respond` with a response built from the request (RFC 3261 §8.2.6)."""
+        resp = make_response(
+            self.request, status, reason, to_tag=self.to_tag, headers=headers, body=body
+        )
+        return self.respond(resp)
+
+
+@dataclass(slots=True)
+class _Waiter:
+    """A client transaction's TU: `on_final` once, then the waiter is forgotten."""
+
+    on_final: FinalCallback
+    on_provisional: Callable[[SipResponse], None] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request with our Via, where it goes, and (UDP) its bytes and branch."""
+
+    request: SipRequest
+    dest: Address
+    data: bytes | None = None
+    branch: str | None = None
+
+
+# `ip_literal` (an `ipaddress` parse, ~10 µs) memoized for the send path (a fan-out sends
+# to the same few addresses thousands of times) and for the source address of every request
+# received (peers send again and again). A pure function of its string; only IP literals
+# are kept (a host name is parsed again, as it rarely comes here).
+_ADDRESSES: Memo[str, str] = Memo(4096)
+
+
+def address_of(host: str) -> str | None:
+    """`ip_literal(host)`, remembered."""
+    ip = _ADDRESSES.peek(host)
+    if ip is None:
+        ip = ip_literal(host)
+        if ip is not None:
+            _ADDRESSES.put(host, ip)
+    return ip
+
+
+def probe_via_delta(target_transport: str, ip: str, host: str, port: int, branch: str) -> int:
+    """How much longer the request is with the size-decision Via (the target's address,
+    port 65535, its transport) than with ours (`host`:`port` over UDP, same branch)."""
+    probe = f"SIP/2.0/{target_transport.upper()} {format_host(ip)}:65535;branch={branch};rport"
+    ours = f"SIP/2.0/UDP {format_host(host)}:{port};branch={branch};rport"
+    return len(probe.encode()) - len(ours.encode())
+
+
+class UserAgent:
+    """One transaction layer, the receive decisions, client waiters, drain, the boundary."""
+
+    def __init__(
+        self,
+        handler: RequestHandler,
+        driver: Driver,
+        *,
+        max_message_size: int,
+        user_agent: str | None = None,
+        policy: UasPolicy = GATEWAY_POLICY,
+        timers: TimerConfig | None = None,
+        path_mtu: int | None = None,
+        retry_after: int = DEFAULT_RETRY_AFTER,
+    ) -> None:
+        self.handler = handler
+        self.driver = driver
+        self.max_message_size = max_message_size
+        self.user_agent = user_agent
+        self.policy = replace(policy, max_message_size=max_message_size)
+        self.path_mtu = path_mtu
+        self.retry_after = retry_after
+        self.layer = TransactionLayer(timers or TimerConfig())
+        self.stats = EndpointStats()
+        self.draining = False
+        self.processing = False  # inside `process`: what is queued will be sent
+        self.unsent = 0  # client requests started (by the driver) since the last send
+        self._clients: dict[ClientKey, _Waiter] = {}
+        self._incoming: dict[ev.ServerKeyT, IncomingRequest] = {}
+        self._send_errors: dict[Any, str] = {}
+        self._allow = tuple(sorted(self.policy.methods))
+
+    # ------------------------------------------------------------------ drain
+
+    def begin_drain(self) -> None:
+        """From now on, new requests are answered 503 with Retry-After (RFC 3261 §21.5.4)."""
+        self.draining = True
+
+    def _refuse_draining(self, incoming: IncomingRequest) -> None:
+        incoming.reply(503, headers=[("Retry-After", str(self.retry_after))])
+
+    # ------------------------------------------------------------------ receive
+
+    def receive(
+        self,
+        data: bytes,
+        source: Address,
+        transport: str,
+        origin: Origin,
+        *,
+        now: float,
+        reply: Callable[[bytes], None],
+    ) -> bool:
+        """One datagram or stream frame from `source`. `reply` writes a stateless response
+        back where the message came from (OSError if it cannot). True: the message broke
+        the framing, close its connection (§18.3)."""
+        try:
+            msg = parse_message(data, allow=self._allow)
+        except DropMessage as exc:
+            log.debug("dropped message from %s: %s", source, exc)
+            return False
+        except RemoteProtocolError as exc:
+            self.stats.parse_errors += 1
+            event(log, logging.DEBUG, "unparseable request", peer=source, error=exc.message)
+            self._stateless(error_response(exc), reply)
+            return exc.fatal
+        self.driver.traced("in", msg, transport, source, data)
+        if isinstance(msg, SipResponse):
+            try:
+                validate_response(msg)
+            except DropMessage as exc:
+                log.debug("dropped response from %s: %s", source, exc)
+                return False
+            self.stats.responses_in += 1
+            self.layer.receive(msg, source, transport, now)
+            self.process()
+            return False
+        self.stats.requests_in += 1
+        if len(data) > self.max_message_size:  # §18.1.1 / RFC 3261 §21.5.14
+            self._stateless(make_response(msg, 513, to_tag=secrets.token_hex(6)), reply)
+            return False
+        self._count_retransmission(msg)
+        try:
+            # `received` carries a bare IPv6 address (RFC 3261 §25.1 via-received).
+            self.layer.receive(msg, source, transport, now, origin)
+        except RemoteProtocolError as exc:
+            exc.headers, exc.method = msg.headers, msg.method
+            self._stateless(error_response(exc, to_tag=secrets.token_hex(6)), reply)
+        self.process()
+        return False
+
+    def _count_retransmission(self, req: SipRequest) -> None:
+        if req.method in ("ACK", "CANCEL"):
+            return
+        try:
+            key = server_key_for_request(req)
+        except RemoteProtocolError:
+            return
+        if isinstance(key, ServerKey) and self.layer.state_of(key) is not None:
+            self.stats.retransmissions_in += 1
+
+    def _stateless(self, response: SipResponse | None, reply: Callable[[bytes], None]) -> None:
+        if response is None:
+            return
+        data = serialize(response)
+        try:
+            reply(data)
+        except OSError as exc:
+            log.debug("stateless response not sent: %s", exc)
+            return
+        self.stats.responses_out += 1
+        self.driver.traced("out", response, "", ("", 0), data)
+
+    def handle_timer(self, now: float) -> None:
+        """The driver's timer fired (at or after the deadline it was given)."""
+        self.layer.handle_timer(now)
+        self.process()
+
+    # ------------------------------------------------------------------ events
+
+    def process(self) -> None:
+        """Send what the layer has queued and handle its events until both are empty;
+        then tell the driver the next deadline. Re-entrant calls return at once."""
+        if self.processing:
+            return
+        self.processing = True
+        self.unsent = 0
+        layer = self.layer
+        try:
+            while True:
+                outgoing = layer.messages_to_send()
+                for out in outgoing:
+                    self._send(out)
+                e = layer.next_event()
+                if e is not None:
+                    try:
+                        _HANDLERS[type(e)](self, e)
+                    except Exception:  # a bug: keep serving the other transactions
+                        log.exception("error handling %s", type(e).__name__)
+                elif not outgoing:
+                    break
+        finally:
+            self.processing = False
+        self.driver.timer_changed(layer.get_timer())
+
+    def send_queued(self) -> None:
+        """Send what the layer has queued, handling no event (no TU callback runs): a
+        burst of requests started in one loop turn leaves in chunks as it is built."""
+        self.processing = True
+        self.unsent = 0
+        try:
+            for out in self.layer.messages_to_send():
+                self._send(out)
+        finally:
+            self.processing = False
+
+    def _on_request(self, e: ev.RequestReceived) -> None:
+        origin = e.origin
+        incoming = IncomingRequest(
+            e.request,
+            (address_of(e.source[0]) or e.source[0], e.source[1]),
+            e.transport,
+            origin.listener,
+            origin.connection_id,
+            origin.peer_certificate,
+            e.server_key,
+            self,
+        )
+        req = e.request
+        if e.server_key is None or req.method == "ACK":
+            self.dispatch(incoming)
+            return
+        if req.method == "INVITE":  # only a CANCEL looks it up again (_on_cancelled)
+            self._incoming[e.server_key] = incoming
+        if self.draining:
+            self._refuse_draining(incoming)
+            return
+        try:
+            validate_request(req, self.policy)
+        except RemoteProtocolError as exc:
+            resp = error_response(exc, to_tag=incoming.to_tag)
+            if resp is not None:
+                incoming.respond(resp)
+            return
+        if req.method == "OPTIONS":
+            incoming.respond(
+                options_response(req, self.policy, to_tag=incoming.to_tag, server=self.user_agent)
+            )
+            return
+        self.dispatch(incoming)
+
+    def _on_response(self, e: ev.ResponseReceived) -> None:
+        waiter = self._clients.get(e.client_key)
+        if waiter is None:
+            return
+        if e.response.status < 200:
+            if waiter.on_provisional is not None:
+                waiter.on_provisional(e.response)
+            return
+        del self._clients[e.client_key]
+        waiter.on_final(e.response, None)
+
+    def _on_cancelled(self, e: ev.RequestCancelled) -> None:
+        incoming = self._incoming.get(e.invite_key)
+        if incoming is not None:
+            incoming.cancelled = True
+            incoming.final_sent = True  # the layer answered 487
+
+    def _fail_client(self, key: Any, exc: Exception) -> None:
+        waiter = self._clients.pop(key, None) if isinstance(key, ClientKey) else None
+        if waiter is not None:
+            waiter.on_final(None, exc)
+
+    def _on_timeout(self, e: ev.TransactionTimeout) -> None:
+        if isinstance(e.key, ClientKey):
+            self._fail_client(e.key, TransactionTimeout(f"no final response ({e.key.method})"))
+        else:
+            log.debug("server transaction timed out: %s", e.key)
+
+    def _on_transport_error(self, e: ev.TransportError) -> None:
+        reason = self._send_errors.pop(e.key, "transport error")
+        self._fail_client(e.key, TransportFailure(reason))
+
+    def _on_terminated(self, e: ev.TransactionTerminated) -> None:
+        self._send_errors.pop(e.key, None)
+        if isinstance(e.key, ClientKey):
+            self._clients.pop(e.key, None)
+        else:
+            self._incoming.pop(e.key, None)
+
+    def _on_stray(self, e: ev.StrayResponse) -> None:
+        log.debug("stray response %s from %s dropped", e.response.status, e.source)
+
+    # ------------------------------------------------------------------ the error boundary
+
+    def dispatch(self, incoming: IncomingRequest) -> None:
+        """Run the handler; any exception becomes a final response (the one boundary)."""
+        try:
+            result = self.handler.handle(incoming)
+        except Exception as exc:
+            self.handler_failed(incoming, exc)
+            return
+        if result is not None and inspect.isawaitable(result):
+            self.driver.spawn(incoming, result)
+
+    def handler_failed(self, incoming: IncomingRequest, exc: Exception) -> None:
+        """The handler raised `exc`: answer what it left unanswered. An exception with an
+        int `sip_status` (`mappings.errors.MappingError`) is that status; a
+        `RemoteProtocolError` its status and headers; anything else a bug, 500."""
+        req = incoming.request
+        cseq = req.cseq
+        fields = {"call_id": req.call_id, "cseq": None if cseq is None else str(cseq)}
+        sip_status = getattr(exc, "sip_status", None)
+        extra: tuple[tuple[str, str], ...] = ()
+        if isinstance(sip_status, int):
+            event(log, logging.INFO, "request refused", status=sip_status, **fields)
+            status, reason = sip_status, None
+        elif isinstance(exc, RemoteProtocolError):
+            event(log, logging.INFO, "request refused", status=exc.status, **fields)
+            status, reason, extra = exc.status, exc.reason, exc.extra_headers
+        else:
+            self.stats.handler_errors += 1
+            log.error("handler failed", exc_info=exc, extra={"fields": fields})
+            status, reason = 500, None
+        if not incoming.final_sent and incoming.server_key is not None:
+            incoming.reply(status, reason, headers=extra)
+
+    # ------------------------------------------------------------------ send
+
+    def respond(self, key: ev.ServerKeyT, response: SipResponse) -> bool:
+        sent = self.layer.send_response(response, self.driver.now(), key)
+        self.process()
+        return sent
+
+    def _send(self, out: ev.Outgoing) -> None:
+        t = out.transport.lower()
+        stats = self.stats
+        if out.retransmission:
+            stats.retransmissions += 1
+        if isinstance(out.message, SipResponse):
+            stats.responses_out += 1
+        else:
+            stats.requests_out += 1
+        try:
+            self.driver.transmit(t, out.dest, out.data)
+        except OSError as exc:
+            event(log, logging.INFO, "send failed", dest=out.dest, transport=t, error=str(exc))
+            if out.key is not None:
+                self._send_errors[out.key] = f"{t} to {out.dest[0]}:{out.dest[1]}: {exc}"
+                self.layer.transport_error(out.key, self.driver.now())
+            return
+        self.driver.traced("out", out.message, t, out.dest, out.data)
+
+    # ------------------------------------------------------------------ client transactions
+
+    @property
+    def clients(self) -> dict[ClientKey, _Waiter]:
+        """The client transactions waiting for a final response (the driver's `stop`)."""
+        return self._clients
+
+    def plan(
+        self,
+        req: SipRequest,
+        target: Target,
+        allow_tcp: bool,
+        udp_sent_by: Callable[[Address], Address | None],
+    ) -> tuple[str, SizePlan, int, Prepared | None]:
+        """The target's address, the transport plan (§18.1.1) and the request's size
+        with our Via; for a UDP target with a UDP listener (`udp_sent_by(dest)` gives its
+        Via sent-by, None without one), also the request prepared for it.
+
+        The size decision is made as if the Via named the target's address and port
+        65535 (an upper bound on ours); the prepared request differs from that only in
+        the Via value, so the size is its length corrected by the two Via lengths.
+        Raises TransportFailure (no address) and MessageTooLarge."""
+        ip = address_of(target.address or target.host)
+        if ip is None:
+            raise TransportFailure(f"target {target.host} has no address (resolve it first)")
+        branch = new_branch()
+        ready: Prepared | None = None
+        t = target.transport.lower()
+        dest = (ip, target.port)
+        sent_by = udp_sent_by(dest) if t == "udp" else None
+        if sent_by is not None:
+            host, port = sent_by
+            prepared = add_client_headers(
+                req,
+                transport="udp",
+                host=host,
+                port=port,
+                branch=branch,
+                user_agent=self.user_agent,
+            )
+            data = serialize(prepared)
+            size = len(data) + probe_via_delta(target.transport, ip, host, port, branch)
+            ready = Prepared(prepared, dest, data, branch)
+        elif t == "udp":
+            probe = add_client_headers(
+                req,
+                transport=target.transport,
+                host=ip,
+                port=65535,
+                branch=branch,
+                user_agent=self.user_agent,
+            )
+            size = len(serialize(probe))
+        else:
+            size = 0  # a reliable target keeps its transport whatever the size (§18.1.1)
+        plan = plan_transport(
+            target.transport,
+            size,
+            max_message_size=self.max_message_size,
+            path_mtu=self.path_mtu,
+            allow_tcp=allow_tcp,
+        )
+        if plan is None:
+            raise MessageTooLarge(f"{size} bytes is too large for udp")
+        return ip, plan, size, ready
+
+    def prepare(self, req: SipRequest, transport: str, dest: Address, sent_by: Address) -> Prepared:
+        """`req` with our Via (`sent_by`, a fresh branch), Max-Forwards and User-Agent."""
+        host, port = sent_by
+        prepared = add_client_headers(
+            req,
+            transport=transport,
+            host=host,
+            port=port,
+            branch=new_branch(),
+            user_agent=self.user_agent,
+        )
+        return Prepared(prepared, dest)
+
+    def start_client(
+        self,
+        ready: Prepared,
+        transport: str,
+        now: float,
+        on_final: FinalCallback,
+        on_provisional: Callable[[SipResponse], None] | None = None,
+    ) -> ClientKey:
+        """A new client transaction; `on_final` is called once from `process`, with the
+        final response or the exception (TransactionTimeout, TransportFailure). Nothing is
+        sent before `process` (or `send_queued`)."""
+        key = self.layer.send_request(
+            ready.request, ready.dest, transport, now, data=ready.data, branch=ready.branch
+        )
+        self._clients[key] = _Waiter(on_final, on_provisional)
+        return key
+
+    def forget_client(self, key: ClientKey) -> None:
+        """The TU no longer waits (its task was cancelled): later responses are dropped."""
+        self._clients.pop(key, None)
+
+    def fail_clients(self, exc: Exception) -> None:
+        """Settle every waiting client transaction with `exc` (the driver stopped)."""
+        clients, self._clients = self._clients, {}
+        for waiter in clients.values():
+            waiter.on_final(None, exc)
+
+
+_HANDLERS: dict[type, Callable[[UserAgent, Any], None]] = {
+    ev.RequestReceived: UserAgent._on_request,
+    ev.ResponseReceived: UserAgent._on_response,
+    ev.StrayResponse: UserAgent._on_stray,
+    ev.RequestCancelled: UserAgent._on_cancelled,
+    ev.TransactionTimeout: UserAgent._on_timeout,
+    ev.TransportError: UserAgent._on_transport_error,
+    ev.TransactionTerminated: UserAgent._on_terminated,
+}
