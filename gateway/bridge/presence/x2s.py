@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.bridge.presence_context import PresenceContext, SendFailed, Tasks
+from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
 from gateway.logs import event
 from gateway.sip.dialog import MAX_FORWARDS
 from gateway.sip.headers import NameAddr

@@ -10,7 +10,7 @@ one `HostedWatcher` per (hosted AOR, XMPP watcher), with the RFC 3857 §4.7.1 st
 Authorization is the hosted SIP user's (docs/presence.md, "Hosted users"):
 
 * the request is held `pending` and shown in `presence.winfo` NOTIFYs (RFC 3857/3858,
-  gateway/bridge/winfo.py), with the watcher's mapped SIP URI;
+  gateway/bridge/presence/winfo.py), with the watcher's mapped SIP URI;
 * the hosted user approves by subscribing to that URI (RFC 3856 SUBSCRIBE, what a SIP
   client does when it adds the contact), or with a MESSAGE `/allow` to it; it rejects
   with a MESSAGE `/deny` (both only while the request is pending or active);
@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from gateway.bridge.presence_context import PresenceContext
+from gateway.bridge.presence.context import PresenceContext
 from gateway.logs import event
 from gateway.registrar.bindings import canonical_aor
 from gateway.sip.errors import RemoteProtocolError

@@ -1,9 +1,9 @@
 """What both presence directions share: config, the SIP sender, XMPP output, address maps.
 
-`PresenceContext` is built once by `gateway.bridge.presence.PresenceService` and passed to
-`presence_x2s.X2s` and `presence_s2x.S2x`. The I/O it holds is typed by small protocols
-(the SIP endpoint, the resolver, the XMPP links, the store), so either side can be driven
-by real peers in integration tests and nothing reaches for a global.
+`PresenceContext` is built once by `service.PresenceService` and passed to `x2s.X2s`,
+`s2x.S2x`, `hosted.Hosted` and `winfo.Winfo`. The I/O it holds is typed by small
+protocols (the SIP endpoint, the resolver, the XMPP links, the store), so either side can
+be driven by real peers in integration tests and nothing reaches for a global.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator, 
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.bridge.scheduler import Scheduler
+from gateway.bridge.presence.scheduler import Scheduler
 from gateway.config import Addressing, ComponentConfig, Config
 from gateway.logs import event
 from gateway.metrics import Metrics

@@ -31,8 +31,8 @@ from typing import Any, Generic, TypeVar
 from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 
-from gateway.bridge import sip_message as sm
-from gateway.bridge.chatstate import ChatStateGate, Conversation
+from gateway.bridge.pager import sip_message as sm
+from gateway.bridge.pager.chatstate import ChatStateGate, Conversation
 from gateway.bridge.routing import DomainClass, SipRouter
 from gateway.config import Addressing, ComponentConfig, Config
 from gateway.logs import event

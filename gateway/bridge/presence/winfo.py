@@ -1,5 +1,5 @@
 """`presence.winfo` (RFC 3857) for SIP users hosted by our registrar: they see who asked
-to watch them (gateway/bridge/presence_hosted.py) in RFC 3858 documents.
+to watch them (gateway/bridge/presence/hosted.py) in RFC 3858 documents.
 
 * Only the presentity may watch its own watchers (RFC 3857 §4.6): the SUBSCRIBE must be
   authorized by the registrar (Digest, registered flow, trusted peer) for the AOR in the
@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.bridge.presence_context import PresenceContext, SendFailed, Tasks
-from gateway.bridge.presence_hosted import Hosted
+from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
+from gateway.bridge.presence.hosted import Hosted
 from gateway.logs import event
 from gateway.registrar.bindings import canonical_aor
 from gateway.sip.dialog import Dialog, DialogId

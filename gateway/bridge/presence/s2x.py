@@ -38,8 +38,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
-from gateway.bridge.presence_context import PresenceContext, SendFailed, Tasks
-from gateway.bridge.scheduler import BurstFreezer
+from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
+from gateway.bridge.presence.scheduler import BurstFreezer
 from gateway.logs import event
 from gateway.sip.dialog import Dialog, DialogId
 from gateway.sip.headers import NameAddr, parse_event, parse_name_addr
