@@ -39,6 +39,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
+from gateway.bridge.presence.records import notifier_record, write
 from gateway.bridge.presence.scheduler import BurstFreezer
 from gateway.logs import event
 from gateway.sip.dialog import Dialog, DialogId
@@ -53,7 +54,7 @@ from gateway.sip.subscription import (
     StateDocument,
 )
 from gateway.sip.uri import SipUri, parse_uri
-from gateway.store.api import StoreError, SubscriptionRecord
+from gateway.store.api import SubscriptionRecord
 from gateway.xmpp.presence_convert import build_presence, build_subscription
 from mappings.addresses import (
     AddressError,
@@ -417,10 +418,13 @@ class S2x:
         if did not in self._fetches:
             if notifier.state not in (NState.PENDING, NState.ACTIVE):
                 self._unsaved.pop(did, None)
-                self._store(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
+                write(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
             elif incoming is not None:  # a SUBSCRIBE answered: what a restart must know
                 self._unsaved.pop(did, None)
-                self._store(self.ctx.store.put_subscription, record_of(watch, notifier))
+                write(
+                    self.ctx.store.put_subscription,
+                    notifier_record(notifier, authorized=watch.authorized),
+                )
             else:  # NOTIFY CSeq, document, authorization: written in batches
                 self._save_later(did, watch)
 
@@ -501,7 +505,7 @@ class S2x:
         if did in self._fetches:
             self._fetches.discard(did)
         else:
-            self._store(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
+            write(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
         if not watch.dialogs:
             if watch.authorized:
                 self._send_unavailable(watch)  # R8048-13
@@ -540,19 +544,12 @@ class S2x:
         unsaved, self._unsaved = self._unsaved, {}
         self.ctx.scheduler.cancel(("s2x-flush", ""))
         records = [
-            record_of(watch, notifier)
+            notifier_record(notifier, authorized=watch.authorized)
             for did, watch in unsaved.items()
             if (notifier := watch.dialogs.get(did)) is not None
         ]
         if records:
-            self._store(self.ctx.store.put_subscriptions, records)
-
-    @staticmethod
-    def _store(fn: Any, *args: Any) -> None:
-        try:
-            fn(*args)
-        except StoreError as exc:
-            event(log, logging.ERROR, "presence store write failed", error=str(exc))
+            write(self.ctx.store.put_subscriptions, records)
 
     def _count(self) -> None:
         self.ctx.set_subscriptions(DIRECTION, len(self.by_dialog) - len(self._fetches))
@@ -569,7 +566,7 @@ class S2x:
                 watch, notifier = self._from_record(rec, memo)
             except (ValueError, KeyError, FormatError, AddressError) as exc:
                 event(log, logging.WARNING, "unusable subscription record", error=str(exc))
-                self._store(self.ctx.store.delete_subscription, *rec.key)
+                write(self.ctx.store.delete_subscription, *rec.key)
                 continue
             did = notifier.dialog.id
             watch.dialogs[did] = notifier
@@ -651,26 +648,3 @@ def _contact_of(target: str, dm: DomainMap) -> tuple[Jid, str, str, NameAddr]:
     contact = sip_target_to_jid(target, domain_map=dm).bare
     entity = str(jid_to_sip_uri(contact, domain_map=dm, scheme="pres"))
     return contact, str(contact), entity, NameAddr(parse_uri(target))
-
-
-def record_of(watch: Watch, notifier: Notifier) -> SubscriptionRecord:
-    dialog = notifier.dialog
-    doc = notifier.document
-    return SubscriptionRecord(
-        direction="s2x",
-        watcher=dialog.remote_uri_text(),
-        target=str(dialog.local.uri),
-        call_id=dialog.id.call_id,
-        local_tag=dialog.id.local_tag,
-        remote_tag=dialog.id.remote_tag,
-        event=str(notifier.event),
-        route_set=tuple(str(r) for r in dialog.route_set),
-        remote_target=dialog.remote_target_text(),
-        local_cseq=dialog.local_cseq or 0,
-        remote_cseq=dialog.remote_cseq,
-        state=notifier.state.value,
-        expires_at=notifier.expires_at,
-        last_document=None if doc is None else doc.body,
-        content_type=notifier.content_type,
-        xmpp_authorization="from" if watch.authorized else "none",
-    )

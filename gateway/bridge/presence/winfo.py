@@ -25,6 +25,7 @@ from typing import Any
 
 from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
 from gateway.bridge.presence.hosted import Hosted
+from gateway.bridge.presence.records import WINFO_EVENT, is_winfo_record, notifier_record, write
 from gateway.logs import event
 from gateway.registrar.bindings import canonical_aor
 from gateway.sip.dialog import Dialog, DialogId
@@ -39,7 +40,7 @@ from gateway.sip.subscription import (
     StateDocument,
 )
 from gateway.sip.uri import SipUri, parse_uri
-from gateway.store.api import StoreError, SubscriptionRecord
+from gateway.store.api import SubscriptionRecord
 from mappings.winfo import (
     MEDIA_TYPE,
     Watcher,
@@ -55,7 +56,7 @@ __all__ = ["EVENT", "Winfo", "WinfoSub", "is_winfo_record", "winfo_package"]
 
 log = logging.getLogger(__name__)
 
-EVENT = "presence.winfo"
+EVENT = WINFO_EVENT
 PARENT = "presence"
 Authorize = Callable[[Any, str], object]
 
@@ -83,10 +84,6 @@ class WinfoSub:
     @property
     def did(self) -> DialogId:
         return self.notifier.dialog.id
-
-
-def is_winfo_record(rec: SubscriptionRecord) -> bool:
-    return rec.direction == "s2x" and rec.event.split(";")[0].strip().lower() == EVENT
 
 
 class Winfo:
@@ -223,9 +220,9 @@ class Winfo:
         if sub.fetch:
             return
         if sub.notifier.state in (NState.PENDING, NState.ACTIVE):
-            self._store(self.ctx.store.put_subscription, record_of(sub))
+            write(self.ctx.store.put_subscription, notifier_record(sub.notifier, target=sub.aor))
         else:
-            self._store(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
+            write(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
 
     async def _notify_task(self, sub: WinfoSub, request: SipRequest) -> None:
         lock = self._locks.setdefault(sub.did, asyncio.Lock())
@@ -255,14 +252,7 @@ class Winfo:
         self.ctx.scheduler.cancel(("winfo", did))
         self.ctx.scheduler.cancel(("winfo-throttle", did))
         if not sub.fetch:
-            self._store(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
-
-    @staticmethod
-    def _store(fn: Any, *args: Any) -> None:
-        try:
-            fn(*args)
-        except StoreError as exc:
-            event(log, logging.ERROR, "presence store write failed", error=str(exc))
+            write(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
 
     # ------------------------------------------------------------ restart
 
@@ -273,7 +263,7 @@ class Winfo:
                 sub = self._from_record(rec)
             except (ValueError, KeyError, FormatError) as exc:
                 event(log, logging.WARNING, "unusable winfo record", error=str(exc))
-                self._store(self.ctx.store.delete_subscription, *rec.key)
+                write(self.ctx.store.delete_subscription, *rec.key)
                 continue
             self.subs[sub.did] = sub
             self.ctx.scheduler.set(("winfo", sub.did), sub.notifier.next_deadline())
@@ -320,27 +310,3 @@ def _document(aor: str, version: int, state: str, watchers: tuple[Watcher, ...])
         version, "full" if state == "full" else "partial", (WatcherList(aor, PARENT, watchers),)
     )
     return StateDocument(build_watcherinfo(doc), MEDIA_TYPE)
-
-
-def record_of(sub: WinfoSub) -> SubscriptionRecord:
-    notifier = sub.notifier
-    dialog = notifier.dialog
-    doc = notifier.document
-    return SubscriptionRecord(
-        direction="s2x",
-        watcher=str(dialog.remote.uri),
-        target=sub.aor,
-        call_id=dialog.id.call_id,
-        local_tag=dialog.id.local_tag,
-        remote_tag=dialog.id.remote_tag,
-        event=str(notifier.event),
-        route_set=tuple(str(r) for r in dialog.route_set),
-        remote_target=str(dialog.remote_target),
-        local_cseq=dialog.local_cseq or 0,
-        remote_cseq=dialog.remote_cseq,
-        state=notifier.state.value,
-        expires_at=notifier.expires_at,
-        last_document=None if doc is None else doc.body,
-        content_type=MEDIA_TYPE,
-        xmpp_authorization="none",
-    )
