@@ -39,13 +39,20 @@ from functools import partial
 from typing import Any, TypeVar
 
 from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
+from gateway.bridge.presence.notifying import (
+    Authorize,
+    NotifyThrottle,
+    check_initial,
+    handle_subscribe,
+    identify,
+)
 from gateway.bridge.presence.records import notifier_record, write
 from gateway.bridge.presence.scheduler import BurstFreezer
 from gateway.logs import event
 from gateway.sip.dialog import Dialog, DialogId
 from gateway.sip.headers import NameAddr, parse_event, parse_name_addr
 from gateway.sip.message import SipRequest, SipResponse
-from gateway.sip.notifier import Notifier, NState, SubscribeDecision, check_subscribe
+from gateway.sip.notifier import Notifier, NState, SubscribeDecision
 from gateway.sip.subscription import (
     NotifierAction,
     Removed,
@@ -74,7 +81,6 @@ log = logging.getLogger(__name__)
 
 WatchKey = tuple[str, str]  # (watcher bare JID, contact bare JID)
 DIRECTION = "sip_to_xmpp"  # metrics label: the subscription goes from SIP to XMPP
-Authorize = Callable[[Any, str], object]
 T = TypeVar("T")
 # Dialog changes after NOTIFYs are written at most this late (a crash loses at most this
 # much CSeq progress; SUBSCRIBE-driven changes and removals are written at once).
@@ -129,6 +135,7 @@ class S2x:
         self._unsaved: dict[DialogId, Watch] = {}  # changed dialogs, written by `flush`
         self._docs: dict[str, tuple[object, float, StateDocument]] = {}  # by PIDF entity
         self.freezer = BurstFreezer(settle=FREEZE_SETTLE, min_count=FREEZE_MIN)
+        self.throttle = NotifyThrottle(ctx)
 
     @property
     def dialog_count(self) -> int:
@@ -137,39 +144,26 @@ class S2x:
     # ------------------------------------------------------------ SIP input
 
     def handle_subscribe(self, incoming: Any) -> Awaitable[None] | None:
-        req: SipRequest = incoming.request
-        if req.to_tag is not None:
-            self._in_dialog(incoming)
-            return None
-        return self._initial(incoming)
+        return handle_subscribe(incoming, self.by_dialog, self._in_dialog, self._initial)
 
-    def _in_dialog(self, incoming: Any) -> None:
-        req: SipRequest = incoming.request
-        did = DialogId.of_incoming(req)
-        watch = None if did is None else self.by_dialog.get(did)
-        if did is None or watch is None:
-            incoming.reply(481)
-            return
+    def _in_dialog(self, incoming: Any, did: DialogId, watch: Watch) -> None:
         notifier = watch.dialogs[did]
         now = self.ctx.clock()
-        actions = notifier.receive_subscribe(req, now, final_document=self._closed(watch))
+        actions = notifier.receive_subscribe(
+            incoming.request, now, final_document=self._closed(watch)
+        )
         if any(isinstance(a, SendNotify) for a in actions):
             watch.last_notify = now
         self._run(watch, did, actions, incoming)
 
     async def _initial(self, incoming: Any) -> None:
         req: SipRequest = incoming.request
-        decision = check_subscribe(req, {self.ctx.config.package.event: self.ctx.config.package})
-        if isinstance(decision, SipResponse):
-            keep = ("Allow-Events", "Min-Expires")
-            incoming.reply(decision.status, headers=[h for h in decision.headers if h[0] in keep])
+        package = self.ctx.config.package
+        decision = check_initial(incoming, {package.event: package})
+        if decision is None:
             return
-        if self.authorize is not None:
-            identity = self.authorize(incoming, "subscribe")
-            if asyncio.iscoroutine(identity):
-                identity = await identity
-            if identity is None:
-                return  # answered by the registrar (challenge, 403, 503)
+        if await identify(incoming, self.authorize) is None:
+            return  # answered by the registrar (challenge, 403, 503)
         watch = self._watch_for(req)
         now = self.ctx.clock()
         if decision.expires == 0 and not watch.known:
@@ -336,12 +330,10 @@ class S2x:
         if not any(n.state is NState.ACTIVE for n in watch.dialogs.values()):
             return
         now = self.ctx.clock()
-        due = watch.last_notify + self.ctx.config.notify_interval
-        if now >= due:
+        if self.throttle.ready(watch.last_notify, now, ("s2x-throttle", watch.key)):
             self._notify_all(watch, now)
         else:
             watch.dirty = True  # RFC 3856 §6.2.2: coalesce until the interval ends
-            self.ctx.scheduler.set(("s2x-throttle", watch.key), due)
 
     def handle_throttle(self, key: WatchKey, now: float) -> None:
         watch = self.watches.get(key)

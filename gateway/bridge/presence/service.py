@@ -44,8 +44,9 @@ from gateway.bridge.presence.hosted import (
     HostedRegistrar,
     is_hosted_record,
 )
+from gateway.bridge.presence.notifying import Authorize
 from gateway.bridge.presence.records import is_winfo_record
-from gateway.bridge.presence.s2x import Authorize, S2x
+from gateway.bridge.presence.s2x import S2x
 from gateway.bridge.presence.scheduler import Scheduler
 from gateway.bridge.presence.winfo import Winfo
 from gateway.bridge.presence.x2s import X2s

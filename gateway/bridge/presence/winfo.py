@@ -19,19 +19,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
 from gateway.bridge.presence.hosted import Hosted
+from gateway.bridge.presence.notifying import (
+    UNCHECKED,
+    Authorize,
+    NotifyThrottle,
+    check_initial,
+    handle_subscribe,
+    identify,
+)
 from gateway.bridge.presence.records import WINFO_EVENT, is_winfo_record, notifier_record, write
 from gateway.logs import event
 from gateway.registrar.bindings import canonical_aor
 from gateway.sip.dialog import Dialog, DialogId
 from gateway.sip.headers import NameAddr, parse_event, parse_name_addr
 from gateway.sip.message import SipRequest, SipResponse
-from gateway.sip.notifier import Notifier, NState, PackageConfig, check_subscribe
+from gateway.sip.notifier import Notifier, NState, PackageConfig
 from gateway.sip.subscription import (
     NotifierAction,
     Removed,
@@ -58,7 +66,6 @@ log = logging.getLogger(__name__)
 
 EVENT = WINFO_EVENT
 PARENT = "presence"
-Authorize = Callable[[Any, str], object]
 
 
 def winfo_package(presence: PackageConfig) -> PackageConfig:
@@ -97,6 +104,7 @@ class Winfo:
         self.subs: dict[DialogId, WinfoSub] = {}
         self._locks: dict[DialogId, asyncio.Lock] = {}
         self._tasks = Tasks("winfo")
+        self.throttle = NotifyThrottle(ctx)
         hosted.listeners.append(self.on_watcher)
 
     def owns(self, req: SipRequest) -> bool:
@@ -110,45 +118,30 @@ class Winfo:
     # ------------------------------------------------------------ SIP input
 
     def handle_subscribe(self, incoming: Any) -> Awaitable[None] | None:
-        req: SipRequest = incoming.request
-        if req.to_tag is not None:
-            self._in_dialog(incoming)
-            return None
-        return self._initial(incoming)
+        return handle_subscribe(incoming, self.subs, self._in_dialog, self._initial)
 
-    def _in_dialog(self, incoming: Any) -> None:
-        req: SipRequest = incoming.request
-        did = DialogId.of_incoming(req)
-        sub = None if did is None else self.subs.get(did)
-        if sub is None:
-            incoming.reply(481)
-            return
+    def _in_dialog(self, incoming: Any, _did: DialogId, sub: WinfoSub) -> None:
         now = self.ctx.clock()
         sub.notifier.document = self._full(sub)  # R6665-15: a refresh gets the full state
         sub.changes.clear()
         sub.last_notify = now
-        self._run(sub, sub.notifier.receive_subscribe(req, now), incoming)
+        self._run(sub, sub.notifier.receive_subscribe(incoming.request, now), incoming)
 
     async def _initial(self, incoming: Any) -> None:
         req: SipRequest = incoming.request
-        decision = check_subscribe(req, {EVENT: self.package})
-        if isinstance(decision, SipResponse):
-            keep = ("Allow-Events", "Min-Expires")
-            incoming.reply(decision.status, headers=[h for h in decision.headers if h[0] in keep])
+        decision = check_initial(incoming, {EVENT: self.package})
+        if decision is None:
             return
         aor = canonical_aor(req.uri)
         if aor is None or not self.hosted.registrar.is_hosted(aor.rpartition("@")[2]):
             incoming.reply(404)  # only watchers of users hosted here are known
             return
-        if self.authorize is not None:
-            identity = self.authorize(incoming, "subscribe")
-            if asyncio.iscoroutine(identity):
-                identity = await identity
-            if identity is None:
-                return  # answered by the registrar (challenge, 403, 503)
-            if getattr(identity, "aor", None) != aor:
-                incoming.reply(403, "Forbidden (only the presentity sees its watchers)")
-                return
+        identity = await identify(incoming, self.authorize)
+        if identity is None:
+            return  # answered by the registrar (challenge, 403, 503)
+        if identity is not UNCHECKED and getattr(identity, "aor", None) != aor:
+            incoming.reply(403, "Forbidden (only the presentity sees its watchers)")
+            return
         now = self.ctx.clock()
         watchers = tuple(w.winfo() for w in self.hosted.watchers(aor))
         document = _document(aor, 0, "full", watchers)
@@ -174,12 +167,9 @@ class Winfo:
         for sub in [s for s in self.subs.values() if s.aor == aor and not s.fetch]:
             if sub.notifier.state is not NState.ACTIVE:
                 continue
-            sub.changes[change.id] = change
-            due = sub.last_notify + self.ctx.config.notify_interval
-            if now >= due:
+            sub.changes[change.id] = change  # RFC 3857 §4.10: no faster than once every 5 s
+            if self.throttle.ready(sub.last_notify, now, ("winfo-throttle", sub.did)):
                 self._flush(sub, now)
-            else:  # RFC 3857 §4.10: no faster than once every 5 s
-                self.ctx.scheduler.set(("winfo-throttle", sub.did), due)
 
     def handle_throttle(self, did: DialogId, now: float) -> None:
         sub = self.subs.get(did)
