@@ -27,8 +27,8 @@ from gateway.admin.collectors import register_collectors
 from gateway.admin.server import AdminServer, AdminSources, Readiness
 from gateway.bridge.dispatch import SipDispatcher, message_handler
 from gateway.bridge.pager.service import Pager
-from gateway.bridge.presence.service import PresenceService
 from gateway.bridge.presence.context import domain_maps, presence_config
+from gateway.bridge.presence.service import PresenceService
 from gateway.bridge.routing import SipRouter
 from gateway.config import Config, ConfigError, Transport, read_config
 from gateway.logs import WireTrace, event, set_level
@@ -151,7 +151,8 @@ GATEWAY_UAS_POLICY = replace(
     methods=frozenset(
         {"MESSAGE", "SUBSCRIBE", "NOTIFY", "REGISTER", "PUBLISH", "OPTIONS", "ACK", "CANCEL"}
     ),
-    # SUBSCRIBE also for presence.winfo: its NOTIFYs carry RFC 3858 documents (bridge/presence/winfo.py)
+    # SUBSCRIBE also for presence.winfo: its NOTIFYs carry RFC 3858 documents
+    # (bridge/presence/winfo.py)
     response_types=MappingProxyType(
         {
             **GATEWAY_POLICY.response_types,

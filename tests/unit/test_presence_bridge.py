@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from slixmpp.stanza import Presence
 
 from gateway.bridge.presence.context import PresenceConfig, domain_maps
-from gateway.bridge.presence.x2s import backoff
 from gateway.bridge.presence.scheduler import Scheduler
+from gateway.bridge.presence.x2s import backoff
 from gateway.config import Addressing, ComponentConfig
 from gateway.xmpp.presence_convert import (
     build_presence,

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from gateway.bridge.presence.scheduler import Scheduler
 from gateway.config import Addressing, ComponentConfig, Config
 from gateway.logs import event
+from gateway.memo import Memo
 from gateway.metrics import Metrics
 from gateway.sip.headers import NameAddr
 from gateway.sip.locate import Target
@@ -169,7 +170,9 @@ class PresenceContext:
     router: Router | None = None
     # In-dialog targets located for an IP literal (RFC 3263 §4.2: no DNS, the same answer
     # every time), by what `LocatePlan.from_uri` reads from the URI.
-    _located: dict[LocateKey, list[Target]] = field(default_factory=dict, repr=False)
+    _located: Memo[LocateKey, tuple[Target, ...]] = field(
+        default_factory=lambda: Memo(_MAX_LOCATED), repr=False
+    )
 
     # ------------------------------------------------------------ addresses
 
@@ -223,9 +226,7 @@ class PresenceContext:
             if routes or request.to_tag is not None:
                 targets = await self.resolver.locate(uri)
                 if ip_literal(uri.maddr or uri.host) is not None:
-                    if len(self._located) >= _MAX_LOCATED:
-                        self._located.clear()
-                    self._located[_locate_key(uri)] = list(targets)
+                    self._located.put(_locate_key(uri), tuple(targets))
             else:
                 targets = await self.resolver.resolve_sip(uri)
             _, response, _ = await send_with_failover(
@@ -258,7 +259,7 @@ class PresenceContext:
         uri = routes[0].uri if routes else request.uri
         if not isinstance(uri, SipUri):
             return False
-        targets = self._located.get(_locate_key(uri))
+        targets = self._located.peek(_locate_key(uri))
         if targets is None:
             return False
         _Failover(request, targets, request_nowait, done).next()

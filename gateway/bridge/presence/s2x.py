@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
 from gateway.bridge.presence.notifying import (
@@ -49,6 +49,7 @@ from gateway.bridge.presence.notifying import (
 from gateway.bridge.presence.records import notifier_record, write
 from gateway.bridge.presence.scheduler import BurstFreezer
 from gateway.logs import event
+from gateway.memo import Memo
 from gateway.sip.dialog import Dialog, DialogId
 from gateway.sip.headers import NameAddr, parse_event, parse_name_addr
 from gateway.sip.message import SipRequest, SipResponse
@@ -81,7 +82,6 @@ log = logging.getLogger(__name__)
 
 WatchKey = tuple[str, str]  # (watcher bare JID, contact bare JID)
 DIRECTION = "sip_to_xmpp"  # metrics label: the subscription goes from SIP to XMPP
-T = TypeVar("T")
 # Dialog changes after NOTIFYs are written at most this late (a crash loses at most this
 # much CSeq progress; SUBSCRIBE-driven changes and removals are written at once).
 FLUSH_DELAY = 1.0
@@ -91,6 +91,7 @@ FREEZE_MIN = 1000
 FREEZE_SETTLE = 2.0
 DOC_REUSE = 5.0  # seconds a contact's PIDF is reused for an unchanged state
 _MAX_DOCS = 4096
+_RESTORE_MEMO_LIMIT = 65536  # distinct strings parsed once per restore
 
 
 @dataclass(eq=False, slots=True)
@@ -133,7 +134,7 @@ class S2x:
         self._tasks = Tasks("presence")
         self._fetches: set[DialogId] = set()  # Expires: 0 dialogs: never stored
         self._unsaved: dict[DialogId, Watch] = {}  # changed dialogs, written by `flush`
-        self._docs: dict[str, tuple[object, float, StateDocument]] = {}  # by PIDF entity
+        self._docs: Memo[str, tuple[object, float, StateDocument]] = Memo(_MAX_DOCS)  # by entity
         self.freezer = BurstFreezer(settle=FREEZE_SETTLE, min_count=FREEZE_MIN)
         self.throttle = NotifyThrottle(ctx)
 
@@ -353,15 +354,13 @@ class S2x:
         it is built once and reused for `DOC_REUSE` seconds (its timestamp is when the
         state was first seen)."""
         state = (watch.entity, tuple(watch.resources.items()))
-        cached = self._docs.get(watch.entity)
+        cached = self._docs.peek(watch.entity)
         if cached is not None and cached[0] == state and now - cached[1] <= DOC_REUSE:
             return cached[2]
         stamp = datetime.fromtimestamp(now, UTC)
         doc = xmpp_to_pidf(watch.entity, watch.resources.values(), now=stamp)
         document = StateDocument(build_pidf(doc), MEDIA_TYPE)
-        if len(self._docs) >= _MAX_DOCS:
-            self._docs.clear()
-        self._docs[watch.entity] = (state, now, document)
+        self._docs.put(watch.entity, (state, now, document))
         return document
 
     def _closed(self, watch: Watch) -> StateDocument | None:
@@ -552,7 +551,7 @@ class S2x:
         """Rebuild dialogs and watches; each authorized watch then probes its contact so
         that presence changed while we were down reaches the watcher."""
         n = 0
-        memo = _Memo()
+        memo: Memo[tuple[str, ...], Any] = Memo(_RESTORE_MEMO_LIMIT)
         for rec in records:
             try:
                 watch, notifier = self._from_record(rec, memo)
@@ -571,7 +570,12 @@ class S2x:
         self._count()
         return n
 
-    def _from_record(self, rec: SubscriptionRecord, memo: _Memo) -> tuple[Watch, Notifier]:
+    def _from_record(
+        self, rec: SubscriptionRecord, memo: Memo[tuple[str, ...], Any]
+    ) -> tuple[Watch, Notifier]:
+        """`memo` (restore-time): records repeat contacts, routes, the event and our Contact,
+        so each distinct string is parsed and mapped once and the (immutable) results are
+        shared by every dialog that names it: restore time and memory per subscription."""
         watcher_uri = parse_uri(rec.watcher)
         if not isinstance(watcher_uri, SipUri) or rec.remote_target is None:
             raise ValueError(f"bad S2X record {rec.call_id}")
@@ -579,7 +583,7 @@ class S2x:
         domain = dm.component_domain
         watcher = sip_uri_to_jid(rec.watcher, domain_map=dm).bare  # one per watcher: not memoized
         contact, contact_key, entity, local = memo.get(
-            ("contact", domain, rec.target), lambda: _contact_of(rec.target, dm)
+            ("contact", domain, rec.target), lambda _: _contact_of(rec.target, dm)
         )
         key = (str(watcher), contact_key)
         watch = self.watches.get(key)
@@ -603,37 +607,23 @@ class S2x:
             local=local,
             remote=rec.watcher,  # parsed when first used
             remote_target=rec.remote_target,
-            route_set=tuple(memo.get(("route", r), partial(parse_name_addr, r)) for r in routes),
+            route_set=tuple(
+                memo.get(("route", r), lambda key: parse_name_addr(key[1])) for r in routes
+            ),
             local_cseq=rec.local_cseq or None,
             remote_cseq=rec.remote_cseq,
-            local_target=memo.get(("our contact",), lambda: self.ctx.config.contact_addr),
+            local_target=memo.get(("our contact",), lambda _: self.ctx.config.contact_addr),
         )
         notifier = Notifier(
             dialog=dialog,
-            event=memo.get(("event", rec.event), partial(parse_event, rec.event)),
-            content_type=memo.get(("type", ctype), lambda: ctype),
+            event=memo.get(("event", rec.event), lambda key: parse_event(key[1])),
+            content_type=memo.get(("type", ctype), lambda key: key[1]),
             package=self.ctx.config.package,
             state=NState(rec.state),
             expires_at=rec.expires_at,
             document=document,
         )
         return watch, notifier
-
-
-class _Memo:
-    """Restore-time memo: records repeat contacts, routes, the event and our Contact, so
-    each distinct string is parsed and mapped once and the (immutable) results are shared
-    by every dialog that names it: restore time and memory per subscription."""
-
-    def __init__(self) -> None:
-        self._values: dict[tuple[str, ...], Any] = {}
-
-    def get(self, key: tuple[str, ...], build: Callable[[], T]) -> T:
-        try:
-            value: T = self._values[key]
-        except KeyError:
-            value = self._values[key] = build()
-        return value
 
 
 def _contact_of(target: str, dm: DomainMap) -> tuple[Jid, str, str, NameAddr]:
