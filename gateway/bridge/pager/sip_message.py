@@ -34,7 +34,7 @@ from typing import Final
 from lxml import etree
 
 from gateway.memo import Memo
-from gateway.sip.errors import LocalProtocolError, RemoteProtocolError
+from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.headers import NameAddr
 from gateway.sip.message import Headers, SipRequest
 from gateway.sip.uri import Uri
@@ -619,9 +619,5 @@ def build_message(out: OutboundMessage) -> SipRequest:
         keys += ("content-language",)
     items.append(("Content-Type", out.content[0]))
     keys += ("content-type",)
-    # What `Headers(items)` checks and does for these (token names known): CR/LF, strip.
-    for name, value in items:
-        if "\r" in value or "\n" in value:
-            raise LocalProtocolError(f"CR/LF in value of {name}")
-    pairs = tuple((name, value.strip(" \t")) for name, value in items)
-    return SipRequest._trusted("MESSAGE", uri, Headers._trusted_keyed(pairs, keys), out.content[1])
+    headers = Headers.from_canonical(items, keys)  # = Headers(items): the names are canonical
+    return SipRequest.from_parts("MESSAGE", uri, headers, out.content[1])
