@@ -160,7 +160,7 @@ async def test_sip_user_watches_an_xmpp_user(
     watchers: WatcherFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="gateway.bridge.presence.s2x")
+    caplog.set_level(logging.INFO, logger="gateway.bridge.presence_s2x")
     acct = xmpp_account("juliet")
     juliet = await xmpp_client(acct)
     quiet(juliet)
@@ -249,7 +249,7 @@ async def test_sip_user_watches_an_xmpp_user(
     assert sent >= 4
     # One log line per subscription change (issue 10): subscribed (pending), authorized,
     # the fetch/unsubscribe, and the dialog's removal.
-    changes = [r.getMessage() for r in caplog.records if r.name.endswith("presence.s2x")]
+    changes = [r.getMessage() for r in caplog.records if r.name.endswith("presence_s2x")]
     for change in ("watcher subscribed", "watcher authorized", "watcher dialog removed"):
         assert change in changes, changes
 

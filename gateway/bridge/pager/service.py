@@ -70,7 +70,9 @@ from mappings.model import Address, ChatState, MessageOp
 
 __all__ = ["Pager"]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.pager")
 
 S2X: Direction = "sip_to_xmpp"
 X2S: Direction = "xmpp_to_sip"

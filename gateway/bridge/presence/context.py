@@ -48,7 +48,9 @@ __all__ = [
     "presence_config",
 ]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.presence_context")
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,9 @@ __all__ = [
     "parse_command",
 ]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.presence_hosted")
 
 # The default of [presence] auto_approve_hosted (gateway/config.py): approve every XMPP
 # request to watch a hosted SIP user without asking them. Off: the hosted user decides
@@ -289,7 +291,7 @@ class Hosted:
     def _forget(self, entry: HostedWatcher, ev: WatcherEvent) -> None:
         if not self.by_aor.get(entry.aor):
             self.by_aor.pop(entry.aor, None)
-        write(self.ctx.store.delete_subscription, *hosted_key(entry.watcher, entry.aor))
+        write(log, self.ctx.store.delete_subscription, *hosted_key(entry.watcher, entry.aor))
         fields = {"aor": entry.aor, "watcher": str(entry.watcher), "reason": ev}
         event(log, logging.INFO, "hosted watcher ended", **fields)
         change = entry.winfo("terminated", ev)
@@ -347,7 +349,9 @@ class Hosted:
 
     def _save(self, entry: HostedWatcher) -> None:
         write(
-            self.ctx.store.put_subscription, hosted_record(entry.watcher, entry.aor, entry.status)
+            log,
+            self.ctx.store.put_subscription,
+            hosted_record(entry.watcher, entry.aor, entry.status),
         )
 
     def _count(self) -> None:
@@ -363,7 +367,7 @@ class Hosted:
                 entry = self._from_record(rec)
             except (ValueError, AddressError) as exc:
                 event(log, logging.WARNING, "unusable hosted watcher record", error=str(exc))
-                write(self.ctx.store.delete_subscription, *rec.key)
+                write(log, self.ctx.store.delete_subscription, *rec.key)
                 continue
             self.by_aor.setdefault(entry.aor, {})[str(entry.watcher)] = entry
             n += 1

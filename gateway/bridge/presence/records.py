@@ -39,15 +39,13 @@ __all__ = [
     "write",
 ]
 
-log = logging.getLogger(__name__)
-
 WINFO_EVENT = "presence.winfo"  # RFC 3857 §4.1
 HOSTED_CALL_ID_PREFIX = "hosted:"
 FOREVER = 253402300799.0  # 9999-12-31: an authorization has no expiry of its own
 
 
-def write(fn: Callable[..., Any], *args: Any) -> None:
-    """`fn(*args)` on the store; a `StoreError` is logged, not raised."""
+def write(log: logging.Logger, fn: Callable[..., Any], *args: Any) -> None:
+    """`fn(*args)` on the store; a `StoreError` is logged on the caller's `log`, not raised."""
     try:
         fn(*args)
     except StoreError as exc:

@@ -78,7 +78,9 @@ from mappings.xmlsafe import FormatError
 
 __all__ = ["S2x", "Watch"]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.presence_s2x")
 
 WatchKey = tuple[str, str]  # (watcher bare JID, contact bare JID)
 DIRECTION = "sip_to_xmpp"  # metrics label: the subscription goes from SIP to XMPP
@@ -409,10 +411,11 @@ class S2x:
         if did not in self._fetches:
             if notifier.state not in (NState.PENDING, NState.ACTIVE):
                 self._unsaved.pop(did, None)
-                write(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
+                write(log, self.ctx.store.delete_subscription, did.call_id, did.local_tag)
             elif incoming is not None:  # a SUBSCRIBE answered: what a restart must know
                 self._unsaved.pop(did, None)
                 write(
+                    log,
                     self.ctx.store.put_subscription,
                     notifier_record(notifier, authorized=watch.authorized),
                 )
@@ -496,7 +499,7 @@ class S2x:
         if did in self._fetches:
             self._fetches.discard(did)
         else:
-            write(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
+            write(log, self.ctx.store.delete_subscription, did.call_id, did.local_tag)
         if not watch.dialogs:
             if watch.authorized:
                 self._send_unavailable(watch)  # R8048-13
@@ -540,7 +543,7 @@ class S2x:
             if (notifier := watch.dialogs.get(did)) is not None
         ]
         if records:
-            write(self.ctx.store.put_subscriptions, records)
+            write(log, self.ctx.store.put_subscriptions, records)
 
     def _count(self) -> None:
         self.ctx.set_subscriptions(DIRECTION, len(self.by_dialog) - len(self._fetches))
@@ -557,7 +560,7 @@ class S2x:
                 watch, notifier = self._from_record(rec, memo)
             except (ValueError, KeyError, FormatError, AddressError) as exc:
                 event(log, logging.WARNING, "unusable subscription record", error=str(exc))
-                write(self.ctx.store.delete_subscription, *rec.key)
+                write(log, self.ctx.store.delete_subscription, *rec.key)
                 continue
             did = notifier.dialog.id
             watch.dialogs[did] = notifier

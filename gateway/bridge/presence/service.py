@@ -59,7 +59,9 @@ from mappings.jid import Jid
 
 __all__ = ["PresenceService"]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.presence")
 
 TimerKey = tuple[str, Hashable]
 

@@ -62,7 +62,9 @@ from mappings.xmlsafe import FormatError
 
 __all__ = ["EVENT", "Winfo", "WinfoSub", "is_winfo_record", "winfo_package"]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.winfo")
 
 EVENT = WINFO_EVENT
 PARENT = "presence"
@@ -210,9 +212,11 @@ class Winfo:
         if sub.fetch:
             return
         if sub.notifier.state in (NState.PENDING, NState.ACTIVE):
-            write(self.ctx.store.put_subscription, notifier_record(sub.notifier, target=sub.aor))
+            write(
+                log, self.ctx.store.put_subscription, notifier_record(sub.notifier, target=sub.aor)
+            )
         else:
-            write(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
+            write(log, self.ctx.store.delete_subscription, did.call_id, did.local_tag)
 
     async def _notify_task(self, sub: WinfoSub, request: SipRequest) -> None:
         lock = self._locks.setdefault(sub.did, asyncio.Lock())
@@ -242,7 +246,7 @@ class Winfo:
         self.ctx.scheduler.cancel(("winfo", did))
         self.ctx.scheduler.cancel(("winfo-throttle", did))
         if not sub.fetch:
-            write(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
+            write(log, self.ctx.store.delete_subscription, did.call_id, did.local_tag)
 
     # ------------------------------------------------------------ restart
 
@@ -253,7 +257,7 @@ class Winfo:
                 sub = self._from_record(rec)
             except (ValueError, KeyError, FormatError) as exc:
                 event(log, logging.WARNING, "unusable winfo record", error=str(exc))
-                write(self.ctx.store.delete_subscription, *rec.key)
+                write(log, self.ctx.store.delete_subscription, *rec.key)
                 continue
             self.subs[sub.did] = sub
             self.ctx.scheduler.set(("winfo", sub.did), sub.notifier.next_deadline())

@@ -58,7 +58,9 @@ from mappings.xmlsafe import FormatError
 
 __all__ = ["X2s", "X2sSub", "backoff"]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.presence_x2s")
 
 X2sKey = tuple[str, str]  # (watcher bare JID, contact bare JID)
 DIRECTION = "xmpp_to_sip"  # metrics label: the subscription goes from XMPP to SIP
@@ -473,15 +475,15 @@ class X2s:
             self.by_dialog.pop(entry.indexed, None)
         self.ctx.scheduler.cancel(("x2s", entry.key))
         if entry.stored is not None:
-            write(self.ctx.store.delete_subscription, *entry.stored)
+            write(log, self.ctx.store.delete_subscription, *entry.stored)
             entry.stored = None
         self._count()
 
     def _save(self, entry: X2sSub) -> None:
         record = subscriber_record(entry.sub, watcher=entry.watcher, document=entry.document)
         if entry.stored is not None and entry.stored != record.key:
-            write(self.ctx.store.delete_subscription, *entry.stored)
-        write(self.ctx.store.put_subscription, record)
+            write(log, self.ctx.store.delete_subscription, *entry.stored)
+        write(log, self.ctx.store.put_subscription, record)
         entry.stored = record.key
 
     def _count(self) -> None:
@@ -498,7 +500,7 @@ class X2s:
                 entry = self._from_record(rec, now)
             except (ValueError, KeyError, FormatError) as exc:
                 event(log, logging.WARNING, "unusable subscription record", error=str(exc))
-                write(self.ctx.store.delete_subscription, *rec.key)
+                write(log, self.ctx.store.delete_subscription, *rec.key)
                 continue
             entry.stored = rec.key
             self.subs[entry.key] = entry
