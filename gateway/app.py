@@ -26,9 +26,9 @@ from gateway import heap
 from gateway.admin.collectors import register_collectors
 from gateway.admin.server import AdminServer, AdminSources, Readiness
 from gateway.bridge.dispatch import SipDispatcher, message_handler
-from gateway.bridge.pager import Pager
-from gateway.bridge.presence import PresenceService
-from gateway.bridge.presence_context import domain_maps, presence_config
+from gateway.bridge.pager.service import Pager
+from gateway.bridge.presence.context import domain_maps, presence_config
+from gateway.bridge.presence.service import PresenceService
 from gateway.bridge.routing import SipRouter
 from gateway.config import Config, ConfigError, Transport, read_config
 from gateway.logs import WireTrace, event, set_level
@@ -152,7 +152,8 @@ GATEWAY_UAS_POLICY = replace(
     methods=frozenset(
         {"MESSAGE", "SUBSCRIBE", "NOTIFY", "REGISTER", "PUBLISH", "OPTIONS", "ACK", "CANCEL"}
     ),
-    # SUBSCRIBE also for presence.winfo: its NOTIFYs carry RFC 3858 documents (bridge/winfo.py)
+    # SUBSCRIBE also for presence.winfo: its NOTIFYs carry RFC 3858 documents
+    # (bridge/presence/winfo.py)
     response_types=MappingProxyType(
         {
             **GATEWAY_POLICY.response_types,

@@ -29,6 +29,7 @@ from typing import Any
 
 from gateway.config import Config, ConfigError, RateLimitsConfig
 from gateway.logs import event
+from gateway.memo import Memo
 from gateway.metrics import Metrics
 from gateway.registrar import trust
 from gateway.registrar.bindings import (
@@ -169,18 +170,15 @@ class DecisionMemo:
     def __init__(self, limit: int = 4096) -> None:
         self.limit = limit
         self._config: trust.TrustConfig | None = None
-        self._known: dict[trust.RequestFacts, trust.Decision] = {}
+        self._known: Memo[trust.RequestFacts, trust.Decision] = Memo(limit)
 
     def decide(self, facts: trust.RequestFacts, config: trust.TrustConfig) -> trust.Decision:
         if config is not self._config:
             self._known.clear()
             self._config = config
-        decision = self._known.get(facts)
+        decision = self._known.peek(facts)
         if decision is None:
-            decision = trust.decide(facts, config)
-            if len(self._known) >= self.limit:
-                self._known.clear()
-            self._known[facts] = decision
+            decision = self._known.put(facts, trust.decide(facts, config))
         return decision
 
 

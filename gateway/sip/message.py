@@ -127,6 +127,25 @@ class Headers:
         self._keys = keys
         return self
 
+    @classmethod
+    def from_canonical(cls, items: Iterable[HeaderPair], keys: tuple[str, ...]) -> Headers:
+        """`Headers(items)` for a builder whose names are canonical tokens already (its own
+        constants: "Call-ID", "CSeq", ...), with `keys` their lower-case forms in order.
+
+        The values get exactly the checks of `Headers(items)`: a CR or LF is refused with
+        the same `LocalProtocolError` (RFC 3261 §7.3.1: no line folding in what we write),
+        SP/HTAB around a value are stripped. The names are not checked again: that is the
+        saving (token grammar, compact-form lookup, lower-casing). For names that are not
+        canonical tokens, or keys that do not match them, use `Headers(items)`."""
+        pairs: list[HeaderPair] = []
+        for name, value in items:
+            if "\r" in value or "\n" in value:
+                raise LocalProtocolError(f"CR/LF in value of {name}")
+            pairs.append((name, value.strip(" \t")))
+        if len(keys) != len(pairs):
+            raise ValueError(f"{len(keys)} keys for {len(pairs)} header fields")
+        return cls._trusted_keyed(tuple(pairs), keys)
+
     def extended(
         self, before: Iterable[HeaderPair] = (), after: Iterable[HeaderPair] = ()
     ) -> Headers:
@@ -377,6 +396,13 @@ class _MessageViews:
         return tuple(parse_auth(v) for v in self.headers.get_all(name))
 
 
+# Methods that are tokens (RFC 3261 §25.1), checked by `SipRequest.from_parts` as a set.
+_SENT_METHODS = frozenset(
+    {"MESSAGE", "SUBSCRIBE", "NOTIFY", "PUBLISH", "REGISTER", "OPTIONS", "INVITE", "ACK"}
+    | {"BYE", "CANCEL", "INFO", "UPDATE", "REFER", "PRACK"}
+)
+
+
 @dataclass(frozen=True)
 class SipRequest(_MessageViews):
     """A request. `uri` is the parsed Request-URI; `method` is case-sensitive."""
@@ -397,6 +423,15 @@ class SipRequest(_MessageViews):
         self = object.__new__(cls)
         self.__dict__.update(method=method, uri=uri, headers=headers, body=body)
         return self
+
+    @classmethod
+    def from_parts(cls, method: str, uri: Uri, headers: Headers, body: bytes = b"") -> SipRequest:
+        """`SipRequest(method, uri, headers, body)`: the same request, or the same
+        `LocalProtocolError` for a method that is not a token (RFC 3261 §25.1), with the
+        methods the gateway sends checked by a set lookup instead of the token grammar."""
+        if method not in _SENT_METHODS and not abnf.is_token(method):
+            raise LocalProtocolError(f"invalid method {method!r}")
+        return cls._trusted(method, uri, headers, body)
 
     def replace(self, **changes: object) -> SipRequest:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -100,7 +100,7 @@ NS_RECEIPTS = "urn:xmpp:receipts"  # XEP-0184
 NS_XHTML_IM = "http://jabber.org/protocol/xhtml-im"  # XEP-0071
 NS_XHTML = "http://www.w3.org/1999/xhtml"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
-XHTML_PART = "application/xhtml+xml"  # same value as gateway.bridge.sip_message.XHTML_PART
+XHTML_PART = "application/xhtml+xml"  # same value as gateway.bridge.pager.sip_message.XHTML_PART
 
 _CHAT_STATES = {f"{{{NS_CHATSTATES}}}{s.value}": s for s in ChatState}
 _TYPES = {t.value: t for t in XmppMessageType}

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.bridge import sip_message as sm
-from gateway.bridge.pager import JidMemo
+from gateway.bridge.pager import sip_message as sm
+from gateway.bridge.pager.service import JidMemo
 from mappings.addresses import (
     AddressError,
     AddressingMode,

@@ -9,7 +9,7 @@ import asyncio
 import gc
 from collections.abc import Callable
 
-from gateway.bridge.scheduler import BurstFreezer, collect_and_freeze
+from gateway.bridge.presence.scheduler import BurstFreezer, collect_and_freeze
 
 LIMIT = 10.0
 

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mappings.imdn as imdn_fmt
-from gateway.bridge import sip_message as sm
-from gateway.bridge.chatstate import Conversation
-from gateway.bridge.pager import X2S, Pager, _key, _key_jid, _sip_uri
+from gateway.bridge.pager import sip_message as sm
+from gateway.bridge.pager.chatstate import Conversation
+from gateway.bridge.pager.service import X2S, Pager, _key, _key_jid, _sip_uri
 from gateway.bridge.routing import Domains
 from gateway.config import Addressing, ComponentConfig, load_config
 from gateway.metrics import Metrics

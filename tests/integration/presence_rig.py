@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.bridge.presence import PresenceService
-from gateway.bridge.presence_context import PresenceConfig, domain_maps
+from gateway.bridge.presence.context import PresenceConfig, domain_maps
+from gateway.bridge.presence.service import PresenceService
 from gateway.config import (
     ComponentConfig,
     DnsConfig,

@@ -117,6 +117,6 @@ async def test_hosted_user_sees_approves_and_rejects_xmpp_watchers(
         assert result.ok, result.describe()
         log = gw.log_text()
         assert "hosted watcher approved" in log and "reason=rejected" in log, gw.tail()
-        # the approved watcher is stored for the next start (presence_hosted.FOREVER)
+        # the approved watcher is stored for the next start (presence.records.FOREVER)
     finally:
         gw.terminate()

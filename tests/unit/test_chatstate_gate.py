@@ -1,4 +1,4 @@
-"""gateway.bridge.chatstate: isComposing gating (RFC 3994 §3.2-§4) and collapsing (X85-04)."""
+"""gateway.bridge.pager.chatstate: isComposing gating (RFC 3994 §3.2-§4) and collapsing (X85-04)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.bridge.chatstate import REFUSING_STATUSES, ChatStateGate
+from gateway.bridge.pager.chatstate import REFUSING_STATUSES, ChatStateGate
 from mappings.model import ChatState
 
 PEER = "romeo@sip.example.org"

@@ -4,7 +4,7 @@
    plus `probe_via_delta`, instead of building and serializing a throwaway "probe" with
    the Via the size decision assumes (the target's address, port 65535). The sizes must
    be equal for any request, address family, port, transport spelling and branch.
-2. `presence_context._Failover` drives RFC 3263 §4.3 failover through `request_nowait`
+2. `presence.context._Failover` drives RFC 3263 §4.3 failover through `request_nowait`
    callbacks; `send_with_failover` + `PresenceContext.send`'s error mapping is the oracle:
    same final response or the same `SendFailed` (status, text, timeout), the same
    "target failed" log lines, the same targets tried, for random outcome sequences.
@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.bridge.failover import send_with_failover
-from gateway.bridge.presence_context import SendFailed, _Failover
+from gateway.bridge.presence.context import SendFailed, _Failover
 from gateway.sip.errors import LocalProtocolError
 from gateway.sip.locate import Target
 from gateway.sip.message import Headers, SipRequest, SipResponse, make_response

@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.bridge import sip_message as sm
+from gateway.bridge.pager import sip_message as sm
 from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.message import SipRequest
 from gateway.sip.parser import parse_message

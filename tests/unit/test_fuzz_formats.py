@@ -496,7 +496,7 @@ def test_undecodable_sip_header_octets_are_refused_before_xmpp() -> None:
     """Found by the wire fuzzer: a Call-ID with a non-UTF-8 octet became the stanza's
     <thread> as a surrogate escape; slixmpp failed to encode it in its send queue while
     the MESSAGE had been answered 200 (a silent loss). The model now refuses such text,
-    and the bridge answers 400 (gateway.bridge.sip_message.from_sip)."""
+    and the bridge answers 400 (gateway.bridge.pager.sip_message.from_sip)."""
     from mappings.model import Address, BodyPart, MessageOp, Subject
 
     bad = b"fz@127.0.\xdd.1".decode("utf-8", "surrogateescape")

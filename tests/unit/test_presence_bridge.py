@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from slixmpp.stanza import Presence
 
-from gateway.bridge.presence_context import PresenceConfig, domain_maps
-from gateway.bridge.presence_x2s import backoff
-from gateway.bridge.scheduler import Scheduler
+from gateway.bridge.presence.context import PresenceConfig, domain_maps
+from gateway.bridge.presence.scheduler import Scheduler
+from gateway.bridge.presence.x2s import backoff
 from gateway.config import Addressing, ComponentConfig
 from gateway.xmpp.presence_convert import (
     build_presence,

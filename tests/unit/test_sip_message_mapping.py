@@ -1,4 +1,4 @@
-"""gateway.bridge.sip_message: RFC 7572 Tables 1 and 2, content types, CPIM, charsets."""
+"""gateway.bridge.pager.sip_message: RFC 7572 Tables 1 and 2, content types, CPIM, charsets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.bridge import sip_message as sm
+from gateway.bridge.pager import sip_message as sm
 from gateway.sip.message import Headers, SipRequest
 from gateway.sip.parser import parse_message
 from gateway.sip.serializer import serialize

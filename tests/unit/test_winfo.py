@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway.bridge.presence_hosted import parse_command
+from gateway.bridge.presence.hosted import parse_command
 from mappings.winfo import (
     MEDIA_TYPE,
     Watcher,
@@ -191,5 +191,5 @@ def test_round_trip_and_schema_property(doc: WatcherInfo) -> None:
     ],
 )
 def test_hosted_user_commands(body: bytes, ctype: str | None, verdict: str | None) -> None:
-    """gateway/bridge/presence_hosted.py: `/allow` and `/deny` MESSAGEs (docs/presence.md)."""
+    """gateway/bridge/presence/hosted.py: `/allow` and `/deny` MESSAGEs (docs/presence.md)."""
     assert parse_command(body, ctype) == verdict

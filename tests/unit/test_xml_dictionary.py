@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from lxml import etree
 
-from gateway.bridge.sip_message import html_to_xhtml_im
+from gateway.bridge.pager.sip_message import html_to_xhtml_im
 from gateway.heap import heap_stats
 from mappings.errors import MappingError
 from mappings.iscomposing import parse_iscomposing

@@ -1,5 +1,5 @@
 """`presence.winfo` (RFC 3857) for SIP users hosted by our registrar: they see who asked
-to watch them (gateway/bridge/presence_hosted.py) in RFC 3858 documents.
+to watch them (gateway/bridge/presence/hosted.py) in RFC 3858 documents.
 
 * Only the presentity may watch its own watchers (RFC 3857 §4.6): the SUBSCRIBE must be
   authorized by the registrar (Digest, registered flow, trusted peer) for the AOR in the
@@ -19,18 +19,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.bridge.presence_context import PresenceContext, SendFailed, Tasks
-from gateway.bridge.presence_hosted import Hosted
+from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
+from gateway.bridge.presence.hosted import Hosted
+from gateway.bridge.presence.notifying import (
+    UNCHECKED,
+    Authorize,
+    NotifyThrottle,
+    check_initial,
+    handle_subscribe,
+    identify,
+)
+from gateway.bridge.presence.records import WINFO_EVENT, is_winfo_record, notifier_record, write
 from gateway.logs import event
 from gateway.registrar.bindings import canonical_aor
 from gateway.sip.dialog import Dialog, DialogId
 from gateway.sip.headers import NameAddr, parse_event, parse_name_addr
 from gateway.sip.message import SipRequest, SipResponse
-from gateway.sip.notifier import Notifier, NState, PackageConfig, check_subscribe
+from gateway.sip.notifier import Notifier, NState, PackageConfig
 from gateway.sip.subscription import (
     NotifierAction,
     Removed,
@@ -39,7 +48,7 @@ from gateway.sip.subscription import (
     StateDocument,
 )
 from gateway.sip.uri import SipUri, parse_uri
-from gateway.store.api import StoreError, SubscriptionRecord
+from gateway.store.api import SubscriptionRecord
 from mappings.winfo import (
     MEDIA_TYPE,
     Watcher,
@@ -53,11 +62,12 @@ from mappings.xmlsafe import FormatError
 
 __all__ = ["EVENT", "Winfo", "WinfoSub", "is_winfo_record", "winfo_package"]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.winfo")
 
-EVENT = "presence.winfo"
+EVENT = WINFO_EVENT
 PARENT = "presence"
-Authorize = Callable[[Any, str], object]
 
 
 def winfo_package(presence: PackageConfig) -> PackageConfig:
@@ -85,10 +95,6 @@ class WinfoSub:
         return self.notifier.dialog.id
 
 
-def is_winfo_record(rec: SubscriptionRecord) -> bool:
-    return rec.direction == "s2x" and rec.event.split(";")[0].strip().lower() == EVENT
-
-
 class Winfo:
     def __init__(
         self, ctx: PresenceContext, hosted: Hosted, *, authorize: Authorize | None = None
@@ -100,6 +106,7 @@ class Winfo:
         self.subs: dict[DialogId, WinfoSub] = {}
         self._locks: dict[DialogId, asyncio.Lock] = {}
         self._tasks = Tasks("winfo")
+        self.throttle = NotifyThrottle(ctx)
         hosted.listeners.append(self.on_watcher)
 
     def owns(self, req: SipRequest) -> bool:
@@ -113,45 +120,30 @@ class Winfo:
     # ------------------------------------------------------------ SIP input
 
     def handle_subscribe(self, incoming: Any) -> Awaitable[None] | None:
-        req: SipRequest = incoming.request
-        if req.to_tag is not None:
-            self._in_dialog(incoming)
-            return None
-        return self._initial(incoming)
+        return handle_subscribe(incoming, self.subs, self._in_dialog, self._initial)
 
-    def _in_dialog(self, incoming: Any) -> None:
-        req: SipRequest = incoming.request
-        did = DialogId.of_incoming(req)
-        sub = None if did is None else self.subs.get(did)
-        if sub is None:
-            incoming.reply(481)
-            return
+    def _in_dialog(self, incoming: Any, _did: DialogId, sub: WinfoSub) -> None:
         now = self.ctx.clock()
         sub.notifier.document = self._full(sub)  # R6665-15: a refresh gets the full state
         sub.changes.clear()
         sub.last_notify = now
-        self._run(sub, sub.notifier.receive_subscribe(req, now), incoming)
+        self._run(sub, sub.notifier.receive_subscribe(incoming.request, now), incoming)
 
     async def _initial(self, incoming: Any) -> None:
         req: SipRequest = incoming.request
-        decision = check_subscribe(req, {EVENT: self.package})
-        if isinstance(decision, SipResponse):
-            keep = ("Allow-Events", "Min-Expires")
-            incoming.reply(decision.status, headers=[h for h in decision.headers if h[0] in keep])
+        decision = check_initial(incoming, {EVENT: self.package})
+        if decision is None:
             return
         aor = canonical_aor(req.uri)
         if aor is None or not self.hosted.registrar.is_hosted(aor.rpartition("@")[2]):
             incoming.reply(404)  # only watchers of users hosted here are known
             return
-        if self.authorize is not None:
-            identity = self.authorize(incoming, "subscribe")
-            if asyncio.iscoroutine(identity):
-                identity = await identity
-            if identity is None:
-                return  # answered by the registrar (challenge, 403, 503)
-            if getattr(identity, "aor", None) != aor:
-                incoming.reply(403, "Forbidden (only the presentity sees its watchers)")
-                return
+        identity = await identify(incoming, self.authorize)
+        if identity is None:
+            return  # answered by the registrar (challenge, 403, 503)
+        if identity is not UNCHECKED and getattr(identity, "aor", None) != aor:
+            incoming.reply(403, "Forbidden (only the presentity sees its watchers)")
+            return
         now = self.ctx.clock()
         watchers = tuple(w.winfo() for w in self.hosted.watchers(aor))
         document = _document(aor, 0, "full", watchers)
@@ -177,12 +169,9 @@ class Winfo:
         for sub in [s for s in self.subs.values() if s.aor == aor and not s.fetch]:
             if sub.notifier.state is not NState.ACTIVE:
                 continue
-            sub.changes[change.id] = change
-            due = sub.last_notify + self.ctx.config.notify_interval
-            if now >= due:
+            sub.changes[change.id] = change  # RFC 3857 §4.10: no faster than once every 5 s
+            if self.throttle.ready(sub.last_notify, now, ("winfo-throttle", sub.did)):
                 self._flush(sub, now)
-            else:  # RFC 3857 §4.10: no faster than once every 5 s
-                self.ctx.scheduler.set(("winfo-throttle", sub.did), due)
 
     def handle_throttle(self, did: DialogId, now: float) -> None:
         sub = self.subs.get(did)
@@ -223,9 +212,11 @@ class Winfo:
         if sub.fetch:
             return
         if sub.notifier.state in (NState.PENDING, NState.ACTIVE):
-            self._store(self.ctx.store.put_subscription, record_of(sub))
+            write(
+                log, self.ctx.store.put_subscription, notifier_record(sub.notifier, target=sub.aor)
+            )
         else:
-            self._store(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
+            write(log, self.ctx.store.delete_subscription, did.call_id, did.local_tag)
 
     async def _notify_task(self, sub: WinfoSub, request: SipRequest) -> None:
         lock = self._locks.setdefault(sub.did, asyncio.Lock())
@@ -255,14 +246,7 @@ class Winfo:
         self.ctx.scheduler.cancel(("winfo", did))
         self.ctx.scheduler.cancel(("winfo-throttle", did))
         if not sub.fetch:
-            self._store(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
-
-    @staticmethod
-    def _store(fn: Any, *args: Any) -> None:
-        try:
-            fn(*args)
-        except StoreError as exc:
-            event(log, logging.ERROR, "presence store write failed", error=str(exc))
+            write(log, self.ctx.store.delete_subscription, did.call_id, did.local_tag)
 
     # ------------------------------------------------------------ restart
 
@@ -273,7 +257,7 @@ class Winfo:
                 sub = self._from_record(rec)
             except (ValueError, KeyError, FormatError) as exc:
                 event(log, logging.WARNING, "unusable winfo record", error=str(exc))
-                self._store(self.ctx.store.delete_subscription, *rec.key)
+                write(log, self.ctx.store.delete_subscription, *rec.key)
                 continue
             self.subs[sub.did] = sub
             self.ctx.scheduler.set(("winfo", sub.did), sub.notifier.next_deadline())
@@ -320,27 +304,3 @@ def _document(aor: str, version: int, state: str, watchers: tuple[Watcher, ...])
         version, "full" if state == "full" else "partial", (WatcherList(aor, PARENT, watchers),)
     )
     return StateDocument(build_watcherinfo(doc), MEDIA_TYPE)
-
-
-def record_of(sub: WinfoSub) -> SubscriptionRecord:
-    notifier = sub.notifier
-    dialog = notifier.dialog
-    doc = notifier.document
-    return SubscriptionRecord(
-        direction="s2x",
-        watcher=str(dialog.remote.uri),
-        target=sub.aor,
-        call_id=dialog.id.call_id,
-        local_tag=dialog.id.local_tag,
-        remote_tag=dialog.id.remote_tag,
-        event=str(notifier.event),
-        route_set=tuple(str(r) for r in dialog.route_set),
-        remote_target=str(dialog.remote_target),
-        local_cseq=dialog.local_cseq or 0,
-        remote_cseq=dialog.remote_cseq,
-        state=notifier.state.value,
-        expires_at=notifier.expires_at,
-        last_document=None if doc is None else doc.body,
-        content_type=MEDIA_TYPE,
-        xmpp_authorization="none",
-    )

@@ -4,11 +4,11 @@
   NOTIFY (gateway/bridge/dispatch.py); `on_presence` is registered on every component
   for presence stanzas (`links.add_stanza_handler("presence", ...)`).
 * XMPP stanzas are routed by what they ask: `subscribe` / `unsubscribe` / `probe` address
-  a SIP user the XMPP user wants to watch (X2S, presence_x2s.py); `subscribed` /
+  a SIP user the XMPP user wants to watch (X2S, x2s.py); `subscribed` /
   `unsubscribed` / available / unavailable / error answer a SIP watcher (S2X,
-  presence_s2x.py). An error to the bare component domain answers our refresh probe.
+  s2x.py). An error to the bare component domain answers our refresh probe.
 * With the registrar (`registrar=`), contacts that are SIP users hosted here are served by
-  the gateway itself (presence_hosted.py: no SUBSCRIBE goes out) and those users may
+  the gateway itself (hosted.py: no SUBSCRIBE goes out) and those users may
   SUBSCRIBE to `presence.winfo` to see and decide who watches them (winfo.py).
 * Out-of-dialog SUBSCRIBEs go through the `router` (gateway/bridge/routing.py) when given.
 * One `Scheduler` (one heap, one `loop.call_at`) holds every deadline of both directions:
@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
 from typing import Any
 
-from gateway.bridge.presence_context import (
+from gateway.bridge.presence.context import (
     PresenceConfig,
     PresenceContext,
     Router,
@@ -38,16 +38,18 @@ from gateway.bridge.presence_context import (
     TargetResolver,
     XmppOut,
 )
-from gateway.bridge.presence_hosted import (
+from gateway.bridge.presence.hosted import (
     AUTO_APPROVE_HOSTED,
     Hosted,
     HostedRegistrar,
     is_hosted_record,
 )
-from gateway.bridge.presence_s2x import Authorize, S2x
-from gateway.bridge.presence_x2s import X2s
-from gateway.bridge.scheduler import Scheduler
-from gateway.bridge.winfo import Winfo, is_winfo_record
+from gateway.bridge.presence.notifying import Authorize
+from gateway.bridge.presence.records import is_winfo_record
+from gateway.bridge.presence.s2x import S2x
+from gateway.bridge.presence.scheduler import Scheduler
+from gateway.bridge.presence.winfo import Winfo
+from gateway.bridge.presence.x2s import X2s
 from gateway.logs import event
 from gateway.metrics import Metrics
 from gateway.store.api import Store, SubscriptionRecord
@@ -57,7 +59,9 @@ from mappings.jid import Jid
 
 __all__ = ["PresenceService"]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.presence")
 
 TimerKey = tuple[str, Hashable]
 
@@ -97,7 +101,7 @@ class PresenceService:
         )
         self.x2s = X2s(self.ctx)
         # Users hosted by our registrar: the gateway is their presence agent, and they
-        # see and decide who watches them through presence.winfo (presence_hosted.py).
+        # see and decide who watches them through presence.winfo (hosted.py).
         self.hosted: Hosted | None = None
         self.winfo: Winfo | None = None
         if registrar is not None:

@@ -31,11 +31,12 @@ from typing import Any, Generic, TypeVar
 from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 
-from gateway.bridge import sip_message as sm
-from gateway.bridge.chatstate import ChatStateGate, Conversation
+from gateway.bridge.pager import sip_message as sm
+from gateway.bridge.pager.chatstate import ChatStateGate, Conversation
 from gateway.bridge.routing import DomainClass, SipRouter
 from gateway.config import Addressing, ComponentConfig, Config
 from gateway.logs import event
+from gateway.memo import Memo
 from gateway.metrics import Direction, Metrics
 from gateway.sip.message import SipRequest, SipResponse
 from gateway.sip.uri import SipUri, parse_uri
@@ -68,7 +69,9 @@ from mappings.model import Address, ChatState, MessageOp
 
 __all__ = ["Pager"]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.pager")
 
 S2X: Direction = "sip_to_xmpp"
 X2S: Direction = "xmpp_to_sip"
@@ -114,27 +117,21 @@ class JidMemo:
 
     def __init__(self, limit: int = 4096) -> None:
         self.limit = limit
-        self._targets: dict[tuple[str, DomainMap], Jid] = {}
-        self._users: dict[tuple[Address, DomainMap], Jid] = {}
+        self._targets: Memo[tuple[str, DomainMap], Jid] = Memo(limit)
+        self._users: Memo[tuple[Address, DomainMap], Jid] = Memo(limit)
 
     def target(self, uri: str, dmap: DomainMap) -> Jid:
         key = (uri, dmap)
-        jid = self._targets.get(key)
+        jid = self._targets.peek(key)
         if jid is None:
-            jid = sip_target_to_jid(uri, domain_map=dmap)
-            if len(self._targets) >= self.limit:
-                self._targets.clear()
-            self._targets[key] = jid
+            jid = self._targets.put(key, sip_target_to_jid(uri, domain_map=dmap))
         return jid
 
     def user(self, address: Address, dmap: DomainMap) -> Jid:
         key = (address, dmap)
-        jid = self._users.get(key)
+        jid = self._users.peek(key)
         if jid is None:
-            jid = sip_user_to_jid(address, dmap)
-            if len(self._users) >= self.limit:
-                self._users.clear()
-            self._users[key] = jid
+            jid = self._users.put(key, sip_user_to_jid(address, dmap))
         return jid
 
 
@@ -276,7 +273,7 @@ class Pager:
         self._cseq = itertools.count(1)
         self._outcomes: dict[tuple[str, str], Any] = {}
         self._jids = JidMemo()
-        self._x2s_routes: dict[tuple[str, str], _X2sRoute] = {}
+        self._x2s_routes: Memo[tuple[str, str], _X2sRoute] = Memo(ROUTE_MEMO_LIMIT)
 
     def attach(self) -> None:
         """Register the message handler on every component, inside the XMPP boundary.
@@ -489,7 +486,7 @@ class Pager:
         xml = msg.xml
         to_text = xml.get("to") or ""
         from_text = xml.get("from") or ""
-        route = self._x2s_routes.get((to_text, from_text)) if mtype != "groupchat" else None
+        route = self._x2s_routes.peek((to_text, from_text)) if mtype != "groupchat" else None
         stanza_id = stanza_id_of(msg)
         if route is None:
             route = self._x2s_route(mtype, to_text, from_text, stanza_id, start)
@@ -586,10 +583,7 @@ class Pager:
             sender_text=str(sender),
             aor=_sip_uri(target_text),
         )
-        if len(self._x2s_routes) >= ROUTE_MEMO_LIMIT:
-            self._x2s_routes.clear()
-        self._x2s_routes[(to_text, from_text)] = route
-        return route
+        return self._x2s_routes.put((to_text, from_text), route)
 
     def _x2s_content(
         self,

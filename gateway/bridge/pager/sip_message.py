@@ -33,7 +33,8 @@ from typing import Final
 
 from lxml import etree
 
-from gateway.sip.errors import LocalProtocolError, RemoteProtocolError
+from gateway.memo import Memo
+from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.headers import NameAddr
 from gateway.sip.message import Headers, SipRequest
 from gateway.sip.uri import Uri, parse_uri
@@ -125,23 +126,19 @@ def _forbidden(reason: str) -> MappingError:
 # URI text -> its address, for URIs that map (issue 11): a gateway sees the same users' URIs
 # again and again, and mapping one costs a parse, percent-decoding and checks. Only
 # successes are remembered; a URI that fails is parsed again and fails the same way.
-_ADDRESSES: dict[str, Address] = {}
 _ADDRESSES_LIMIT = 4096  # distinct URIs remembered (then forgotten all at once)
+_ADDRESSES: Memo[str, Address] = Memo(_ADDRESSES_LIMIT)
 
 
 def uri_address(text: str) -> Address:
     """The address of a SIP URI (mappings.addresses.parse_address); sips: is refused (403)."""
-    address = _ADDRESSES.get(text)
+    address = _ADDRESSES.peek(text)
     if address is not None:
         return address
     sip = parse_address(text)
     if sip.scheme == "sips":  # R7247-06: never translated into XMPP
         raise AddressError("sips: is never gatewayed to XMPP (RFC 7247 §8)", 403, "forbidden")
-    address = sip.address
-    if len(_ADDRESSES) >= _ADDRESSES_LIMIT:
-        _ADDRESSES.clear()
-    _ADDRESSES[text] = address
-    return address
+    return _ADDRESSES.put(text, sip.address)
 
 
 def _address_of(name_addr: NameAddr | None, what: str) -> Address:
@@ -586,15 +583,15 @@ class OutboundMessage:
 
 # Request-URI text -> parsed URI (issue 11: messages go to the same users again and again);
 # successes only, bounded. A parsed URI is immutable, so one may serve many requests.
-_REQUEST_URIS: dict[str, Uri] = {}
 _REQUEST_URIS_LIMIT = 4096
+_REQUEST_URIS: Memo[str, Uri] = Memo(_REQUEST_URIS_LIMIT)
 # The names build_message writes are canonical already (`Headers` would keep them as is).
 _MESSAGE_KEYS: tuple[str, ...] = ("max-forwards", "from", "to", "call-id", "cseq")
 
 
 def build_message(out: OutboundMessage) -> SipRequest:
     """The MESSAGE request (no Via: the endpoint adds it; no Contact: RFC 3428 §4)."""
-    uri = _REQUEST_URIS.get(out.request_uri)
+    uri = _REQUEST_URIS.peek(out.request_uri)
     if uri is None:
         try:
             uri = parse_uri(out.request_uri)
@@ -604,9 +601,7 @@ def build_message(out: OutboundMessage) -> SipRequest:
                 sip_status=400,
                 xmpp_condition="bad-request",
             ) from None
-        if len(_REQUEST_URIS) >= _REQUEST_URIS_LIMIT:
-            _REQUEST_URIS.clear()
-        _REQUEST_URIS[out.request_uri] = uri
+        _REQUEST_URIS.put(out.request_uri, uri)
     items: list[tuple[str, str]] = [
         ("Max-Forwards", str(out.max_forwards)),
         ("From", f"<{out.from_uri}>;tag={out.from_tag}"),
@@ -623,9 +618,5 @@ def build_message(out: OutboundMessage) -> SipRequest:
         keys += ("content-language",)
     items.append(("Content-Type", out.content[0]))
     keys += ("content-type",)
-    # What `Headers(items)` checks and does for these (token names known): CR/LF, strip.
-    for name, value in items:
-        if "\r" in value or "\n" in value:
-            raise LocalProtocolError(f"CR/LF in value of {name}")
-    pairs = tuple((name, value.strip(" \t")) for name, value in items)
-    return SipRequest._trusted("MESSAGE", uri, Headers._trusted_keyed(pairs, keys), out.content[1])
+    headers = Headers.from_canonical(items, keys)  # = Headers(items): the names are canonical
+    return SipRequest.from_parts("MESSAGE", uri, headers, out.content[1])

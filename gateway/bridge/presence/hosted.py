@@ -10,7 +10,7 @@ one `HostedWatcher` per (hosted AOR, XMPP watcher), with the RFC 3857 §4.7.1 st
 Authorization is the hosted SIP user's (docs/presence.md, "Hosted users"):
 
 * the request is held `pending` and shown in `presence.winfo` NOTIFYs (RFC 3857/3858,
-  gateway/bridge/winfo.py), with the watcher's mapped SIP URI;
+  gateway/bridge/presence/winfo.py), with the watcher's mapped SIP URI;
 * the hosted user approves by subscribing to that URI (RFC 3856 SUBSCRIBE, what a SIP
   client does when it adds the contact), or with a MESSAGE `/allow` to it; it rejects
   with a MESSAGE `/deny` (both only while the request is pending or active);
@@ -37,12 +37,19 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from gateway.bridge.presence_context import PresenceContext
+from gateway.bridge.presence.context import PresenceContext
+from gateway.bridge.presence.records import (
+    FOREVER,
+    hosted_key,
+    hosted_record,
+    is_hosted_record,
+    write,
+)
 from gateway.logs import event
 from gateway.registrar.bindings import canonical_aor
 from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.uri import SipUri, parse_uri
-from gateway.store.api import StoreError, SubscriptionRecord
+from gateway.store.api import SubscriptionRecord
 from gateway.xmpp.presence_convert import build_presence, build_subscription
 from mappings.addresses import AddressError, jid_to_sip_target, jid_to_sip_uri, sip_uri_to_jid
 from mappings.jid import Jid, parse_jid
@@ -56,17 +63,18 @@ __all__ = [
     "Hosted",
     "HostedRegistrar",
     "HostedWatcher",
+    "is_hosted_record",
     "parse_command",
 ]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.presence_hosted")
 
 # The default of [presence] auto_approve_hosted (gateway/config.py): approve every XMPP
 # request to watch a hosted SIP user without asking them. Off: the hosted user decides
 # (winfo + SUBSCRIBE back, or /allow and /deny).
 AUTO_APPROVE_HOSTED = False
-FOREVER = 253402300799.0  # 9999-12-31: an authorization has no expiry of its own
-CALL_ID_PREFIX = "hosted:"
 # A MESSAGE from the hosted user to a pending watcher whose whole text is one of these.
 _COMMAND = re.compile(r"\s*/(allow|deny)\s*", re.IGNORECASE)
 
@@ -283,7 +291,7 @@ class Hosted:
     def _forget(self, entry: HostedWatcher, ev: WatcherEvent) -> None:
         if not self.by_aor.get(entry.aor):
             self.by_aor.pop(entry.aor, None)
-        self._store(self.ctx.store.delete_subscription, *_key(entry))
+        write(log, self.ctx.store.delete_subscription, *hosted_key(entry.watcher, entry.aor))
         fields = {"aor": entry.aor, "watcher": str(entry.watcher), "reason": ev}
         event(log, logging.INFO, "hosted watcher ended", **fields)
         change = entry.winfo("terminated", ev)
@@ -340,14 +348,11 @@ class Hosted:
     # ------------------------------------------------------------ store
 
     def _save(self, entry: HostedWatcher) -> None:
-        self._store(self.ctx.store.put_subscription, record_of(entry))
-
-    @staticmethod
-    def _store(fn: Any, *args: Any) -> None:
-        try:
-            fn(*args)
-        except StoreError as exc:
-            event(log, logging.ERROR, "presence store write failed", error=str(exc))
+        write(
+            log,
+            self.ctx.store.put_subscription,
+            hosted_record(entry.watcher, entry.aor, entry.status),
+        )
 
     def _count(self) -> None:
         n = sum(len(w) for w in self.by_aor.values())
@@ -362,7 +367,7 @@ class Hosted:
                 entry = self._from_record(rec)
             except (ValueError, AddressError) as exc:
                 event(log, logging.WARNING, "unusable hosted watcher record", error=str(exc))
-                self._store(self.ctx.store.delete_subscription, *rec.key)
+                write(log, self.ctx.store.delete_subscription, *rec.key)
                 continue
             self.by_aor.setdefault(entry.aor, {})[str(entry.watcher)] = entry
             n += 1
@@ -394,25 +399,3 @@ def _aor_text(uri: str) -> str | None:
         return canonical_aor(parse_uri(uri))
     except RemoteProtocolError:
         return None
-
-
-def is_hosted_record(rec: SubscriptionRecord) -> bool:
-    return rec.direction == "x2s" and rec.call_id.startswith(CALL_ID_PREFIX)
-
-
-def _key(entry: HostedWatcher) -> tuple[str, str]:
-    return f"{CALL_ID_PREFIX}{entry.watcher}", entry.aor
-
-
-def record_of(entry: HostedWatcher) -> SubscriptionRecord:
-    call_id, local_tag = _key(entry)
-    return SubscriptionRecord(
-        direction="x2s",
-        watcher=str(entry.watcher),
-        target=entry.aor,
-        call_id=call_id,
-        local_tag=local_tag,
-        state=entry.status,
-        expires_at=FOREVER,
-        xmpp_authorization="to" if entry.status == "active" else "none",
-    )

@@ -36,15 +36,24 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
-from gateway.bridge.presence_context import PresenceContext, SendFailed, Tasks
-from gateway.bridge.scheduler import BurstFreezer
+from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
+from gateway.bridge.presence.notifying import (
+    Authorize,
+    NotifyThrottle,
+    check_initial,
+    handle_subscribe,
+    identify,
+)
+from gateway.bridge.presence.records import notifier_record, write
+from gateway.bridge.presence.scheduler import BurstFreezer
 from gateway.logs import event
+from gateway.memo import Memo
 from gateway.sip.dialog import Dialog, DialogId
 from gateway.sip.headers import NameAddr, parse_event, parse_name_addr
 from gateway.sip.message import SipRequest, SipResponse
-from gateway.sip.notifier import Notifier, NState, SubscribeDecision, check_subscribe
+from gateway.sip.notifier import Notifier, NState, SubscribeDecision
 from gateway.sip.subscription import (
     NotifierAction,
     Removed,
@@ -53,7 +62,7 @@ from gateway.sip.subscription import (
     StateDocument,
 )
 from gateway.sip.uri import SipUri, parse_uri
-from gateway.store.api import StoreError, SubscriptionRecord
+from gateway.store.api import SubscriptionRecord
 from gateway.xmpp.presence_convert import build_presence, build_subscription
 from mappings.addresses import (
     AddressError,
@@ -69,12 +78,12 @@ from mappings.xmlsafe import FormatError
 
 __all__ = ["S2x", "Watch"]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.presence_s2x")
 
 WatchKey = tuple[str, str]  # (watcher bare JID, contact bare JID)
 DIRECTION = "sip_to_xmpp"  # metrics label: the subscription goes from SIP to XMPP
-Authorize = Callable[[Any, str], object]
-T = TypeVar("T")
 # Dialog changes after NOTIFYs are written at most this late (a crash loses at most this
 # much CSeq progress; SUBSCRIBE-driven changes and removals are written at once).
 FLUSH_DELAY = 1.0
@@ -84,6 +93,7 @@ FREEZE_MIN = 1000
 FREEZE_SETTLE = 2.0
 DOC_REUSE = 5.0  # seconds a contact's PIDF is reused for an unchanged state
 _MAX_DOCS = 4096
+_RESTORE_MEMO_LIMIT = 65536  # distinct strings parsed once per restore
 
 
 @dataclass(eq=False, slots=True)
@@ -126,8 +136,9 @@ class S2x:
         self._tasks = Tasks("presence")
         self._fetches: set[DialogId] = set()  # Expires: 0 dialogs: never stored
         self._unsaved: dict[DialogId, Watch] = {}  # changed dialogs, written by `flush`
-        self._docs: dict[str, tuple[object, float, StateDocument]] = {}  # by PIDF entity
+        self._docs: Memo[str, tuple[object, float, StateDocument]] = Memo(_MAX_DOCS)  # by entity
         self.freezer = BurstFreezer(settle=FREEZE_SETTLE, min_count=FREEZE_MIN)
+        self.throttle = NotifyThrottle(ctx)
 
     @property
     def dialog_count(self) -> int:
@@ -136,39 +147,26 @@ class S2x:
     # ------------------------------------------------------------ SIP input
 
     def handle_subscribe(self, incoming: Any) -> Awaitable[None] | None:
-        req: SipRequest = incoming.request
-        if req.to_tag is not None:
-            self._in_dialog(incoming)
-            return None
-        return self._initial(incoming)
+        return handle_subscribe(incoming, self.by_dialog, self._in_dialog, self._initial)
 
-    def _in_dialog(self, incoming: Any) -> None:
-        req: SipRequest = incoming.request
-        did = DialogId.of_incoming(req)
-        watch = None if did is None else self.by_dialog.get(did)
-        if did is None or watch is None:
-            incoming.reply(481)
-            return
+    def _in_dialog(self, incoming: Any, did: DialogId, watch: Watch) -> None:
         notifier = watch.dialogs[did]
         now = self.ctx.clock()
-        actions = notifier.receive_subscribe(req, now, final_document=self._closed(watch))
+        actions = notifier.receive_subscribe(
+            incoming.request, now, final_document=self._closed(watch)
+        )
         if any(isinstance(a, SendNotify) for a in actions):
             watch.last_notify = now
         self._run(watch, did, actions, incoming)
 
     async def _initial(self, incoming: Any) -> None:
         req: SipRequest = incoming.request
-        decision = check_subscribe(req, {self.ctx.config.package.event: self.ctx.config.package})
-        if isinstance(decision, SipResponse):
-            keep = ("Allow-Events", "Min-Expires")
-            incoming.reply(decision.status, headers=[h for h in decision.headers if h[0] in keep])
+        package = self.ctx.config.package
+        decision = check_initial(incoming, {package.event: package})
+        if decision is None:
             return
-        if self.authorize is not None:
-            identity = self.authorize(incoming, "subscribe")
-            if asyncio.iscoroutine(identity):
-                identity = await identity
-            if identity is None:
-                return  # answered by the registrar (challenge, 403, 503)
+        if await identify(incoming, self.authorize) is None:
+            return  # answered by the registrar (challenge, 403, 503)
         watch = self._watch_for(req)
         now = self.ctx.clock()
         if decision.expires == 0 and not watch.known:
@@ -335,12 +333,10 @@ class S2x:
         if not any(n.state is NState.ACTIVE for n in watch.dialogs.values()):
             return
         now = self.ctx.clock()
-        due = watch.last_notify + self.ctx.config.notify_interval
-        if now >= due:
+        if self.throttle.ready(watch.last_notify, now, ("s2x-throttle", watch.key)):
             self._notify_all(watch, now)
         else:
             watch.dirty = True  # RFC 3856 §6.2.2: coalesce until the interval ends
-            self.ctx.scheduler.set(("s2x-throttle", watch.key), due)
 
     def handle_throttle(self, key: WatchKey, now: float) -> None:
         watch = self.watches.get(key)
@@ -360,15 +356,13 @@ class S2x:
         it is built once and reused for `DOC_REUSE` seconds (its timestamp is when the
         state was first seen)."""
         state = (watch.entity, tuple(watch.resources.items()))
-        cached = self._docs.get(watch.entity)
+        cached = self._docs.peek(watch.entity)
         if cached is not None and cached[0] == state and now - cached[1] <= DOC_REUSE:
             return cached[2]
         stamp = datetime.fromtimestamp(now, UTC)
         doc = xmpp_to_pidf(watch.entity, watch.resources.values(), now=stamp)
         document = StateDocument(build_pidf(doc), MEDIA_TYPE)
-        if len(self._docs) >= _MAX_DOCS:
-            self._docs.clear()
-        self._docs[watch.entity] = (state, now, document)
+        self._docs.put(watch.entity, (state, now, document))
         return document
 
     def _closed(self, watch: Watch) -> StateDocument | None:
@@ -417,10 +411,14 @@ class S2x:
         if did not in self._fetches:
             if notifier.state not in (NState.PENDING, NState.ACTIVE):
                 self._unsaved.pop(did, None)
-                self._store(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
+                write(log, self.ctx.store.delete_subscription, did.call_id, did.local_tag)
             elif incoming is not None:  # a SUBSCRIBE answered: what a restart must know
                 self._unsaved.pop(did, None)
-                self._store(self.ctx.store.put_subscription, record_of(watch, notifier))
+                write(
+                    log,
+                    self.ctx.store.put_subscription,
+                    notifier_record(notifier, authorized=watch.authorized),
+                )
             else:  # NOTIFY CSeq, document, authorization: written in batches
                 self._save_later(did, watch)
 
@@ -501,7 +499,7 @@ class S2x:
         if did in self._fetches:
             self._fetches.discard(did)
         else:
-            self._store(self.ctx.store.delete_subscription, did.call_id, did.local_tag)
+            write(log, self.ctx.store.delete_subscription, did.call_id, did.local_tag)
         if not watch.dialogs:
             if watch.authorized:
                 self._send_unavailable(watch)  # R8048-13
@@ -540,19 +538,12 @@ class S2x:
         unsaved, self._unsaved = self._unsaved, {}
         self.ctx.scheduler.cancel(("s2x-flush", ""))
         records = [
-            record_of(watch, notifier)
+            notifier_record(notifier, authorized=watch.authorized)
             for did, watch in unsaved.items()
             if (notifier := watch.dialogs.get(did)) is not None
         ]
         if records:
-            self._store(self.ctx.store.put_subscriptions, records)
-
-    @staticmethod
-    def _store(fn: Any, *args: Any) -> None:
-        try:
-            fn(*args)
-        except StoreError as exc:
-            event(log, logging.ERROR, "presence store write failed", error=str(exc))
+            write(log, self.ctx.store.put_subscriptions, records)
 
     def _count(self) -> None:
         self.ctx.set_subscriptions(DIRECTION, len(self.by_dialog) - len(self._fetches))
@@ -563,13 +554,13 @@ class S2x:
         """Rebuild dialogs and watches; each authorized watch then probes its contact so
         that presence changed while we were down reaches the watcher."""
         n = 0
-        memo = _Memo()
+        memo: Memo[tuple[str, ...], Any] = Memo(_RESTORE_MEMO_LIMIT)
         for rec in records:
             try:
                 watch, notifier = self._from_record(rec, memo)
             except (ValueError, KeyError, FormatError, AddressError) as exc:
                 event(log, logging.WARNING, "unusable subscription record", error=str(exc))
-                self._store(self.ctx.store.delete_subscription, *rec.key)
+                write(log, self.ctx.store.delete_subscription, *rec.key)
                 continue
             did = notifier.dialog.id
             watch.dialogs[did] = notifier
@@ -582,7 +573,12 @@ class S2x:
         self._count()
         return n
 
-    def _from_record(self, rec: SubscriptionRecord, memo: _Memo) -> tuple[Watch, Notifier]:
+    def _from_record(
+        self, rec: SubscriptionRecord, memo: Memo[tuple[str, ...], Any]
+    ) -> tuple[Watch, Notifier]:
+        """`memo` (restore-time): records repeat contacts, routes, the event and our Contact,
+        so each distinct string is parsed and mapped once and the (immutable) results are
+        shared by every dialog that names it: restore time and memory per subscription."""
         watcher_uri = parse_uri(rec.watcher)
         if not isinstance(watcher_uri, SipUri) or rec.remote_target is None:
             raise ValueError(f"bad S2X record {rec.call_id}")
@@ -590,7 +586,7 @@ class S2x:
         domain = dm.component_domain
         watcher = sip_uri_to_jid(rec.watcher, domain_map=dm).bare  # one per watcher: not memoized
         contact, contact_key, entity, local = memo.get(
-            ("contact", domain, rec.target), lambda: _contact_of(rec.target, dm)
+            ("contact", domain, rec.target), lambda _: _contact_of(rec.target, dm)
         )
         key = (str(watcher), contact_key)
         watch = self.watches.get(key)
@@ -614,15 +610,17 @@ class S2x:
             local=local,
             remote=rec.watcher,  # parsed when first used
             remote_target=rec.remote_target,
-            route_set=tuple(memo.get(("route", r), partial(parse_name_addr, r)) for r in routes),
+            route_set=tuple(
+                memo.get(("route", r), lambda key: parse_name_addr(key[1])) for r in routes
+            ),
             local_cseq=rec.local_cseq or None,
             remote_cseq=rec.remote_cseq,
-            local_target=memo.get(("our contact",), lambda: self.ctx.config.contact_addr),
+            local_target=memo.get(("our contact",), lambda _: self.ctx.config.contact_addr),
         )
         notifier = Notifier(
             dialog=dialog,
-            event=memo.get(("event", rec.event), partial(parse_event, rec.event)),
-            content_type=memo.get(("type", ctype), lambda: ctype),
+            event=memo.get(("event", rec.event), lambda key: parse_event(key[1])),
+            content_type=memo.get(("type", ctype), lambda key: key[1]),
             package=self.ctx.config.package,
             state=NState(rec.state),
             expires_at=rec.expires_at,
@@ -631,46 +629,7 @@ class S2x:
         return watch, notifier
 
 
-class _Memo:
-    """Restore-time memo: records repeat contacts, routes, the event and our Contact, so
-    each distinct string is parsed and mapped once and the (immutable) results are shared
-    by every dialog that names it: restore time and memory per subscription."""
-
-    def __init__(self) -> None:
-        self._values: dict[tuple[str, ...], Any] = {}
-
-    def get(self, key: tuple[str, ...], build: Callable[[], T]) -> T:
-        try:
-            value: T = self._values[key]
-        except KeyError:
-            value = self._values[key] = build()
-        return value
-
-
 def _contact_of(target: str, dm: DomainMap) -> tuple[Jid, str, str, NameAddr]:
     contact = sip_target_to_jid(target, domain_map=dm).bare
     entity = str(jid_to_sip_uri(contact, domain_map=dm, scheme="pres"))
     return contact, str(contact), entity, NameAddr(parse_uri(target))
-
-
-def record_of(watch: Watch, notifier: Notifier) -> SubscriptionRecord:
-    dialog = notifier.dialog
-    doc = notifier.document
-    return SubscriptionRecord(
-        direction="s2x",
-        watcher=dialog.remote_uri_text(),
-        target=str(dialog.local.uri),
-        call_id=dialog.id.call_id,
-        local_tag=dialog.id.local_tag,
-        remote_tag=dialog.id.remote_tag,
-        event=str(notifier.event),
-        route_set=tuple(str(r) for r in dialog.route_set),
-        remote_target=dialog.remote_target_text(),
-        local_cseq=dialog.local_cseq or 0,
-        remote_cseq=dialog.remote_cseq,
-        state=notifier.state.value,
-        expires_at=notifier.expires_at,
-        last_document=None if doc is None else doc.body,
-        content_type=notifier.content_type,
-        xmpp_authorization="from" if watch.authorized else "none",
-    )

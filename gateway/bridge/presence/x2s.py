@@ -28,7 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.bridge.presence_context import PresenceContext, SendFailed, Tasks
+from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
+from gateway.bridge.presence.records import subscriber_record, write
 from gateway.logs import event
 from gateway.sip.dialog import MAX_FORWARDS
 from gateway.sip.headers import NameAddr
@@ -46,7 +47,7 @@ from gateway.sip.subscription import (
     refresh_delay,
 )
 from gateway.sip.uri import SipUri, parse_uri
-from gateway.store.api import StoreError, SubscriptionRecord
+from gateway.store.api import SubscriptionRecord
 from gateway.xmpp.presence_convert import build_presence, build_subscription
 from mappings.addresses import jid_to_sip_target, jid_to_sip_uri, sip_uri_to_jid
 from mappings.errors import Resubscribe, XmppNotice, subscription_end
@@ -57,7 +58,9 @@ from mappings.xmlsafe import FormatError
 
 __all__ = ["X2s", "X2sSub", "backoff"]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.presence_x2s")
 
 X2sKey = tuple[str, str]  # (watcher bare JID, contact bare JID)
 DIRECTION = "xmpp_to_sip"  # metrics label: the subscription goes from XMPP to SIP
@@ -473,23 +476,16 @@ class X2s:
             self.by_dialog.pop(entry.indexed, None)
         self.ctx.scheduler.cancel(("x2s", entry.key))
         if entry.stored is not None:
-            self._store_call(self.ctx.store.delete_subscription, *entry.stored)
+            write(log, self.ctx.store.delete_subscription, *entry.stored)
             entry.stored = None
         self._count()
 
     def _save(self, entry: X2sSub) -> None:
-        record = record_of(entry)
+        record = subscriber_record(entry.sub, watcher=entry.watcher, document=entry.document)
         if entry.stored is not None and entry.stored != record.key:
-            self._store_call(self.ctx.store.delete_subscription, *entry.stored)
-        self._store_call(self.ctx.store.put_subscription, record)
+            write(log, self.ctx.store.delete_subscription, *entry.stored)
+        write(log, self.ctx.store.put_subscription, record)
         entry.stored = record.key
-
-    @staticmethod
-    def _store_call(fn: Any, *args: Any) -> None:
-        try:
-            fn(*args)
-        except StoreError as exc:
-            event(log, logging.ERROR, "presence store write failed", error=str(exc))
 
     def _count(self) -> None:
         self.ctx.set_subscriptions(DIRECTION, len(self.subs))
@@ -505,7 +501,7 @@ class X2s:
                 entry = self._from_record(rec, now)
             except (ValueError, KeyError, FormatError) as exc:
                 event(log, logging.WARNING, "unusable subscription record", error=str(exc))
-                self._store_call(self.ctx.store.delete_subscription, *rec.key)
+                write(log, self.ctx.store.delete_subscription, *rec.key)
                 continue
             entry.stored = rec.key
             self.subs[entry.key] = entry
@@ -575,26 +571,3 @@ def _sip_uri(text: str) -> SipUri:
     if not isinstance(uri, SipUri):
         raise ValueError(f"not a SIP URI: {text}")
     return uri
-
-
-def record_of(entry: X2sSub) -> SubscriptionRecord:
-    sub = entry.sub
-    dialog = sub.dialog
-    call_id, local_tag = sub.key
-    return SubscriptionRecord(
-        direction="x2s",
-        watcher=str(entry.watcher),
-        target=str(sub.target),
-        call_id=call_id,
-        local_tag=local_tag,
-        remote_tag=None if dialog is None else dialog.id.remote_tag,
-        route_set=() if dialog is None else tuple(str(r) for r in dialog.route_set),
-        remote_target=None if dialog is None else str(dialog.remote_target),
-        local_cseq=(dialog.local_cseq or 0) if dialog is not None else sub.cseq,
-        remote_cseq=None if dialog is None else dialog.remote_cseq,
-        state=sub.state.value,
-        expires_at=sub.expires_at or 0.0,
-        last_document=entry.document,
-        content_type=MEDIA_TYPE if entry.document is not None else None,
-        xmpp_authorization="to" if sub.authorized else "none",
-    )

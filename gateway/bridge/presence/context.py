@@ -1,9 +1,9 @@
 """What both presence directions share: config, the SIP sender, XMPP output, address maps.
 
-`PresenceContext` is built once by `gateway.bridge.presence.PresenceService` and passed to
-`presence_x2s.X2s` and `presence_s2x.S2x`. The I/O it holds is typed by small protocols
-(the SIP endpoint, the resolver, the XMPP links, the store), so either side can be driven
-by real peers in integration tests and nothing reaches for a global.
+`PresenceContext` is built once by `service.PresenceService` and passed to `x2s.X2s`,
+`s2x.S2x`, `hosted.Hosted` and `winfo.Winfo`. The I/O it holds is typed by small
+protocols (the SIP endpoint, the resolver, the XMPP links, the store), so either side can
+be driven by real peers in integration tests and nothing reaches for a global.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any, Protocol
 
 from gateway.bridge.failover import Attempt, TargetsExhausted, send_with_failover
 from gateway.bridge.failover import logger as failover_log
-from gateway.bridge.scheduler import Scheduler
+from gateway.bridge.presence.scheduler import Scheduler
 from gateway.config import Addressing, ComponentConfig, Config
 from gateway.logs import event
+from gateway.memo import Memo
 from gateway.metrics import Metrics
 from gateway.sip.headers import NameAddr
 from gateway.sip.locate import Target
@@ -47,7 +48,9 @@ __all__ = [
     "presence_config",
 ]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.presence_context")
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,9 @@ class PresenceContext:
     router: Router | None = None
     # In-dialog targets located for an IP literal (RFC 3263 §4.2: no DNS, the same answer
     # every time), by what `LocatePlan.from_uri` reads from the URI.
-    _located: dict[LocateKey, list[Target]] = field(default_factory=dict, repr=False)
+    _located: Memo[LocateKey, tuple[Target, ...]] = field(
+        default_factory=lambda: Memo(_MAX_LOCATED), repr=False
+    )
 
     # ------------------------------------------------------------ addresses
 
@@ -223,9 +228,7 @@ class PresenceContext:
             if routes or request.to_tag is not None:
                 targets = await self.resolver.locate(uri)
                 if ip_literal(uri.maddr or uri.host) is not None:
-                    if len(self._located) >= _MAX_LOCATED:
-                        self._located.clear()
-                    self._located[_locate_key(uri)] = list(targets)
+                    self._located.put(_locate_key(uri), tuple(targets))
             else:
                 targets = await self.resolver.resolve_sip(uri)
             _, response, _ = await send_with_failover(
@@ -258,7 +261,7 @@ class PresenceContext:
         uri = routes[0].uri if routes else request.uri
         if not isinstance(uri, SipUri):
             return False
-        targets = self._located.get(_locate_key(uri))
+        targets = self._located.peek(_locate_key(uri))
         if targets is None:
             return False
         _Failover(request, targets, request_nowait, done).next()

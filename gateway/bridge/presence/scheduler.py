@@ -22,7 +22,9 @@ from gateway.sip.deadlines import DeadlineQueue
 
 __all__ = ["BurstFreezer", "Scheduler", "collect_and_freeze"]
 
-log = logging.getLogger(__name__)
+# The logger keeps its name from before the packages: log lines are the operators'
+# interface (docs/troubleshooting.md).
+log = logging.getLogger("gateway.bridge.scheduler")
 
 K = TypeVar("K", bound=Hashable)
 
