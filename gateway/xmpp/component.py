@@ -188,6 +188,10 @@ class GatewayComponent(ComponentXMPP):
         # filled during slixmpp's own __init__ already, so set before it.
         self._stanza_handlers: list[BaseHandler] = []
         self._in_filters: list[Callable[[Any], Any]] = []
+        self._watched: tuple[BaseHandler, ...] = ()  # handlers the direct route must ask
+        self._message_listeners = False  # a listener for a message event was ever added
+        self._message_route: CoroutineCallback | None = None
+        self._passive: frozenset[int] = frozenset()
         super().__init__(component.domain, component.secret, server, port)  # type: ignore[no-untyped-call]
         self.domain = component.domain
         self.addressing = component.addressing
@@ -195,9 +199,7 @@ class GatewayComponent(ComponentXMPP):
         self._prompt_to_jid = prompt_to_jid or prompt_translator(component)
         # The last <stream:error/> condition received (not-authorized, conflict, ...).
         self.last_stream_error: tuple[str, str] | None = None
-        self._message_route: CoroutineCallback | None = None
         self._route_filter = self._route_message
-        self._passive: frozenset[int] = frozenset()
         self._chat_state_handler: Any = None
         self._receipt_request_handler: Any = None
         for base, ours in _STANZA_CLASSES:
@@ -246,12 +248,14 @@ class GatewayComponent(ComponentXMPP):
             # once-only handlers that fired (slixmpp dropped them) are forgotten here
             self._stanza_handlers = [h for h in self._stanza_handlers if not h.check_delete()]
             self._stanza_handlers.append(handler)
+            self._rewatch()
         super().register_handler(handler, before, after)
 
     def remove_handler(self, name: str) -> bool:
         for i, h in enumerate(self._stanza_handlers):  # the first of that name, as slixmpp
             if h.name == name:
                 del self._stanza_handlers[i]
+                self._rewatch()
                 break
         return bool(super().remove_handler(name))
 
@@ -267,6 +271,13 @@ class GatewayComponent(ComponentXMPP):
         super().del_filter(mode, handler)
         if mode == "in":
             self._in_filters.remove(handler)
+
+    def add_event_handler(
+        self, name: str, pointer: Callable[..., Any], disposable: bool = False
+    ) -> None:
+        if name in _MESSAGE_EVENTS:
+            self._message_listeners = True  # from now on, `event_handled` is asked
+        super().add_event_handler(name, pointer, disposable)
 
     def stanza_handlers(self) -> tuple[BaseHandler, ...]:
         """The stanza handlers registered, in order (once-only ones that fired excepted)."""
@@ -295,7 +306,15 @@ class GatewayComponent(ComponentXMPP):
             elif h.name == _RECEIPT_REQUEST_HANDLER:
                 self._receipt_request_handler = h
         self._message_route = handler
+        self._rewatch()
         self.add_filter("in", self._route_filter)
+
+    def _rewatch(self) -> None:
+        """The handlers other than the route and the passive ones (a handful)."""
+        route, passive = self._message_route, self._passive
+        self._watched = tuple(
+            h for h in self._stanza_handlers if h is not route and id(h) not in passive
+        )
 
     def _route_message(self, stanza: Any) -> Any:
         """ "in" filter (the last one): run the message handler directly, or pass the stanza
@@ -321,12 +340,12 @@ class GatewayComponent(ComponentXMPP):
         for logger in _SLIX_LOGGERS:
             if logger.isEnabledFor(logging.DEBUG):
                 return False
-        for name in _MESSAGE_EVENTS:
-            if self.event_handled(name):
-                return False
-        passive = self._passive
-        for h in self._stanza_handlers:
-            if h is route or id(h) in passive or h.check_delete():
+        if self._message_listeners:
+            for name in _MESSAGE_EVENTS:
+                if self.event_handled(name):
+                    return False
+        for h in self._watched:
+            if h.check_delete():  # a once-only handler that fired: slixmpp dropped it
                 continue
             if h is self._chat_state_handler:
                 if h.match(stanza):

@@ -1,10 +1,10 @@
-"""The XMPP stream parser: ElementTree's public `XMLParser` with our own target.
+"""The XMPP stream parser: ElementTree's public `XMLPullParser`, owned, not subclassed.
 
 slixmpp's `XMLStream.data_received` needs an object with `feed(data)` and `read_events()`
-yielding ``("start", elem)`` / ``("end", elem)`` (what `ET.XMLPullParser(("start", "end"))`
-gives). `RestrictedStreamParser` is that object, built only on public API:
-`XMLParser(target=_EventTarget)`, the target building elements with a `TreeBuilder` and
-recording the events into our own deque. On top of a plain pull parser it:
+yielding ``("start", elem)`` / ``("end", elem)``. `RestrictedStreamParser` is that object:
+it holds an `ET.XMLPullParser(("start", "end"))` and uses only its public `feed`,
+`read_events` and `close` (the C parser builds the elements: no Python call per element).
+On top of the plain pull parser it:
 
 * refuses DTDs (RFC 6120 §11.1: no internal or external subset in a stream; expat would
   expand the entities a DOCTYPE declares, so a server could inject text into any stanza):
@@ -13,14 +13,15 @@ recording the events into our own deque. On top of a plain pull parser it:
   tail of the last chunk is kept);
 * bounds the names it keeps: expat's tables and ElementTree's name cache keep every
   element and attribute name for the parser's life (~250 bytes each). Once the stream has
-  carried more than `name_limit` distinct names, input is fed up to one `>` at a time
-  until a stanza (a child of the stream root) has just closed; the parser then holds
-  nothing buffered and is replaced by a fresh one primed with the stream's header, and the
-  old one's tables go with it. slixmpp sees no seam: the header's start event is dropped,
-  and the new root is emptied after each stanza as slixmpp empties the first.
+  carried more than `name_limit` distinct names, input is fed up to one `>` at a time (the
+  events read at once into our own queue) until a stanza (a child of the stream root) has
+  just closed; the pull parser then holds nothing buffered and is replaced by a fresh one
+  primed with the stream's header, and the old one's tables go with it. slixmpp sees no
+  seam: the header's start event is dropped, and the new root is emptied after each
+  stanza as slixmpp empties the first.
 
-A syntax error is queued after the events that preceded it and raised by `read_events`
-when reached, as `XMLPullParser` does.
+A syntax error is raised by `read_events` after the events that preceded it, as
+`XMLPullParser` does.
 """
 
 from __future__ import annotations
@@ -48,30 +49,8 @@ _COMPONENT_STREAM_HEADER = (
 Event = tuple[str, ET.Element]
 
 
-class _EventTarget:
-    """An `XMLParser` target: elements built by a `TreeBuilder`, ("start"|"end", element)
-    appended to `events` (comments and processing instructions are dropped, as by a
-    `TreeBuilder` without insert_comments/insert_pis)."""
-
-    __slots__ = ("_builder", "data", "events")
-
-    def __init__(self, events: deque[Any]) -> None:
-        self.events = events
-        self._builder = ET.TreeBuilder()
-        self.data = self._builder.data
-
-    def start(self, tag: str, attrib: dict[str, str]) -> None:
-        self.events.append(("start", self._builder.start(tag, attrib)))
-
-    def end(self, tag: str) -> None:
-        self.events.append(("end", self._builder.end(tag)))
-
-    def close(self) -> ET.Element:
-        return self._builder.close()
-
-
-def _new_parser(events: deque[Any]) -> ET.XMLParser:
-    return ET.XMLParser(target=_EventTarget(events))
+def _pull_parser() -> ET.XMLPullParser[Any]:
+    return ET.XMLPullParser(("start", "end"))
 
 
 class RestrictedStreamParser:
@@ -80,8 +59,10 @@ class RestrictedStreamParser:
     _MARKS = (b"<!DOCTYPE", b"<!ENTITY")
 
     def __init__(self, name_limit: int = NAME_LIMIT) -> None:
-        self._events: deque[Any] = deque()  # Event or the ParseError that stopped parsing
-        self._parser: ET.XMLParser | None = _new_parser(self._events)
+        self._pull = _pull_parser()
+        # events read from `_pull` while feeding to a renewal, not yet handed out; then
+        # the ParseError that stopped parsing, if any
+        self._pending: deque[Event | ET.ParseError] = deque()
         self._tail = b""
         self._refused: ET.ParseError | None = None
         self._name_limit = name_limit
@@ -101,7 +82,7 @@ class RestrictedStreamParser:
             return
         self._tail = window[-(len(self._MARKS[0]) - 1) :]
         if len(self._names) <= self._name_limit:
-            self._feed(raw)
+            self._pull.feed(raw)
         else:
             self._feed_to_renewal(raw)
 
@@ -112,27 +93,16 @@ class RestrictedStreamParser:
 
     def close(self) -> None:
         """End of input: the document must be complete (ParseError otherwise)."""
-        parser, self._parser = self._parser, None
-        if parser is not None:
-            parser.close()
+        self._pull.close()
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _feed(self, raw: bytes) -> None:
-        if self._parser is None:
-            raise ValueError("feed() called after close()")
-        if raw:
-            try:
-                self._parser.feed(raw)
-            except ET.ParseError as exc:
-                self._events.append(exc)
-
     def _read(self) -> Iterator[Event]:
-        events, names = self._events, self._names
-        while events:
-            item = events.popleft()
-            if isinstance(item, Exception):
-                raise item
+        events: Iterator[Any] = self._pull.read_events()
+        if self._pending:
+            events = itertools.chain(self._drain_pending(), events)
+        names = self._names
+        for item in events:
             event, elem = item
             if event == "start":
                 self._depth += 1
@@ -146,35 +116,56 @@ class RestrictedStreamParser:
             if event == "end" and self._depth == 1 and self._root is not None:
                 self._root.clear()  # as slixmpp clears the stream's own root
 
+    def _drain_pending(self) -> Iterator[Event]:
+        pending = self._pending
+        while pending:
+            item = pending.popleft()
+            if isinstance(item, ET.ParseError):
+                raise item
+            yield item
+
+    def _take_events(self) -> list[Event] | None:
+        """Move what `_pull` parsed so far into `_pending`; None after a syntax error."""
+        taken: list[Any] = []
+        try:
+            for item in self._pull.read_events():
+                taken.append(item)
+        except ET.ParseError as exc:
+            self._pending.extend(taken)
+            self._pending.append(exc)
+            return None
+        self._pending.extend(taken)
+        return taken
+
     def _feed_to_renewal(self, raw: bytes) -> None:
-        queue = self._events
+        if self._take_events() is None:
+            return
         depth = self._depth + sum(
-            (1 if ev[0] == "start" else -1) for ev in queue if isinstance(ev, tuple)
+            (1 if ev[0] == "start" else -1) for ev in self._pending if isinstance(ev, tuple)
         )
         start = 0
         while start < len(raw):
             gt = raw.find(b">", start)
             stop = len(raw) if gt < 0 else gt + 1
-            before = len(queue)
-            self._feed(raw[start:stop])
+            self._pull.feed(raw[start:stop])
             start = stop
-            last = None
-            for ev in itertools.islice(queue, before, None):
-                if not isinstance(ev, tuple):  # a syntax error: the stream is lost anyway
-                    return
+            taken = self._take_events()
+            if taken is None:  # a syntax error: the stream is lost anyway
+                return
+            for ev in taken:
                 depth += 1 if ev[0] == "start" else -1
-                last = ev[0]
-            if last == "end" and depth == 1 and gt >= 0:  # a stanza closed on this '>'
-                self._renew()
-                self._feed(raw[start:])
+            if taken and taken[-1][0] == "end" and depth == 1 and gt >= 0:
+                self._renew()  # a stanza closed on this '>'
+                self._pull.feed(raw[start:])
                 return
 
     def _renew(self) -> None:
         names = len(self._names)
-        parser = _new_parser(self._events)
-        parser.feed(_COMPONENT_STREAM_HEADER)
-        _, root = self._events.pop()  # the primed header's start: not the stream's
-        self._parser = parser
+        pull = _pull_parser()
+        pull.feed(_COMPONENT_STREAM_HEADER)
+        events: list[Any] = list(pull.read_events())
+        ((_, root),) = events  # the primed header's start: not the stream's
+        self._pull = pull
         self._root = root
         self._names = set()
         self.renewals += 1

@@ -244,3 +244,17 @@ def test_a_once_only_route_runs_once(loop: asyncio.AbstractEventLoop) -> None:
     assert [kind for kind, _ in second].count("handler") == 0
     assert "cpim-pager" not in [h.name for h in new.comp.stanza_handlers()]
     assert new.matches == 1  # the second one went through slixmpp's matching
+
+
+@pytest.mark.parametrize("scenario", ["plain", "removed-late-handler", "removed-late-filter"])
+def test_what_was_removed_no_longer_holds_the_route_back(
+    scenario: str, loop: asyncio.AbstractEventLoop
+) -> None:
+    # the late handler matched message/body and the late filter came last: once removed
+    # (remove_handler / del_filter), a message with a body takes the direct route again
+    new = _Side(loop, direct=True, scenario=scenario)
+    raw = f'<message type="chat" to="romeo@{DOMAIN}" from="juliet@localhost/b" id="m1">'
+    raw += "<body>hi</body></message>"
+    got = new.feed(raw)
+    assert [kind for kind, _ in got if kind != "sent"] == ["handler"]
+    assert new.matches == 0  # never reached slixmpp's matching
