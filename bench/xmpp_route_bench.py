@@ -92,7 +92,14 @@ def _worker(n: int, repeat: int, direct: bool) -> dict[str, Any]:
         loop.run_until_complete(settle())
         rounds.append((time.process_time() - start) / n * 1e6)
     loop.close()
-    return {"us_per_stanza": statistics.median(rounds[1:]), "rounds": rounds[1:], "n": n}
+    import gateway
+
+    return {
+        "us_per_stanza": statistics.median(rounds[1:]),
+        "rounds": rounds[1:],
+        "n": n,
+        "tree": str(Path(gateway.__file__).resolve().parents[1]),
+    }
 
 
 def _measure(tree: Path, n: int, repeat: int, direct: bool) -> dict[str, Any]:
@@ -119,10 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     cases = [("old", args.old, True), ("new", HERE, True), ("new-matching", HERE, False)]
     results = {name: _measure(tree, args.n, args.repeat, direct) for name, tree, direct in cases}
     print(f"receive path, {args.n} <message/> per round, median of {args.repeat} rounds")
-    print(f"{'case':<14}{'us/stanza':>10}  rounds")
+    print(f"{'case':<14}{'us/stanza':>10}  {'tree':<16}rounds")
     for name, r in results.items():
         rounds = " ".join(f"{x:.1f}" for x in r["rounds"])
-        print(f"{name:<14}{r['us_per_stanza']:>10.1f}  {rounds}")
+        print(f"{name:<14}{r['us_per_stanza']:>10.1f}  {r['tree']:<16}{rounds}")
     old, new = results["old"]["us_per_stanza"], results["new"]["us_per_stanza"]
     print(f"new vs old: {new - old:+.1f} us/stanza ({(new / old - 1) * 100:+.1f} %)")
     return 0
