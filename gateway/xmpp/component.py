@@ -16,13 +16,10 @@ Connection supervision (reconnect, keep-alive, confirmed sending) is links.py's 
 
 from __future__ import annotations
 
-import itertools
 import logging
-import xml.etree.ElementTree as ET
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slixmpp import ComponentXMPP
 from slixmpp.exceptions import XMPPError
@@ -30,9 +27,11 @@ from slixmpp.plugins.xep_0030 import DiscoInfo, DiscoItems
 from slixmpp.stanza import Iq, Message, Presence
 from slixmpp.xmlstream import register_stanza_plugin
 from slixmpp.xmlstream.handler import CoroutineCallback
+from slixmpp.xmlstream.handler.base import BaseHandler
 from slixmpp.xmlstream.matcher import StanzaPath
 
 from gateway.config import ComponentConfig
+from gateway.memo import Memo
 from gateway.xmpp.boundary import answer_exception, boundary
 from gateway.xmpp.convert import error_reply, may_answer_with_error
 from gateway.xmpp.disco import (
@@ -45,10 +44,13 @@ from gateway.xmpp.disco import (
     disco_info,
     prompt_translator,
 )
+from gateway.xmpp.streamparser import NAME_LIMIT, RestrictedStreamParser
 from mappings.errors import MappingError, XmppErrorInfo
 from mappings.jid import Jid, parse_jid
 
 log = logging.getLogger(__name__)
+
+__all__ = ["NAME_LIMIT", "GatewayComponent", "RestrictedStreamParser", "install_log_filters"]
 
 SOFTWARE_NAME = "cpim-gateway"
 
@@ -64,10 +66,6 @@ def _software_version() -> str:
 # slixmpp calls `stanza.exception(e)` for any exception escaping a stanza or event handler
 # and `iq.unhandled()` when no handler matched; these overrides are the safety net around
 # handlers we do not wrap ourselves (slixmpp's plugins).
-
-
-# slixmpp's private XMLStream lists the direct <message/> route reads (slixmpp 1.8-1.17)
-_SLIX_PRIVATE = ("_XMLStream__handlers", "_XMLStream__filters", "_XMLStream__event_handlers")
 
 
 class _Iq(Iq):
@@ -93,128 +91,6 @@ class _Presence(Presence):
 _STANZA_CLASSES = ((Iq, _Iq), (Message, _Message), (Presence, _Presence))
 
 
-if TYPE_CHECKING:
-    _PullParser = ET.XMLPullParser[Any]
-else:
-    _PullParser = ET.XMLPullParser
-
-
-# Distinct XML names (element and attribute, namespace-qualified) one stream parser may
-# keep. expat's tables and ElementTree's name cache keep every name for the parser's life
-# (~250 bytes each): a peer sending stanzas full of fresh names would grow the gateway
-# without bound. Past this many, the parser is renewed at the next stanza boundary.
-NAME_LIMIT = 10_000
-# What the renewed parser is primed with: the namespaces of an XEP-0114 stream (§3).
-_COMPONENT_STREAM_HEADER = (
-    b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams'"
-    b" xmlns='jabber:component:accept'>"
-)
-
-
-class RestrictedStreamParser(_PullParser):
-    """slixmpp's stream parser without DTDs and with a bounded name cache.
-
-    DTDs: RFC 6120 §11.1 forbids internal and external subsets in a stream, and expat
-    would expand the internal entities a DOCTYPE declares (a server could inject text into
-    any stanza). A declaration makes `read_events` raise `ParseError`, slixmpp's
-    not-well-formed path: logged, stream closed, links.py reconnects. The check spans
-    chunk boundaries (the tail of the last chunk is kept).
-
-    Names: once the stream has carried more than `name_limit` distinct names, input is fed
-    up to one `>` at a time until a stanza (a child of the stream root) has just closed;
-    the parser then has nothing buffered and is replaced by a fresh one primed with the
-    stream's header, and the old one's tables go with it. slixmpp sees no seam: the
-    header's start event is dropped, and the new root is emptied after each stanza as
-    slixmpp empties the first."""
-
-    _MARKS = (b"<!DOCTYPE", b"<!ENTITY")
-
-    def __init__(self, name_limit: int = NAME_LIMIT) -> None:
-        super().__init__(("start", "end"))
-        self._tail = b""
-        self._refused: ET.ParseError | None = None
-        self._name_limit = name_limit
-        self._names: set[str] = set()
-        self._depth = 0  # element depth after the events handed out so far
-        self._root: ET.Element | None = None  # the primed root, after a renewal
-        self.renewals = 0
-
-    def feed(self, data: Any) -> None:
-        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-        window = self._tail + raw
-        if self._refused is None and any(mark in window for mark in self._MARKS):
-            self._refused = ET.ParseError("DTD in an XMPP stream (RFC 6120 §11.1)")
-        if self._refused is not None:
-            return
-        self._tail = window[-(len(self._MARKS[0]) - 1) :]
-        if len(self._names) <= self._name_limit:
-            super().feed(raw)
-        else:
-            self._feed_to_renewal(raw)
-
-    def _feed_to_renewal(self, raw: bytes) -> None:
-        queue: deque[Any] = self._events_queue  # type: ignore[attr-defined]
-        depth = self._depth + sum(
-            (1 if ev[0] == "start" else -1) for ev in queue if isinstance(ev, tuple)
-        )
-        start = 0
-        while start < len(raw):
-            gt = raw.find(b">", start)
-            stop = len(raw) if gt < 0 else gt + 1
-            before = len(queue)
-            super().feed(raw[start:stop])
-            start = stop
-            last = None
-            for ev in itertools.islice(queue, before, None):
-                if not isinstance(ev, tuple):  # a syntax error: the stream is lost anyway
-                    return
-                depth += 1 if ev[0] == "start" else -1
-                last = ev[0]
-            if last == "end" and depth == 1 and gt >= 0:  # a stanza closed on this '>'
-                self._renew(queue)
-                super().feed(raw[start:])
-                return
-
-    def _renew(self, queue: deque[Any]) -> None:
-        names = len(self._names)
-        parser = ET.XMLParser(target=ET.TreeBuilder())
-        parser._setevents(queue, ("start", "end"))  # type: ignore[attr-defined]
-        parser.feed(_COMPONENT_STREAM_HEADER)
-        _, root = queue.pop()  # the primed header's start: not the stream's
-        self._parser = parser
-        self._root = root
-        self._names = set()
-        self.renewals += 1
-        log.warning(
-            "XMPP stream parser renewed after %d distinct XML names (limit %d)",
-            names,
-            self._name_limit,
-            extra={"fields": {"names": names, "renewals": self.renewals}},
-        )
-
-    def read_events(self) -> Iterator[Any]:
-        if self._refused is not None:
-            raise self._refused
-        return self._events()
-
-    def _events(self) -> Iterator[Any]:
-        names = self._names
-        item: Any
-        for item in super().read_events():
-            event, elem = item
-            if event == "start":
-                self._depth += 1
-                if len(names) <= self._name_limit:
-                    names.add(elem.tag)
-                    if elem.attrib:
-                        names.update(elem.attrib)
-            else:
-                self._depth -= 1
-            yield item
-            if event == "end" and self._depth == 1 and self._root is not None:
-                self._root.clear()  # as slixmpp clears the stream's own root
-
-
 # -- the direct route for <message/> (issue 11) ------------------------------------------------
 # slixmpp matches every incoming stanza against every registered handler (~14 StanzaPath /
 # XPath matches). Of the handlers slixmpp and our plugins register at start-up, those that
@@ -223,6 +99,12 @@ class RestrictedStreamParser(_PullParser):
 # do nothing (Message Receipt Request with auto_ack off); the others never match one. So,
 # while nobody listens to those events, the bridge's message handler can be run straight
 # from an "in" filter with the same outcome (`GatewayComponent.route_messages`).
+#
+# Everything the decision reads comes through slixmpp's public API: the component
+# overrides `register_handler`/`remove_handler` and `add_filter`/`del_filter` (slixmpp,
+# its plugins and our code all register through them) to keep its own record of the
+# stanza handlers and "in" filters, and asks `event_handled(name)` for listeners. Handler
+# names are the ones the plugins pass to `register_handler`.
 
 _MESSAGE_EVENTS = (
     "message",
@@ -254,11 +136,15 @@ _CHAT_STATE_HANDLER = "Chat State"  # reads msg["chat_state"] and msg["from"].ji
 _RECEIPT_REQUEST_HANDLER = "Message Receipt Request"  # passive while auto_ack is off
 # Their debug lines ("RECV: ...", "Event triggered", "Chat State: ...") must still be
 # logged when someone switched them on (WireTrace): then the stanza takes slixmpp's path.
+_SLIX_LOGGERS = (
+    logging.getLogger("slixmpp.xmlstream.xmlstream"),
+    logging.getLogger("slixmpp.plugins.xep_0085.chat_states"),
+)
+
 # JID texts that parsed (issue 11: the same users write again and again; parse_jid is a pure
-# function of the text). Only successes are kept: a malformed JID is parsed, and refused,
-# every time. Bounded, forgotten all at once.
-_VALID_JIDS: set[str] = set()
+# function of the text). A malformed JID is parsed, and refused, every time.
 _VALID_JIDS_LIMIT = 8192
+_VALID_JIDS: Memo[str, Jid] = Memo(_VALID_JIDS_LIMIT)
 
 
 class _ShortParseError(logging.Filter):
@@ -276,12 +162,13 @@ class _ShortParseError(logging.Filter):
         return True
 
 
-logging.getLogger("slixmpp.xmlstream.xmlstream").addFilter(_ShortParseError())
+_SHORT_PARSE_ERROR = _ShortParseError()
 
-_SLIX_LOGGERS = (
-    logging.getLogger("slixmpp.xmlstream.xmlstream"),
-    logging.getLogger("slixmpp.plugins.xep_0085.chat_states"),
-)
+
+def install_log_filters() -> None:
+    """Shorten slixmpp's parse-error log lines (idempotent: `addFilter` adds a filter once).
+    Called by every `GatewayComponent` at construction, never at import."""
+    logging.getLogger("slixmpp.xmlstream.xmlstream").addFilter(_SHORT_PARSE_ERROR)
 
 
 class GatewayComponent(ComponentXMPP):
@@ -296,6 +183,15 @@ class GatewayComponent(ComponentXMPP):
         features: Features = NO_OPTIONAL_FEATURES,
         prompt_to_jid: PromptTranslator | None = None,
     ) -> None:
+        install_log_filters()
+        # Our record of what slixmpp matches and filters with (see `register_handler`):
+        # filled during slixmpp's own __init__ already, so set before it.
+        self._stanza_handlers: list[BaseHandler] = []
+        self._in_filters: list[Callable[[Any], Any]] = []
+        self._watched: tuple[BaseHandler, ...] = ()  # handlers the direct route must ask
+        self._message_listeners = False  # a listener for a message event was ever added
+        self._message_route: CoroutineCallback | None = None
+        self._passive: frozenset[int] = frozenset()
         super().__init__(component.domain, component.secret, server, port)  # type: ignore[no-untyped-call]
         self.domain = component.domain
         self.addressing = component.addressing
@@ -303,9 +199,7 @@ class GatewayComponent(ComponentXMPP):
         self._prompt_to_jid = prompt_to_jid or prompt_translator(component)
         # The last <stream:error/> condition received (not-authorized, conflict, ...).
         self.last_stream_error: tuple[str, str] | None = None
-        self._message_route: CoroutineCallback | None = None
         self._route_filter = self._route_message
-        self._passive: frozenset[int] = frozenset()
         self._chat_state_handler: Any = None
         self._receipt_request_handler: Any = None
         for base, ours in _STANZA_CLASSES:
@@ -320,7 +214,8 @@ class GatewayComponent(ComponentXMPP):
 
     def init_parser(self) -> None:
         super().init_parser()
-        self.parser = RestrictedStreamParser()
+        # slixmpp calls only `feed` and `read_events` on it (the XMLPullParser interface)
+        self.parser = RestrictedStreamParser()  # type: ignore[assignment]
 
     def _register_plugins(self) -> None:
         self.register_plugin("xep_0030")
@@ -341,6 +236,55 @@ class GatewayComponent(ComponentXMPP):
             )
         )
 
+    # -- slixmpp's public registration points, recorded ----------------------------------------
+
+    def register_handler(
+        self,
+        handler: BaseHandler,
+        before: BaseHandler | None = None,
+        after: BaseHandler | None = None,
+    ) -> None:
+        if handler.stream is None:  # slixmpp ignores a handler already registered somewhere
+            # once-only handlers that fired (slixmpp dropped them) are forgotten here
+            self._stanza_handlers = [h for h in self._stanza_handlers if not h.check_delete()]
+            self._stanza_handlers.append(handler)
+            self._rewatch()
+        super().register_handler(handler, before, after)
+
+    def remove_handler(self, name: str) -> bool:
+        for i, h in enumerate(self._stanza_handlers):  # the first of that name, as slixmpp
+            if h.name == name:
+                del self._stanza_handlers[i]
+                self._rewatch()
+                break
+        return bool(super().remove_handler(name))
+
+    def add_filter(self, mode: Any, handler: Any, order: int | None = None) -> None:
+        super().add_filter(mode, handler, order)
+        if mode == "in":  # the position slixmpp documents ("order", when given and not 0)
+            if order:
+                self._in_filters.insert(order, handler)
+            else:
+                self._in_filters.append(handler)
+
+    def del_filter(self, mode: str, handler: Callable[[Any], Any]) -> None:
+        super().del_filter(mode, handler)
+        if mode == "in":
+            self._in_filters.remove(handler)
+
+    def add_event_handler(
+        self, name: str, pointer: Callable[..., Any], disposable: bool = False
+    ) -> None:
+        if name in _MESSAGE_EVENTS:
+            self._message_listeners = True  # from now on, `event_handled` is asked
+        super().add_event_handler(name, pointer, disposable)
+
+    def stanza_handlers(self) -> tuple[BaseHandler, ...]:
+        """The stanza handlers registered, in order (once-only ones that fired excepted)."""
+        return tuple(h for h in self._stanza_handlers if not h.check_delete())
+
+    # -- the direct <message/> route ------------------------------------------------------------
+
     def route_messages(self, handler: CoroutineCallback) -> None:
         """Register `handler` for every <message/>, reached straight from an "in" filter.
 
@@ -349,15 +293,12 @@ class GatewayComponent(ComponentXMPP):
         `_route_message`), so the outcome is the same either way (tests/component/
         test_message_route.py runs both over random stanzas).
         """
-        if handler._once or self._message_route is not None:
-            raise ValueError("one message route per component, never a once-only handler")
+        if self._message_route is not None:
+            raise ValueError("one message route per component")
+        if any(h.name == handler.name for h in self.stanza_handlers()):
+            raise ValueError(f"a stanza handler named {handler.name!r} is already registered")
         self.register_handler(handler)
-        if not all(hasattr(self, name) for name in _SLIX_PRIVATE):
-            # another slixmpp release: its private lists moved; slixmpp's own matching
-            # (the registered handler) is the only route, never a broken filter
-            log.warning("slixmpp internals differ (%s): message direct route off", _SLIX_PRIVATE)
-            return
-        handlers = self._XMLStream__handlers  # type: ignore[attr-defined]
+        handlers = self._stanza_handlers
         self._passive = frozenset(id(h) for h in handlers if h.name in _PASSIVE_HANDLERS)
         for h in handlers:
             if h.name == _CHAT_STATE_HANDLER:
@@ -365,7 +306,15 @@ class GatewayComponent(ComponentXMPP):
             elif h.name == _RECEIPT_REQUEST_HANDLER:
                 self._receipt_request_handler = h
         self._message_route = handler
+        self._rewatch()
         self.add_filter("in", self._route_filter)
+
+    def _rewatch(self) -> None:
+        """The handlers other than the route and the passive ones (a handful)."""
+        route, passive = self._message_route, self._passive
+        self._watched = tuple(
+            h for h in self._stanza_handlers if h is not route and id(h) not in passive
+        )
 
     def _route_message(self, stanza: Any) -> Any:
         """ "in" filter (the last one): run the message handler directly, or pass the stanza
@@ -379,21 +328,24 @@ class GatewayComponent(ComponentXMPP):
             route.run(stanza)
         except Exception as e:  # as slixmpp's recv_stanza
             stanza.exception(e)
+        if route.check_delete():  # a once-only handler, spent: slixmpp would drop it now
+            self._message_route = None
+            self.del_filter("in", self._route_filter)
+            self.remove_handler(route.name)  # the first of its name (unique when routed)
         return None
 
     def _direct_ok(self, stanza: Any, route: CoroutineCallback) -> bool:
-        if self._XMLStream__filters["in"][-1] is not self._route_filter:  # type: ignore[attr-defined]
+        if self._in_filters[-1] is not self._route_filter:
             return False
         for logger in _SLIX_LOGGERS:
             if logger.isEnabledFor(logging.DEBUG):
                 return False
-        events = self._XMLStream__event_handlers  # type: ignore[attr-defined]
-        for name in _MESSAGE_EVENTS:
-            if events.get(name):
-                return False
-        passive = self._passive
-        for h in self._XMLStream__handlers:  # type: ignore[attr-defined]
-            if h is route or id(h) in passive:
+        if self._message_listeners:
+            for name in _MESSAGE_EVENTS:
+                if self.event_handled(name):
+                    return False
+        for h in self._watched:
+            if h.check_delete():  # a once-only handler that fired: slixmpp dropped it
                 continue
             if h is self._chat_state_handler:
                 if h.match(stanza):
@@ -429,15 +381,12 @@ class GatewayComponent(ComponentXMPP):
         """Drop stanzas with an invalid to/from, answering jid-malformed (RFC 6120 §8.3.3.8)."""
         if stanza.name not in ("message", "presence", "iq"):
             return stanza
-        valid = _VALID_JIDS
+        known, remember = _VALID_JIDS.peek, _VALID_JIDS.put
         try:
             for attr in ("to", "from"):
                 value = stanza.xml.get(attr)
-                if value is not None and value not in valid:
-                    parse_jid(value)
-                    if len(valid) >= _VALID_JIDS_LIMIT:
-                        valid.clear()
-                    valid.add(value)
+                if value is not None and known(value) is None:
+                    remember(value, parse_jid(value))
         except MappingError as exc:
             log.info("dropping %s id=%s: %s", stanza.name, stanza.xml.get("id"), exc)
             try:

@@ -3,9 +3,11 @@
 * errors: `XmppErrorInfo` (mappings/errors.py) -> an error reply; any exception -> an
   `XmppErrorInfo`; an error stanza -> its condition, text and new address (`stanza_error`);
 * messages (RFC 7572 Tables 1/2 on the XMPP side): `<message/>` -> `MessageOp`
-  (`message_to_op`) and back (`op_to_message`), with XEP-0085 chat states, XEP-0184
-  receipt requests and receipts, and XEP-0071 XHTML-IM (carried in the model as an
-  ``application/xhtml+xml`` part holding the XHTML ``<body/>``).
+  (`message_to_op`), with XEP-0085 chat states, XEP-0184 receipt requests and receipts,
+  and XEP-0071 XHTML-IM (carried in the model as an ``application/xhtml+xml`` part
+  holding the XHTML ``<body/>``). The way back, `MessageOp` -> `<message/>`, is
+  fastwrite.py's `message_xml`: the one writer (tests/component/test_fastwrite.py reads
+  its output back through `message_to_op`).
 
 Elements are read and written on the raw ElementTree (`stanza.xml`), which is faster than
 slixmpp's plugin interfaces and keeps the namespaces explicit.
@@ -174,41 +176,6 @@ def message_to_op(msg: Any, *, source: Address, destination: Address) -> Message
         receipt_for=receipt_for,
         chat_state=chat_state,
     )
-
-
-def op_to_message(component: Any, op: MessageOp, *, mfrom: str, mto: str, stanza_id: str) -> Any:
-    """`MessageOp` -> `<message/>` from `mfrom` to `mto` (R7572-06: no type for pager-mode
-    content; ``chat`` for a standalone chat state, XEP-0085 §5.2)."""
-    msg = component.make_message(mto=mto, mfrom=mfrom)
-    xml = msg.xml
-    ns = f"{{{msg.namespace}}}"
-    xml.set("id", stanza_id)
-    standalone = not op.parts and not op.subjects
-    if op.chat_state is not None and standalone:
-        xml.set("type", "chat")
-    if op.lang:
-        xml.set(XML_LANG, op.lang)
-    for subject in op.subjects:
-        el = ET.SubElement(xml, f"{ns}subject")
-        el.text = subject.text
-        if subject.lang and subject.lang != op.lang:
-            el.set(XML_LANG, subject.lang)
-    text = op.text()
-    if text is not None:
-        ET.SubElement(xml, f"{ns}body").text = text
-    if op.thread:
-        ET.SubElement(xml, f"{ns}thread").text = op.thread
-    for part in op.parts:
-        if part.media_type == XHTML_PART:
-            html = ET.SubElement(xml, f"{{{NS_XHTML_IM}}}html")
-            html.append(ET.fromstring(part.content))
-    if op.chat_state is not None:
-        ET.SubElement(xml, f"{{{NS_CHATSTATES}}}{op.chat_state.value}")
-    if op.receipt_request:
-        ET.SubElement(xml, f"{{{NS_RECEIPTS}}}request")
-    if op.receipt_for is not None:
-        ET.SubElement(xml, f"{{{NS_RECEIPTS}}}received", {"id": op.receipt_for})
-    return msg
 
 
 def stanza_error(stanza: Any) -> XmppErrorInfo:

@@ -1,15 +1,16 @@
-"""Outgoing `<message/>` stanzas written straight to text (issue 11, the pager hot path).
+"""Outgoing `<message/>` stanzas written straight to text: the one `MessageOp` writer.
 
-`message_xml` produces what `convert.op_to_message` + slixmpp's serializer would write for
-the same `MessageOp` (same elements, order, attributes and text; checked by parsing both in
-tests/unit/test_fastwrite.py), without building slixmpp `ElementBase` objects, running the
-outgoing filters or slixmpp's per-character escaper. The result is serialized text for
-`XmppLinks.send_confirmed` / `send`, on a component stream (default namespace
-``jabber:component:accept``, so the `<message/>` itself carries no xmlns, RFC 6120 §4.8.3).
+`message_xml` is how the gateway writes a `<message/>` (the pager hot path, issue 11):
+no slixmpp `ElementBase` objects, no outgoing filters, no per-character escaper. The
+result is serialized text for `XmppLinks.send_confirmed` / `send`, on a component stream
+(default namespace ``jabber:component:accept``, so the `<message/>` itself carries no
+xmlns, RFC 6120 §4.8.3). tests/component/test_fastwrite.py parses it with a real XML
+parser and reads it back through `convert.message_to_op`, the production reader.
 
-Text and attribute values are escaped for XML 1.0 (`&`, `<`, `>`, and `"` in attributes);
-characters XML cannot carry never reach here: the mappings strip them (mappings/xmlsafe.py).
-The XHTML-IM body (XEP-0071) is re-serialized from its parsed tree, as the slow path did.
+Text and attribute values are escaped for XML 1.0 (`escape_text`, `escape_attr`: the
+escapers of every hand-written stanza, links.py's pings included); characters XML cannot
+carry never reach here: the mappings strip them (mappings/xmlsafe.py). The XHTML-IM body
+(XEP-0071) is re-serialized from its parsed tree.
 """
 
 from __future__ import annotations

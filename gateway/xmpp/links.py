@@ -55,6 +55,7 @@ from slixmpp.xmlstream import tostring
 from gateway.config import ComponentConfig, XmppConfig
 from gateway.xmpp.component import GatewayComponent
 from gateway.xmpp.disco import NO_OPTIONAL_FEATURES, Features, PromptTranslator
+from gateway.xmpp.fastwrite import escape_attr
 
 log = logging.getLogger(__name__)
 
@@ -163,13 +164,6 @@ def _call(cb: Callable[..., Any] | None, *args: Any) -> None:
         log.exception("link callback %r failed", cb)
 
 
-def _attr(text: str) -> str:
-    """An XML attribute value (between double quotes)."""
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-    )
-
-
 def _log_task_error(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("link callback failed", exc_info=task.exception())
@@ -206,7 +200,7 @@ class Link:
         self._pings: dict[str, tuple[asyncio.Future[None], asyncio.TimerHandle]] = {}
         self._ping_prefix = f"cpim-ping-{secrets.token_hex(4)}-"
         self._ping_ids = itertools.count(1)
-        self._domain_attr = _attr(self.domain)
+        self._domain_attr = escape_attr(self.domain)
         self._conn_error: str | None = None
         self._dead = False
         component.add_event_handler("session_start", lambda _e: self._up.set())

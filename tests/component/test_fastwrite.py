@@ -1,8 +1,11 @@
-"""gateway.xmpp.fastwrite: the serialized <message/> means what slixmpp would write.
+"""gateway.xmpp.fastwrite: the one `<message/>` writer, checked against the specification.
 
-The oracle is the slow path: `convert.op_to_message` on a real `GatewayComponent` and
-slixmpp's own serializer. Both outputs are parsed (inside a component stream element, so the
-default namespace applies) and compared as trees: tag, attributes, text, children in order.
+Every output is parsed by a real XML parser inside a component stream element (default
+namespace ``jabber:component:accept``, RFC 6120 §4.8.3 / XEP-0114) and read back through
+`convert.message_to_op`, the reader production runs on every incoming `<message/>`: the
+`MessageOp` must come back (up to what a stanza cannot say, `_readable`), the attributes
+must be the exact texts given (XML 1.0 §3.1 escaping), and the structure must be what RFC
+7572 / XEP-0085 / XEP-0184 / XEP-0071 ask for.
 """
 
 from __future__ import annotations
@@ -13,13 +16,20 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from slixmpp.xmlstream import tostring
+from slixmpp.stanza import Message
 
 from gateway.config import Addressing, ComponentConfig
 from gateway.xmpp.component import GatewayComponent
-from gateway.xmpp.convert import XHTML_PART, op_to_message
+from gateway.xmpp.convert import (
+    NS_CHATSTATES,
+    NS_RECEIPTS,
+    NS_XHTML,
+    NS_XHTML_IM,
+    XHTML_PART,
+    message_to_op,
+)
 from gateway.xmpp.fastwrite import escape_attr, escape_text, message_xml
-from mappings.model import Address, BodyPart, ChatState, MessageOp, Subject
+from mappings.model import Address, BodyPart, ChatState, MessageOp, Subject, XmppMessageType
 
 pytestmark = pytest.mark.unit
 
@@ -35,24 +45,89 @@ def component() -> GatewayComponent:
     )
 
 
-def _tree(text: str) -> Any:
-    root = ET.fromstring(f'<stream xmlns="jabber:component:accept">{text}</stream>')
+NS = "jabber:component:accept"
+
+
+def _parse(text: str) -> ET.Element:
+    root = ET.fromstring(f'<stream xmlns="{NS}">{text}</stream>')
     (message,) = list(root)
-    return _norm(message)
+    return message
+
+
+def _tree(text: str) -> Any:
+    return _norm(_parse(text))
 
 
 def _norm(el: ET.Element) -> tuple[Any, ...]:
     return (el.tag, dict(el.attrib), el.text or "", tuple(_norm(c) for c in el))
 
 
-def _slow(component: GatewayComponent, op: MessageOp, mfrom: str, mto: str, sid: str) -> str:
-    msg = op_to_message(component, op, mfrom=mfrom, mto=mto, stanza_id=sid)
-    return tostring(msg.xml, xmlns=component.default_ns, stream=component, top_level=True)
+def _readable(op: MessageOp) -> dict[str, Any] | None:
+    """What a `<message/>` can carry back of `op`: an empty body is no part (RFC 7572
+    Table 1 reads only non-empty bodies); a subject in the message's language carries no
+    xml:lang of its own; a thread is trimmed; the XHTML body is compared as a tree."""
+    text = op.text()
+    parts = op.parts if text else ()
+    subjects: list[Subject] = []
+    for subj in op.subjects:
+        lang = subj.lang if subj.lang != op.lang else None
+        if all(s.lang != lang for s in subjects):
+            subjects.append(Subject(subj.text, lang))
+    if not (text or subjects or op.chat_state or op.receipt_for):
+        return None  # an empty <body/> alone: nothing the model knows (message_to_op)
+    standalone = op.chat_state is not None and not op.parts and not op.subjects
+    return {
+        "text": text or None,
+        "xhtml": [_norm(ET.fromstring(p.content)) for p in parts if p.media_type == XHTML_PART],
+        "subjects": subjects,
+        "thread": (op.thread or "").strip() or None,
+        "lang": op.lang,
+        "type": XmppMessageType.CHAT if standalone else XmppMessageType.NORMAL,
+        "chat_state": op.chat_state,
+        "receipt_for": op.receipt_for,
+    }
+
+
+XHTML = XHTML_PART
+
+
+def _read(component: GatewayComponent, text: str) -> dict[str, Any] | None:
+    try:
+        back = message_to_op(Message(component, _parse(text)), source=SRC, destination=DST)
+    except ValueError:
+        return None
+    return {
+        "text": back.text(),
+        "xhtml": [
+            _norm(ET.fromstring(p.content)) for p in back.parts if p.media_type == XHTML_PART
+        ],
+        "subjects": list(back.subjects),
+        "thread": back.thread,
+        "lang": back.lang,
+        "type": back.xmpp_type,
+        "chat_state": back.chat_state,
+        "receipt_for": back.receipt_for,
+    }
 
 
 def _same(component: GatewayComponent, op: MessageOp, mfrom: str, mto: str, sid: str) -> None:
     fast = message_xml(op, mfrom=mfrom, mto=mto, stanza_id=sid)
-    assert _tree(fast) == _tree(_slow(component, op, mfrom, mto, sid))
+    assert fast.startswith("<message ")  # no xmlns: the stream's default (RFC 6120 §4.8.3)
+    el = _parse(fast)
+    # XML 1.0 §3.1: the attribute values are the exact texts given
+    assert el.tag == f"{{{NS}}}message"
+    assert (el.get("to"), el.get("from"), el.get("id")) == (mto, mfrom, sid)
+    assert _read(component, fast) == _readable(op)
+    # XEP-0184 §5.1: a request is its own child, written whenever asked (the reader keeps
+    # it only for a stanza with content and an id); XEP-0085 §5: one chat state element
+    requests = el.findall(f"{{{NS_RECEIPTS}}}request")
+    assert len(requests) == int(op.receipt_request)
+    states = [c for c in el if c.tag.startswith(f"{{{NS_CHATSTATES}}}")]
+    assert len(states) == int(op.chat_state is not None)
+    # XEP-0071 §7: <html/> holds the XHTML <body/>, only next to a plain <body/>
+    for html in el.findall(f"{{{NS_XHTML_IM}}}html"):
+        assert [c.tag for c in html] == [f"{{{NS_XHTML}}}body"]
+    assert len(el.findall(f"{{{NS_XHTML_IM}}}html")) <= len(el.findall(f"{{{NS}}}body"))
 
 
 TEXT = st.text(

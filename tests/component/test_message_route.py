@@ -56,13 +56,14 @@ class _Side:
             if msg["body"] == "bug":
                 raise RuntimeError("bug")
 
-        cb = CoroutineCallback("cpim-pager", StanzaPath("message"), boundary(handler))
+        once = scenario == "once-route"
+        cb = CoroutineCallback("cpim-pager", StanzaPath("message"), boundary(handler), once=once)
         if direct:
             comp.route_messages(cb)
         else:
             comp.register_handler(cb)
         self.matches = 0
-        for h in comp._XMLStream__handlers:  # type: ignore[attr-defined]
+        for h in comp.stanza_handlers():
             if h.name == "IM":
                 original = h.match
 
@@ -83,9 +84,18 @@ class _Side:
             )
         elif scenario == "late-filter":
             comp.add_filter("in", self._late_filter)
+        elif scenario == "removed-late-handler":
+            comp.register_handler(Callback("late", StanzaPath("message/body"), self._late))
+            assert comp.remove_handler("late")
+        elif scenario == "removed-late-filter":
+            comp.add_filter("in", self._late_filter)
+            comp.del_filter("in", self._late_filter)
         elif scenario == "auto-ack":
             comp.plugin["xep_0184"].auto_ack = True
         self.drain()
+
+    def _late(self, stanza: Any) -> None:
+        self.log.append(("late", _xml(stanza)))
 
     def _late_filter(self, stanza: Any) -> Any:
         self.log.append(("filter", stanza.name))
@@ -162,7 +172,17 @@ _stanzas = st.builds(
     children=st.lists(st.sampled_from(sorted(_CHILDREN)), max_size=4),
 )
 
-SCENARIOS = ["plain", "listener", "late-handler", "late-filter", "auto-ack", "wire-trace"]
+SCENARIOS = [
+    "plain",
+    "listener",
+    "late-handler",
+    "late-filter",
+    "auto-ack",
+    "wire-trace",
+    "once-route",
+    "removed-late-handler",
+    "removed-late-filter",
+]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -189,7 +209,7 @@ def test_direct_route_is_equivalent(scenario: str, loop: asyncio.AbstractEventLo
         check()
     finally:
         slix.setLevel(old_level)
-    if scenario == "plain":
+    if scenario in ("plain", "removed-late-handler", "removed-late-filter"):
         assert seen["direct"] > 0  # the direct route was taken
     elif scenario in ("late-filter", "wire-trace"):
         assert seen["direct"] == 0  # never, whatever the stanza
@@ -205,20 +225,36 @@ def test_one_route_per_component(loop: asyncio.AbstractEventLoop) -> None:
         side.comp.route_messages(CoroutineCallback("x", StanzaPath("message"), other))
 
 
-def test_other_slixmpp_internals_turn_the_direct_route_off(
-    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A slixmpp release whose private lists moved: slixmpp's own matching is the only
-    # route, and messages still reach the handler.
-    from gateway.xmpp import component
+def test_a_routed_handler_name_is_unique(loop: asyncio.AbstractEventLoop) -> None:
+    side = _Side(loop, direct=False, scenario="plain")
 
-    monkeypatch.setattr(
-        component, "_SLIX_PRIVATE", (*component._SLIX_PRIVATE, "_XMLStream__renamed")
-    )
-    new = _Side(loop, direct=True, scenario="plain")
-    assert new.comp._message_route is None
+    async def other(msg: Any) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="already registered"):
+        side.comp.route_messages(CoroutineCallback("cpim-pager", StanzaPath("message"), other))
+
+
+def test_a_once_only_route_runs_once(loop: asyncio.AbstractEventLoop) -> None:
+    new = _Side(loop, direct=True, scenario="once-route")
+    raw = f'<message type="chat" to="romeo@{DOMAIN}" from="juliet@localhost/b" id="m1">'
+    raw += "<body>hi</body></message>"
+    first, second = new.feed(raw), new.feed(raw)
+    assert [kind for kind, _ in first].count("handler") == 1
+    assert [kind for kind, _ in second].count("handler") == 0
+    assert "cpim-pager" not in [h.name for h in new.comp.stanza_handlers()]
+    assert new.matches == 1  # the second one went through slixmpp's matching
+
+
+@pytest.mark.parametrize("scenario", ["plain", "removed-late-handler", "removed-late-filter"])
+def test_what_was_removed_no_longer_holds_the_route_back(
+    scenario: str, loop: asyncio.AbstractEventLoop
+) -> None:
+    # the late handler matched message/body and the late filter came last: once removed
+    # (remove_handler / del_filter), a message with a body takes the direct route again
+    new = _Side(loop, direct=True, scenario=scenario)
     raw = f'<message type="chat" to="romeo@{DOMAIN}" from="juliet@localhost/b" id="m1">'
     raw += "<body>hi</body></message>"
     got = new.feed(raw)
-    assert [kind for kind, _ in got].count("handler") == 1
-    assert new.matches == 1  # reached through slixmpp's handler matching
+    assert [kind for kind, _ in got if kind != "sent"] == ["handler"]
+    assert new.matches == 0  # never reached slixmpp's matching

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -17,7 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.xmpp.component import RestrictedStreamParser
+from gateway.xmpp.component import install_log_filters
+from gateway.xmpp.streamparser import RestrictedStreamParser
 
 pytestmark = pytest.mark.unit
 
@@ -168,9 +170,22 @@ def test_a_broken_stream_still_fails_after_renewal() -> None:
 def test_parse_error_log_line_is_short(caplog: pytest.LogCaptureFixture) -> None:
     """slixmpp's `Parse error: %r` carries the whole chunk: cut to its first 200 bytes."""
     slix = logging.getLogger("slixmpp.xmlstream.xmlstream")
+    install_log_filters()
+    install_log_filters()  # idempotent: one filter, not two
+    assert len(slix.filters) == 1
     slix.error("Parse error: %r", b"<" + b"x" * 70_000)
     slix.error("Parse error: %r", b"<short")
     long_line, short_line = (r.getMessage() for r in caplog.records[-2:])
     assert long_line.startswith("Parse error (70001 bytes, the first 200 shown): b'<xxx")
     assert len(long_line) < 300
     assert short_line == "Parse error: b'<short'"
+
+
+def test_importing_the_component_installs_no_log_filter() -> None:
+    """The filter comes with the first component (`install_log_filters`), not the import."""
+    code = (
+        "import logging, gateway.xmpp.component\n"
+        "print(len(logging.getLogger('slixmpp.xmlstream.xmlstream').filters))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
