@@ -23,7 +23,7 @@ test: deps
 	bash scripts/pytest.sh
 
 unit: deps
-	bash scripts/pytest.sh -m "unit"
+	bash scripts/pytest.sh -m "unit or component"
 
 integration: deps
 	bash scripts/pytest.sh -m "integration"
