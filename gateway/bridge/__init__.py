@@ -11,13 +11,16 @@ One package per capability, named for what it bridges; each holds its asyncio gl
   XMPP output), `notifying` (SUBSCRIBE handling and NOTIFY throttling of our notifier
   dialogs), `records` (the subscription store records), `scheduler` (one timer).
 
-The two top-level modules are the SIP edge every capability plugs into, not a capability:
-`dispatch` (`SipDispatcher`, the method table and drain; `TrustGate`, the sender check)
-and `routing` (`SipRouter`: where an out-of-dialog request for an address goes).
+The three top-level modules are the SIP edge every capability plugs into, not a capability:
+`dispatch` (`SipDispatcher`, the method table, 405/481; `TrustGate`, the sender check),
+`routing` (`SipRouter`: where an out-of-dialog request for an address goes) and `failover`
+(RFC 3263 §4.3 failover over the located targets, exhausted targets mapped per RFC 7247).
+Drain is not here: the SIP core's `UserAgent.begin_drain` is the one drain (503 with one
+Retry-After).
 
 A new capability is a new package here (e.g. resource lists as an event package beside
 `presence/`, MSRP sessions, group chat, store-and-forward): its handlers are registered on
 the dispatcher by gateway/app.py and its out-of-dialog requests go through `routing`. What
 two capabilities come to share moves to the package that owns it, or to a top-level module
-only when it is SIP-edge plumbing like `dispatch` and `routing`.
+only when it is SIP-edge plumbing like `dispatch`, `routing` and `failover`.
 """
