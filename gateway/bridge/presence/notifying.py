@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from gateway.bridge.presence.context import PresenceContext
 from gateway.sip.dialog import DialogId
 from gateway.sip.message import SipResponse
 from gateway.sip.notifier import PackageConfig, SubscribeDecision, check_subscribe
+from gateway.sip.useragent import IncomingRequest
 
 __all__ = [
     "UNCHECKED",
@@ -34,17 +35,17 @@ __all__ = [
 E = TypeVar("E")
 # The registrar's check of a request (`Registrar.authorize`): the identity, an awaitable
 # of it, or None once it has answered the request itself (challenge, 403, 503).
-Authorize = Callable[[Any, str], object]
+Authorize = Callable[[IncomingRequest, str], object]
 UNCHECKED: Final = object()  # `identify` without a registrar: nobody checked
 # Headers of a refusal by `check_subscribe` that go into the answer.
 _KEEP = ("Allow-Events", "Min-Expires")
 
 
 def handle_subscribe(
-    incoming: Any,
+    incoming: IncomingRequest,
     dialogs: Mapping[DialogId, E],
-    in_dialog: Callable[[Any, DialogId, E], None],
-    initial: Callable[[Any], Awaitable[None]],
+    in_dialog: Callable[[IncomingRequest, DialogId, E], None],
+    initial: Callable[[IncomingRequest], Awaitable[None]],
 ) -> Awaitable[None] | None:
     """Send an incoming SUBSCRIBE where it belongs: `initial(incoming)` (returned, for the
     dispatcher to await) without a To tag; `in_dialog(incoming, id, entry)` for the entry
@@ -61,7 +62,9 @@ def handle_subscribe(
     return None
 
 
-def check_initial(incoming: Any, packages: Mapping[str, PackageConfig]) -> SubscribeDecision | None:
+def check_initial(
+    incoming: IncomingRequest, packages: Mapping[str, PackageConfig]
+) -> SubscribeDecision | None:
     """The decision on an initial SUBSCRIBE, or None once it has been refused."""
     decision = check_subscribe(incoming.request, packages)
     if isinstance(decision, SipResponse):
@@ -70,7 +73,7 @@ def check_initial(incoming: Any, packages: Mapping[str, PackageConfig]) -> Subsc
     return decision
 
 
-async def identify(incoming: Any, authorize: Authorize | None) -> object | None:
+async def identify(incoming: IncomingRequest, authorize: Authorize | None) -> object | None:
     """Who subscribes, as the registrar says (None: it has answered the request: challenge,
     403, 503); `UNCHECKED` without a registrar."""
     if authorize is None:
