@@ -66,8 +66,16 @@ _UNSUPPORTED = (sm.UnsupportedContent, 415)
 CONTENTS: list[tuple[str | None, bytes, Expected]] = [
     (None, b"plain hello", Expected(texts=((PLAIN, b"plain hello"),))),  # §21.4.13 default
     ("text/plain", b"hello", Expected(texts=((PLAIN, b"hello"),))),
-    ("text/plain;charset=utf-8", "h\u00e9llo".encode(), Expected(texts=((PLAIN, "h\u00e9llo".encode()),))),
-    ("text/plain;charset=iso-8859-1", b"h\xe9llo", Expected(texts=((PLAIN, "h\u00e9llo".encode()),))),
+    (
+        "text/plain;charset=utf-8",
+        "h\u00e9llo".encode(),
+        Expected(texts=((PLAIN, "h\u00e9llo".encode()),)),
+    ),
+    (
+        "text/plain;charset=iso-8859-1",
+        b"h\xe9llo",
+        Expected(texts=((PLAIN, "h\u00e9llo".encode()),)),
+    ),
     ("text/plain;charset=utf-8", b"bad \xff utf8", Expected(error=_BAD)),
     ("text/plain;charset=x-no-such-charset", b"hello", Expected(error=_UNSUPPORTED)),
     ("text/plain;charset=base64", b"aGVsbG8=", Expected(error=_UNSUPPORTED)),  # not a charset
