@@ -269,8 +269,9 @@ class Dialog:
 
         The Request-URI and the checked Route/Max-Forwards/From/To/Call-ID fields are
         built once per dialog (`_Prefix`; issue 11: a fan-out sends one NOTIFY per dialog
-        per change); only CSeq, Contact and `headers` are checked per request. The result
-        equals `_new_request_reference` (tests/unit/test_dialog_prefix.py)."""
+        per change); only CSeq, Contact and `headers` are checked per request, and a field
+        replaced by assignment rebuilds the prefix (tests/unit/test_dialog_prefix.py checks
+        the result against §12.2.1.1)."""
         self.local_cseq = 1 if self.local_cseq is None else self.local_cseq + 1
         prefix = self._prefix
         if (
@@ -331,26 +332,6 @@ class Dialog:
             checked._keys,
             tuple(views),
         )
-
-    def _new_request_reference(
-        self, method: str, *, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
-    ) -> SipRequest:
-        """`new_request` as it was before `_Prefix` (everything built and checked per
-        request): the oracle of the equivalence test. Not for production use."""
-        self.local_cseq = 1 if self.local_cseq is None else self.local_cseq + 1
-        uri, routes = self.request_target()
-        out: list[tuple[str, str]] = [("Route", str(r)) for r in routes]
-        out += [
-            ("Max-Forwards", str(MAX_FORWARDS)),
-            ("From", str(self.local.with_tag(self.id.local_tag))),
-            ("To", str(self._remote_with_tag())),
-            ("Call-ID", self.id.call_id),
-            ("CSeq", f"{self.local_cseq} {method}"),
-        ]
-        if method in TARGET_REFRESH_METHODS and self.local_target is not None:
-            out.append(("Contact", str(self.local_target)))
-        out.extend(headers)
-        return SipRequest(method, uri, Headers(out), body)
 
     def _remote_with_tag(self) -> NameAddr:
         tag = self.id.remote_tag

@@ -26,6 +26,7 @@ from gateway.xmpp import component as component_mod
 from gateway.xmpp.component import GatewayComponent
 from mappings.errors import MappingError
 from mappings.jid import parse_jid
+from tests.harness.stanzas import stanza_of
 
 NS = "jabber:component:accept"
 STANZA_ERRORS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -116,7 +117,7 @@ def test_check_addresses_follows_rfc_6120(
         for attr, value in (("to", to), ("from", frm)):
             if value is not None:
                 el.set(attr, value)
-        stanza = comp._build_stanza(el)
+        stanza = stanza_of(comp, el)
         _sent(comp)
         got = comp._check_addresses(stanza)
         sent = _sent(comp)
@@ -151,5 +152,5 @@ def test_the_memo_is_bounded(comp: GatewayComponent) -> None:
     limit = component_mod._VALID_JIDS_LIMIT
     for i in range(limit + 10):
         el = ET.Element(f"{{{NS}}}message", {"to": f"u{i}@sip.localhost"})
-        assert comp._check_addresses(comp._build_stanza(el)) is not None
+        assert comp._check_addresses(stanza_of(comp, el)) is not None
     assert 0 < len(component_mod._VALID_JIDS) <= limit

@@ -1,22 +1,37 @@
-"""XMPP -> SIP conversion fast path (issue 11 round 4) against the code it replaced.
+"""XMPP -> SIP: the MESSAGE the pager sends for a <message/>, against RFC 7247 / RFC 7572.
 
-`Pager.on_stanza` now maps a stanza's to/from once per (to, from) text (`_x2s_route`,
-remembered) and reads the id without slixmpp's interface lookup (`convert.stanza_id_of`).
-The oracle below is the previous `on_stanza` and `message_to_op`, verbatim. Two pagers, one
-running each, get the same random stanzas (odd and escaped JIDs, non-ASCII, types, bodies and
-subjects with xml:lang, thread, XHTML-IM, chat states, receipts, unknown payloads) with the
-same randomness and clock; everything observable must be equal: each SIP request built (as
-bytes, for the target and for another contact), fate lines, error stanzas sent, exceptions.
+`Pager.on_stanza` maps a stanza's to/from once per (to, from) text (`_x2s_route`,
+remembered in a bounded memo) and reads the id with `convert.stanza_id_of`. Random stanzas
+(odd and escaped JIDs, non-ASCII, types, bodies and subjects with xml:lang, thread,
+XHTML-IM, chat states, receipts, unknown payloads) must give the request RFC 7572 Table 1
+asks for, checked field by field:
+
+* Request-URI and To: the recipient's bare JID as a SIP URI (RFC 7247 §5.1; XEP-0106
+  unescaped, then percent-encoded by the RFC 3261 user grammar); From: the sender's bare
+  JID as a SIP URI with its resource as ``gr`` (RFC 7572 R7572-02 note 1), with a tag;
+* thread -> Call-ID (a fresh one when absent or not a Call-ID, RFC 3261 §25.1), one
+  subject -> Subject (the one in the message's language, else untagged, else the first),
+  xml:lang -> Content-Language, the first body -> ``text/plain;charset=UTF-8``; a receipt
+  request wraps it in message/cpim asking for an IMDN (RFC 5438, XEP-0184); a chat state
+  alone -> isComposing (RFC 7573 Table 4, ``gone`` sends nothing); Max-Forwards 70,
+  CSeq ``n MESSAGE``;
+* refused: groupchat (405 / not-acceptable), a malformed to/from (jid-malformed), a
+  sender outside the served domains; ignored: stanzas for the component itself or another
+  domain, and stanzas that carry nothing the model knows;
+* a SIP error or timeout comes back as an error stanza (RFC 7247 Table 3) to the sender.
+
+The route memo must not show: the same stanzas are fed twice to a pager whose memo is
+kept and to one whose memo is cleared before every stanza; everything they do is equal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,151 +41,52 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mappings.imdn as imdn_fmt
-from gateway.bridge.pager import sip_message as sm
-from gateway.bridge.pager.chatstate import Conversation
-from gateway.bridge.pager.service import X2S, Pager, _key, _key_jid, _sip_uri
+from gateway.bridge.pager.service import Pager
 from gateway.bridge.routing import Domains
 from gateway.config import Addressing, ComponentConfig, load_config
 from gateway.metrics import Metrics
 from gateway.sip.message import SipRequest, make_response
+from gateway.sip.parser import parse_message
 from gateway.sip.serializer import serialize
 from gateway.sip.useragent import TransactionTimeout
 from gateway.xmpp import convert
 from gateway.xmpp.component import GatewayComponent
-from mappings.addresses import jid_to_sip_target, jid_to_sip_uri
 from mappings.errors import MappingError
-from mappings.jid import parse_jid
-from mappings.model import Address, BodyPart, MessageOp, Subject
 from tests.harness.gateway_proc import gateway_config
+from tests.harness.stanzas import stanza_from_text
 
 NS = "jabber:component:accept"
 COMP = "sip.localhost"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+OTHER_CONTACT = "sip:other@127.0.0.1:5070;transport=tcp"
 
-# -- the oracle: the code before the fast path ------------------------------------------------
+# XMPP localpart -> SIP user (RFC 7247 §5.1: XEP-0106 unescaped, RFC 3261 user escaping),
+# or None when the localpart is refused (not in canonical XEP-0106 form)
+LOCALS: dict[str, str | None] = {
+    "juliet": "juliet",
+    "Romeo": "Romeo",
+    "u1": "u1",
+    "d\\27artagnan": "d'artagnan",
+    "a\\20b": "a%20b",
+    "\u00e7\u00a9\u00e9": "%C3%A7%C2%A9%C3%A9",
+    "x+y": "x+y",
+    "user.name": "user.name",
+    "\\5c": None,
+    "a%41": "a%2541",
+}
+# resource -> gr value (RFC 3986 percent-encoding of what a uri-parameter cannot hold)
+RESOURCES = {"": None, "r": "r", "phone \u00e9": "phone%20%C3%A9", "a/b": "a/b"}
+# SIP status of the answer (0: no answer) -> the XMPP condition (RFC 7247 Table 3)
+CONDITIONS = {404: "item-not-found", 415: "not-acceptable", 480: "recipient-unavailable"}
+TIMEOUT = "remote-server-timeout"
+# RFC 3261 §25.1: callid = word [ "@" word ]
+_WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
+CALL_ID = re.compile(rf"{_WORD}(?:@{_WORD})?")
+# the neutral model refuses ids with C0/C1 controls (a stanza id, thread or receipt id with
+# one cannot be carried: such a stanza is not bridged)
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
-
-def old_message_to_op(msg: Any, *, source: Address, destination: Address) -> MessageOp:
-    xml = msg.xml
-    ns = f"{{{msg.namespace}}}"
-    lang = xml.get(convert.XML_LANG) or None
-    body_text: str | None = None
-    subjects: list[Subject] = []
-    thread = None
-    chat_state = None
-    request = False
-    receipt_for = None
-    xhtml: bytes | None = None
-    for child in xml:
-        tag = child.tag
-        if tag == f"{ns}body":
-            if body_text is None or (child.get(convert.XML_LANG) or lang) == lang:
-                body_text = body_text if body_text is not None else (child.text or "")
-        elif tag == f"{ns}subject":
-            slang = child.get(convert.XML_LANG) or None
-            if child.text and all(s.lang != slang for s in subjects):
-                subjects.append(Subject(child.text, slang))
-        elif tag == f"{ns}thread":
-            thread = (child.text or "").strip() or None
-        elif tag in convert._CHAT_STATES:
-            chat_state = convert._CHAT_STATES[tag]
-        elif tag == f"{{{convert.NS_RECEIPTS}}}request":
-            request = True
-        elif tag == f"{{{convert.NS_RECEIPTS}}}received":
-            receipt_for = child.get("id") or None
-        elif tag == f"{{{convert.NS_XHTML_IM}}}html":
-            xbody = child.find(f"{{{convert.NS_XHTML}}}body")
-            if xbody is not None:
-                xhtml = ET.tostring(xbody, encoding="utf-8")
-    parts: list[BodyPart] = []
-    if body_text:
-        parts.append(BodyPart.plain(body_text, lang))
-        if xhtml is not None:
-            parts.append(BodyPart(convert.XHTML_PART, xhtml, lang))
-    return MessageOp(
-        source=source,
-        destination=destination,
-        trans_id=msg["id"] or "-",
-        parts=tuple(parts),
-        subjects=tuple(subjects),
-        thread=thread,
-        lang=lang,
-        xmpp_type=convert._TYPES.get(xml.get("type") or "normal"),
-        receipt_request=request and bool(parts) and bool(msg["id"]),
-        receipt_for=receipt_for,
-        chat_state=chat_state,
-    )
-
-
-async def old_on_stanza(self: Pager, msg: Any) -> None:
-    mtype = msg.xml.get("type")
-    if mtype == "error":
-        self._on_error_stanza(msg)
-        return
-    start = self.clock()
-    to_jid = parse_jid(msg.xml.get("to") or "")
-    from_jid = parse_jid(msg.xml.get("from") or "")
-    domain = to_jid.domain.lower()
-    dmap = self._maps.get(domain)
-    if dmap is None or to_jid.local is None:
-        return
-    stanza_id = msg["id"] or ""
-    ids: dict[str, Any] = {"stanza_id": stanza_id, "sender": str(from_jid)}
-    try:
-        if mtype == "groupchat":
-            raise MappingError(
-                "groupchat is not bridged", sip_status=405, xmpp_condition="not-acceptable"
-            )
-        target = jid_to_sip_target(to_jid.bare, domain_map=dmap)
-        sender = jid_to_sip_uri(from_jid, domain_map=dmap)
-    except MappingError as exc:
-        self._fate(
-            X2S, "rejected", start, condition=exc.xmpp_condition, recipient=str(to_jid), **ids
-        )
-        raise
-    try:
-        op = old_message_to_op(msg, source=sender.address, destination=target.address)
-    except ValueError:
-        return
-    peer = _key(target.address)
-    conversation: Conversation = (_key_jid(from_jid), peer)
-    ids["recipient"] = peer
-    content = self._x2s_content(
-        op,
-        conversation=conversation,
-        sender_aor=str(sender.aor),
-        target=target,
-        from_jid=from_jid,
-        domain=domain,
-    )
-    if content is None:
-        self._fate(X2S, "held", start, **ids)
-        return
-    body, kind = content
-    aor = _sip_uri(str(target))
-    call_id = sm.call_id_for(op.thread, self._fresh_call_id)
-    ids["call_id"] = call_id
-    out = sm.OutboundMessage(
-        request_uri=str(target),
-        from_uri=str(sender),
-        to_uri=str(target),
-        call_id=call_id,
-        cseq=next(self._cseq) % 2**31,
-        from_tag=secrets.token_hex(6),
-        content=body,
-        subject=sm.pick_subject(op) if kind == "content" else None,
-        lang=op.lang if kind == "content" else None,
-        max_forwards=op.max_forwards,
-    )
-
-    def build(request_uri: str) -> SipRequest:
-        return sm.build_message(replace(out, request_uri=request_uri))
-
-    await self._send_x2s(
-        msg, aor=aor, build=build, kind=kind, peer=peer, domain=domain, start=start, ids=ids
-    )
-
-
-# -- two pagers on stubs ----------------------------------------------------------------------
+# -- a pager on in-memory stubs ---------------------------------------------------------------
 
 
 class _Links:
@@ -193,18 +109,15 @@ class _Router:
 
     async def send(self, aor: Any, build: Callable[[str], SipRequest]) -> Any:
         outcome = next(self.script, 200)
-        for uri in (str(aor), "sip:other@127.0.0.1:5070;transport=tcp"):
-            try:
-                self.record.append(("sip", str(aor), serialize(build(uri))))
-            except MappingError as exc:
-                self.record.append(("build-error", type(exc).__name__, str(exc)))
+        for uri in (str(aor), OTHER_CONTACT):
+            self.record.append(("sip", uri, serialize(build(uri))))
         if outcome == 0:
             raise TransactionTimeout("no answer")
         return make_response(build(str(aor)), outcome)
 
 
 class _Side:
-    def __init__(self, cfg: Any, comp: GatewayComponent, *, old: bool) -> None:
+    def __init__(self, cfg: Any, *, memo: bool) -> None:
         self.record: list[Any] = []
         self.router = _Router(cfg, self.record)
         self.pager = Pager(
@@ -217,7 +130,7 @@ class _Side:
         )
         self.pager._prefix = "p"
         self.pager._fate = self._fate  # type: ignore[method-assign]
-        self.old = old
+        self.memo = memo
 
     def _fate(self, direction: str, outcome: str, start: float, **fields: Any) -> None:
         self.record.append(("fate", direction, outcome, sorted(fields.items())))
@@ -225,10 +138,11 @@ class _Side:
     def run(self, loop: asyncio.AbstractEventLoop, msg: Any, script: list[int]) -> list[Any]:
         self.record.clear()
         self.router.script = iter(script)
-        handler = old_on_stanza(self.pager, msg) if self.old else self.pager.on_stanza(msg)
+        if not self.memo:
+            self.pager._x2s_routes.clear()
         try:
-            loop.run_until_complete(handler)
-        except Exception as exc:  # the outcome is compared
+            loop.run_until_complete(self.pager.on_stanza(msg))
+        except Exception as exc:  # the outcome is checked
             info = exc.to_xmpp() if isinstance(exc, MappingError) else None
             self.record.append(("raised", type(exc).__name__, str(exc), info))
         return list(self.record)
@@ -254,22 +168,19 @@ def world() -> Iterator[tuple[asyncio.AbstractEventLoop, Any, GatewayComponent]]
 _text = st.text(
     st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=12
 ).filter(lambda t: all(c in "\t\n\r" or ord(c) >= 0x20 for c in t) and "\ufffe" not in t)
-_locals = st.sampled_from(
-    ["juliet", "Romeo", "u1", "d\\27artagnan", "a\\20b", "ç©é", "x+y", "user.name", "\\5c", "a%41"]
-)
+_locals = st.sampled_from(sorted(LOCALS))
 _to = st.one_of(
     st.builds(lambda u: f"{u}@{COMP}", _locals),
-    st.builds(lambda u: f"{u}@{COMP}", _locals),
-    st.builds(lambda u: f"{u}@SIP.LocalHost", _locals),
+    st.builds(lambda u: f"{u}@SIP.LocalHost", _locals),  # RFC 7622 §3.2: case-insensitive
     st.sampled_from([COMP, f"u1@{COMP}/res", "u1@other.example", "", "bad@@x", f"@{COMP}"]),
-    st.builds(lambda u: f"{u}@{COMP}", _locals),
 )
-_resources = st.sampled_from(["", "r", "phone é", "a/b"])
 _from = st.one_of(
-    st.builds(lambda u, r: f"{u}@localhost" + (f"/{r}" if r else ""), _locals, _resources),
-    st.builds(lambda u, r: f"{u}@localhost" + (f"/{r}" if r else ""), _locals, _resources),
-    st.sampled_from(["juliet@elsewhere.example/r", "localhost", "", "Juliet@LOCALHOST/r"]),
-    st.builds(lambda u: f"{u}@localhost/r", _locals),
+    st.builds(
+        lambda u, r: f"{u}@localhost" + (f"/{r}" if r else ""),
+        _locals,
+        st.sampled_from(sorted(RESOURCES)),
+    ),
+    st.sampled_from(["juliet@elsewhere.example/r", "localhost", "", "a@localhost/"]),
 )
 _langs = st.sampled_from([None, "en", "fr", "de-CH"])
 
@@ -333,6 +244,145 @@ def _stanza(draw: st.DrawFn) -> str:
     return head + "".join(children) + "</message>"
 
 
+# -- what the specification asks for ------------------------------------------------------------
+
+
+def _jid_parts(text: str) -> tuple[str | None, str, str | None] | None:
+    """(local, domain, resource) of the JIDs generated above; None when not a JID."""
+    local, at, rest = text.rpartition("@") if "@" in text else (None, "", text)
+    domain, slash, resource = rest.partition("/")
+    if not domain or (local is not None and (local == "" or "@" in local)):
+        return None
+    if slash and not resource:
+        return None
+    return local if at else None, domain, resource if slash else None
+
+
+def _header_text(text: str) -> str | None:
+    """One header line: controls and line breaks folded into single spaces (RFC 3261 §7.3.1)."""
+    return " ".join(re.sub("[\x00-\x1f]", " ", text).split()) or None
+
+
+def _subject(xml: ET.Element, lang: str | None) -> str | None:
+    """SIP has one Subject: the one in the message's language, else untagged, else the
+    first (an empty <subject/> is none; one per language, the first, RFC 6121 §5.2.4)."""
+    subjects: dict[str | None, str] = {}
+    for child in xml.findall(f"{{{NS}}}subject"):
+        if child.text:
+            subjects.setdefault(child.get(XML_LANG), child.text)
+    for wanted in (lang, None):
+        if wanted in subjects:
+            return _header_text(subjects[wanted])
+    return _header_text(next(iter(subjects.values()))) if subjects else None
+
+
+def _check(raw: str, record: list[Any], script: list[int], cseq: Iterator[int]) -> None:
+    """`record` is what the pager did for the stanza `raw`: check it against RFC 7572."""
+    xml = ET.fromstring(raw)
+    to, frm = _jid_parts(xml.get("to") or ""), _jid_parts(xml.get("from") or "")
+    mtype, stanza_id, lang = xml.get("type"), xml.get("id") or "", xml.get(XML_LANG)
+    if to is None or frm is None:
+        assert [r[0] for r in record] == ["raised"] and record[0][3].condition == "jid-malformed"
+        return
+    if to[1].lower() != COMP or to[0] is None:  # not for a user of this component
+        assert record == []
+        return
+    raised = [r for r in record if r[0] == "raised"]
+    user, sender = LOCALS.get(to[0]), LOCALS.get(frm[0] or "")
+    if mtype == "groupchat" or user is None or sender is None or frm[1] != "localhost":
+        # groupchat: 405 not-acceptable; a non-canonical localpart (XEP-0106) is malformed;
+        # a sender outside the served XMPP domains, or a server, is no user of ours to
+        # gateway (RFC 7247 §5)
+        assert [r[0] for r in record] == ["fate", "raised"], record
+        condition = raised[0][3].condition
+        assert record[0][2] == "rejected" and ("condition", condition) in record[0][3]
+        if mtype == "groupchat":
+            assert condition == "not-acceptable"
+        elif user is None or (frm[0] is not None and sender is None):
+            assert condition == "jid-malformed"
+        elif frm[0] is None:
+            assert condition == "item-not-found"
+        else:
+            assert condition == "forbidden"
+        return
+    assert not raised, record
+    body = xml.find(f"{{{NS}}}body")
+    text = (body.text or "") if body is not None else ""
+    state = next((c.tag.rpartition("}")[2] for c in xml if c.tag in convert._CHAT_STATES), None)
+    receipt_for = [c.get("id") for c in xml if c.tag == f"{{{convert.NS_RECEIPTS}}}received"]
+    receipt_for = [i for i in receipt_for[-1:] if i]  # the last one; an empty id is none
+    subject = any(c.text for c in xml.findall(f"{{{NS}}}subject"))
+    threads = [(c.text or "").strip() for c in xml.findall(f"{{{NS}}}thread")]
+    thread = threads[-1] if threads else ""
+    if any(CONTROL.search(i) for i in (stanza_id, thread, *receipt_for)):
+        assert record == []  # identifiers with control characters are not mapped
+        return
+    if not text and not subject and state is None and not receipt_for:
+        assert record == []  # nothing RFC 7572 maps
+        return
+    sent = [r for r in record if r[0] == "sip"]
+    fates = [r for r in record if r[0] == "fate"]
+    if not sent:  # a subject alone, a chat state the gate holds, ``gone``, a stray receipt
+        assert not text and [f[2] for f in fates] == ["held"], record
+        return
+    n = next(cseq)  # one CSeq per MESSAGE sent, whichever contact it goes to
+    for (_, uri, wire), request_uri in zip(
+        sent, (f"sip:{user}@{COMP}", OTHER_CONTACT), strict=True
+    ):
+        request = parse_message(wire)
+        assert isinstance(request, SipRequest)
+        assert (request.method, uri, str(request.uri)) == ("MESSAGE", request_uri, request_uri)
+        h = request.headers
+        gr = RESOURCES.get(frm[2] or "")
+        assert frm[2] is None or gr is not None
+        sender_uri = f"sip:{sender}@localhost" + (f";gr={gr}" if gr else "")
+        assert re.fullmatch(rf"<{re.escape(sender_uri)}>;tag=[0-9a-f]{{12}}", h.get("From") or "")
+        assert h.get("To") == f"<sip:{user}@{COMP}>"
+        assert h.get("Max-Forwards") == "70"
+        assert h.get("CSeq") == f"{n} MESSAGE"
+        assert "Contact" not in h  # RFC 3428 §4
+        if thread and len(thread) <= 256 and CALL_ID.fullmatch(thread):
+            assert request.call_id == thread
+        else:
+            assert re.fullmatch(r"[0-9a-f]{16}@p", request.call_id or "")
+        content_type = h.get("Content-Type")
+        if text:
+            assert h.get("Subject") == _subject(xml, lang)
+            assert h.get("Content-Language") == lang
+            wants_receipt = stanza_id and xml.find(f"{{{convert.NS_RECEIPTS}}}request") is not None
+            if wants_receipt:  # XEP-0184 -> an IMDN request in CPIM (RFC 5438 §6.3)
+                assert content_type == "message/cpim"
+                assert b"positive-delivery" in request.body
+                assert request.body.endswith(text.encode())
+            else:
+                assert (content_type, request.body) == ("text/plain;charset=UTF-8", text.encode())
+        else:  # a chat state alone: RFC 7573 Table 4
+            assert state != "gone" and content_type == "application/im-iscomposing+xml"
+            want = "active" if state == "composing" else "idle"
+            assert f"<state>{want}</state>".encode() in request.body
+            assert "Subject" not in h and "Content-Language" not in h
+    # the answer (RFC 7247 Table 3)
+    status = script[0] if script else 200
+    replies = [r for r in record if r[0] == "xmpp"]
+    if 200 <= status < 300:
+        assert [f[2] for f in fates] == ["delivered"] and replies == []
+        return
+    condition = TIMEOUT if status == 0 else CONDITIONS[status]
+    assert [f[2] for f in fates] == ["timeout" if status == 0 else "rejected"]
+    if not text or not stanza_id:  # only content with an id is answered
+        assert replies == []
+        return
+    ((_, _, reply),) = replies
+    error = ET.fromstring(reply)
+    assert (error.get("type"), error.get("to"), error.get("from"), error.get("id")) == (
+        "error",
+        xml.get("from"),
+        xml.get("to"),
+        stanza_id,
+    )
+    assert error.find(f".//{{urn:ietf:params:xml:ns:xmpp-stanzas}}{condition}") is not None
+
+
 @given(
     stanzas=st.lists(_stanza(), min_size=1, max_size=6),
     scripts=st.lists(
@@ -344,7 +394,7 @@ def _stanza(draw: st.DrawFn) -> str:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-def test_on_stanza_matches_the_old_path(
+def test_on_stanza_sends_what_rfc_7572_asks(
     world: tuple[asyncio.AbstractEventLoop, Any, GatewayComponent],
     stanzas: list[str],
     scripts: list[list[int]],
@@ -354,25 +404,77 @@ def test_on_stanza_matches_the_old_path(
     counter = itertools.count()
     monkeypatch.setattr(secrets, "token_hex", lambda n=None: f"{next(counter):0{2 * (n or 16)}x}")
     monkeypatch.setattr(imdn_fmt, "new_message_id", lambda entropy=None: f"imdn{next(counter)}")
-    old, new = _Side(cfg, comp, old=True), _Side(cfg, comp, old=False)
-    # Each stanza twice: the second time the new side's address memo answers.
+    warm, cold = _Side(cfg, memo=True), _Side(cfg, memo=False)
+    cseq = itertools.count(1)
+    # Each stanza twice: the second time the warm pager's route memo answers.
     for raw, script in zip(stanzas + stanzas, scripts + scripts, strict=False):
-        msg = comp._build_stanza(ET.fromstring(raw))
+        msg = stanza_from_text(comp, raw)
         start = next(counter)
         counter = itertools.count(start)
-        expected = old.run(loop, msg, script)
+        got = warm.run(loop, msg, script)
         counter = itertools.count(start)
-        got = new.run(loop, msg, script)
-        assert got == expected, raw
+        assert cold.run(loop, msg, script) == got, raw  # the memo does not show
+        _check(raw, got, script, cseq)
+
+
+def _request_for(
+    world: tuple[asyncio.AbstractEventLoop, Any, GatewayComponent], raw: str
+) -> SipRequest:
+    loop, cfg, comp = world
+    record = _Side(cfg, memo=True).run(loop, stanza_from_text(comp, raw), [200])
+    _check(raw, record, [200], itertools.count(1))
+    request = parse_message(next(r[2] for r in record if r[0] == "sip"))
+    assert isinstance(request, SipRequest)
+    return request
+
+
+_HEAD = f'<message xmlns="{NS}" to="juliet@{COMP}" from="Romeo@localhost/phone \u00e9" id="m1"'
+
+
+@pytest.mark.parametrize(
+    ("lang", "subjects", "expected"),
+    [
+        ("fr", [("en", "Hello"), (None, "Plain"), ("fr", "Bonjour")], "Bonjour"),
+        ("de", [("en", "Hello"), (None, "Plain"), ("fr", "Bonjour")], "Plain"),
+        ("de", [("en", "Hello"), ("fr", "Bonjour")], "Hello"),
+        (None, [("en", "Hello"), (None, " two\n lines ")], "two lines"),
+        (None, [], None),
+    ],
+)
+def test_one_subject_in_the_message_language(
+    world: tuple[asyncio.AbstractEventLoop, Any, GatewayComponent],
+    lang: str | None,
+    subjects: list[tuple[str | None, str]],
+    expected: str | None,
+) -> None:
+    xml_lang = _attr("xml:lang", lang)
+    children = "".join(f"<subject{_attr('xml:lang', sl)}>{t}</subject>" for sl, t in subjects)
+    request = _request_for(world, f"{_HEAD}{xml_lang}>{children}<body>hi</body></message>")
+    assert request.headers.get("Subject") == expected
+    assert request.headers.get("Content-Language") == lang
+
+
+def test_table_1_fields(world: tuple[asyncio.AbstractEventLoop, Any, GatewayComponent]) -> None:
+    request = _request_for(
+        world, f"{_HEAD}><thread>t-42@x</thread><body>h\u00e9llo</body></message>"
+    )
+    assert str(request.uri) == f"sip:juliet@{COMP}"
+    assert (request.headers.get("From") or "").startswith(
+        "<sip:Romeo@localhost;gr=phone%20%C3%A9>;tag="
+    )
+    assert request.headers.get("To") == f"<sip:juliet@{COMP}>"
+    assert request.call_id == "t-42@x"
+    assert request.headers.get("Content-Type") == "text/plain;charset=UTF-8"
+    assert request.body == "h\u00e9llo".encode()
 
 
 def test_stanza_id_of_follows_a_get_id_override(
     world: tuple[asyncio.AbstractEventLoop, Any, GatewayComponent],
 ) -> None:
     _, _, comp = world
-    msg = comp._build_stanza(ET.fromstring(f'<message xmlns="{NS}" id="abc"/>'))
+    msg = stanza_from_text(comp, f'<message xmlns="{NS}" id="abc"/>')
     assert convert.stanza_id_of(msg) == msg["id"] == "abc"
-    bare = comp._build_stanza(ET.fromstring(f'<message xmlns="{NS}"/>'))
+    bare = stanza_from_text(comp, f'<message xmlns="{NS}"/>')
     assert convert.stanza_id_of(bare) == bare["id"] == ""
 
     class Other(type(msg)):  # type: ignore[misc]
