@@ -22,12 +22,14 @@ T = TypeVar("T")
 
 
 class ConfigError(Exception):
-    """A configuration problem, located by its TOML key path."""
+    """A configuration problem, located by its TOML key path; `missing` is the file a
+    key names when that file does not exist."""
 
-    def __init__(self, path: str, problem: str) -> None:
+    def __init__(self, path: str, problem: str, *, missing: Path | None = None) -> None:
         super().__init__(f"{path}: {problem}" if path else problem)
         self.path = path
         self.problem = problem
+        self.missing = missing
 
 
 class Addressing(StrEnum):
@@ -370,7 +372,9 @@ def _readable_file(path: str, value: str, base: Path) -> Path:
         with p.open("rb"):
             pass
     except OSError as exc:
-        raise ConfigError(path, f"cannot read {str(p)!r}: {exc.strerror or exc}") from None
+        missing = p if isinstance(exc, FileNotFoundError) else None
+        problem = f"cannot read {str(p)!r}: {exc.strerror or exc}"
+        raise ConfigError(path, problem, missing=missing) from None
     return p
 
 
