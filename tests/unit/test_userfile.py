@@ -66,7 +66,7 @@ def test_add_replace_remove_touch_one_table_and_keep_comments() -> None:
     ]
     comments = [ln for ln in text.splitlines() if ln.startswith("#")]
     assert [ln for ln in removed.splitlines() if ln.startswith("#")] == comments
-    assert "\n\n\n" not in removed and "romeo@sip.localhost\"]" not in removed
+    assert "\n\n\n" not in removed and 'romeo@sip.localhost"]' not in removed
 
 
 def test_remove_first_last_and_only_entry_leaves_tidy_valid_files() -> None:
