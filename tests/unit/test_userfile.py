@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from gateway.registrar import userfile
 from gateway.registrar.userfile import (
     add_user,
     parse_text,
@@ -144,7 +143,7 @@ def test_a_failed_write_keeps_the_old_file_and_no_temporary(
     def refuse(src: str, dst: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(userfile.os, "replace", refuse)
+    monkeypatch.setattr("os.replace", refuse)
     with pytest.raises(OSError, match="No space"):
         write_atomically(path, "new\n")
     assert path.read_text() == "old\n"
