@@ -1,15 +1,12 @@
 """The `cpim-gateway` command line: run, check-config, user (gateway/registrar/usercmd.py).
 
-Configuration errors are one line on stderr and exit status 2. A file that this
-checkout's demo expects and that a script makes (the demo TLS certificate, made by
-scripts/demo-certs.sh when `make run` starts) gets the command that makes it.
+Configuration errors are one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,26 +33,6 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser("user", help="manage the registrar's user file (HA1 hashes only)")
     )
     return p
-
-
-# Files of the demo that a script of the checkout makes: (directory under the checkout,
-# the script, what it makes). The demo configuration names them before the first `make run`.
-_MADE_BY_SCRIPT = (
-    (Path(".state/demo/tls"), Path("scripts/demo-certs.sh"), "the demo TLS certificate"),
-)
-
-
-def missing_file_hint(missing: Path) -> str | None:
-    """How to make `missing` when a script of the same checkout makes it; None otherwise."""
-    missing = Path(os.path.normpath(missing))
-    for folder, script, what in _MADE_BY_SCRIPT:
-        if len(missing.parents) <= len(folder.parts):
-            continue
-        root = missing.parents[len(folder.parts)]
-        if missing.parent == root / folder and (root / script).is_file():
-            shown = os.path.relpath(root / script) if root == Path.cwd() else root / script
-            return f"run `bash {shown}` (or `make run`) to create {what}"
-    return None
 
 
 def summarise(cfg: Config) -> list[str]:
@@ -90,8 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = read_config(path)
     except ConfigError as exc:
-        hint = None if exc.missing is None else missing_file_hint(exc.missing)
-        print(f"cpim-gateway: {path}: {exc}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+        print(f"cpim-gateway: {path}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check-config":
         print("\n".join(summarise(cfg)))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway import cli
+from gateway.config import missing_file_hint
 from gateway.registrar.users import format_user, hash_password, read_users
 from gateway.sip.auth import ha1
 
@@ -269,6 +270,9 @@ def test_check_config_on_a_fresh_checkout_says_what_makes_the_demo_certificate(
         assert err.rstrip().endswith(
             "run `bash scripts/demo-certs.sh` (or `make run`) to create the demo TLS certificate"
         )
+    code, _, err = run(monkeypatch, capsys, "add", "-c", "deploy/demo/gateway.toml",
+                       "tybalt@sip.localhost", "--password-stdin", stdin="pw\n")  # fmt: skip
+    assert code == 2 and err.rstrip().endswith("to create the demo TLS certificate")
     monkeypatch.chdir(tmp_path)  # from elsewhere: the script's full path
     assert cli.main(["check-config", str(root / "deploy/demo/gateway.toml")]) == 2
     assert f"run `bash {root}/scripts/demo-certs.sh`" in capsys.readouterr().err
@@ -276,7 +280,7 @@ def test_check_config_on_a_fresh_checkout_says_what_makes_the_demo_certificate(
 
 def test_no_hint_for_other_missing_files(tmp_path: Path) -> None:
     root = fresh_checkout(tmp_path)
-    assert cli.missing_file_hint(root / ".state/demo/tls/demo.crt") is not None
-    assert cli.missing_file_hint(root / ".state/demo/other/demo.crt") is None
-    assert cli.missing_file_hint(tmp_path / ".state/demo/tls/demo.crt") is None  # no script
-    assert cli.missing_file_hint(Path("/demo.crt")) is None
+    assert missing_file_hint(root / ".state/demo/tls/demo.crt") is not None
+    assert missing_file_hint(root / ".state/demo/other/demo.crt") is None
+    assert missing_file_hint(tmp_path / ".state/demo/tls/demo.crt") is None  # no script
+    assert missing_file_hint(Path("/demo.crt")) is None
