@@ -1,4 +1,7 @@
-"""The `cpim-gateway` command line: run, check-config."""
+"""The `cpim-gateway` command line: run, check-config, user (gateway/registrar/usercmd.py).
+
+Configuration errors are one line on stderr and exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pathlib import Path
 
 from gateway.config import Config, ConfigError, read_config
 from gateway.logs import LOG_LEVEL_NAMES, setup_logging
+from gateway.registrar import usercmd
 
 EXIT_CONFIG = 2
 
@@ -25,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("text", "json"), help="overrides gateway.log_format")
     chk = sub.add_parser("check-config", help="validate a configuration file and summarise it")
     chk.add_argument("config", type=Path)
+    usercmd.configure(
+        sub.add_parser("user", help="manage the registrar's user file (HA1 hashes only)")
+    )
     return p
 
 
@@ -54,6 +61,8 @@ def summarise(cfg: Config) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "user":
+        return usercmd.run(args)
     path: Path = args.config
     try:
         cfg = read_config(path)

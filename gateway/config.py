@@ -370,8 +370,31 @@ def _readable_file(path: str, value: str, base: Path) -> Path:
         with p.open("rb"):
             pass
     except OSError as exc:
-        raise ConfigError(path, f"cannot read {str(p)!r}: {exc.strerror or exc}") from None
+        problem = f"cannot read {str(p)!r}: {exc.strerror or exc}"
+        hint = missing_file_hint(p) if isinstance(exc, FileNotFoundError) else None
+        raise ConfigError(path, f"{problem}; {hint}" if hint else problem) from None
     return p
+
+
+# Files of the demo that a script of its checkout makes: (directory under the checkout,
+# the script, what it makes). deploy/demo/gateway.toml names them before the first
+# `make run`, so on a fresh clone the error says how to make them.
+_MADE_BY_SCRIPT = (
+    (Path(".state/demo/tls"), Path("scripts/demo-certs.sh"), "the demo TLS certificate"),
+)
+
+
+def missing_file_hint(missing: Path) -> str | None:
+    """How to make `missing` when a script of the same checkout makes it; None otherwise."""
+    missing = Path(os.path.normpath(missing))
+    for folder, script, what in _MADE_BY_SCRIPT:
+        if len(missing.parents) <= len(folder.parts):
+            continue
+        root = missing.parents[len(folder.parts)]
+        if missing.parent == root / folder and (root / script).is_file():
+            shown = os.path.relpath(root / script) if root == Path.cwd() else root / script
+            return f"run `bash {shown}` (or `make run`) to create {what}"
+    return None
 
 
 def _secret(sec: _Section, name: str, base: Path, env: Mapping[str, str]) -> str | None:

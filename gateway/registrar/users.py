@@ -9,9 +9,10 @@ ha1_sha256 = "41b0..."       # SHA-256 of the same string, 64 hex digits (RFC 87
 ```
 
 Plain-text passwords are refused (a `password` key is an error). At least one hash is
-required; a user with only `ha1_md5` can only answer an MD5 challenge. Generate entries
-with `python -m gateway.registrar.users romeo@sip.localhost` (reads the password from the
-terminal or stdin) or `hash_password()`. Format and procedure: docs/registrar.md.
+required; a user with only `ha1_md5` can only answer an MD5 challenge. Manage entries
+with `cpim-gateway user add|passwd|remove|list` (gateway/registrar/usercmd.py, editing
+through gateway/registrar/userfile.py) or `hash_password()` + `format_user()`. Format and
+procedure: docs/registrar.md.
 
 Parsing is pure (`load_users(mapping)`); `read_users(path)` reads the file. Every error
 names the TOML key (`UsersFileError.path`).
@@ -24,7 +25,7 @@ import json
 import re
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,14 +33,20 @@ from typing import Any
 from gateway.sip.auth import ha1
 
 __all__ = [
+    "ALGORITHMS",
     "User",
     "UserDirectory",
     "UsersFileError",
     "format_user",
     "hash_password",
     "load_users",
+    "normalise_aor",
+    "parse_aor",
     "read_users",
 ]
+
+# The Digest algorithms a user file can hold a base HA1 for, strongest first (RFC 8760).
+ALGORITHMS = ("SHA-256", "MD5")
 
 # Digest algorithm (any case) -> the User attribute holding its base HA1 (RFC 7616 §3.4.2).
 _HA1_KEYS = {"md5": "ha1_md5", "md5-sess": "ha1_md5", "sha-256": "ha1_sha256"}
@@ -77,6 +84,11 @@ class User:
         key = _HA1_KEYS.get(algorithm.lower())
         return None if key is None else getattr(self, key)
 
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """The algorithms of ALGORITHMS this user has an HA1 for."""
+        return tuple(a for a in ALGORITHMS if self.ha1_for(a))
+
 
 class UserDirectory:
     """Users by AOR and by (Digest username, realm)."""
@@ -93,7 +105,7 @@ class UserDirectory:
 
     def by_aor(self, aor: str) -> User | None:
         """`aor` as `user@domain` or `sip:user@domain`."""
-        return self._by_aor.get(_normalise_aor(aor.removeprefix("sip:")))
+        return self._by_aor.get(normalise_aor(aor.removeprefix("sip:")))
 
     def by_login(self, username: str, realm: str) -> User | None:
         """The user a Digest (username, realm) names; a username `user@domain` also matches
@@ -123,9 +135,18 @@ class UserDirectory:
         return tuple(algs)
 
 
-def _normalise_aor(text: str) -> str:
+def normalise_aor(text: str) -> str:
+    """`user@domain` as the directory keys it: the domain lower-cased, no trailing dot."""
     user, _, domain = text.rpartition("@")
     return f"{user}@{domain.lower().rstrip('.')}"
+
+
+def parse_aor(text: str) -> str:
+    """`user@domain` or `sip:user@domain`, normalised; ValueError if the user file's key
+    grammar (a user part without `@`, `:`, `;` or blanks, and a domain name) refuses it."""
+    if _AOR_RE.fullmatch(text.removeprefix("sip:")) is None:
+        raise ValueError(f"not user@domain: {text!r}")
+    return normalise_aor(text.removeprefix("sip:"))
 
 
 def _entry(aor_key: str, data: object, path: str) -> User:
@@ -135,7 +156,7 @@ def _entry(aor_key: str, data: object, path: str) -> User:
         raise UsersFileError(
             f"{path}.password",
             "plain-text passwords are not accepted; store ha1_md5/ha1_sha256 "
-            "(python -m gateway.registrar.users USER@DOMAIN prints them)",
+            "(cpim-gateway user add USER@DOMAIN writes them)",
         )
     unknown = sorted(set(data) - _ENTRY_KEYS)
     if unknown:
@@ -157,7 +178,7 @@ def _entry(aor_key: str, data: object, path: str) -> User:
                 raise UsersFileError(f"{path}.{key}", f"must be {digits} hexadecimal digits")
     if "ha1_md5" not in values and "ha1_sha256" not in values:
         raise UsersFileError(path, "needs ha1_md5 or ha1_sha256 (or both)")
-    aor = _normalise_aor(aor_key)
+    aor = normalise_aor(aor_key)
     return User(
         aor=aor,
         username=values.get("username", m.group(1)),
@@ -210,21 +231,27 @@ def read_users(path: Path) -> UserDirectory:
 
 
 def hash_password(
-    aor: str, realm: str | None, password: str, *, username: str | None = None
+    aor: str,
+    realm: str | None,
+    password: str,
+    *,
+    username: str | None = None,
+    algorithms: Iterable[str] = ALGORITHMS,
 ) -> User:
-    """A user entry for `aor` (`user@domain`) with both HA1 hashes of `password`."""
-    m = _AOR_RE.fullmatch(aor.removeprefix("sip:"))
-    if m is None:
-        raise ValueError(f"not user@domain: {aor!r}")
-    norm = _normalise_aor(m.group(0))
-    username = username or m.group(1)
+    """A user entry for `aor` (`user@domain`) with the HA1 of `password` for each of
+    `algorithms` (default both: RFC 7616 §3.4.2, MD5 and SHA-256)."""
+    norm = parse_aor(aor)
+    wanted = {a.upper() for a in algorithms}
+    if not wanted or not wanted <= set(ALGORITHMS):
+        raise ValueError(f"algorithms must be among {', '.join(ALGORITHMS)}")
+    username = username or norm.rpartition("@")[0]
     realm = realm or norm.rpartition("@")[2]
     return User(
         aor=norm,
         username=username,
         realm=realm,
-        ha1_md5=ha1(username, realm, password, "MD5"),
-        ha1_sha256=ha1(username, realm, password, "SHA-256"),
+        ha1_md5=ha1(username, realm, password, "MD5") if "MD5" in wanted else None,
+        ha1_sha256=ha1(username, realm, password, "SHA-256") if "SHA-256" in wanted else None,
     )
 
 
@@ -245,7 +272,13 @@ def format_user(user: User) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m gateway.registrar.users USER@DOMAIN [REALM]`: print a user-file entry."""
+    """`python -m gateway.registrar.users USER@DOMAIN [REALM]`: print a user-file entry.
+    Deprecated alias kept for scripts: `cpim-gateway user add` edits the file itself."""
+    print(
+        "note: python -m gateway.registrar.users is deprecated; use "
+        "`cpim-gateway user add USER@DOMAIN --file FILE` (docs/registrar.md)",
+        file=sys.stderr,
+    )
     args = sys.argv[1:] if argv is None else argv
     if not 1 <= len(args) <= 2:
         print("usage: python -m gateway.registrar.users USER@DOMAIN [REALM]", file=sys.stderr)
