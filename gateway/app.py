@@ -395,10 +395,11 @@ def _reload_users(fresh: Config, registrar: Registrar | None) -> int | None:
     if registrar is None or path is None:
         return None
     try:
-        registrar.users = read_users(path)
+        users = read_users(path)
     except UsersFileError as exc:
         log.error("user file reload failed, keeping the old one: %s", exc)
         return None
+    registrar.replace_users(users)  # a removed user's registrations end now
     return len(registrar.users)
 
 

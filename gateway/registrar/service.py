@@ -275,16 +275,47 @@ class Registrar:
             raise ConfigError("registrar.users_file", f"{path}: {exc}") from None
 
     def reload_users(self) -> bool:
-        """Re-read the user file (for SIGHUP). On error the users in use are kept and the
-        error is logged; False then. Nonces and bindings are not affected."""
+        """Re-read the configured user file (`replace_users`). On error the users in use
+        are kept and the error is logged; False then."""
         try:
             users = self._load_users()
         except ConfigError as exc:
             log.error("user file not reloaded, keeping %d users: %s", len(self.users), exc)
             return False
-        self.users = users
+        self.replace_users(users)
         event(log, logging.INFO, "user file reloaded", users=len(users))
         return True
+
+    def replace_users(self, users: UserDirectory) -> int:
+        """Use `users` from now on (SIGHUP re-read the user file). A user who is no longer
+        in it loses the registrations it has, at once: they are removed from the store, and
+        presence learns the user is gone, as when they expire. Returns how many bindings
+        were removed. A StoreError leaves that user's bindings in place (logged); they
+        expire as usual and the user cannot register again."""
+        removed_users = [u.sip_aor for u in self.users.users if users.by_aor(u.aor) is None]
+        self.users = users
+        dropped = 0
+        for aor in removed_users:
+            key = _normalise(aor)[0]
+            current = self._bindings.get(key, ())
+            if not current:
+                continue
+            try:
+                self._commit_bindings(key, ())
+            except StoreError as exc:
+                event(
+                    log,
+                    logging.ERROR,
+                    "removed user's bindings not dropped",
+                    aor=key,
+                    error=str(exc),
+                )
+                continue
+            dropped += len(current)
+            gone = ",".join(resource_of(b) for b in current)
+            event(log, logging.INFO, "registration removed with its user", aor=key, resources=gone)
+            self._changed(key)
+        return dropped
 
     def _restore(self) -> None:
         """Bindings and publications from the store, expired ones removed."""

@@ -779,3 +779,30 @@ async def test_user_file_reload_adds_users_and_keeps_them_on_error(
     users_file.write_text('[users."bad@sip.localhost"]\npassword = "plain"\n')
     assert not rig.registrar.reload_users()
     assert len(rig.registrar.users) == 3  # the previous directory stays in use
+
+
+async def test_user_removed_from_the_file_loses_its_registrations_at_reload(
+    make_rig: MakeRig, uac_factory: Callable[[Rig], Awaitable[Uac]]
+) -> None:
+    """`cpim-gateway user remove` + SIGHUP: the user's bindings end at once (store and
+    presence), not at their expiry; other users keep theirs."""
+    rig = await make_rig()
+    uac = await uac_factory(rig)
+    users_file = rig.cfg.registrar.users_file
+    assert users_file is not None
+    write_users(users_file, (*DEFAULT_USERS, md5_only(f"tybalt@{DOMAIN}", "tybalt")))
+    assert rig.registrar.reload_users()
+    aor = f"sip:tybalt@{DOMAIN}"
+    first = await uac.send(uac.register(aor))
+    assert (await uac.send(uac.register(aor, auth=answer(first, aor, "tybalt")))).status == 200
+    assert len(rig.registrar.bindings(aor)) == 1
+    assert [b.aor for b in rig.store.all_bindings()] == [aor]
+    changed: list[str] = []
+    rig.registrar.on_presence_change(changed.append)
+    write_users(users_file, DEFAULT_USERS)
+    assert rig.registrar.reload_users()
+    assert rig.registrar.bindings(aor) == []
+    assert list(rig.store.all_bindings()) == []
+    assert changed == [aor]
+    first = await uac.send(uac.register(aor))
+    assert (await uac.send(uac.register(aor, auth=answer(first, aor, "tybalt")))).status == 401
