@@ -231,14 +231,14 @@ _BAD_REG_ID = "Bad reg-id (RFC 5626 §4.2: an integer from 1 to 2^31-1)"
 def _check_outbound_params(contact: NameAddr) -> None:
     """400 naming the parameter for a malformed `+sip.instance` or `reg-id`, whether or
     not outbound applies to the contact (a client that sends them means them)."""
-    params = contact.params
-    if "+sip.instance" in params:
-        raw = next(v for n, v in params.items if n.lower() == "+sip.instance")
-        if raw is None or not _INSTANCE.fullmatch(raw):
+    raw = {n.lower(): v for n, v in contact.params.items}
+    if "+sip.instance" in raw:
+        instance = raw["+sip.instance"]
+        if instance is None or not _INSTANCE.fullmatch(instance):
             raise _Abort(_fail(400, _BAD_INSTANCE))
-    if "reg-id" in params:
-        value = params.get("reg-id") or ""
-        if not (value.isdigit() and 0 < int(value) < 2**31):
+    if "reg-id" in raw:
+        value = raw["reg-id"] or ""
+        if not (value.isascii() and value.isdigit() and 0 < int(value) < 2**31):
             raise _Abort(_fail(400, _BAD_REG_ID))
 
 
