@@ -517,6 +517,17 @@ class Registrar:
         elif outcome.status == 403:
             self.limiter.charge("register-failure", source=ip, user=claimed, now=now)
             self._refused(incoming, claimed, "forbidden", outcome.reason)
+        elif not outcome.ok:  # 400 (bad +sip.instance, reg-id, CSeq...), 423, 439
+            event(
+                log,
+                logging.INFO,
+                "registration refused",
+                aor=claimed or "-",
+                status=outcome.status,
+                reason=outcome.reason,
+                call_id=req.call_id,
+                source=f"{incoming.transport}:{_source(incoming)}",
+            )
         incoming.respond(outcome.response(req, to_tag=incoming.to_tag))
         return None
 
