@@ -10,10 +10,12 @@ Domains fall in four classes (`DomainClass`), decided from the configuration onl
 SIP -> XMPP: only ``xmpp`` destinations go to XMPP. A Request-URI in a component or hosted
 domain is never turned into a stanza that would come straight back (loop protection).
 
-XMPP -> SIP (`SipRouter.send`): a hosted domain goes to the registrar's bindings; anything
-else through the resolver (static route, outbound proxy, RFC 3263 over DNS) with RFC 3263
-§4.3 failover. An ``outside`` domain needs ``sip.federation`` (never outside -> outside, the
-sender is always local here) and, when DNS decides it is an XMPP domain (RFC 7247 §5), it
+XMPP -> SIP (`SipRouter.send`): a hosted domain goes to the registrar's location service
+(`Registrar.locate`: a GRUU to its one device, an AOR to its bindings, over their flows
+with their Path; 480 when none is left, never DNS); anything else through the resolver
+(static route, outbound proxy, RFC 3263 over DNS) with RFC 3263 §4.3 failover. An
+``outside`` domain needs ``sip.federation`` (never outside -> outside, the sender is
+always local here) and, when DNS decides it is an XMPP domain (RFC 7247 §5), it
 is refused rather than bridged back into XMPP. A target whose URI says ``transport=udp``
 cannot take a MESSAGE too large for UDP (RFC 3261 §18.1.1): 513 / policy-violation.
 """
@@ -119,8 +121,19 @@ class SipRouter:
         self.registrar = registrar
         self.domains = Domains(cfg)
 
+    def hosts(self, uri: SipUri) -> bool:
+        """Is `uri` in a hosted SIP domain, so that the location service, not DNS, says
+        where requests to it go?"""
+        return self.registrar is not None and self.registrar.is_hosted(uri.host_bare)
+
     async def send(self, aor: SipUri, build: Build) -> SipResponse:
         """Send the request `build(request_uri)` towards `aor`; its final response.
+
+        This is the one place that decides the targets of a request the gateway originates
+        to a URI: out-of-dialog MESSAGE and SUBSCRIBE, and (through
+        `bridge/presence/context.PresenceContext.send`) in-dialog requests whose remote
+        target is in a hosted domain. For a hosted domain `build` gets each registered
+        contact in turn (a GRUU keeps its `gr` for the lookup, RFC 5627 §6.1).
 
         Raises MappingError (NoBinding, ResolutionError, TargetsExhausted, FederationRefused,
         TooLargeForUdp); a single target's timeout/transport failure is folded into
@@ -128,7 +141,8 @@ class SipRouter:
         """
         domain = aor.host_bare
         if self.registrar is not None and self.registrar.is_hosted(domain):
-            return await self.registrar.send_to_user(aor.aor, build)
+            key = aor.aor if aor.gr is None else f"{aor.aor};gr={aor.gr}"
+            return await self.registrar.send_to_user(key, build)
         kind = self.domains.classify(domain)
         if kind is DomainClass.OUTSIDE:
             if not self.cfg.sip.federation:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from email.utils import formatdate
@@ -214,7 +215,31 @@ def _contacts(request: SipRequest) -> tuple[bool, tuple[NameAddr, ...]]:
     try:
         return False, request.contacts
     except RemoteProtocolError as exc:
+        if any(_UNQUOTED_INSTANCE.search(v) for v in raw):  # `urn:` is no token: unparseable
+            raise _Abort(_fail(400, _BAD_INSTANCE)) from exc
         raise _Abort(_fail(400, "Malformed Contact")) from exc
+
+
+# RFC 5626 §4.1: +sip.instance="<urn:...>", a URN (RFC 2141: "urn:" NID ":" NSS) quoted
+# in angle brackets.
+_INSTANCE = re.compile(r'"<urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[^\s<>"]+>"', re.IGNORECASE)
+_UNQUOTED_INSTANCE = re.compile(r';\s*\+sip\.instance\s*=\s*[^"\s]', re.IGNORECASE)
+_BAD_INSTANCE = "Bad +sip.instance (RFC 5626 §4.1: a quoted URN in angle brackets)"
+_BAD_REG_ID = "Bad reg-id (RFC 5626 §4.2: an integer from 1 to 2^31-1)"
+
+
+def _check_outbound_params(contact: NameAddr) -> None:
+    """400 naming the parameter for a malformed `+sip.instance` or `reg-id`, whether or
+    not outbound applies to the contact (a client that sends them means them)."""
+    raw = {n.lower(): v for n, v in contact.params.items}
+    if "+sip.instance" in raw:
+        instance = raw["+sip.instance"]
+        if instance is None or not _INSTANCE.fullmatch(instance):
+            raise _Abort(_fail(400, _BAD_INSTANCE))
+    if "reg-id" in raw:
+        value = raw["reg-id"] or ""
+        if not (value.isascii() and value.isdigit() and 0 < int(value) < 2**31):
+            raise _Abort(_fail(400, _BAD_REG_ID))
 
 
 def _requested_expiry(contact: NameAddr, req: _Req, policy: RegistrarPolicy) -> int:
@@ -237,8 +262,6 @@ def _reg_id(contact: NameAddr, req: _Req, policy: RegistrarPolicy) -> int | None
     value = contact.params.get("reg-id")
     if not policy.outbound or value is None or not contact.instance:
         return None
-    if not value.isdigit() or not 0 < int(value) < 2**31:
-        raise _Abort(_fail(400, "Bad reg-id"))
     if req.path:
         try:
             first_hop = parse_name_addr(req.path[-1]).uri
@@ -251,14 +274,18 @@ def _reg_id(contact: NameAddr, req: _Req, policy: RegistrarPolicy) -> int | None
     return int(value)
 
 
-def _check_contact_uri(contact: NameAddr, req: _Req) -> None:
+def _check_contact_uri(contact: NameAddr, req: _Req, policy: RegistrarPolicy) -> None:
     """RFC 5627 §5.1: a contact equal to the AOR or to one of its GRUUs would loop (403);
-    a non-SIP contact is refused too (we can only deliver to SIP)."""
+    a non-SIP contact is refused too (we can only deliver to SIP). A GRUU of another
+    user of a hosted domain is refused as well: a binding to it would loop through the
+    location service and let one user register another's device."""
     uri = contact.uri
     if not isinstance(uri, SipUri):
         raise _Abort(_fail(403, "Contact must be a SIP URI"))
     if uri_equal(uri, req.aor_uri) or (uri.gr is not None and canonical_aor(uri) == req.aor):
         raise _Abort(_fail(403, "Contact would loop to the AOR"))
+    if uri.gr is not None and policy.hosts(uri.host_bare):
+        raise _Abort(_fail(403, "Contact is a GRUU of this domain"))
 
 
 def _matches(b: Binding, uri: SipUri, instance: str | None, reg_id: int | None,
@@ -294,10 +321,11 @@ def _apply_contact(
     """Step 7 for one Contact. `origin` maps each binding this request wrote (by id) to the
     pre-existing binding it replaced, so repeated Contacts in one request do not trip the
     CSeq rule against themselves."""
+    _check_outbound_params(contact)
     expires = _requested_expiry(contact, req, policy)
     reg_id = _reg_id(contact, req, policy)
     if expires:
-        _check_contact_uri(contact, req)
+        _check_contact_uri(contact, req, policy)
     uri = contact.uri
     if not isinstance(uri, SipUri):
         return  # removing a contact we could never have registered
@@ -429,6 +457,9 @@ def process_register(
     except _Abort as abort:
         return replace(abort.outcome, aor=req.aor, bindings=tuple(current))
     headers: list[tuple[str, str]] = [("Contact", _contact_value(b, now, req.gruu)) for b in table]
+    if req.path and table:  # RFC 3327 §5.3: the stored Path, echoed; Path is supported
+        headers.extend(("Path", hop) for hop in req.path)
+        headers.append(("Supported", "path"))
     if any(b.reg_id is not None and id(b) in origin for b in table):
         headers.append(("Require", "outbound"))  # RFC 5626 §6
         if policy.flow_timer is not None:

@@ -482,11 +482,22 @@ class Registrar:
         """Deliver to a hosted user's registered contacts, one after another (module
         `gateway.registrar.delivery`). A GRUU as `aor`, or `resource`, limits delivery to
         that device. NoBinding when nothing is registered."""
-        key, gr = _normalise(aor)
+        key, _ = _normalise(aor)
+        targets = self.locate(aor, resource=resource)
+        return await deliver(self._endpoint, key, targets, build)
+
+    def locate(self, uri: str, *, resource: str | None = None) -> tuple[Binding, ...]:
+        """The location service (RFC 3261 §16.5) for a URI of a hosted domain: a GRUU
+        (RFC 5627 §6.1, the `gr` kept for the lookup) gives the bindings of its one
+        device, an AOR all its bindings, in delivery order. None left: NoBinding (480,
+        RFC 3261 §16.5, RFC 5627 §5.3); never a DNS lookup."""
+        key, gr = _normalise(uri)
         targets = delivery_order(
             self._bindings.get(key, ()), self._clock(), resource=resource or gr
         )
-        return await deliver(self._endpoint, key, targets, build)
+        if not targets:
+            raise NoBinding(uri if gr is not None else key)
+        return targets
 
     # ------------------------------------------------------------------ REGISTER
 
@@ -537,6 +548,17 @@ class Registrar:
         elif outcome.status == 403:
             self.limiter.charge("register-failure", source=ip, user=claimed, now=now)
             self._refused(incoming, claimed, "forbidden", outcome.reason)
+        elif not outcome.ok:  # 400 (bad +sip.instance, reg-id, CSeq...), 423, 439
+            event(
+                log,
+                logging.INFO,
+                "registration refused",
+                aor=claimed or "-",
+                status=outcome.status,
+                reason=outcome.reason,
+                call_id=req.call_id,
+                source=f"{incoming.transport}:{_source(incoming)}",
+            )
         incoming.respond(outcome.response(req, to_tag=incoming.to_tag))
         return None
 
@@ -671,6 +693,8 @@ class Registrar:
             if not verdict.allowed:
                 self._rate_limited(incoming, claimed, verdict, limit)
                 return None
+        if kind == "subscribe" and not self._contact_gruu_ok(incoming, claimed, now):
+            return None
         resource = resource_of(flow_binding) if flow_binding is not None else None
         if resource is None and req.contacts:
             try:
@@ -678,6 +702,30 @@ class Registrar:
             except RemoteProtocolError:
                 resource = None
         return Identity(decision.identity or claimed, resource, decision.via)
+
+    def _contact_gruu_ok(self, incoming: IncomingRequest, claimed: str, now: float) -> bool:
+        """A SUBSCRIBE whose Contact (the dialog's remote target, where every NOTIFY will
+        go) is a GRUU of a hosted domain: it must be one of the sender's own, with a live
+        binding. Another user's GRUU: 403 (RFC 5627 §6: "RECOMMENDED ... 403"); one of
+        the sender's whose binding is gone: 480 (it is the answer every NOTIFY would
+        get, RFC 5627 §5.3). Answered and logged here; False then."""
+        try:
+            contacts = incoming.request.contacts
+        except RemoteProtocolError:
+            return True  # the SUBSCRIBE handler answers a malformed Contact
+        uri = contacts[0].uri if contacts else None
+        if not isinstance(uri, SipUri) or uri.gr is None or not self.is_hosted(uri.host_bare):
+            return True
+        owner = canonical_aor(uri)
+        if owner != claimed:
+            incoming.reply(403, "Forbidden (Contact Is Another User's GRUU)")
+            self._refused(incoming, claimed, "forbidden", f"Contact GRUU {uri} of {owner}")
+            return False
+        if not delivery_order(self._bindings.get(claimed, ()), now, resource=uri.gr):
+            incoming.reply(480, "Contact GRUU Not Registered")
+            self._refused(incoming, claimed, "gruu-unregistered", f"Contact GRUU {uri}")
+            return False
+        return True
 
     def _answer_refusal(
         self,

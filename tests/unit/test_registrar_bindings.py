@@ -395,3 +395,76 @@ def test_not_register_is_a_bug() -> None:
     req = register("<sip:a@192.0.2.1>").replace(method="MESSAGE")
     with pytest.raises(ValueError):
         run(req)
+
+
+# ---------------------------------------------------------------- bad input (issue 23)
+
+
+@pytest.mark.parametrize(
+    "instance",
+    [
+        '"urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"',  # no angle brackets
+        '"<sip:romeo@192.0.2.7>"',  # not a URN
+        '"<urn:uuid>"',  # no NSS
+        '"<>"',
+        "abc",  # a token, not a quoted string
+    ],
+)
+def test_malformed_instance_is_400_naming_the_parameter(instance: str) -> None:
+    out = run(register(f"<sip:romeo@192.0.2.7>;+sip.instance={instance}"))
+    assert out.status == 400 and "+sip.instance" in out.reason
+    assert not out.changes
+
+
+def test_unquoted_urn_instance_is_400_naming_the_parameter() -> None:
+    """`urn:...` unquoted is not even a token: the Contact does not parse."""
+    out = run(register(f"<sip:romeo@192.0.2.7>;+sip.instance={INSTANCE[1:-1]}"))
+    assert out.status == 400 and "+sip.instance" in out.reason
+
+
+def test_instance_flag_without_value_is_400() -> None:
+    out = run(register("<sip:romeo@192.0.2.7>;+sip.instance"))
+    assert out.status == 400 and "+sip.instance" in out.reason
+
+
+@pytest.mark.parametrize("reg_id", ["0", "-1", "abc", "2147483648", '"1"', ""])
+def test_malformed_reg_id_is_400_naming_the_parameter(reg_id: str) -> None:
+    value = f";reg-id={reg_id}" if reg_id else ";reg-id"
+    out = run(register(f'<sip:romeo@192.0.2.7;ob>;+sip.instance="{INSTANCE}"{value}'))
+    assert out.status == 400 and "reg-id" in out.reason
+
+
+def test_malformed_reg_id_without_instance_is_400_too() -> None:
+    out = run(register("<sip:romeo@192.0.2.7>;reg-id=x"))
+    assert out.status == 400 and "reg-id" in out.reason
+
+
+def test_valid_instance_and_reg_id_accepted() -> None:
+    out = run(register(f'<sip:romeo@192.0.2.7;ob>;+sip.instance="{INSTANCE}";reg-id=2147483647'))
+    assert out.ok and out.bindings[0].reg_id == 2**31 - 1
+
+
+def test_contact_gruu_of_another_hosted_user_is_403() -> None:
+    out = run(register("<sip:juliet@sip.localhost;gr=abcdefghijklmnop>"))
+    assert out.status == 403 and "GRUU" in out.reason
+    own = run(register("<sip:romeo@sip.localhost;gr=abcdefghijklmnop>"))
+    assert own.status == 403  # RFC 5627 §5.1: a GRUU of the AOR loops
+
+
+def test_contact_gruu_of_a_foreign_domain_is_accepted() -> None:
+    """Another domain's GRUU is a routable contact like any other (RFC 5627 §5.1 only
+    forbids the AOR's own)."""
+    assert run(register("<sip:romeo@example.net;gr=xyz>")).ok
+
+
+def test_path_echoed_with_supported_path() -> None:
+    """RFC 3327 §5.3: the registrar returns the stored Path and says it supports it."""
+    path = "Path: <sip:edge.example.com;lr>, <sip:core.example.com;lr>"
+    out = run(register("<sip:romeo@192.0.2.7>", extra=(path,)))
+    assert out.ok and out.bindings[0].path == (
+        "<sip:edge.example.com;lr>",
+        "<sip:core.example.com;lr>",
+    )
+    assert [v for n, v in out.headers if n == "Path"] == list(out.bindings[0].path)
+    assert header(out, "Supported") == "path"
+    assert header(run(register("<sip:romeo@192.0.2.7>")), "Supported") is None

@@ -21,9 +21,10 @@ from gateway.config import Addressing, ComponentConfig, Config
 from gateway.logs import event
 from gateway.memo import Memo
 from gateway.metrics import Metrics
+from gateway.registrar.delivery import NoBinding
 from gateway.sip.headers import NameAddr
 from gateway.sip.locate import Target
-from gateway.sip.message import SipRequest, SipResponse
+from gateway.sip.message import SipRequest, SipResponse, make_response
 from gateway.sip.notifier import PackageConfig
 from gateway.sip.timers import TimerConfig
 from gateway.sip.ua import ip_literal
@@ -120,6 +121,8 @@ class Router(Protocol):
     """The slice of `gateway.bridge.routing.SipRouter` used here: out-of-dialog requests
     go where MESSAGEs go (static routes, outbound proxy, registrar, DNS, failover)."""
 
+    def hosts(self, uri: SipUri) -> bool: ...
+
     def send(self, aor: SipUri, build: Callable[[str], SipRequest]) -> Awaitable[SipResponse]: ...
 
 
@@ -133,12 +136,23 @@ class XmppOut(Protocol):
 
 class SendFailed(Exception):
     """A request got no final response from any target: `status` stands for it (408 for a
-    timeout, 503 for transport failures, the resolver's status for DNS failures)."""
+    timeout, 503 for transport failures, the resolver's status for DNS failures).
+    `response` is the final response the gateway gave itself as the home proxy of a
+    hosted domain: 480 when the location service has no binding for the target (RFC 3261
+    §16.5, RFC 5627 §6.1); a notifier treats it as the NOTIFY's answer (RFC 6665 §4.2.2)."""
 
-    def __init__(self, status: int, reason: str, *, timeout: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        *,
+        timeout: bool = False,
+        response: SipResponse | None = None,
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.timeout = timeout
+        self.response = response
 
 
 def domain_maps(
@@ -217,14 +231,21 @@ class PresenceContext:
         Request-URI as located by RFC 3263 (no static routes: the route set rules);
         out-of-dialog ones through the resolver (static routes, outbound proxy, RFC 3263).
         Targets are tried in order (RFC 3263 §4.3); `SendFailed` when none answered.
-        With a `router`, out-of-dialog requests go through it instead of the resolver."""
+        With a `router`, out-of-dialog requests go through it instead of the resolver, and
+        so does any request whose Request-URI (an in-dialog remote target such as a GRUU
+        the phone gave as its Contact) is in a hosted domain: the gateway is that domain's
+        home proxy, so the location service retargets it (`_hosted`)."""
         routes = request.routes
         uri = routes[0].uri if routes else request.uri
         if not isinstance(uri, SipUri):
             raise SendFailed(416, f"cannot send to {uri}")
         try:
-            if self.router is not None and not routes and request.to_tag is None:
-                return await self.router.send(uri, lambda ruri: _with_uri(request, ruri))
+            if self.router is not None:
+                ruri = request.uri
+                if isinstance(ruri, SipUri) and self.router.hosts(ruri):
+                    return await self.router.send(ruri, lambda c: _hosted(request, c))
+                if not routes and request.to_tag is None:
+                    return await self.router.send(uri, lambda c: _with_uri(request, c))
             if routes or request.to_tag is not None:
                 targets = await self.resolver.locate(uri)
                 if ip_literal(uri.maddr or uri.host) is not None:
@@ -237,6 +258,11 @@ class PresenceContext:
                 timeouts=(TransactionTimeout,),
                 transport_errors=(TransportFailure, MessageTooLarge),
             )
+        except NoBinding as exc:  # the location service's own final answer: logged here
+            event(log, logging.INFO, "no binding for target", uri=str(request.uri),
+                  method=request.method, call_id=request.call_id, status=480)  # fmt: skip
+            local = make_response(request, 480, "No Registered Contact")
+            raise SendFailed(480, str(exc), response=local) from None
         except MappingError as exc:
             status = exc.sip_status or 503
             raise SendFailed(status, str(exc), timeout=status == 408) from None
@@ -261,6 +287,9 @@ class PresenceContext:
         uri = routes[0].uri if routes else request.uri
         if not isinstance(uri, SipUri):
             return False
+        ruri = request.uri
+        if self.router is not None and isinstance(ruri, SipUri) and self.router.hosts(ruri):
+            return False  # the location service answers each time: bindings change
         targets = self._located.peek(_locate_key(uri))
         if targets is None:
             return False
@@ -338,6 +367,16 @@ class _Failover:
 def _with_uri(request: SipRequest, ruri: str) -> SipRequest:
     """The request with the Request-URI the router chose (a registered contact)."""
     return request if ruri == str(request.uri) else request.replace(uri=parse_uri(ruri))
+
+
+def _hosted(request: SipRequest, contact: str) -> SipRequest:
+    """The request retargeted by the location service: the registered contact as
+    Request-URI (the GRUU's `gr` is not carried forward, RFC 5627 §6.1) and no route set
+    of its own (the binding's Path becomes the Route, `registrar/delivery.py`)."""
+    headers = request.headers
+    if "Route" in headers:
+        headers = headers.remove("Route")
+    return request.replace(uri=parse_uri(contact), headers=headers)
 
 
 def presence_config(cfg: Config) -> PresenceConfig:

@@ -461,6 +461,8 @@ class S2x:
         try:
             if error is not None:
                 event(log, logging.INFO, "NOTIFY failed", call_id=did.call_id, error=str(error))
+            if error is not None and error.response is not None:
+                response = error.response  # the location service's 480: an answer, not a timeout
             notifier = watch.dialogs.get(did)
             if notifier is not None and (response is not None or error is not None):
                 now = self.ctx.clock()

@@ -225,7 +225,7 @@ class Winfo:
                 response: SipResponse | None = await self.ctx.send(request)
             except SendFailed as exc:
                 event(log, logging.INFO, "winfo NOTIFY failed", aor=sub.aor, error=str(exc))
-                response = None
+                response = exc.response  # the location service's 480 (RFC 6665 §4.2.2), or None
         if self.subs.get(sub.did) is not sub:
             return
         now = self.ctx.clock()

@@ -10,6 +10,11 @@ asyncio datagram transport does, so the handlers of a burst run in one loop turn
 what they write to XMPP shares one component write and one confirmation ping (issue 11).
 Sends go straight to `sendto`; a full send buffer drops the datagram like the network
 would (the transaction layer's retransmissions cover it, RFC 3261 §17).
+
+STUN shares the port (RFC 5626 §8): a datagram whose first two bits are zero (and that is
+not CR/LF/space, which SIP allows before a message) goes to `gateway.sip.stun.answer`
+instead of SIP; a Binding request is answered from here, anything else is dropped with a
+debug line ("stun dropped"), never parsed as SIP.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import socket
 from collections.abc import Callable
 
 from gateway.config import ListenerConfig
+from gateway.logs import event
+from gateway.sip import stun
 
 __all__ = ["RCVBUF_BYTES", "READ_BATCH", "SNDBUF_BYTES", "DatagramHandler", "UdpListener"]
 
@@ -108,12 +115,25 @@ class UdpListener:
                 log.debug("udp receive error on %s: %s", self.name, exc)
                 continue
             n += 1
+            if stun.is_stun(data):
+                self._stun(data, (str(addr[0]), int(addr[1])))
+                continue
             try:
                 self.on_datagram(data, (str(addr[0]), int(addr[1])), self)
             except Exception:  # a bug in one message must not stop the reading
                 log.exception("udp datagram handler failed on %s", self.name)
             sock = self._sock
         return n
+
+    def _stun(self, data: bytes, source: Address) -> None:
+        """Answer a STUN Binding request (RFC 5626 §8 keep-alive); drop anything else."""
+        try:
+            reply = stun.answer(data, source)
+        except stun.StunError as exc:
+            event(log, logging.DEBUG, "stun dropped", listener=self.name,
+                  peer=f"{source[0]}:{source[1]}", error=str(exc))  # fmt: skip
+            return
+        self.send(reply, source)
 
     def send(self, data: bytes, dest: Address) -> None:
         if self._sock is None:
