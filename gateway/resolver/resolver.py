@@ -17,6 +17,7 @@ from typing import Literal
 
 from gateway.config import DnsConfig, RouteConfig
 from gateway.logs import event
+from gateway.memo import Memo
 from gateway.resolver.cache import TtlCache
 from gateway.resolver.errors import ResolutionError
 from gateway.resolver.federation import HostPort, Protocol, ProtocolDecision, Side, classify
@@ -71,7 +72,9 @@ class Resolver:
         )
         # Targets of URIs whose plan needs no DNS (numeric host, e.g. a static route to an
         # address): nothing in them expires, so they are computed once (issue 11).
-        self._numeric: dict[tuple[SipUri, tuple[Transport, ...]], tuple[Target, ...]] = {}
+        self._numeric: Memo[tuple[SipUri, tuple[Transport, ...]], tuple[Target, ...]] = Memo(
+            _NUMERIC_LIMIT
+        )
 
     # -- counters (exported by the metrics endpoint) ---------------------------------
 
@@ -127,7 +130,7 @@ class Resolver:
     ) -> list[Target]:
         """RFC 3263 for `uri` itself (no routes, no proxy)."""
         key = (uri, supported)
-        known = self._numeric.get(key)
+        known = self._numeric.peek(key)
         if known is not None:
             targets = list(known)
         else:
@@ -138,9 +141,7 @@ class Resolver:
             numeric = plan.done  # no query to make: no DNS answer, no SRV draw, no TTL
             targets = await drive_plan(plan, self._lookup, self.rng, str(uri))
             if numeric:
-                if len(self._numeric) >= _NUMERIC_LIMIT:
-                    self._numeric.clear()
-                self._numeric[key] = tuple(targets)
+                self._numeric.put(key, tuple(targets))
         if logger.isEnabledFor(logging.DEBUG):
             event(
                 logger,
