@@ -52,7 +52,6 @@ class Account:
     proxy: tuple[str, int]
     password: str | None = None
     publish: bool = True  # PUBLISH presence (RFC 3903) while registered
-    cpim: bool = False  # message/cpim (with IMDN requests) in one-to-one chats
     expires: int = 600
 
     @property
@@ -94,7 +93,6 @@ def linphonerc(sip_port: int, account: Account, friends: Sequence[str] = ()) -> 
                 "reg_expires": account.expires,
                 "reg_sendregister": 1,
                 "publish": int(account.publish),
-                "cpim_in_basic_chat_rooms_enabled": int(account.cpim),
                 "dial_escape_plus": 0,
             },
         ),
@@ -255,7 +253,8 @@ class LinphoneDaemon(Linphone):
 
     Its readline front end echoes every command after the prompt; an answer is the
     block between the echo and the next prompt. Events are printed as they happen,
-    after a prompt, and go to `events`."""
+    after a prompt ("Event-type: ...", a blank line, fields, a blank line) and go to
+    `events`."""
 
     program = "linphone-daemon"
 
@@ -286,6 +285,10 @@ class LinphoneDaemon(Linphone):
         line = line.rstrip("\r")
         if line.startswith(_PROMPT):
             self._close()
+            return
+        block = self._current
+        if not line and block is not None and block.kind == "Event-type" and block.fields:
+            self._close()  # an event ends with a blank line after its fields; no prompt follows
             return
         key, sep, value = line.partition(": ")
         if sep and key in ("Status", "Event-type"):
