@@ -376,12 +376,15 @@ class LinphoneDaemon(Linphone):
 
 # -- linphonec -----------------------------------------------------------------------
 
-_FRIEND_RE = re.compile(r"Friend (\S+) is (.+?)\s*$", re.MULTILINE)
+# linphonec prints `Friend "juliet" <sip:juliet@localhost> is Online` (the display name
+# only when the friend has one).
+_FRIEND_RE = re.compile(r'Friend (?:"[^"]*" )?<?(sips?:[^>\s]+)>? is (.+?)\r?$', re.MULTILINE)
 
 
 class Linphonec(Linphone):
     """`linphonec -c rc -l file -d 6`, commands on stdin; `friend_statuses` lists the
-    "Friend <uri> is <status>" lines it printed, in order."""
+    "Friend <uri> is <status>" lines it printed, in order (a NOTIFY that leaves the
+    status as it was prints the line again)."""
 
     program = "linphonec"
 

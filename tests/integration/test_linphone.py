@@ -149,6 +149,7 @@ async def test_linphone_registers_with_digest_and_gets_a_gruu(
     assert gruu_id is not None
     # RFC 5627 §5: the 200 OK hands Linphone its public GRUU (Linphone sent +sip.instance).
     sip = lp.sip_log()
+    assert re.search(r"^Authorization: +Digest .*algorithm=SHA-256", sip, re.MULTILINE)
     assert "+sip.instance=" in sip
     assert f'pub-gruu="sip:{ROMEO};gr={gruu_id.group(1)}"' in sip, lp.tail()
 
