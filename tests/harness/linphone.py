@@ -19,6 +19,7 @@ and presence). The process runs in its own session and is stopped with its group
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import os
 import re
@@ -182,9 +183,10 @@ class Linphone:
         )
 
     async def _read(self, stream: asyncio.StreamReader) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")  # chunks split characters
         with contextlib.suppress(ConnectionError):
             while data := await stream.read(4096):
-                self.output += data.decode("utf-8", "replace")
+                self.output += decoder.decode(data)
                 self._parse()
                 self._changed.set()
                 self._changed = asyncio.Event()
