@@ -2,7 +2,8 @@
 # Install what the test suite needs, and only what is missing (idempotent).
 #
 #   apt:  the peers the integration tests run (Prosody, sipp, ejabberd, dnsmasq,
-#         baresip), openssl and iproute2; python3-venv if no venv module works.
+#         baresip, linphone-cli), openssl and iproute2; python3-venv if no venv
+#         module works.
 #   pip:  this package with its test extras, editable, into .venv.
 #
 # Non-interactive (DEBIAN_FRONTEND=noninteractive). The distro services of the
@@ -20,7 +21,7 @@ VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 export DEBIAN_FRONTEND=noninteractive
 
-APT_PACKAGES=(prosody sip-tester ejabberd dnsmasq-base baresip openssl iproute2 make kamailio)
+APT_PACKAGES=(prosody sip-tester ejabberd dnsmasq-base baresip linphone-cli openssl iproute2 make kamailio)
 SERVICES=(prosody ejabberd kamailio)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
