@@ -115,10 +115,12 @@ def prepare_request(
 def options_response(
     request: SipRequest, policy: UasPolicy, *, to_tag: str, server: str | None = None
 ) -> SipResponse:
-    """§11.2: 200 with Allow, Accept and Supported (and Server, if given)."""
+    """§11.2: 200 with Allow, Accept, Accept-Encoding and Supported (and Server, if
+    given)."""
     headers = [
         policy.allow_header,
         policy.accept_header,
+        ("Accept-Encoding", ", ".join(sorted(policy.content_codings))),
         ("Supported", ", ".join(sorted(policy.extensions))),
     ]
     if server:

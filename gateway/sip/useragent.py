@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from gateway.logs import event
 from gateway.memo import Memo
 from gateway.sip import transaction_events as ev
+from gateway.sip.coding import decode_body
 from gateway.sip.errors import DropMessage, RemoteProtocolError
 from gateway.sip.locate import Target
 from gateway.sip.message import SipMessage, SipRequest, SipResponse, make_response
@@ -433,7 +434,10 @@ class UserAgent:
             return
         try:
             validate_request(req, self.policy)
+            # a coded body (deflate, gzip) is decoded for the TU, within the size bound
+            incoming.request = decode_body(req, self.policy.max_message_size)
         except RemoteProtocolError as exc:
+            exc.headers, exc.method = req.headers, req.method
             resp = error_response(exc, to_tag=incoming.to_tag)
             if resp is not None:
                 incoming.respond(resp)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from gateway.sip.coding import CODINGS, encodings_of
 from gateway.sip.errors import DropMessage, RemoteProtocolError
 from gateway.sip.headers import MAX_UINT32
 from gateway.sip.message import Headers, SipRequest, SipResponse, make_response_from_headers
@@ -49,6 +50,8 @@ class UasPolicy:
     )
     max_message_size: int = 65535
     warn_agent: str = "gateway"
+    # content codings of request bodies undone before the TU (gateway.sip.coding, §20.12)
+    content_codings: frozenset[str] = frozenset({"identity"})
 
     @property
     def allow_header(self) -> tuple[str, str]:
@@ -88,6 +91,7 @@ GATEWAY_POLICY = UasPolicy(
             "SUBSCRIBE": frozenset({"application/pidf+xml"}),
         }
     ),
+    content_codings=CODINGS,
 )
 
 
@@ -172,9 +176,9 @@ def _check_content(req: SipRequest, policy: UasPolicy) -> None:
     ct = req.content_type
     if req.body and ct is not None and ct.mime not in policy.content_types:
         raise RemoteProtocolError(f"content type {ct.mime}", 415, None, (policy.accept_header,))
-    encodings = [v.lower() for v in req.headers.values("Content-Encoding") if v]
-    if req.body and any(e != "identity" for e in encodings):
-        raise RemoteProtocolError("content encoding", 415, None, (("Accept-Encoding", "identity"),))
+    if req.body and any(c not in policy.content_codings for c in encodings_of(req)):
+        accepted = ", ".join(sorted(policy.content_codings))
+        raise RemoteProtocolError("content encoding", 415, None, (("Accept-Encoding", accepted),))
     # §8.2.3 / RFC 6665 §8.3.1: Accept that lists nothing we could answer with -> 406
     produce = policy.response_types.get(req.method)
     accept = req.accept

@@ -19,6 +19,8 @@ from typing import Any, Literal, TypeVar
 
 from slixmpp import JID, ClientXMPP
 from slixmpp.stanza import Iq, Message, Presence
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from tests.harness import LOOPBACK
 
@@ -155,6 +157,19 @@ class XmppTestClient:
         """XEP-0199 ping; the round-trip time in seconds."""
         rtt: float = await self.xmpp.plugin["xep_0199"].ping(jid=JID(jid), timeout=timeout)
         return rtt
+
+    def see_all_messages(self) -> XmppTestClient:
+        """Collect bodyless messages too (errors, chat states, receipts): slixmpp's
+        ``message`` event, which this client listens to, needs a <body/>."""
+
+        def collect(msg: Message) -> None:
+            if msg.xml.find("{jabber:client}body") is None:
+                self._on_stanza(msg)
+
+        self.xmpp.register_handler(
+            Callback("all-messages", MatchXPath("{jabber:client}message"), collect)
+        )
+        return self
 
     # -- waiting ---------------------------------------------------------------
 

@@ -204,15 +204,10 @@ async def test_linphone_and_xmpp_client_exchange_messages(
     await gateway_line(gw, r"message direction=xmpp_to_sip fate=held stanza_id=lp-c1 .*")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Linphone 5.1 sends every IMDN with Content-Encoding: deflate and does not retry "
-    "after the gateway's 415 (docs/interop.md)",
-)
 async def test_linphone_delivery_notification_becomes_a_receipt(
     linphone: LinphoneFactory, xmpp_client: ClientFactory
 ) -> None:
-    juliet = await xmpp_client(prefix="juliet")
+    juliet = (await xmpp_client(prefix="juliet")).see_all_messages()
     lp = await registered_daemon(linphone)
     juliet.send_raw(
         f"<message to='{ROMEO}' type='chat' id='lp-r2'><body>tell me you got it</body>"
@@ -258,9 +253,6 @@ async def test_xmpp_client_sees_linphone_publish_and_unregister(
     await juliet.wait_presence(_from_romeo("unavailable"), LIMIT)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 23 item 1: NOTIFY to the GRUU contact (branch g-location)"
-)
 async def test_linphone_watches_an_xmpp_client(
     linphone: LinphoneFactory, xmpp_client: ClientFactory
 ) -> None:

@@ -21,8 +21,6 @@ from typing import Any
 import pytest
 from slixmpp import JID
 from slixmpp.stanza import Message
-from slixmpp.xmlstream.handler import Callback
-from slixmpp.xmlstream.matcher import MatchXPath
 
 from tests.harness import LOOPBACK
 from tests.harness.gateway_proc import GatewayProcess, gateway_config, merge
@@ -221,17 +219,7 @@ def route_to(port: int, transport: str | None = None) -> list[dict[str, str]]:
 
 
 def see_all_messages(client: XmppTestClient) -> XmppTestClient:
-    """Make the client collect bodyless messages too (errors, chat states, receipts):
-    slixmpp's ``message`` event, which XmppTestClient listens to, needs a <body/>."""
-
-    def collect(msg: Any) -> None:
-        if msg.xml.find("{jabber:client}body") is None:
-            client._on_stanza(msg)
-
-    client.xmpp.register_handler(
-        Callback("all-messages", MatchXPath("{jabber:client}message"), collect)
-    )
-    return client
+    return client.see_all_messages()
 
 
 def text_of(msg: Message) -> str:

@@ -51,7 +51,7 @@ CASES = [
     ("416 URI scheme", req(uri="im:bob@example.com"), 416, None),
     ("420 Require", req(extra=[("Require", "100rel, path")]), 420, "Unsupported"),
     ("415 Content-Type", req(extra=[("Content-Type", "image/png")], body=b"x"), 415, "Accept"),
-    ("415 Content-Encoding", req(extra=[("c", "text/plain"), ("e", "gzip")], body=b"x"),
+    ("415 Content-Encoding", req(extra=[("c", "text/plain"), ("e", "br")], body=b"x"),
      415, "Accept-Encoding"),
     ("406 SUBSCRIBE Accept", req("SUBSCRIBE", extra=[("o", "presence"), ("Accept", "text/plain")]),
      406, "Warning"),
