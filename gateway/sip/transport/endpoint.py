@@ -214,7 +214,7 @@ class SipEndpoint:
 
     def _on_datagram(self, data: bytes, source: Address, listener: UdpListener) -> None:
         if not data.strip(b"\r\n"):
-            return  # CRLF keep-alive over UDP: nothing to answer (STUN is out of scope)
+            return  # CRLF keep-alive over UDP: nothing to answer (STUN: udp.py answers it)
 
         def reply(out: bytes) -> None:
             listener.send(out, source)
