@@ -36,8 +36,10 @@ def decode_body(req: SipRequest, limit: int) -> SipRequest:
     """`req` with its body decoded and Content-Encoding removed; `req` itself when it has no
     coding to undo. RemoteProtocolError: 400 for a body that does not decode, 413 when the
     decoded body would exceed `limit` bytes, 415 for a coding not in `CODINGS`."""
+    if not req.body or "Content-Encoding" not in req.headers:
+        return req  # the usual case, answered by one lookup
     codings = encodings_of(req)
-    if not codings or not req.body:
+    if not codings:
         return req
     body = req.body
     for coding in reversed(codings):

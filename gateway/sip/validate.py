@@ -176,7 +176,8 @@ def _check_content(req: SipRequest, policy: UasPolicy) -> None:
     ct = req.content_type
     if req.body and ct is not None and ct.mime not in policy.content_types:
         raise RemoteProtocolError(f"content type {ct.mime}", 415, None, (policy.accept_header,))
-    if req.body and any(c not in policy.content_codings for c in encodings_of(req)):
+    coded = req.body and "Content-Encoding" in req.headers
+    if coded and any(c not in policy.content_codings for c in encodings_of(req)):
         accepted = ", ".join(sorted(policy.content_codings))
         raise RemoteProtocolError("content encoding", 415, None, (("Accept-Encoding", accepted),))
     # §8.2.3 / RFC 6665 §8.3.1: Accept that lists nothing we could answer with -> 406
