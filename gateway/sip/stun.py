@@ -60,7 +60,10 @@ _FINGERPRINT_XOR = 0x5354554E  # §15.5
 # are used by this usage (USERNAME, MESSAGE-INTEGRITY, REALM, NONCE), and the address
 # attributes a client has no reason to send but that do not change the answer.
 _KNOWN_REQUIRED = frozenset({0x0001, 0x0006, 0x0008, 0x0014, 0x0015, 0x0020})
-_SIP_LEADERS = frozenset(b"\r\n \t")
+# Bytes below 0x40 a SIP datagram may start with: CR/LF/SP/HT before a message (§7.5) and
+# the token characters a method may begin with (§25.1).
+_SIP_FIRST = frozenset(b"\r\n \t!%'*+-.0123456789")
+_COOKIE_BYTES = MAGIC_COOKIE.to_bytes(4, "big")
 
 
 class StunError(ValueError):
@@ -84,9 +87,14 @@ class StunMessage:
 
 
 def is_stun(datagram: bytes) -> bool:
-    """Does this datagram go to STUN rather than SIP? Top two bits zero (RFC 5389 §6),
-    and not a CR/LF/space/tab that SIP allows before a message (RFC 3261 §7.5)."""
-    return bool(datagram) and datagram[0] < 0x40 and datagram[0] not in _SIP_LEADERS
+    """Does this datagram go to STUN rather than SIP? Top two bits zero (RFC 5389 §6), and
+    either a first byte no SIP message can start with or the magic cookie at bytes 4-7
+    (§7.3). The top bits alone do not decide: a SIP method may begin with a token character
+    below 0x40 ("!", "%", "'", "*", "+", "-", ".", a digit: RFC 3261 §25.1, RFC 4475
+    §3.1.1.4), and SIP allows CR/LF before a message (§7.5)."""
+    if not datagram or datagram[0] >= 0x40:
+        return False
+    return datagram[0] not in _SIP_FIRST or datagram[4:8] == _COOKIE_BYTES
 
 
 def _pad(n: int) -> int:

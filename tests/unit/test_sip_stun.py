@@ -128,6 +128,9 @@ def test_demultiplexing() -> None:
     assert not stun.is_stun(b"SIP/2.0 200 OK\r\n")
     assert not stun.is_stun(b"\r\n\r\n")  # keep-alive / leading CRLF: SIP's
     assert not stun.is_stun(b"")
+    # RFC 4475 §3.1.1.4: a method may begin with "!" (0x21, top bits zero): SIP's
+    assert not stun.is_stun(b"!interesting-Method0123456789_*+`.%indeed'~ sip:1_un")
+    assert not stun.is_stun(b"%25 sip:a@b SIP/2.0\r\n\r\n")
 
 
 @given(st.binary(max_size=200))
