@@ -70,14 +70,20 @@ def received(messages: str, start: str) -> str:
     raise AssertionError(f"sipp received no {start!r}:\n{messages[-3000:]}")
 
 
-async def s2x_subscriptions(admin_port: int) -> list[dict[str, Any]]:
+async def listing(admin_port: int, name: str) -> list[dict[str, Any]]:
+    """The rows of the admin API's /registrations or /subscriptions."""
     async with (
         aiohttp.ClientSession() as session,
-        session.get(f"http://{LOOPBACK}:{admin_port}/subscriptions") as resp,
+        session.get(f"http://{LOOPBACK}:{admin_port}/{name}") as resp,
     ):
         assert resp.status == 200
         listed = await resp.json()
-    return [r for r in listed["subscriptions"] if r.get("direction") == "s2x"]
+    rows: list[dict[str, Any]] = listed[name]
+    return rows
+
+
+async def s2x_subscriptions(admin_port: int) -> list[dict[str, Any]]:
+    return [r for r in await listing(admin_port, "subscriptions") if r["direction"] == "s2x"]
 
 
 async def test_notify_to_a_gruu_whose_binding_is_gone_fails_locally_with_480(
@@ -113,6 +119,7 @@ async def test_notify_to_a_gruu_whose_binding_is_gone_fails_locally_with_480(
         # The dialog is still there; the binding is not (the un-REGISTER's 200).
         listed = await s2x_subscriptions(admin_port)
         assert [r["call_id"] for r in listed] == [call_id.group(1)], listed
+        assert await listing(admin_port, "registrations") == []
         assert "NOTIFY failed" not in gw.log_text()
 
         # Juliet approves: the next NOTIFY (active) has nowhere to go.
@@ -120,19 +127,16 @@ async def test_notify_to_a_gruu_whose_binding_is_gone_fails_locally_with_480(
             lambda p: p.xml.get("type") == "subscribe" and p["from"] == ROMEO, LIMIT
         )
         juliet.xmpp.send_presence(pto=ROMEO, ptype="subscribed")
-        await asyncio.to_thread(
-            gw.wait_for_log, r"no binding for target .*method=NOTIFY.*status=480", LIMIT
-        )
-        await asyncio.to_thread(
-            gw.wait_for_log, r"NOTIFY failed .*has no registered contact", LIMIT
-        )
-        await asyncio.to_thread(gw.wait_for_log, r"watcher dialog removed .*status=480", LIMIT)
+        await asyncio.to_thread(gw.wait_for_log, r"watcher dialog removed", LIMIT)
+        log = gw.log_text()
+        assert re.search(r"no binding for target .*method=NOTIFY .*status=480", log), log
+        assert re.search(r"NOTIFY failed .*has no registered contact", log), log
+        assert re.search(r"watcher dialog removed .*reason=notify-failed status=480", log), log
+        assert "DNS is disabled" not in log  # the location service answered, not DNS
         async with asyncio.timeout(LIMIT):
             while await s2x_subscriptions(admin_port):
                 await asyncio.sleep(0.05)
-        log = gw.log_text()
-        assert "DNS is disabled" not in log  # the location service answered, not DNS
-        assert "Traceback" not in log
+        assert "Traceback" not in gw.log_text()
 
 
 async def test_message_to_an_aor_registered_through_a_path_takes_it_as_route(
