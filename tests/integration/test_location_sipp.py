@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +91,12 @@ async def test_notify_to_a_gruu_whose_binding_is_gone_fails_locally_with_480(
     prosody: ProsodyServer,
     sipp: Sipp,
     tmp_path: Path,
-    xmpp_account: Any,
+    xmpp_account: Callable[..., Account],
     xmpp_client: ClientFactory,
 ) -> None:
     require_binary("sipp")
     port, sipp_port, admin_port = free_port(), free_port(), free_port()
-    acct: Account = xmpp_account("juliet")
+    acct = xmpp_account("juliet")
     juliet = await xmpp_client(acct)
     juliet.xmpp.auto_authorize = None  # juliet decides herself, below
     juliet.xmpp.auto_subscribe = False
