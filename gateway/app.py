@@ -241,16 +241,17 @@ class BridgeHandlers:
 def build(cfg: Config) -> Gateway:
     gw = Gateway(cfg)
     store = StoreService(cfg)
-    links = XmppLinks(
-        cfg.xmpp,
-        features=Features(chat_states=True, receipts=True, xhtml_im=True),
-        prompt_to_jid=prompt_translator,
-        on_link_up=_count_reconnects(gw.metrics),
-    )
     dispatcher = SipDispatcher()
     gw.inflight = InFlight(dispatcher)
     endpoint = SipEndpoint(cfg.sip, gw.inflight, policy=GATEWAY_UAS_POLICY)
     registrar = Registrar(cfg, cast(Store, store), endpoint, gw.metrics)
+    links = XmppLinks(
+        cfg.xmpp,
+        features=Features(chat_states=True, receipts=True, xhtml_im=True),
+        prompt_to_jid=prompt_translator,
+        display_names=registrar.display_name,  # vCard FN of hosted users (docs/xmpp.md)
+        on_link_up=_count_reconnects(gw.metrics),
+    )
     resolver = Resolver(cfg.dns, cfg.sip.routes, cfg.sip.outbound_proxy)
     router = SipRouter(cfg, endpoint, resolver, registrar)
     pager = Pager(cfg, links, router, gw.metrics)

@@ -274,6 +274,11 @@ class Registrar:
         except UsersFileError as exc:
             raise ConfigError("registrar.users_file", f"{path}: {exc}") from None
 
+    def display_name(self, aor: str) -> str | None:
+        """The display name the user file gives the hosted user `aor` (the vCard's FN on
+        XMPP, docs/xmpp.md); read at each call, so a reloaded file applies at once."""
+        return self.users.display_name(aor)
+
     def reload_users(self) -> bool:
         """Re-read the configured user file (`replace_users`). On error the users in use
         are kept and the error is logged; False then."""

@@ -22,7 +22,7 @@ import argparse
 import getpass
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO, TypeVar
 
@@ -138,6 +138,7 @@ def run(
             user = hash_password(
                 aor, old.realm, password, username=old.username, algorithms=algorithms
             )
+            user = replace(user, display_name=old.display_name)  # kept as written
             new = _edit(replace_user, text, user)
             done = f"new password for {aor} ({', '.join(user.algorithms)}) in {target.path}"
         try:

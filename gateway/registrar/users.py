@@ -6,6 +6,7 @@ ha1_md5 = "9f3c..."          # MD5("romeo:sip.localhost:password"), 32 hex digit
 ha1_sha256 = "41b0..."       # SHA-256 of the same string, 64 hex digits (RFC 8760)
 # username = "romeo"         # Digest username; default: the user part of the AOR
 # realm = "sip.localhost"    # Digest realm; default: the domain of the AOR
+# display_name = "Romeo Montague"  # FN of the user's vCard on XMPP (docs/xmpp.md)
 ```
 
 Plain-text passwords are refused (a `password` key is an error). At least one hash is
@@ -53,7 +54,9 @@ _HA1_KEYS = {"md5": "ha1_md5", "md5-sess": "ha1_md5", "sha-256": "ha1_sha256"}
 _HA1_KEYS["sha-256-sess"] = "ha1_sha256"
 _HEX = {"ha1_md5": re.compile(r"[0-9a-f]{32}"), "ha1_sha256": re.compile(r"[0-9a-f]{64}")}
 _AOR_RE = re.compile(r"([^@\s:;]+)@([A-Za-z0-9.\-]+)")
-_ENTRY_KEYS = frozenset({"ha1_md5", "ha1_sha256", "username", "realm"})
+_ENTRY_KEYS = frozenset({"ha1_md5", "ha1_sha256", "username", "realm", "display_name"})
+_DISPLAY_NAME_MAX = 256  # characters; a name, not a document
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class UsersFileError(Exception):
@@ -74,6 +77,7 @@ class User:
     realm: str
     ha1_md5: str | None = field(default=None, repr=False)
     ha1_sha256: str | None = field(default=None, repr=False)
+    display_name: str | None = None  # shown to XMPP users (vCard FN), optional
 
     @property
     def sip_aor(self) -> str:
@@ -116,6 +120,11 @@ class UserDirectory:
             if user is not None and user.realm != realm:
                 user = None
         return user
+
+    def display_name(self, aor: str) -> str | None:
+        """The display name the user file gives `aor` (`user@domain` or `sip:user@domain`)."""
+        user = self.by_aor(aor)
+        return None if user is None else user.display_name
 
     def ha1_lookup(self, username: str, realm: str, algorithm: str) -> str | None:
         """For `gateway.sip.auth.verify_authorization`: the base HA1 or None."""
@@ -176,6 +185,12 @@ def _entry(aor_key: str, data: object, path: str) -> User:
             if pattern.fullmatch(values[key]) is None:
                 digits = 32 if key == "ha1_md5" else 64
                 raise UsersFileError(f"{path}.{key}", f"must be {digits} hexadecimal digits")
+    name = values.get("display_name")
+    if name is not None and (len(name) > _DISPLAY_NAME_MAX or _CONTROL.search(name)):
+        raise UsersFileError(
+            f"{path}.display_name",
+            f"must be at most {_DISPLAY_NAME_MAX} characters without control characters",
+        )
     if "ha1_md5" not in values and "ha1_sha256" not in values:
         raise UsersFileError(path, "needs ha1_md5 or ha1_sha256 (or both)")
     aor = normalise_aor(aor_key)
@@ -185,6 +200,7 @@ def _entry(aor_key: str, data: object, path: str) -> User:
         realm=values.get("realm", aor.rpartition("@")[2]),
         ha1_md5=values.get("ha1_md5"),
         ha1_sha256=values.get("ha1_sha256"),
+        display_name=name,
     )
 
 
@@ -268,6 +284,8 @@ def format_user(user: User) -> str:
         lines.append(f"username = {q(user.username, ensure_ascii=False)}")
     if user.realm != domain:
         lines.append(f"realm = {q(user.realm, ensure_ascii=False)}")
+    if user.display_name:
+        lines.append(f"display_name = {q(user.display_name, ensure_ascii=False)}")
     return "\n".join(lines) + "\n"
 
 

@@ -2,8 +2,9 @@
 
 What a component does on its own, without the bridge:
 
-* answers XEP-0030 disco (disco.py decides the content), XEP-0199 ping, XEP-0092 version and
-  XEP-0100 jabber:iq:gateway (prompt and SIP address -> JID translation);
+* answers XEP-0030 disco (disco.py decides the content, XEP-0115 caps nodes included),
+  XEP-0199 ping, XEP-0092 version, XEP-0100 jabber:iq:gateway (prompt and SIP address ->
+  JID translation) and XEP-0054 vCards of the SIP contacts (vcard.py);
 * answers any other IQ get/set with service-unavailable (RFC 6120 §8.4), not slixmpp's
   feature-not-implemented;
 * rejects stanzas whose to/from is not a valid JID (RFC 7622, 1023 octets per part) with
@@ -30,23 +31,31 @@ from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.handler.base import BaseHandler
 from slixmpp.xmlstream.matcher import StanzaPath
 
-from gateway.config import ComponentConfig
+from gateway.config import Addressing, ComponentConfig
 from gateway.memo import Memo
 from gateway.xmpp.boundary import answer_exception, boundary
+from gateway.xmpp.caps import Caps
 from gateway.xmpp.convert import error_reply, may_answer_with_error
 from gateway.xmpp.disco import (
     NO_OPTIONAL_FEATURES,
     PROMPT_DESC,
     PROMPT_NAME,
+    DiscoInfoData,
     Features,
     GatewayQuery,
     PromptTranslator,
+    contact_caps,
+    contact_info,
     disco_info,
     prompt_translator,
 )
 from gateway.xmpp.streamparser import NAME_LIMIT, RestrictedStreamParser
+from gateway.xmpp.vcard import HANDLER_NAME as VCARD_HANDLER
+from gateway.xmpp.vcard import VCardQuery, vcard_handler
+from mappings.addresses import AddressingMode, DomainMap
 from mappings.errors import MappingError, XmppErrorInfo
 from mappings.jid import Jid, parse_jid
+from mappings.vcard import DisplayNames
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +139,7 @@ _PASSIVE_HANDLERS = frozenset(
         "Ping",
         "Message Receipt",
         "jabber:iq:gateway",
+        VCARD_HANDLER,
     }
 )
 _CHAT_STATE_HANDLER = "Chat State"  # reads msg["chat_state"] and msg["from"].jid
@@ -182,6 +192,7 @@ class GatewayComponent(ComponentXMPP):
         port: int,
         features: Features = NO_OPTIONAL_FEATURES,
         prompt_to_jid: PromptTranslator | None = None,
+        display_names: DisplayNames | None = None,
     ) -> None:
         install_log_filters()
         # Our record of what slixmpp matches and filters with (see `register_handler`):
@@ -196,7 +207,12 @@ class GatewayComponent(ComponentXMPP):
         self.domain = component.domain
         self.addressing = component.addressing
         self.features = features
+        # XEP-0115: the <c/> of every presence sent for a contact (presence_convert.py)
+        self.caps: Caps = contact_caps(features)
         self._prompt_to_jid = prompt_to_jid or prompt_translator(component)
+        mirrored = component.addressing is Addressing.MIRRORED
+        mode = AddressingMode("mirrored" if mirrored else "escaped")
+        self._vcard = vcard_handler(DomainMap(component.domain, mode), display_names)
         # The last <stream:error/> condition received (not-authorized, conflict, ...).
         self.last_stream_error: tuple[str, str] | None = None
         self._route_filter = self._route_message
@@ -234,6 +250,10 @@ class GatewayComponent(ComponentXMPP):
             CoroutineCallback(
                 "jabber:iq:gateway", StanzaPath("iq/gateway"), boundary(self._handle_gateway)
             )
+        )
+        register_stanza_plugin(Iq, VCardQuery)
+        self.register_handler(
+            CoroutineCallback(VCARD_HANDLER, StanzaPath("iq/vcard_temp"), boundary(self._vcard))
         )
 
     # -- slixmpp's public registration points, recorded ----------------------------------------
@@ -407,11 +427,15 @@ class GatewayComponent(ComponentXMPP):
 
     def _disco_info(self, jid: Any, node: str | None, ifrom: Any, iq: Any) -> DiscoInfo:
         target = self._target(jid)
-        if node:
+        data: DiscoInfoData
+        if node and target.local is not None and node == self.caps.node_ver:
+            data = contact_info(self.features)  # XEP-0115 §6.2: what `ver` was computed on
+        elif node:
             raise XMPPError("item-not-found", etype="cancel")
-        data = disco_info(
-            self.features, has_local=target.local is not None, has_resource=target.is_full
-        )
+        else:
+            data = disco_info(
+                self.features, has_local=target.local is not None, has_resource=target.is_full
+            )
         info = DiscoInfo()
         for ident in data.identities:
             info.add_identity(ident.category, ident.type, name=ident.name)

@@ -10,11 +10,14 @@ Disco answers (decision, documented in docs/xmpp.md):
   "Gateway to SIP for Instant Messaging and Presence Leveraging Extensions"), features
   disco#info, disco#items, jabber:iq:gateway, urn:xmpp:ping, jabber:iq:version,
   ``jid\\20escaping`` plus the optional message features;
-* a user of the domain (``romeo@sip.example.org``): identity ``account/registered`` for the
-  bare JID (what an XMPP server answers for its own accounts) and ``client/pc`` for a full
-  JID; features disco#info, urn:xmpp:ping plus the optional message features. The gateway
-  cannot know whether a SIP user exists, so every well-formed user JID is answered;
-* a node: item-not-found (no nodes are offered); disco#items: always an empty result.
+* a user of the domain (``romeo@sip.example.org``), i.e. a bridged SIP contact: identity
+  ``client/phone`` (the SIP user agent behind it), plus ``account/registered`` for the bare
+  JID (what an XMPP server answers for its own accounts); features disco#info,
+  urn:xmpp:ping, vcard-temp plus the optional message features. The gateway cannot know
+  whether a SIP user exists, so every well-formed user JID is answered;
+* the XEP-0115 node ``CAPS_NODE#ver`` at a user JID: the contact's content (`contact_info`),
+  which `contact_caps` hashes into the ``ver`` of every presence sent for a contact;
+* any other node: item-not-found; disco#items: always an empty result.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from slixmpp.xmlstream import ElementBase
 
 from gateway.config import Addressing, ComponentConfig
+from gateway.xmpp.caps import CAPS_NODE, Caps, caps_ver
 from mappings.addresses import AddressingMode, DomainMap, sip_uri_to_jid
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
@@ -37,6 +41,7 @@ NS_JID_ESCAPING = "jid\\20escaping"  # XEP-0106 §5
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"  # XEP-0085
 NS_RECEIPTS = "urn:xmpp:receipts"  # XEP-0184
 NS_XHTML_IM = "http://jabber.org/protocol/xhtml-im"  # XEP-0071
+NS_VCARD = "vcard-temp"  # XEP-0054
 
 GATEWAY_NAME = "SIP/SIMPLE gateway"
 
@@ -76,7 +81,7 @@ class DiscoInfoData:
 
 DOMAIN_IDENTITY = Identity("gateway", "simple", GATEWAY_NAME)
 ACCOUNT_IDENTITY = Identity("account", "registered")
-CLIENT_IDENTITY = Identity("client", "pc")
+CONTACT_IDENTITY = Identity("client", "phone")  # XSF registry: "a phone or VoIP client"
 
 _DOMAIN_FEATURES = (
     NS_DISCO_INFO,
@@ -86,15 +91,32 @@ _DOMAIN_FEATURES = (
     NS_VERSION,
     NS_JID_ESCAPING,
 )
-_USER_FEATURES = (NS_DISCO_INFO, NS_PING)
+_USER_FEATURES = (NS_DISCO_INFO, NS_PING, NS_VCARD)
+
+
+def contact_info(features: Features) -> DiscoInfoData:
+    """What a bridged SIP contact can do: the content its caps ``ver`` hashes.
+
+    The features are the gateway-wide set: which SIP peer has shown isComposing support is
+    the pager's knowledge (bridge/pager/chatstate.py), not the component's."""
+    return DiscoInfoData((CONTACT_IDENTITY,), _USER_FEATURES + features.optional())
+
+
+def contact_caps(features: Features) -> Caps:
+    """The XEP-0115 ``<c/>`` values of every contact (§5.1 over `contact_info`)."""
+    info = contact_info(features)
+    ver = caps_ver(((i.category, i.type, "", i.name or "") for i in info.identities), info.features)
+    return Caps(CAPS_NODE, ver)
 
 
 def disco_info(features: Features, *, has_local: bool, has_resource: bool) -> DiscoInfoData:
     """disco#info for the domain JID or one of its users (XEP-0030 §3.1)."""
     if not has_local:
         return DiscoInfoData((DOMAIN_IDENTITY,), _DOMAIN_FEATURES + features.optional())
-    identity = CLIENT_IDENTITY if has_resource else ACCOUNT_IDENTITY
-    return DiscoInfoData((identity,), _USER_FEATURES + features.optional())
+    contact = contact_info(features)
+    if has_resource:
+        return contact
+    return DiscoInfoData((ACCOUNT_IDENTITY, *contact.identities), contact.features)
 
 
 # -- XEP-0100 §6.3 jabber:iq:gateway -------------------------------------------------------

@@ -9,6 +9,10 @@ Table 1).
 `disable_roster_automation` switches off slixmpp's built-in component roster: left on, it
 answers `subscribe` with `subscribed` and probes with `unsubscribed` on its own, which would
 grant or deny presence behind the gateway's back (RFC 8048 §5.1, §8.2).
+
+Every available presence built here carries the component's XEP-0115 ``<c/>``
+(`GatewayComponent.caps`, gateway/xmpp/caps.py); unavailable presence does not (there is
+no one left whose capabilities it could describe).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from gateway.xmpp.caps import caps_element
 from mappings.jid import Jid, parse_jid
 from mappings.presence import Show, XmppPresence
 
@@ -121,7 +126,8 @@ def read_presence(stanza: Any) -> InboundPresence | None:
 
 
 def build_presence(component: Any, *, sender: Jid, recipient: Jid, presence: XmppPresence) -> Any:
-    """A `<presence/>` (no type or unavailable) from `sender` to `recipient` (RFC 8048 §6.3)."""
+    """A `<presence/>` (no type or unavailable) from `sender` to `recipient` (RFC 8048 §6.3);
+    an available one carries `component.caps` (XEP-0115 §4)."""
     stanza = component.make_presence(
         pto=str(recipient),
         pfrom=str(sender),
@@ -140,6 +146,8 @@ def build_presence(component: Any, *, sender: Jid, recipient: Jid, presence: Xmp
             status.set(XML_LANG, lang)
     if presence.priority and presence.available:
         ET.SubElement(xml, f"{{{ns}}}priority").text = str(presence.priority)
+    if presence.available:
+        xml.append(caps_element(component.caps))
     return stanza
 
 

@@ -21,6 +21,7 @@ from gateway.xmpp.convert import error_reply
 from gateway.xmpp.disco import Features
 from gateway.xmpp.links import DownKind, down_kind, is_loopback, reconnect_delay
 from mappings.errors import MappingError, XmppErrorInfo
+from mappings.vcard import DisplayNames
 
 pytestmark = pytest.mark.unit
 
@@ -39,6 +40,7 @@ class GatewayTest(SlixTest):
         *,
         addressing: Addressing = Addressing.MIRRORED,
         features: Features | None = None,
+        display_names: DisplayNames | None = None,
     ) -> None:
         self.mode = "component"
         self.xmpp = GatewayComponent(
@@ -46,6 +48,7 @@ class GatewayTest(SlixTest):
             server="127.0.0.1",
             port=5347,
             features=features or Features(),
+            display_names=display_names,
         )
         self.xmpp._always_send_everything = True
         self.xmpp.connection_made(mocksocket.TestTransport(self.xmpp))
@@ -104,14 +107,16 @@ class TestDisco(GatewayTest):
             f"""<iq type="result" id="d2" to="juliet@localhost/b" from="romeo@{DOMAIN}">
               <query xmlns="http://jabber.org/protocol/disco#info">
                 <identity category="account" type="registered" />
+                <identity category="client" type="phone" />
                 <feature var="http://jabber.org/protocol/disco#info" />
                 <feature var="urn:xmpp:ping" />
+                <feature var="vcard-temp" />
                 <feature var="http://jabber.org/protocol/chatstates" />
                 <feature var="urn:xmpp:receipts" />
               </query></iq>"""
         )
 
-    def test_full_user_jid_is_a_client(self) -> None:
+    def test_full_user_jid_is_a_phone(self) -> None:
         self.start()
         self.recv(
             f"""<iq type="get" id="d3" from="juliet@localhost/b" to="romeo@{DOMAIN}/phone">
@@ -120,9 +125,10 @@ class TestDisco(GatewayTest):
         self.send(
             f"""<iq type="result" id="d3" to="juliet@localhost/b" from="romeo@{DOMAIN}/phone">
               <query xmlns="http://jabber.org/protocol/disco#info">
-                <identity category="client" type="pc" />
+                <identity category="client" type="phone" />
                 <feature var="http://jabber.org/protocol/disco#info" />
                 <feature var="urn:xmpp:ping" />
+                <feature var="vcard-temp" />
               </query></iq>"""
         )
 

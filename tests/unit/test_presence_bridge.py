@@ -16,6 +16,7 @@ from gateway.bridge.presence.context import PresenceConfig, domain_maps
 from gateway.bridge.presence.scheduler import Scheduler
 from gateway.bridge.presence.x2s import backoff
 from gateway.config import Addressing, ComponentConfig
+from gateway.xmpp.caps import NS_CAPS, Caps
 from gateway.xmpp.presence_convert import (
     build_presence,
     build_subscription,
@@ -35,6 +36,8 @@ def stanza(xml: str) -> Presence:
 
 
 class FakeComponent:
+    caps = Caps("https://node.example/caps", "ver-string=")
+
     def make_presence(self, pto: str, pfrom: str, ptype: str | None = None) -> Presence:
         p = Presence(xml=ET.Element(f"{{{NS}}}presence"))
         p.xml.set("to", pto)
@@ -128,6 +131,10 @@ def test_build_round_trips_through_read() -> None:
     back = read_presence(stanza(ET.tostring(out.xml, encoding="unicode")))
     assert back is not None and back.presence == p
     assert back.recipient == parse_jid("juliet@example.com")
+    caps = out.xml.findall(f"{{{NS_CAPS}}}c")  # XEP-0115 §4: one <c/>, the component's
+    assert [c.attrib for c in caps] == [
+        {"hash": "sha-1", "node": "https://node.example/caps", "ver": "ver-string="}
+    ]
 
 
 def test_unavailable_carries_no_priority_and_subscriptions_only_known_types() -> None:
@@ -139,6 +146,7 @@ def test_unavailable_carries_no_priority_and_subscriptions_only_known_types() ->
     )
     assert out.xml.get("type") == "unavailable"
     assert not [c for c in out.xml if c.tag.endswith("priority")]
+    assert out.xml.find(f"{{{NS_CAPS}}}c") is None  # no capabilities left to describe
     sub = build_subscription(
         FakeComponent(), "subscribed", sender=parse_jid("a@b"), recipient=parse_jid("c@d")
     )

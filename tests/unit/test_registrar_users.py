@@ -138,3 +138,23 @@ def test_cli_prints_entry_from_stdin(
     assert users_mod.main([]) == 2
     monkeypatch.setattr("sys.stdin", io.StringIO("pw\n"))
     assert users_mod.main(["not-an-aor"]) == 2
+
+
+def test_display_name_is_optional_checked_and_round_trips() -> None:
+    """issue 22: `display_name` (the vCard FN of a hosted user on XMPP, docs/registrar.md)."""
+    entry = {"ha1_md5": MD5, "display_name": "Roméo Montague"}
+    d = load_users(
+        {"users": {"romeo@sip.localhost": entry, "tybalt@sip.localhost": {"ha1_md5": MD5}}}
+    )
+    assert d.display_name("sip:romeo@sip.localhost") == "Roméo Montague"
+    assert d.display_name("tybalt@sip.localhost") is None
+    assert d.display_name("nobody@sip.localhost") is None
+    romeo = d.by_aor("romeo@sip.localhost")
+    assert romeo is not None
+    assert load_users(tomllib.loads(format_user(romeo))).users == (romeo,)
+    for bad, fragment in ((5, "non-empty string"), ("", "non-empty string"),
+                          ("a\nb", "control characters"), ("x" * 257, "at most 256")):  # fmt: skip
+        with pytest.raises(UsersFileError) as err:
+            load_users({"users": {"r@x.org": {"ha1_md5": MD5, "display_name": bad}}})
+        assert err.value.path == 'users."r@x.org".display_name'
+        assert fragment in err.value.problem

@@ -284,3 +284,16 @@ def test_no_hint_for_other_missing_files(tmp_path: Path) -> None:
     assert missing_file_hint(root / ".state/demo/other/demo.crt") is None
     assert missing_file_hint(tmp_path / ".state/demo/tls/demo.crt") is None  # no script
     assert missing_file_hint(Path("/demo.crt")) is None
+
+
+def test_passwd_keeps_the_display_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], users: Path
+) -> None:
+    """issue 22: a new password does not drop what the operator wrote for the vCard."""
+    users.write_text(users.read_text() + 'display_name = "Romeo M."\n', encoding="utf-8")
+    code, _, _ = run(monkeypatch, capsys, "passwd", "-f", str(users), "romeo@sip.localhost",
+                     "--password-stdin", stdin="new\n")  # fmt: skip
+    assert code == 0
+    romeo = read_users(users).by_aor("romeo@sip.localhost")
+    assert romeo is not None and romeo.display_name == "Romeo M."
+    assert romeo.ha1_md5 == ha1("romeo", "sip.localhost", "new", "MD5")

@@ -1,0 +1,67 @@
+"""The vCard of a bridged SIP contact (XEP-0054 vcard-temp), pure: data -> element.
+
+What a contact's vCard says (docs/xmpp.md, "vCards of SIP contacts"):
+
+* ``<FN>``: the display name the operator gave a hosted user in the registrar's user file,
+  otherwise the user part of the SIP address (a telephone number for a tel: URI);
+* ``<TEL><VOICE/><NUMBER>sip:...</NUMBER></TEL>``: RFC 7081 §3.1 asks the vCard "tel"
+  field to carry the contact's SIP address so that a CUSAX client can call it; vcard-temp's
+  TEL has no URI type, so the URI goes in NUMBER (a ``tel:`` URI's number goes there bare);
+* ``<URL>sip:...</URL>``: the same address, for clients that show links but no phone numbers.
+
+No PHOTO (the gateway has no avatars), so presence carries no XEP-0153 photo hash.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from mappings.addresses import DomainMap, jid_to_sip_target
+from mappings.jid import Jid
+
+__all__ = ["NS_VCARD", "ContactCard", "DisplayNames", "contact_card", "vcard_element"]
+
+DisplayNames = Callable[[str], str | None]
+"""A hosted user's AOR (``sip:user@domain``) -> the display name the operator gave it."""
+
+NS_VCARD: Final = "vcard-temp"
+
+
+@dataclass(frozen=True)
+class ContactCard:
+    """What the gateway knows about a SIP contact: a name to show and the URI to call."""
+
+    full_name: str
+    uri: str  # "sip:romeo@sip.example.org" or "tel:+15551234567"
+
+
+def contact_card(
+    jid: Jid, domain_map: DomainMap, display_names: DisplayNames | None = None
+) -> ContactCard:
+    """The card of the SIP user a component JID stands for (the resource is ignored).
+
+    Raises `AddressError` (a `MappingError`: item-not-found, jid-malformed or forbidden)
+    for a JID that names no SIP user of this component: the domain itself, another
+    domain, or a local part that does not map (RFC 6120 §8.3.3.7, §8.3.3.8).
+    """
+    target = jid_to_sip_target(jid.bare, domain_map=domain_map).aor
+    uri = str(target)
+    name = display_names(uri) if display_names is not None else None
+    name = (name or "").strip()
+    return ContactCard(full_name=name or target.user or uri, uri=uri)
+
+
+def vcard_element(card: ContactCard) -> ET.Element:
+    """``<vCard xmlns='vcard-temp'>`` for `card`, children in XEP-0054's DTD order."""
+    q = f"{{{NS_VCARD}}}"
+    vcard = ET.Element(f"{q}vCard")
+    ET.SubElement(vcard, f"{q}FN").text = card.full_name
+    tel = ET.SubElement(vcard, f"{q}TEL")
+    ET.SubElement(tel, f"{q}VOICE")
+    number = card.uri.partition(":")[2] if card.uri.lower().startswith("tel:") else card.uri
+    ET.SubElement(tel, f"{q}NUMBER").text = number
+    ET.SubElement(vcard, f"{q}URL").text = card.uri
+    return vcard
