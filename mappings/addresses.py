@@ -517,6 +517,30 @@ def jid_to_xmpp_user(jid: Jid) -> Address:
     return Address(_canonical_unescape(jid.local), jid.domain, jid.resource)
 
 
+# --- XMPP addresses advertised on SIP (RFC 5122, RFC 6993) ---------------------------------------
+
+# nodeid = *( unreserved / pct-encoded / nodeallow ) ; nodeallow = "!" / "$" / "(" / ")" /
+# "*" / "+" / "," / ";" / "=" (RFC 5122 §2.2); host: reg-name or IP-literal (RFC 3986 §3.2.2)
+_NODE_SAFE = "-._~!$()*+,;="
+_HOST_SAFE = "-._~!$&'()*+,;=[]:"
+
+
+def xmpp_uri(jid: Jid) -> str:
+    """The ``xmpp:`` URI of `jid`'s bare JID (RFC 5122 §2.7): the wire-form localpart
+    (XEP-0106 escapes kept, so ``\\`` becomes ``%5C``) and the domain, percent-encoded as
+    UTF-8 where the URI grammar forbids a character (§2.7.2); the resource is dropped."""
+    host = percent_encode(jid.domain, _HOST_SAFE)
+    if jid.local is None:
+        return f"xmpp:{host}"
+    return f"xmpp:{percent_encode(jid.local, _NODE_SAFE)}@{host}"
+
+
+def impp_call_info(jid: Jid) -> str:
+    """The ``Call-Info`` value advertising `jid`'s XMPP address on SIP requests sent on its
+    behalf: ``<xmpp:user@domain>;purpose=impp`` (RFC 6993 §1, RFC 7081 §4)."""
+    return f"<{xmpp_uri(jid)}>;purpose=impp"
+
+
 # --- the four directions ------------------------------------------------------------------------
 
 _SIP_USER_SCHEMES = frozenset({"sip", "im", "pres", "tel"})

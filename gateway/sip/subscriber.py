@@ -75,6 +75,7 @@ class SubscriberConfig:
     accept: tuple[str, ...] = ("application/pidf+xml",)  # RFC 3856 §6.3 (MUST list it)
     expires: int = 3600  # requested duration (RFC 3856 §6.4 default)
     timers: TimerConfig = field(default_factory=TimerConfig)
+    headers: tuple[tuple[str, str], ...] = ()  # the caller's own, on every SUBSCRIBE
 
     @property
     def timer_n(self) -> float:
@@ -321,6 +322,7 @@ class Subscriber:
             ("Event", self.config.event),
             ("Accept", ", ".join(self.config.accept)),
             ("Expires", str(expires)),
+            *self.config.headers,
         ]
 
     def _do_send_initial(self, ctx: _Ctx, out: list[Action]) -> None:

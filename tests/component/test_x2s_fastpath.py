@@ -9,6 +9,7 @@ asks for, checked field by field:
 * Request-URI and To: the recipient's bare JID as a SIP URI (RFC 7247 §5.1; XEP-0106
   unescaped, then percent-encoded by the RFC 3261 user grammar); From: the sender's bare
   JID as a SIP URI with its resource as ``gr`` (RFC 7572 R7572-02 note 1), with a tag;
+  Call-Info: the sender's bare JID as an xmpp: URI, ``purpose=impp`` (RFC 6993);
 * thread -> Call-ID (a fresh one when absent or not a Call-ID, RFC 3261 §25.1), one
   subject -> Subject (the one in the message's language, else untagged, else the first),
   xml:lang -> Content-Language, the first body -> ``text/plain;charset=UTF-8``; a receipt
@@ -72,6 +73,19 @@ LOCALS: dict[str, str | None] = {
     "x+y": "x+y",
     "user.name": "user.name",
     "\\5c": None,
+    "a%41": "a%2541",
+}
+# XMPP localpart -> its form in an xmpp: URI (RFC 5122 §2.7: the wire form, XEP-0106 escapes
+# kept, percent-encoded as UTF-8 where nodeid forbids a character), for Call-Info (RFC 6993)
+URI_LOCALS = {
+    "juliet": "juliet",
+    "Romeo": "Romeo",
+    "u1": "u1",
+    "d\\27artagnan": "d%5C27artagnan",
+    "a\\20b": "a%5C20b",
+    "\u00e7\u00a9\u00e9": "%C3%A7%C2%A9%C3%A9",
+    "x+y": "x+y",
+    "user.name": "user.name",
     "a%41": "a%2541",
 }
 # resource -> gr value (RFC 3986 percent-encoding of what a uri-parameter cannot hold)
@@ -341,6 +355,9 @@ def _check(raw: str, record: list[Any], script: list[int], cseq: Iterator[int]) 
         assert h.get("Max-Forwards") == "70"
         assert h.get("CSeq") == f"{n} MESSAGE"
         assert "Contact" not in h  # RFC 3428 §4
+        # RFC 6993: the sender's bare JID as an xmpp: URI
+        impp = f"<xmpp:{URI_LOCALS[frm[0] or '']}@localhost>;purpose=impp"
+        assert h.get("Call-Info") == impp
         if thread and len(thread) <= 256 and CALL_ID.fullmatch(thread):
             assert request.call_id == thread
         else:
@@ -463,6 +480,7 @@ def test_table_1_fields(world: tuple[asyncio.AbstractEventLoop, Any, GatewayComp
         "<sip:Romeo@localhost;gr=phone%20%C3%A9>;tag="
     )
     assert request.headers.get("To") == f"<sip:juliet@{COMP}>"
+    assert request.headers.get("Call-Info") == "<xmpp:Romeo@localhost>;purpose=impp"
     assert request.call_id == "t-42@x"
     assert request.headers.get("Content-Type") == "text/plain;charset=UTF-8"
     assert request.body == "h\u00e9llo".encode()

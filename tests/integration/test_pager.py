@@ -500,6 +500,8 @@ async def test_xmpp_to_sip_table1_every_row(
     assert header(req, "Content-Language") == "en"
     assert (header(req, "Content-Type") or "").lower() == "text/plain;charset=utf-8"
     assert header(req, "Contact") is None  # RFC 3428 §4
+    # RFC 6993 / RFC 7081 §4: the sender's bare JID, for CUSAX clients
+    assert header(req, "Call-Info") == f"<xmpp:{juliet.jid.local}@localhost>;purpose=impp"
     assert body_of(req).strip() == "Art thou not Romeo, and a Montague? — ů"
     await fate_line(br.gw, fate="delivered", stanza_id=msg["id"], call_id="D9AA95FD-2BD5-46E2")
 

@@ -31,6 +31,8 @@ def old_build_message(out: sm.OutboundMessage) -> SipRequest:
         ("Call-ID", out.call_id),
         ("CSeq", f"{out.cseq} MESSAGE"),
     ]
+    if out.call_info:
+        items.append(("Call-Info", out.call_info))
     if out.subject:
         items.append(("Subject", out.subject))
     if out.lang:
@@ -79,6 +81,7 @@ def _outcome(out: sm.OutboundMessage, build: object) -> object:
     subject=st.one_of(st.none(), _values),
     lang=st.one_of(st.none(), st.sampled_from(["en", "", "fr-CA", " de "])),
     hops=st.integers(0, 70),
+    call_info=st.one_of(st.none(), st.just("<xmpp:a@localhost>;purpose=impp"), _values),
 )
 @settings(max_examples=200, deadline=None)
 def test_build_message_matches_the_old_path(
@@ -93,6 +96,7 @@ def test_build_message_matches_the_old_path(
     subject: str | None,
     lang: str | None,
     hops: int,
+    call_info: str | None,
 ) -> None:
     out = sm.OutboundMessage(
         request_uri=request_uri,
@@ -105,6 +109,7 @@ def test_build_message_matches_the_old_path(
         subject=subject,
         lang=lang,
         max_forwards=hops,
+        call_info=call_info,
     )
     expected = _outcome(out, old_build_message)
     assert _outcome(out, sm.build_message) == expected

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.unit
 NAMES = [
     canonical_name(n)
     for n in ("Max-Forwards", "from", "TO", "call-id", "cseq", "Subject", "Content-Language",
-              "Content-Type", "Contact", "Event", "Expires", "X-Custom", "P-Asserted-Identity")
+              "Content-Type", "Contact", "Event", "Expires", "X-Custom", "P-Asserted-Identity",
+              "Call-Info")
 ]  # fmt: skip
 _values = st.text(
     alphabet=st.sampled_from(["a", "Z", "0", " ", "\t", "\r", "\n", ";", "<", ">", "é", "\x00"]),

@@ -58,6 +58,7 @@ from mappings.addresses import (
     DomainMap,
     SipAddress,
     address_to_uri,
+    impp_call_info,
     jid_to_sip_target,
     jid_to_sip_uri,
     sip_target_to_jid,
@@ -212,6 +213,7 @@ class _X2sRoute:
     target_text: str
     sender_text: str
     aor: SipUri  # the target parsed as a SIP URI (the router's and serializer's key)
+    call_info: str  # the sender's XMPP address for SIP (RFC 6993: `impp_call_info`)
 
 
 ROUTE_MEMO_LIMIT = 4096
@@ -525,6 +527,7 @@ class Pager:
             subject=sm.pick_subject(op) if kind == "content" else None,
             lang=op.lang if kind == "content" else None,
             max_forwards=op.max_forwards,
+            call_info=route.call_info,
         )
 
         def build(request_uri: str) -> SipRequest:
@@ -582,6 +585,7 @@ class Pager:
             target_text=target_text,
             sender_text=str(sender),
             aor=_sip_uri(target_text),
+            call_info=impp_call_info(from_jid),
         )
         return self._x2s_routes.put((to_text, from_text), route)
 

@@ -19,7 +19,8 @@ body by its type (`_CONTENT`, tables as data):
 XMPP -> SIP (`build_message` and the body builders): From is the sender's bare JID as a SIP
 URI with the resource as ``gr`` (R7572-02 note 1), thread -> Call-ID (fresh when absent or
 not a valid Call-ID), subject -> Subject, xml:lang -> Content-Language, body ->
-``text/plain;charset=UTF-8`` (XHTML-IM -> ``text/html`` only when the peer accepts it).
+``text/plain;charset=UTF-8`` (XHTML-IM -> ``text/html`` only when the peer accepts it);
+the sender's bare JID as ``Call-Info: <xmpp:...>;purpose=impp`` (RFC 6993, RFC 7081 §4).
 """
 
 from __future__ import annotations
@@ -579,6 +580,7 @@ class OutboundMessage:
     subject: str | None = None
     lang: str | None = None
     max_forwards: int = DEFAULT_MAX_FORWARDS
+    call_info: str | None = None  # the sender's XMPP address, RFC 6993 (`impp_call_info`)
 
 
 # Request-URI text -> parsed URI (issue 11: messages go to the same users again and again);
@@ -610,6 +612,9 @@ def build_message(out: OutboundMessage) -> SipRequest:
         ("CSeq", f"{out.cseq} MESSAGE"),
     ]
     keys: tuple[str, ...] = _MESSAGE_KEYS
+    if out.call_info:
+        items.append(("Call-Info", out.call_info))
+        keys += ("call-info",)
     if out.subject:
         items.append(("Subject", out.subject))
         keys += ("subject",)

@@ -18,6 +18,8 @@ store writes and one scheduler entry per subscription.
 * `unsubscribe` -> SUBSCRIBE Expires: 0 in the dialog, `unavailable` + `unsubscribed` at
   once (R8048-07). `probe` with a live, authorized subscription is answered from the last
   NOTIFY; otherwise it becomes a fetch: SUBSCRIBE Expires: 0 in a new dialog (R8048-19).
+* Every SUBSCRIBE carries the watcher's bare JID as ``Call-Info: <xmpp:...>;purpose=impp``
+  (RFC 6993, RFC 7081 §4), through `SubscriberConfig.headers`: the SIP core knows no XMPP.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
@@ -49,7 +51,7 @@ from gateway.sip.subscription import (
 from gateway.sip.uri import SipUri, parse_uri
 from gateway.store.api import SubscriptionRecord
 from gateway.xmpp.presence_convert import build_presence, build_subscription
-from mappings.addresses import jid_to_sip_target, jid_to_sip_uri, sip_uri_to_jid
+from mappings.addresses import impp_call_info, jid_to_sip_target, jid_to_sip_uri, sip_uri_to_jid
 from mappings.errors import Resubscribe, XmppNotice, subscription_end
 from mappings.jid import Jid, parse_jid
 from mappings.pidf import MEDIA_TYPE, parse_pidf
@@ -236,9 +238,13 @@ class X2s:
             local=NameAddr(local),
             remote=NameAddr(target),
             contact=self.ctx.config.contact_addr,
-            config=self.sub_config,
+            config=self._config_for(watcher),
         )
         return X2sSub(watcher, contact, dm.component_domain, sub)
+
+    def _config_for(self, watcher: Jid) -> SubscriberConfig:
+        """The watcher's XMPP address rides on every SUBSCRIBE (RFC 6993, RFC 7081 §4)."""
+        return replace(self.sub_config, headers=(("Call-Info", impp_call_info(watcher)),))
 
     def _run(
         self, entry: X2sSub, actions: Iterable[Action], now: float, incoming: Any = None
@@ -416,6 +422,7 @@ class X2s:
             ("Event", "presence"),
             ("Accept", MEDIA_TYPE),
             ("Expires", "0"),
+            ("Call-Info", impp_call_info(prober)),
         ]
         request = SipRequest("SUBSCRIBE", target, Headers(headers))
         fetch = Fetch(prober, contact, dm.component_domain, (call_id, tag))
@@ -556,7 +563,7 @@ class X2s:
                 "authorized": rec.xmpp_authorization in ("to", "both"),
                 "unsubscribing": False,
             },
-            config=self.sub_config,
+            config=self._config_for(watcher),
         )
         entry = X2sSub(watcher, contact, dm.component_domain, sub, document=rec.last_document)
         if rec.last_document is not None:
