@@ -250,6 +250,7 @@ def build(cfg: Config) -> Gateway:
         features=Features(chat_states=True, receipts=True, xhtml_im=True),
         prompt_to_jid=prompt_translator,
         display_names=registrar.display_name,  # vCard FN of hosted users (docs/xmpp.md)
+        linked_accounts=registrar.linked_xmpp,  # vCard JABBERID (RFC 7081, docs/xmpp.md)
         on_link_up=_count_reconnects(gw.metrics),
     )
     resolver = Resolver(cfg.dns, cfg.sip.routes, cfg.sip.outbound_proxy)

@@ -7,6 +7,8 @@ What a contact's vCard says (docs/xmpp.md, "vCards of SIP contacts"):
 * ``<TEL><VOICE/><NUMBER>sip:...</NUMBER></TEL>``: RFC 7081 §3.1 asks the vCard "tel"
   field to carry the contact's SIP address so that a CUSAX client can call it; vcard-temp's
   TEL has no URI type, so the URI goes in NUMBER (a ``tel:`` URI's number goes there bare);
+* ``<JABBERID>``: for a hosted user the operator linked to an XMPP account of the same
+  person (the user file's ``xmpp``, RFC 7081 linked identities), that account's bare JID;
 * ``<URL>sip:...</URL>``: the same address, for clients that show links but no phone numbers.
 
 No PHOTO (the gateway has no avatars), so presence carries no XEP-0153 photo hash.
@@ -22,10 +24,20 @@ from typing import Final
 from mappings.addresses import DomainMap, jid_to_sip_target
 from mappings.jid import Jid
 
-__all__ = ["NS_VCARD", "ContactCard", "DisplayNames", "contact_card", "vcard_element"]
+__all__ = [
+    "NS_VCARD",
+    "ContactCard",
+    "DisplayNames",
+    "LinkedAccounts",
+    "contact_card",
+    "vcard_element",
+]
 
 DisplayNames = Callable[[str], str | None]
 """A hosted user's AOR (``sip:user@domain``) -> the display name the operator gave it."""
+LinkedAccounts = Callable[[str], str | None]
+"""A hosted user's AOR (``sip:user@domain``) -> the bare JID of the same person's XMPP
+account, as the operator linked them (RFC 7081)."""
 
 NS_VCARD: Final = "vcard-temp"
 
@@ -36,10 +48,14 @@ class ContactCard:
 
     full_name: str
     uri: str  # "sip:romeo@sip.example.org" or "tel:+15551234567"
+    jabber_id: str | None = None  # the linked XMPP account (RFC 7081), a bare JID
 
 
 def contact_card(
-    jid: Jid, domain_map: DomainMap, display_names: DisplayNames | None = None
+    jid: Jid,
+    domain_map: DomainMap,
+    display_names: DisplayNames | None = None,
+    linked: LinkedAccounts | None = None,
 ) -> ContactCard:
     """The card of the SIP user a component JID stands for (the resource is ignored).
 
@@ -51,7 +67,8 @@ def contact_card(
     uri = str(target)
     name = display_names(uri) if display_names is not None else None
     name = (name or "").strip()
-    return ContactCard(full_name=name or target.user or uri, uri=uri)
+    jabber_id = linked(uri) if linked is not None else None
+    return ContactCard(full_name=name or target.user or uri, uri=uri, jabber_id=jabber_id)
 
 
 def vcard_element(card: ContactCard) -> ET.Element:
@@ -63,5 +80,7 @@ def vcard_element(card: ContactCard) -> ET.Element:
     ET.SubElement(tel, f"{q}VOICE")
     number = card.uri.partition(":")[2] if card.uri.lower().startswith("tel:") else card.uri
     ET.SubElement(tel, f"{q}NUMBER").text = number
+    if card.jabber_id:
+        ET.SubElement(vcard, f"{q}JABBERID").text = card.jabber_id
     ET.SubElement(vcard, f"{q}URL").text = card.uri
     return vcard

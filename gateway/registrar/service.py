@@ -279,6 +279,11 @@ class Registrar:
         XMPP, docs/xmpp.md); read at each call, so a reloaded file applies at once."""
         return self.users.display_name(aor)
 
+    def linked_xmpp(self, aor: str) -> str | None:
+        """The XMPP account the user file links to the hosted user `aor` (RFC 7081; the
+        vCard's JABBERID on XMPP, docs/xmpp.md); read at each call, like `display_name`."""
+        return self.users.linked_xmpp(aor)
+
     def reload_users(self) -> bool:
         """Re-read the configured user file (`replace_users`). On error the users in use
         are kept and the error is logged; False then."""

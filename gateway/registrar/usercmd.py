@@ -138,7 +138,7 @@ def run(
             user = hash_password(
                 aor, old.realm, password, username=old.username, algorithms=algorithms
             )
-            user = replace(user, display_name=old.display_name)  # kept as written
+            user = replace(user, display_name=old.display_name, xmpp=old.xmpp)  # kept
             new = _edit(replace_user, text, user)
             done = f"new password for {aor} ({', '.join(user.algorithms)}) in {target.path}"
         try:

@@ -7,6 +7,7 @@ ha1_sha256 = "41b0..."       # SHA-256 of the same string, 64 hex digits (RFC 87
 # username = "romeo"         # Digest username; default: the user part of the AOR
 # realm = "sip.localhost"    # Digest realm; default: the domain of the AOR
 # display_name = "Romeo Montague"  # FN of the user's vCard on XMPP (docs/xmpp.md)
+# xmpp = "romeo@example.org"  # the same person's XMPP account (RFC 7081, docs/xmpp.md)
 ```
 
 Plain-text passwords are refused (a `password` key is an error). At least one hash is
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.sip.auth import ha1
+from mappings.jid import JidError, parse_jid
 
 __all__ = [
     "ALGORITHMS",
@@ -54,7 +56,7 @@ _HA1_KEYS = {"md5": "ha1_md5", "md5-sess": "ha1_md5", "sha-256": "ha1_sha256"}
 _HA1_KEYS["sha-256-sess"] = "ha1_sha256"
 _HEX = {"ha1_md5": re.compile(r"[0-9a-f]{32}"), "ha1_sha256": re.compile(r"[0-9a-f]{64}")}
 _AOR_RE = re.compile(r"([^@\s:;]+)@([A-Za-z0-9.\-]+)")
-_ENTRY_KEYS = frozenset({"ha1_md5", "ha1_sha256", "username", "realm", "display_name"})
+_ENTRY_KEYS = frozenset({"ha1_md5", "ha1_sha256", "username", "realm", "display_name", "xmpp"})
 _DISPLAY_NAME_MAX = 256  # characters; a name, not a document
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -78,6 +80,7 @@ class User:
     ha1_md5: str | None = field(default=None, repr=False)
     ha1_sha256: str | None = field(default=None, repr=False)
     display_name: str | None = None  # shown to XMPP users (vCard FN), optional
+    xmpp: str | None = None  # bare JID of the same person's XMPP account (RFC 7081), optional
 
     @property
     def sip_aor(self) -> str:
@@ -125,6 +128,11 @@ class UserDirectory:
         """The display name the user file gives `aor` (`user@domain` or `sip:user@domain`)."""
         user = self.by_aor(aor)
         return None if user is None else user.display_name
+
+    def linked_xmpp(self, aor: str) -> str | None:
+        """The bare JID the user file links to `aor` (RFC 7081 linked identities)."""
+        user = self.by_aor(aor)
+        return None if user is None else user.xmpp
 
     def ha1_lookup(self, username: str, realm: str, algorithm: str) -> str | None:
         """For `gateway.sip.auth.verify_authorization`: the base HA1 or None."""
@@ -191,6 +199,9 @@ def _entry(aor_key: str, data: object, path: str) -> User:
             f"{path}.display_name",
             f"must be at most {_DISPLAY_NAME_MAX} characters without control characters",
         )
+    xmpp = values.get("xmpp")
+    if xmpp is not None:
+        xmpp = _bare_jid(xmpp, f"{path}.xmpp")
     if "ha1_md5" not in values and "ha1_sha256" not in values:
         raise UsersFileError(path, "needs ha1_md5 or ha1_sha256 (or both)")
     aor = normalise_aor(aor_key)
@@ -201,7 +212,19 @@ def _entry(aor_key: str, data: object, path: str) -> User:
         ha1_md5=values.get("ha1_md5"),
         ha1_sha256=values.get("ha1_sha256"),
         display_name=name,
+        xmpp=xmpp,
     )
+
+
+def _bare_jid(text: str, path: str) -> str:
+    """A linked XMPP account: a bare JID with a localpart (RFC 7622), as written."""
+    try:
+        jid = parse_jid(text)
+    except JidError as exc:
+        raise UsersFileError(path, f"must be a bare JID user@domain: {exc}") from None
+    if jid.local is None or jid.resource is not None:
+        raise UsersFileError(path, f"must be a bare JID user@domain, not {text!r}")
+    return str(jid)
 
 
 def load_users(data: Mapping[str, Any]) -> UserDirectory:
@@ -286,6 +309,8 @@ def format_user(user: User) -> str:
         lines.append(f"realm = {q(user.realm, ensure_ascii=False)}")
     if user.display_name:
         lines.append(f"display_name = {q(user.display_name, ensure_ascii=False)}")
+    if user.xmpp:
+        lines.append(f"xmpp = {q(user.xmpp, ensure_ascii=False)}")
     return "\n".join(lines) + "\n"
 
 

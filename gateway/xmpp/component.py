@@ -55,7 +55,7 @@ from gateway.xmpp.vcard import VCardQuery, vcard_handler
 from mappings.addresses import AddressingMode, DomainMap
 from mappings.errors import MappingError, XmppErrorInfo
 from mappings.jid import Jid, parse_jid
-from mappings.vcard import DisplayNames
+from mappings.vcard import DisplayNames, LinkedAccounts
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,7 @@ class GatewayComponent(ComponentXMPP):
         features: Features = NO_OPTIONAL_FEATURES,
         prompt_to_jid: PromptTranslator | None = None,
         display_names: DisplayNames | None = None,
+        linked_accounts: LinkedAccounts | None = None,
     ) -> None:
         install_log_filters()
         # Our record of what slixmpp matches and filters with (see `register_handler`):
@@ -212,7 +213,9 @@ class GatewayComponent(ComponentXMPP):
         self._prompt_to_jid = prompt_to_jid or prompt_translator(component)
         mirrored = component.addressing is Addressing.MIRRORED
         mode = AddressingMode("mirrored" if mirrored else "escaped")
-        self._vcard = vcard_handler(DomainMap(component.domain, mode), display_names)
+        self._vcard = vcard_handler(
+            DomainMap(component.domain, mode), display_names, linked_accounts
+        )
         # The last <stream:error/> condition received (not-authorized, conflict, ...).
         self.last_stream_error: tuple[str, str] | None = None
         self._route_filter = self._route_message

@@ -56,7 +56,7 @@ from gateway.config import ComponentConfig, XmppConfig
 from gateway.xmpp.component import GatewayComponent
 from gateway.xmpp.disco import NO_OPTIONAL_FEATURES, Features, PromptTranslator
 from gateway.xmpp.fastwrite import escape_attr
-from mappings.vcard import DisplayNames
+from mappings.vcard import DisplayNames, LinkedAccounts
 
 log = logging.getLogger(__name__)
 
@@ -600,6 +600,7 @@ class XmppLinks:
         features: Features = NO_OPTIONAL_FEATURES,
         prompt_to_jid: Callable[[ComponentConfig], PromptTranslator | None] | None = None,
         display_names: DisplayNames | None = None,
+        linked_accounts: LinkedAccounts | None = None,
         on_link_up: LinkCallback | None = None,
         on_link_down: DownCallback | None = None,
         on_undeliverable: UndeliverableCallback | None = None,
@@ -618,6 +619,7 @@ class XmppLinks:
                 features=features,
                 prompt_to_jid=prompt_to_jid(comp) if prompt_to_jid else None,
                 display_names=display_names,
+                linked_accounts=linked_accounts,
             )
 
         self._factory = component_factory or default_factory

@@ -19,7 +19,7 @@ from slixmpp.xmlstream import ElementBase
 
 from mappings.addresses import DomainMap
 from mappings.jid import parse_jid
-from mappings.vcard import NS_VCARD, DisplayNames, contact_card, vcard_element
+from mappings.vcard import NS_VCARD, DisplayNames, LinkedAccounts, contact_card, vcard_element
 
 __all__ = ["HANDLER_NAME", "VCardQuery", "vcard_handler"]
 
@@ -35,7 +35,9 @@ class VCardQuery(ElementBase):
 
 
 def vcard_handler(
-    domain_map: DomainMap, display_names: DisplayNames | None = None
+    domain_map: DomainMap,
+    display_names: DisplayNames | None = None,
+    linked: LinkedAccounts | None = None,
 ) -> Callable[[Any], None]:
     """The handler for ``iq/vcard_temp`` on the component of `domain_map`."""
 
@@ -45,7 +47,7 @@ def vcard_handler(
             raise XMPPError("not-allowed", "a SIP contact's vCard cannot be set", etype="cancel")
         if kind != "get":
             return  # results and errors are never answered (RFC 6120 §8.3.1)
-        card = contact_card(parse_jid(iq.xml.get("to") or ""), domain_map, display_names)
+        card = contact_card(parse_jid(iq.xml.get("to") or ""), domain_map, display_names, linked)
         reply = iq.reply()
         reply.set_payload(vcard_element(card))
         reply.send()

@@ -21,7 +21,7 @@ from gateway.xmpp.convert import error_reply
 from gateway.xmpp.disco import Features
 from gateway.xmpp.links import DownKind, down_kind, is_loopback, reconnect_delay
 from mappings.errors import MappingError, XmppErrorInfo
-from mappings.vcard import DisplayNames
+from mappings.vcard import DisplayNames, LinkedAccounts
 
 pytestmark = pytest.mark.unit
 
@@ -41,6 +41,7 @@ class GatewayTest(SlixTest):
         addressing: Addressing = Addressing.MIRRORED,
         features: Features | None = None,
         display_names: DisplayNames | None = None,
+        linked_accounts: LinkedAccounts | None = None,
     ) -> None:
         self.mode = "component"
         self.xmpp = GatewayComponent(
@@ -49,6 +50,7 @@ class GatewayTest(SlixTest):
             port=5347,
             features=features or Features(),
             display_names=display_names,
+            linked_accounts=linked_accounts,
         )
         self.xmpp._always_send_everything = True
         self.xmpp.connection_made(mocksocket.TestTransport(self.xmpp))

@@ -61,6 +61,17 @@ class TestVCard(GatewayTest):
         assert reply.get("from") == f"romeo@{DOMAIN}/phone"
         assert self._card(reply)["FN"] == "Romeo Montague"
 
+    def test_hosted_user_linked_xmpp_account(self) -> None:
+        """RFC 7081: the user file's `xmpp` of a hosted user is its vCard's JABBERID."""
+        linked = {f"sip:romeo@{DOMAIN}": "romeo@example.org"}
+        self.start(linked_accounts=linked.get)
+        card = self._get(f"romeo@{DOMAIN}").find(f"{V}vCard")
+        assert card is not None
+        assert [c.tag for c in card] == [f"{V}FN", f"{V}TEL", f"{V}JABBERID", f"{V}URL"]
+        assert card.findtext(f"{V}JABBERID") == "romeo@example.org"
+        other = self._get(f"tybalt@{DOMAIN}", iq_id="v2").find(f"{V}vCard")
+        assert other is not None and other.find(f"{V}JABBERID") is None
+
     def test_escaped_contact(self) -> None:
         self.start(addressing=Addressing.ESCAPED)
         card = self._card(self._get(f"romeo\\40example.com@{DOMAIN}"))

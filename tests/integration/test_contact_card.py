@@ -8,7 +8,8 @@ registered device as available presence. She then checks, through Prosody:
 * the presence carries a XEP-0115 ``<c/>`` (hash sha-1, the documented node);
 * disco#info at ``node#ver`` answers client/phone and the message features, and the §5.1
   hash of that answer, computed here independently, is the presence's ``ver``;
-* romeo's vCard has the user file's display name as FN and the SIP URI in TEL and URL;
+* romeo's vCard has the user file's display name as FN, the SIP URI in TEL and URL, and
+  the XMPP account the user file links to him in JABBERID (RFC 7081, issue 22 item 4);
 * a vCard request to the component's own domain is an item-not-found error.
 """
 
@@ -50,6 +51,7 @@ def config(prosody: ProsodyServer, tmp_path: Path, port: int) -> str:
         hash_password(f"sip:{ROMEO}", None, "romeo"),
         ha1_sha256=None,  # MD5 only: baresip 1.0 cannot answer SHA-256
         display_name="Romeo Montague",
+        xmpp=f"romeo@{prosody.domain}",  # RFC 7081: his XMPP account
     )
     users.write_text(format_user(romeo))
     users.chmod(0o600)
@@ -149,6 +151,7 @@ async def test_contact_vcard_disco_and_caps_through_prosody(
         assert card.findtext(f"{V}TEL/{V}NUMBER") == f"sip:{ROMEO}"
         assert card.find(f"{V}TEL/{V}VOICE") is not None
         assert card.findtext(f"{V}URL") == f"sip:{ROMEO}"
+        assert card.findtext(f"{V}JABBERID") == f"romeo@{prosody.domain}"  # the user file's xmpp
 
         bad = juliet.xmpp.make_iq_get(ito=COMPONENT)
         bad.append(ET.Element(f"{V}vCard"))

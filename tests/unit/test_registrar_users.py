@@ -158,3 +158,27 @@ def test_display_name_is_optional_checked_and_round_trips() -> None:
             load_users({"users": {"r@x.org": {"ha1_md5": MD5, "display_name": bad}}})
         assert err.value.path == 'users."r@x.org".display_name'
         assert fragment in err.value.problem
+
+
+def test_linked_xmpp_account_is_optional_checked_and_round_trips() -> None:
+    """issue 22 item 4: `xmpp`, the same person's XMPP account (RFC 7081 linked identities,
+    the hosted user's vCard JABBERID on XMPP, docs/registrar.md)."""
+    entry = {"ha1_md5": MD5, "xmpp": "romeo@Example.org."}
+    d = load_users(
+        {"users": {"romeo@sip.localhost": entry, "tybalt@sip.localhost": {"ha1_md5": MD5}}}
+    )
+    assert d.linked_xmpp("sip:romeo@sip.localhost") == "romeo@Example.org"  # RFC 7622 §3.2
+    assert d.linked_xmpp("tybalt@sip.localhost") is None
+    assert d.linked_xmpp("nobody@sip.localhost") is None
+    romeo = d.by_aor("romeo@sip.localhost")
+    assert romeo is not None and romeo.xmpp == "romeo@Example.org"
+    assert 'xmpp = "romeo@Example.org"' in format_user(romeo)
+    assert load_users(tomllib.loads(format_user(romeo))).users == (romeo,)
+    for bad, fragment in ((5, "non-empty string"), ("", "non-empty string"),
+                          ("example.org", "bare JID"), ("romeo@example.org/phone", "bare JID"),
+                          ("a b@example.org", "bare JID"), ("romeo@", "bare JID"),
+                          ("@example.org", "bare JID")):  # fmt: skip
+        with pytest.raises(UsersFileError) as err:
+            load_users({"users": {"r@x.org": {"ha1_md5": MD5, "xmpp": bad}}})
+        assert err.value.path == 'users."r@x.org".xmpp', bad
+        assert fragment in err.value.problem, (bad, err.value.problem)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import shutil
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,22 @@ def test_add_list_passwd_remove_round_trip(
     assert [u.aor for u in read_users(users).users] == ["romeo@sip.localhost"]
     assert sorted(p.name for p in users.parent.iterdir()) == ["users.toml"]
     assert oct(users.stat().st_mode & 0o777) == "0o600"
+
+
+def test_passwd_keeps_display_name_and_linked_xmpp_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The entry's other keys are the operator's: a new password does not drop them."""
+    path = tmp_path / "users.toml"
+    romeo = hash_password("romeo@sip.localhost", None, "romeo", algorithms=["MD5"])
+    romeo = replace(romeo, display_name="Romeo Montague", xmpp="romeo@example.org")
+    path.write_text(format_user(romeo), encoding="utf-8")
+    code, _, err = run(monkeypatch, capsys, "passwd", "-f", str(path), "romeo@sip.localhost",
+                       "--password-stdin", stdin="new\n")  # fmt: skip
+    assert code == 0, err
+    (after,) = read_users(path).users
+    assert (after.display_name, after.xmpp) == ("Romeo Montague", "romeo@example.org")
+    assert after.ha1_md5 == ha1("romeo", "sip.localhost", "new")
 
 
 def test_add_creates_a_missing_file_with_both_hashes_and_options(

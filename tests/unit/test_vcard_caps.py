@@ -124,6 +124,25 @@ def test_display_name_wins_and_is_asked_with_the_aor() -> None:
     assert asked == ["sip:romeo@sip.example.org", "sip:tybalt@sip.example.org"]
 
 
+def test_linked_xmpp_account_is_the_jabberid_asked_with_the_aor() -> None:
+    """RFC 7081 linked identities: the user file's `xmpp` of a hosted user, in JABBERID
+    (XEP-0054 DTD order: after TEL, before URL); none for other contacts."""
+    asked: list[str] = []
+
+    def linked(aor: str) -> str | None:
+        asked.append(aor)
+        return "romeo@example.org" if aor == "sip:romeo@sip.example.org" else None
+
+    card = contact_card(parse_jid("romeo@sip.example.org/phone"), MIRRORED, None, linked)
+    assert card == ContactCard("romeo", "sip:romeo@sip.example.org", "romeo@example.org")
+    v = vcard_element(card)
+    assert [c.tag for c in v] == [f"{V}FN", f"{V}TEL", f"{V}JABBERID", f"{V}URL"]
+    assert v.findtext(f"{V}JABBERID") == "romeo@example.org"
+    other = contact_card(parse_jid("tybalt@sip.example.org"), MIRRORED, None, linked)
+    assert other.jabber_id is None and _fields(other)["FN"] == "tybalt"
+    assert asked == ["sip:romeo@sip.example.org", "sip:tybalt@sip.example.org"]
+
+
 def test_escaped_contacts_sip_and_tel() -> None:
     card = contact_card(parse_jid("o\\27malley\\40example.com@gw.example.org"), ESCAPED)
     assert card == ContactCard("o'malley", "sip:o'malley@example.com")
