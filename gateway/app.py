@@ -18,6 +18,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, cast
@@ -254,7 +255,7 @@ def build(cfg: Config) -> Gateway:
     links = XmppLinks(
         cfg.xmpp,
         features=Features(chat_states=True, receipts=True, xhtml_im=True),
-        prompt_to_jid=prompt_translator,
+        prompt_to_jid=partial(prompt_translator, components=cfg.xmpp.components),  # XEP-0100
         display_names=registrar.display_name,  # vCard FN of hosted users (docs/xmpp.md)
         on_link_up=link_up,
     )
