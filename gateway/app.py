@@ -18,6 +18,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol, cast
@@ -245,13 +246,19 @@ def build(cfg: Config) -> Gateway:
     gw.inflight = InFlight(dispatcher)
     endpoint = SipEndpoint(cfg.sip, gw.inflight, policy=GATEWAY_UAS_POLICY)
     registrar = Registrar(cfg, cast(Store, store), endpoint, gw.metrics)
+    reconnects = _count_reconnects(gw.metrics)
+
+    def link_up(domain: str) -> None:  # `presence` is built below, before any link starts
+        reconnects(domain)
+        presence.on_link_up(domain)  # re-announce contacts (docs/presence.md)
+
     links = XmppLinks(
         cfg.xmpp,
         features=Features(chat_states=True, receipts=True, xhtml_im=True),
-        prompt_to_jid=prompt_translator,
+        prompt_to_jid=partial(prompt_translator, components=cfg.xmpp.components),  # XEP-0100
         display_names=registrar.display_name,  # vCard FN of hosted users (docs/xmpp.md)
         linked_accounts=registrar.linked_xmpp,  # vCard JABBERID (RFC 7081, docs/xmpp.md)
-        on_link_up=_count_reconnects(gw.metrics),
+        on_link_up=link_up,
     )
     resolver = Resolver(cfg.dns, cfg.sip.routes, cfg.sip.outbound_proxy)
     router = SipRouter(cfg, endpoint, resolver, registrar)
@@ -270,6 +277,7 @@ def build(cfg: Config) -> Gateway:
         router=router,
         registrar=registrar,
         auto_approve_hosted=cfg.presence.auto_approve_hosted,
+        departure_grace=cfg.gateway.drain_timeout / 2,  # within presence's stop timeout
     )
     deliver: Callable[[IncomingRequest, str | None], Awaitable[None]] = pager.sip_message
     if presence.hosted is not None:  # `/allow`, `/deny` from hosted users (docs/presence.md)

@@ -23,14 +23,21 @@ Disco answers (decision, documented in docs/xmpp.md):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from slixmpp.xmlstream import ElementBase
 
 from gateway.config import Addressing, ComponentConfig
 from gateway.xmpp.caps import CAPS_NODE, Caps, caps_ver
-from mappings.addresses import AddressingMode, DomainMap, sip_uri_to_jid
+from mappings.addresses import (
+    AddressError,
+    AddressingMode,
+    DomainMap,
+    SipAddress,
+    parse_address,
+    sip_uri_to_jid,
+)
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -140,30 +147,103 @@ PromptTranslator = Callable[[str], str]
 
 # scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"   (RFC 3986 §3.1)
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
-# global-number-digits = "+" *phonedigit DIGIT *phonedigit (RFC 3966 §3, visual separators
-# left to mappings.addresses)
-_GLOBAL_NUMBER = re.compile(r"\+[0-9][0-9().-]*")
+# global-number-digits = "+" *phonedigit DIGIT *phonedigit (RFC 3966 §3); spaces, which
+# people type between groups, are dropped here, the other visual separators by
+# mappings.addresses
+_GLOBAL_NUMBER = re.compile(r"\+[0-9][0-9(). -]*")
+# name-addr as copied from a SIP client: [display-name] "<" addr-spec ">" (RFC 3261 §25.1)
+_NAME_ADDR = re.compile(r'(?:"[^"]*"|[^<"]*)\s*<([^<>]+)>')
+# Schemes naming a SIP user the gateway can put in a roster (sips: never crosses, RFC 7247
+# §8; xmpp: is not a SIP user)
+_USER_SCHEMES = ("sip", "im", "pres", "tel")
 
 
-def prompt_translator(component: ComponentConfig) -> PromptTranslator:
-    """XEP-0100 §6.3 set: what the user typed -> the JID (mappings.addresses does the work).
+def _refused(reason: str) -> AddressError:
+    """An address this gateway cannot reach: XEP-0100 prompt answer not-acceptable."""
+    return AddressError(reason, 403, "not-acceptable")
 
-    Accepted: a SIP/IM/PRES/TEL URI, ``user@host`` (read as ``sip:user@host``), a global
-    number ``+15551234567`` (read as ``tel:``), and in mirrored mode a bare user name (the
-    SIP domain is the component domain). Refusals are `AddressError`s (MappingError): the
-    error boundary answers with their condition.
+
+def _not_address(prompt: str, why: str) -> AddressError:
+    return AddressError(
+        f"{prompt!r} is not a SIP address: {why} (give sip:user@host, user@host or a +number)",
+        400,
+        "bad-request",
+    )
+
+
+def _domain_map(component: ComponentConfig) -> DomainMap:
+    mirrored = component.addressing is Addressing.MIRRORED
+    return DomainMap(component.domain, AddressingMode("mirrored" if mirrored else "escaped"))
+
+
+def prompt_uri(prompt: str, own: DomainMap) -> str:
+    """What the user typed -> a URI (bad-request when it is no address at all)."""
+    text = prompt.strip()
+    m = _NAME_ADDR.fullmatch(text)
+    if m:
+        text = m.group(1).strip()
+    if not text:
+        raise _not_address(prompt, "empty")
+    if _GLOBAL_NUMBER.fullmatch(text):
+        return "tel:" + text.replace(" ", "")
+    if any(c.isspace() for c in text):
+        raise _not_address(prompt, "it contains spaces")
+    if _SCHEME.match(text):
+        return text
+    if "@" not in text:
+        if own.mode is not AddressingMode.MIRRORED:
+            raise _not_address(prompt, "no host")
+        text = f"{text}@{own.component_domain}"  # a user of the mirrored SIP domain
+    return f"sip:{text}"
+
+
+def pick_domain_map(address: SipAddress, own: DomainMap, maps: Sequence[DomainMap]) -> DomainMap:
+    """The component that represents the SIP user `address` (as the bridge does,
+    bridge/presence/context.py `map_for_sip_user`): the mirrored component of its host,
+    else this component if escaped, else another escaped one. A number (no host) stays on
+    this component. not-acceptable when none can."""
+    host = address.host
+    if host is None:
+        return own
+    for dm in (own, *maps):
+        if dm.mode is AddressingMode.MIRRORED and dm.is_component(host):
+            return dm
+    for dm in (own, *maps):
+        if dm.mode is AddressingMode.ESCAPED:
+            return dm
+    raise _refused(f"SIP domain {host!r} is not reachable through this gateway")
+
+
+def prompt_translator(
+    component: ComponentConfig, components: Sequence[ComponentConfig] = ()
+) -> PromptTranslator:
+    """XEP-0100 §6.3 set: what the user typed -> the bare JID to add to the roster.
+
+    Accepted: a SIP/IM/PRES/TEL URI (also inside ``Name <...>``), ``user@host`` (read as
+    ``sip:user@host``), a global number ``+1 555 123 4567`` (read as ``tel:``), and in
+    mirrored mode a bare user name (the SIP domain is the component domain). The JID is on
+    whichever of the gateway's `components` represents that SIP domain (`pick_domain_map`).
+    Input that is no address: bad-request; an address no component reaches (sips:, xmpp:,
+    a foreign domain with only mirrored components): not-acceptable; both with a text
+    (MappingError, answered by the error boundary).
     """
-    mode = AddressingMode("mirrored" if component.addressing is Addressing.MIRRORED else "escaped")
-    domain_map = DomainMap(component.domain, mode)
+    own = _domain_map(component)
+    maps = [_domain_map(c) for c in components if c.domain.lower() != component.domain.lower()]
 
     def translate(prompt: str) -> str:
-        text = prompt.strip()
-        if _GLOBAL_NUMBER.fullmatch(text):
-            text = f"tel:{text}"
-        elif not _SCHEME.match(text):
-            if "@" not in text and mode is AddressingMode.MIRRORED:
-                text = f"{text}@{component.domain}"
-            text = f"sip:{text}"
-        return str(sip_uri_to_jid(text, domain_map=domain_map))
+        uri = prompt_uri(prompt, own)
+        try:
+            address = parse_address(uri)
+        except AddressError as exc:
+            raise _not_address(prompt, exc.reason) from None
+        if address.user is None:
+            raise _not_address(prompt, "no user part")
+        if address.scheme not in _USER_SCHEMES:
+            raise _refused(f"{address.scheme}: addresses are not reachable through this gateway")
+        dm = pick_domain_map(address, own, maps)
+        try:
+            return str(sip_uri_to_jid(uri, domain_map=dm).bare)
+        except AddressError as exc:
+            raise _refused(exc.reason) from None
 
     return translate

@@ -265,7 +265,8 @@ class TestIqGateway(GatewayTest):
         self._translate(Addressing.MIRRORED, f"sip:romeo@{DOMAIN}", f"romeo@{DOMAIN}")
 
     def test_mirrored_foreign_domain_refused(self) -> None:
-        """The mapping layer's AddressError crosses the boundary with its condition."""
+        """A SIP domain no component reaches: not-acceptable with a text (XEP-0100 prompt,
+        issue 22); the AddressError crosses the boundary with its condition."""
         self.start(addressing=Addressing.MIRRORED)
         self.recv(
             f"""<iq type="set" id="g3" from="juliet@localhost/b" to="{DOMAIN}">
@@ -274,8 +275,22 @@ class TestIqGateway(GatewayTest):
         )
         self.send(
             f"""<iq type="error" id="g3" to="juliet@localhost/b" from="{DOMAIN}">
-              <error xmlns="jabber:client" type="auth"><forbidden xmlns="urn:ietf:params:xml:ns:xmpp-stanzas" />
-              <text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">SIP domain 'example.com' is not the mirrored domain</text>
+              <error xmlns="jabber:client" type="modify"><not-acceptable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas" />
+              <text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">SIP domain 'example.com' is not reachable through this gateway</text>
+              </error></iq>""",  # noqa: E501
+            use_values=False,
+        )
+
+    def test_prompt_that_is_no_address_bad_request(self) -> None:
+        self.start(addressing=Addressing.ESCAPED)
+        self.recv(
+            f"""<iq type="set" id="g5" from="juliet@localhost/b" to="{DOMAIN}">
+                  <query xmlns="jabber:iq:gateway"><prompt>romeo</prompt></query></iq>"""
+        )
+        self.send(
+            f"""<iq type="error" id="g5" to="juliet@localhost/b" from="{DOMAIN}">
+              <error xmlns="jabber:client" type="modify"><bad-request xmlns="urn:ietf:params:xml:ns:xmpp-stanzas" />
+              <text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">'romeo' is not a SIP address: no host (give sip:user@host, user@host or a +number)</text>
               </error></iq>""",  # noqa: E501
             use_values=False,
         )

@@ -50,6 +50,13 @@ class RecordingLinks:
         self.sent.append(stanza)
         return self.links.send(domain, stanza)
 
+    async def send_confirmed(self, domain: str, stanza: Any, timeout: float | None = None) -> None:
+        self.sent.append(stanza)
+        await self.links.send_confirmed(domain, stanza, timeout)
+
+    def is_up(self, domain: str) -> bool:
+        return self.links.is_up(domain)
+
     def component(self, domain: str) -> Any:
         return self.links.component(domain)
 
@@ -117,7 +124,11 @@ async def start_rig(
         reconnect_min=0.2,
         reconnect_max=2.0,
     )
-    links = XmppLinks(xcfg)
+
+    def link_up(domain: str) -> None:  # as app.py wires it: re-announce on every link-up
+        service.on_link_up(domain)
+
+    links = XmppLinks(xcfg, on_link_up=link_up)
     recording = RecordingLinks(links)
     dispatch = Dispatch()
     sip_cfg = SipConfig(

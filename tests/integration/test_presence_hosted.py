@@ -6,8 +6,9 @@ slixmpp user, and baresip 1.0 (presence.so) as the hosted SIP user, registering 
 Digest. Juliet asks to watch romeo@sip.localhost and is held pending; baresip starts
 with Juliet in its contacts (`presence=p2p`), so it SUBSCRIBEs to her: that approves her
 request (docs/presence.md, "Hosted users"). She then sees romeo's registered device as
-available. The gateway is restarted; the approval survives (it is in the store), so
-when baresip stops (unregisters) Juliet is told romeo is unavailable.
+available. The gateway is restarted: its stop tells Juliet romeo is unavailable, its
+start shows romeo available again; the approval survives (it is in the store), so when
+baresip stops (unregisters) Juliet is told romeo is unavailable.
 """
 
 from __future__ import annotations
@@ -133,12 +134,24 @@ async def test_hosted_user_approves_by_subscribing_back_and_it_survives_a_restar
         assert [(r.call_id, r.state, r.xmpp_authorization) for r in x2s] == [
             (f"hosted:{acct.jid}", "active", "to")
         ]
+        # the stop told Juliet romeo is unavailable (clean departure, docs/presence.md)
+        await juliet.wait_presence(
+            lambda p: p["from"].bare == ROMEO and ptype(p) == "unavailable", LIMIT
+        )
         gw = start(conf, tmp_path / "gw-2")
         await log_line(gw, "presence subscriptions restored")
+        # and the restart shows it again (binding restored, approval restored)
+        seen = {id(p) for p in juliet.presences}
+        await juliet.wait_presence(
+            lambda p: p["from"].bare == ROMEO and ptype(p) == "available" and id(p) not in seen,
+            LIMIT,
+        )
+        seen = {id(p) for p in juliet.presences}
         await bs.stop()  # unregisters: the restored approval delivers the change
         bs = None
         await juliet.wait_presence(
-            lambda p: p["from"].bare == ROMEO and ptype(p) == "unavailable", LIMIT
+            lambda p: p["from"].bare == ROMEO and ptype(p) == "unavailable" and id(p) not in seen,
+            LIMIT,
         )
         assert "hosted watcher asks" not in gw.log_text()  # nobody asked again
     finally:

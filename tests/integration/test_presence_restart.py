@@ -38,15 +38,39 @@ async def test_x2s_subscription_survives_a_restart(
         bare = juliet.jid.bare
         try:
             juliet.xmpp.send_presence(pto="bob@sip.localhost", ptype="subscribe")
-            await juliet.wait_presence(lambda p: p["from"].bare == "bob@sip.localhost", LIMIT)
+            for resource in ("phone", "desk"):  # both tuples shown available
+                await juliet.wait_presence(
+                    lambda p, r=resource: (
+                        p["from"] == f"bob@sip.localhost/{r}" and p["type"] != "unavailable"
+                    ),
+                    LIMIT,
+                )
             before = list(rig.recording.sent)
         finally:
             await rig.stop()
+        # clean departure: both resources shown available are made unavailable at stop,
+        # confirmed by the server before the link closed (docs/presence.md)
+        departed = [s for s in rig.recording.sent[len(before) :] if s.xml.get("to") == bare]
+        assert sorted((s.xml.get("from"), s.xml.get("type")) for s in departed) == [
+            ("bob@sip.localhost/desk", "unavailable"),
+            ("bob@sip.localhost/phone", "unavailable"),
+        ]
+        for resource in ("desk", "phone"):
+            await juliet.wait_presence(
+                lambda p, r=resource: (
+                    p["from"] == f"bob@sip.localhost/{r}" and p["type"] == "unavailable"
+                ),
+                LIMIT,
+            )
 
         rig = await start_rig(prosody, state_dir, port, routes=routes)
         try:
             assert rig.service.restored == 1
             assert len(rig.service.x2s.subs) == 1
+            # the restored dialog's last state is announced again once the link is up
+            await juliet.wait_presence(
+                lambda p: p["from"] == "bob@sip.localhost/phone" and p["show"] == "away", LIMIT
+            )
             # the refresh goes out in the same dialog (sipp checks To tag and CSeq 2)
             await juliet.wait_presence(
                 lambda p: p["from"].bare == "bob@sip.localhost" and p["show"] == "dnd", LIMIT
@@ -54,7 +78,8 @@ async def test_x2s_subscription_survives_a_restart(
             after = list(rig.recording.sent)
             told = [s for s in before + after if s.xml.get("to") == bare]
             assert not [s for s in told if s.xml.get("type") == "unsubscribed"]
-            # the only unavailable is the desk tuple the post-restart NOTIFY dropped
+            # apart from the departures, the only unavailable is the desk tuple the
+            # post-restart NOTIFY dropped
             gone = {s.xml.get("from") for s in told if s.xml.get("type") == "unavailable"}
             assert gone == {"bob@sip.localhost/desk"}
             assert len([s for s in told if s.xml.get("type") == "subscribed"]) == 1

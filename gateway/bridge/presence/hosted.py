@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -275,6 +275,24 @@ class Hosted:
         for entry in self.watchers(aor):
             if entry.status == "active":
                 self._announce(entry, entry.watcher)
+
+    # ------------------------------------------------------------ departures and returns
+
+    def departures(self) -> Iterator[tuple[str, Jid, Jid]]:
+        """(domain, contact/resource, watcher) for every resource shown available."""
+        for entries in self.by_aor.values():
+            for entry in entries.values():
+                for resource in sorted(entry.announced, key=str):
+                    yield entry.domain, entry.contact.with_resource(resource), entry.watcher
+
+    def reannounce(self, domain: str) -> None:
+        """The link of `domain` came up: approved watchers get the hosted users' state now
+        (bindings and publications restored from the store), unavailable included, so that
+        a roster left "online" by a crash (no departure sent) is corrected too."""
+        for entries in list(self.by_aor.values()):
+            for entry in list(entries.values()):
+                if entry.domain == domain and entry.status == "active":
+                    self._announce(entry, entry.watcher)
 
     # ------------------------------------------------------------ the engine
 

@@ -53,9 +53,15 @@ from gateway.bridge.presence.x2s import X2s
 from gateway.logs import event
 from gateway.metrics import Metrics
 from gateway.store.api import Store, SubscriptionRecord
-from gateway.xmpp.presence_convert import disable_roster_automation, read_presence
+from gateway.xmpp.links import LinkDown, StanzaRefused
+from gateway.xmpp.presence_convert import (
+    build_presence,
+    disable_roster_automation,
+    read_presence,
+)
 from mappings.addresses import DomainMap
 from mappings.jid import Jid
+from mappings.presence import XmppPresence
 
 __all__ = ["PresenceService"]
 
@@ -64,6 +70,9 @@ __all__ = ["PresenceService"]
 log = logging.getLogger("gateway.bridge.presence")
 
 TimerKey = tuple[str, Hashable]
+# How long a stop waits for the server to confirm the departures (app.py passes half of
+# [gateway] drain_timeout, so that the rest of the drain keeps its time).
+DEPARTURE_GRACE = 2.0
 
 
 class PresenceService:
@@ -84,8 +93,10 @@ class PresenceService:
         router: Router | None = None,
         registrar: HostedRegistrar | None = None,
         auto_approve_hosted: bool = AUTO_APPROVE_HOSTED,
+        departure_grace: float = DEPARTURE_GRACE,
     ) -> None:
         self.links = links
+        self.departure_grace = departure_grace
         self.scheduler: Scheduler[TimerKey] = Scheduler(self._fire, clock=clock)
         self.ctx = PresenceContext(
             config=config,
@@ -145,6 +156,62 @@ class PresenceService:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self.s2x.flush()  # dialog changes not yet written (CSeq after NOTIFYs)
+        await self.depart()
+
+    async def depart(self) -> int:
+        """Clean departure (docs/presence.md, "Restart and drain"): every contact resource
+        shown available to an XMPP watcher gets `unavailable` (RFC 6121 §4.5.2 is what a
+        client's server does for its user; the gateway does it for its contacts) before
+        the links close. Per domain the stanzas are written at once and the last one is
+        confirmed (the stream is ordered: its ping answers for all), within
+        `departure_grace`. Returns how many were confirmed."""
+        by_domain: dict[str, list[Any]] = {}
+        sources = [self.x2s.departures()]
+        if self.hosted is not None:
+            sources.append(self.hosted.departures())
+        for source in sources:
+            for domain, sender, watcher in source:
+                comp = self.links.component(domain)
+                stanza = build_presence(
+                    comp,
+                    sender=sender,
+                    recipient=watcher,
+                    presence=XmppPresence(resource=sender.resource, available=False),
+                )
+                by_domain.setdefault(domain, []).append(stanza)
+        if not by_domain:
+            return 0
+        results = await asyncio.gather(
+            *(self._depart_domain(d, stanzas) for d, stanzas in by_domain.items())
+        )
+        return sum(results)
+
+    async def _depart_domain(self, domain: str, stanzas: list[Any]) -> int:
+        if not self.links.is_up(domain):
+            event(log, logging.WARNING, "departures not sent, link down", domain=domain,
+                  count=len(stanzas))  # fmt: skip
+            return 0
+        *rest, last = stanzas
+        for stanza in rest:
+            self.links.send(domain, stanza)
+        try:
+            await self.links.send_confirmed(domain, last, self.departure_grace)
+        except (LinkDown, StanzaRefused) as exc:
+            event(log, logging.WARNING, "departures not confirmed", domain=domain,
+                  count=len(stanzas), error=str(exc))  # fmt: skip
+            return 0
+        event(log, logging.INFO, "departures sent", domain=domain, count=len(stanzas))
+        return len(stanzas)
+
+    def on_link_up(self, domain: str) -> None:
+        """A component link came up (first start, restart, reconnection): re-announce the
+        contacts known available, after the stanzas queued while it was down."""
+        asyncio.get_running_loop().call_soon(self.reannounce, domain)
+
+    def reannounce(self, domain: str) -> None:
+        self.x2s.reannounce(domain)
+        if self.hosted is not None:
+            self.hosted.reannounce(domain)
 
     def restore(self) -> int:
         now = self.ctx.clock()

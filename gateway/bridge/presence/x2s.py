@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -402,6 +402,27 @@ class X2s:
                 XmppPresence(resource=resource, available=False),
             )
         entry.announced = set()
+
+    # ------------------------------------------------------------ departures and returns
+
+    def departures(self) -> Iterator[tuple[str, Jid, Jid]]:
+        """(domain, contact/resource, watcher) for every resource shown available: what
+        gets `unavailable` when the gateway stops (docs/presence.md, "Restart and drain")."""
+        for entry in self.subs.values():
+            for resource in sorted(entry.announced, key=str):
+                yield entry.domain, entry.contact.with_resource(resource), entry.watcher
+
+    def reannounce(self, domain: str) -> None:
+        """The link of `domain` came up: show again what live, authorized subscriptions
+        know to be available (the stop sent `unavailable` for it)."""
+        for entry in list(self.subs.values()):
+            if entry.domain != domain or not entry.sub.authorized:
+                continue
+            if entry.sub.state is not SubState.ACTIVE:
+                continue  # being set up again: its NOTIFY will tell
+            known = self._known(entry)
+            if any(p.available for p in known):
+                self._announce(entry, known)
 
     # ------------------------------------------------------------ fetch (R8048-19)
 
