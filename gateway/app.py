@@ -27,6 +27,7 @@ from gateway import heap
 from gateway.admin.collectors import register_collectors
 from gateway.admin.server import AdminServer, AdminSources, Readiness
 from gateway.bridge.dispatch import SipDispatcher, message_handler
+from gateway.bridge.pager.names import SeenNames
 from gateway.bridge.pager.service import Pager
 from gateway.bridge.presence.context import domain_maps, presence_config
 from gateway.bridge.presence.service import PresenceService
@@ -45,6 +46,8 @@ from gateway.store.api import Binding, Store, StoreError, SubscriptionRecord
 from gateway.store.sqlite import open_store
 from gateway.xmpp.disco import Features, prompt_translator
 from gateway.xmpp.links import XmppLinks
+from mappings.jid import Jid
+from mappings.vcard import first_name
 from mappings.winfo import MEDIA_TYPE as WINFO_MEDIA_TYPE
 
 log = logging.getLogger(__name__)
@@ -252,12 +255,18 @@ def build(cfg: Config) -> Gateway:
         reconnects(domain)
         presence.on_link_up(domain)  # re-announce contacts (docs/presence.md)
 
+    def contact_features(jid: Jid) -> Features:  # `pager` is built below, like `presence`
+        return pager.contact_features(jid)
+
+    seen_names = SeenNames()  # display names SIP contacts show (issue 22, docs/xmpp.md)
     links = XmppLinks(
         cfg.xmpp,
         features=Features(chat_states=True, receipts=True, xhtml_im=True),
         prompt_to_jid=partial(prompt_translator, components=cfg.xmpp.components),  # XEP-0100
-        display_names=registrar.display_name,  # vCard FN of hosted users (docs/xmpp.md)
+        # vCard FN: the user file's name of a hosted user, else the name SIP traffic showed
+        display_names=first_name(registrar.display_name, seen_names),  # docs/xmpp.md
         linked_accounts=registrar.linked_xmpp,  # vCard JABBERID (RFC 7081, docs/xmpp.md)
+        contact_features=contact_features,  # disco and caps per contact (docs/xmpp.md)
         on_link_up=link_up,
     )
     resolver = Resolver(cfg.dns, cfg.sip.routes, cfg.sip.outbound_proxy)
@@ -282,7 +291,7 @@ def build(cfg: Config) -> Gateway:
     deliver: Callable[[IncomingRequest, str | None], Awaitable[None]] = pager.sip_message
     if presence.hosted is not None:  # `/allow`, `/deny` from hosted users (docs/presence.md)
         deliver = presence.hosted.message_command(pager.sip_message)
-    dispatcher.add("MESSAGE", message_handler(registrar, deliver))
+    dispatcher.add("MESSAGE", message_handler(registrar, deliver, seen_names.saw))
     dispatcher.add("SUBSCRIBE", presence.handle_subscribe)
     dispatcher.add("NOTIFY", presence.handle_notify)
     gw.endpoint = endpoint

@@ -3,7 +3,10 @@
 What a contact's vCard says (docs/xmpp.md, "vCards of SIP contacts"):
 
 * ``<FN>``: the display name the operator gave a hosted user in the registrar's user file,
-  otherwise the user part of the SIP address (a telephone number for a tel: URI);
+  otherwise the display name the gateway last saw that contact use in SIP (a trusted
+  P-Asserted-Identity or the From of its requests: `gateway.bridge.names`), otherwise the
+  user part of the SIP address (a telephone number for a tel: URI); every name passes
+  `clean_display_name` (peer input: no control characters, at most `NAME_LIMIT`);
 * ``<TEL><VOICE/><NUMBER>sip:...</NUMBER></TEL>``: RFC 7081 §3.1 asks the vCard "tel"
   field to carry the contact's SIP address so that a CUSAX client can call it; vcard-temp's
   TEL has no URI type, so the URI goes in NUMBER (a ``tel:`` URI's number goes there bare);
@@ -16,6 +19,7 @@ No PHOTO (the gateway has no avatars), so presence carries no XEP-0153 photo has
 
 from __future__ import annotations
 
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +29,14 @@ from mappings.addresses import DomainMap, jid_to_sip_target
 from mappings.jid import Jid
 
 __all__ = [
+    "NAME_LIMIT",
     "NS_VCARD",
     "ContactCard",
     "DisplayNames",
     "LinkedAccounts",
+    "clean_display_name",
     "contact_card",
+    "first_name",
     "vcard_element",
 ]
 
@@ -40,6 +47,34 @@ LinkedAccounts = Callable[[str], str | None]
 account, as the operator linked them (RFC 7081)."""
 
 NS_VCARD: Final = "vcard-temp"
+NAME_LIMIT: Final = 64  # characters of a display name kept (a name, not a message)
+
+
+def clean_display_name(text: str | None) -> str | None:
+    """A display name fit to show: control and format characters (Unicode Cc, Cf: CR/LF,
+    NUL, bidi overrides) become spaces, runs of white space one space, at most
+    `NAME_LIMIT` characters; None when nothing is left. Display names come from SIP
+    peers (From, P-Asserted-Identity), so they are hostile input."""
+    if not text:
+        return None
+    shown = "".join(" " if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
+    shown = " ".join(shown.split())[:NAME_LIMIT].rstrip()
+    return shown or None
+
+
+def first_name(*lookups: DisplayNames | None) -> DisplayNames:
+    """One `DisplayNames` asking `lookups` in order (the user file first, then what SIP
+    traffic showed); the first usable name wins."""
+    chain = tuple(lookup for lookup in lookups if lookup is not None)
+
+    def lookup(aor: str) -> str | None:
+        for names in chain:
+            name = clean_display_name(names(aor))
+            if name is not None:
+                return name
+        return None
+
+    return lookup
 
 
 @dataclass(frozen=True)
@@ -65,8 +100,7 @@ def contact_card(
     """
     target = jid_to_sip_target(jid.bare, domain_map=domain_map).aor
     uri = str(target)
-    name = display_names(uri) if display_names is not None else None
-    name = (name or "").strip()
+    name = clean_display_name(display_names(uri)) if display_names is not None else None
     jabber_id = linked(uri) if linked is not None else None
     return ContactCard(full_name=name or target.user or uri, uri=uri, jabber_id=jabber_id)
 

@@ -26,10 +26,19 @@ from gateway.config import Config
 from gateway.logs import event
 from gateway.metrics import Metrics
 from gateway.registrar import trust
+from gateway.sip.message import SipRequest
 from gateway.sip.uri import SipUri
 from gateway.sip.useragent import IncomingRequest
 
-__all__ = ["Authorizer", "Handler", "Sender", "SipDispatcher", "TrustGate", "message_handler"]
+__all__ = [
+    "Authorizer",
+    "Handler",
+    "Sender",
+    "SenderSeen",
+    "SipDispatcher",
+    "TrustGate",
+    "message_handler",
+]
 
 log = logging.getLogger(__name__)
 
@@ -122,15 +131,26 @@ class TrustGate:
         return None
 
 
+SenderSeen = Callable[[SipRequest, str, bool], None]
+"""(request, sender AOR, from a trusted peer) of an accepted request: what the bridge learns
+about a SIP contact from its traffic (`bridge/pager/names.SeenNames.saw`)."""
+
+
 def message_handler(
-    authorizer: Authorizer, deliver: Callable[[IncomingRequest, str | None], Awaitable[None]]
+    authorizer: Authorizer,
+    deliver: Callable[[IncomingRequest, str | None], Awaitable[None]],
+    seen: SenderSeen | None = None,
 ) -> Handler:
-    """MESSAGE: the trust gate first, then the pager (`deliver(incoming, resource)`)."""
+    """MESSAGE: the trust gate first, then the pager (`deliver(incoming, resource)`).
+    `seen` hears of every accepted MESSAGE first; "trusted" is the trust gate's
+    ``trusted-peer`` (the one source whose P-Asserted-Identity counts, RFC 3325 §5)."""
 
     def handle(incoming: IncomingRequest) -> Awaitable[None] | None:
         sender = authorizer.authorize(incoming, "message")
         if sender is None:
             return None
+        if seen is not None and sender.aor is not None:
+            seen(incoming.request, sender.aor, sender.via == "trusted-peer")
         return deliver(incoming, sender.resource)
 
     return handle

@@ -2,7 +2,8 @@
 
 What a component does on its own, without the bridge:
 
-* answers XEP-0030 disco (disco.py decides the content, XEP-0115 caps nodes included),
+* answers XEP-0030 disco (disco.py decides the content, XEP-0115 caps nodes included; a
+  contact's features are its own, `contact_features`),
   XEP-0199 ping, XEP-0092 version, XEP-0100 jabber:iq:gateway (prompt and SIP address ->
   JID translation) and XEP-0054 vCards of the SIP contacts (vcard.py);
 * answers any other IQ get/set with service-unavailable (RFC 6120 §8.4), not slixmpp's
@@ -34,18 +35,18 @@ from slixmpp.xmlstream.matcher import StanzaPath
 from gateway.config import Addressing, ComponentConfig
 from gateway.memo import Memo
 from gateway.xmpp.boundary import answer_exception, boundary
-from gateway.xmpp.caps import Caps
+from gateway.xmpp.caps import CAPS_NODE, Caps
 from gateway.xmpp.convert import error_reply, may_answer_with_error
 from gateway.xmpp.disco import (
     NO_OPTIONAL_FEATURES,
     PROMPT_DESC,
     PROMPT_NAME,
+    CapsTable,
+    ContactFeatures,
     DiscoInfoData,
     Features,
     GatewayQuery,
     PromptTranslator,
-    contact_caps,
-    contact_info,
     disco_info,
     prompt_translator,
 )
@@ -194,6 +195,7 @@ class GatewayComponent(ComponentXMPP):
         prompt_to_jid: PromptTranslator | None = None,
         display_names: DisplayNames | None = None,
         linked_accounts: LinkedAccounts | None = None,
+        contact_features: ContactFeatures | None = None,
     ) -> None:
         install_log_filters()
         # Our record of what slixmpp matches and filters with (see `register_handler`):
@@ -208,8 +210,11 @@ class GatewayComponent(ComponentXMPP):
         self.domain = component.domain
         self.addressing = component.addressing
         self.features = features
-        # XEP-0115: the <c/> of every presence sent for a contact (presence_convert.py)
-        self.caps: Caps = contact_caps(features)
+        # XEP-0115: the <c/> of every presence sent for a contact (`caps_for`, used by
+        # presence_convert.py), per contact's features; `caps` for a contact showing all
+        self._contact_features = contact_features
+        self.caps_table = CapsTable(features)
+        self.caps: Caps = self.caps_table.caps(features)
         self._prompt_to_jid = prompt_to_jid or prompt_translator(component)
         mirrored = component.addressing is Addressing.MIRRORED
         mode = AddressingMode("mirrored" if mirrored else "escaped")
@@ -428,16 +433,29 @@ class GatewayComponent(ComponentXMPP):
             raise XMPPError("item-not-found", etype="cancel")
         return target
 
+    def features_for(self, contact: Jid) -> Features:
+        """The optional features of the SIP contact `contact` stands for (per contact when
+        the application says, docs/xmpp.md), within the component's `features`."""
+        if self._contact_features is None:
+            return self.features
+        return self._contact_features(contact).within(self.features)
+
+    def caps_for(self, contact: Jid) -> Caps:
+        """The XEP-0115 ``<c/>`` values of a presence sent for `contact` now."""
+        return self.caps_table.caps(self.features_for(contact))
+
     def _disco_info(self, jid: Any, node: str | None, ifrom: Any, iq: Any) -> DiscoInfo:
         target = self._target(jid)
-        data: DiscoInfoData
-        if node and target.local is not None and node == self.caps.node_ver:
-            data = contact_info(self.features)  # XEP-0115 §6.2: what `ver` was computed on
-        elif node:
-            raise XMPPError("item-not-found", etype="cancel")
+        data: DiscoInfoData | None
+        if node:  # XEP-0115 §6.2: `node#ver`, answered with what `ver` was computed on
+            caps_node, _, ver = node.partition("#")
+            data = self.caps_table.info(ver) if caps_node == CAPS_NODE else None
+            if data is None or target.local is None:
+                raise XMPPError("item-not-found", etype="cancel")
         else:
+            features = self.features if target.local is None else self.features_for(target)
             data = disco_info(
-                self.features, has_local=target.local is not None, has_resource=target.is_full
+                features, has_local=target.local is not None, has_resource=target.is_full
             )
         info = DiscoInfo()
         for ident in data.identities:

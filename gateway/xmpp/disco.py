@@ -15,16 +15,18 @@ Disco answers (decision, documented in docs/xmpp.md):
   JID (what an XMPP server answers for its own accounts); features disco#info,
   urn:xmpp:ping, vcard-temp plus the optional message features. The gateway cannot know
   whether a SIP user exists, so every well-formed user JID is answered;
-* the XEP-0115 node ``CAPS_NODE#ver`` at a user JID: the contact's content (`contact_info`),
-  which `contact_caps` hashes into the ``ver`` of every presence sent for a contact;
+* the XEP-0115 node ``CAPS_NODE#ver`` at a user JID: the content `ver` was computed on
+  (`CapsTable`: one entry per combination of the optional features, a handful), which
+  `contact_caps` hashes into the ``ver`` of every presence sent for a contact;
 * any other node: item-not-found; disco#items: always an empty result.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from slixmpp.xmlstream import ElementBase
 
@@ -38,6 +40,7 @@ from mappings.addresses import (
     parse_address,
     sip_uri_to_jid,
 )
+from mappings.jid import Jid
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
@@ -69,8 +72,26 @@ class Features:
         )
         return tuple(ns for on, ns in flags if on)
 
+    def within(self, allowed: Features) -> Features:
+        """The features on in both (what a contact shows, of what the gateway implements)."""
+        if self == allowed:
+            return self
+        return Features(*(getattr(self, f.name) and getattr(allowed, f.name) for f in _FLAGS))
 
+    def subsets(self) -> tuple[Features, ...]:
+        """Every combination of the features on here (2**n of them, n <= 3)."""
+        on = [f.name for f in _FLAGS if getattr(self, f.name)]
+        combos = itertools.chain.from_iterable(
+            itertools.combinations(on, k) for k in range(len(on) + 1)
+        )
+        return tuple(Features(**dict.fromkeys(combo, True)) for combo in combos)
+
+
+_FLAGS = fields(Features)
 NO_OPTIONAL_FEATURES = Features()
+ContactFeatures = Callable[[Jid], Features]
+"""A contact JID (bare or full) -> the optional features that hold for that SIP contact,
+as its traffic showed them (the pager's knowledge: `Pager.contact_features`)."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +125,7 @@ _USER_FEATURES = (NS_DISCO_INFO, NS_PING, NS_VCARD)
 def contact_info(features: Features) -> DiscoInfoData:
     """What a bridged SIP contact can do: the content its caps ``ver`` hashes.
 
-    The features are the gateway-wide set: which SIP peer has shown isComposing support is
-    the pager's knowledge (bridge/pager/chatstate.py), not the component's."""
+    `features` are that contact's (`ContactFeatures`), within the gateway-wide set."""
     return DiscoInfoData((CONTACT_IDENTITY,), _USER_FEATURES + features.optional())
 
 
@@ -114,6 +134,28 @@ def contact_caps(features: Features) -> Caps:
     info = contact_info(features)
     ver = caps_ver(((i.category, i.type, "", i.name or "") for i in info.identities), info.features)
     return Caps(CAPS_NODE, ver)
+
+
+class CapsTable:
+    """XEP-0115 for contacts whose features differ: `caps(features)` is the ``<c/>`` of a
+    contact with `features`; `info(ver)` the disco#info at ``CAPS_NODE#ver`` (§6.2), for
+    every ``ver`` the gateway can send. Built once over all combinations of the gateway's
+    optional features (at most 8), so a ``ver`` sent before a restart is still answered."""
+
+    def __init__(self, allowed: Features) -> None:
+        self.allowed = allowed
+        self._caps = {f: contact_caps(f) for f in allowed.subsets()}
+        self._info = {self._caps[f].ver: contact_info(f) for f in self._caps}
+
+    def caps(self, features: Features) -> Caps:
+        found = self._caps.get(features)
+        return found if found is not None else self._caps[features.within(self.allowed)]
+
+    def info(self, ver: str) -> DiscoInfoData | None:
+        return self._info.get(ver)
+
+    def __len__(self) -> int:
+        return len(self._info)
 
 
 def disco_info(features: Features, *, has_local: bool, has_resource: bool) -> DiscoInfoData:

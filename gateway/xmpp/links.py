@@ -54,7 +54,7 @@ from slixmpp.xmlstream import tostring
 
 from gateway.config import ComponentConfig, XmppConfig
 from gateway.xmpp.component import GatewayComponent
-from gateway.xmpp.disco import NO_OPTIONAL_FEATURES, Features, PromptTranslator
+from gateway.xmpp.disco import NO_OPTIONAL_FEATURES, ContactFeatures, Features, PromptTranslator
 from gateway.xmpp.fastwrite import escape_attr
 from mappings.vcard import DisplayNames, LinkedAccounts
 
@@ -601,6 +601,7 @@ class XmppLinks:
         prompt_to_jid: Callable[[ComponentConfig], PromptTranslator | None] | None = None,
         display_names: DisplayNames | None = None,
         linked_accounts: LinkedAccounts | None = None,
+        contact_features: ContactFeatures | None = None,
         on_link_up: LinkCallback | None = None,
         on_link_down: DownCallback | None = None,
         on_undeliverable: UndeliverableCallback | None = None,
@@ -620,6 +621,7 @@ class XmppLinks:
                 prompt_to_jid=prompt_to_jid(comp) if prompt_to_jid else None,
                 display_names=display_names,
                 linked_accounts=linked_accounts,
+                contact_features=contact_features,
             )
 
         self._factory = component_factory or default_factory

@@ -11,7 +11,7 @@ answers `subscribe` with `subscribed` and probes with `unsubscribed` on its own,
 grant or deny presence behind the gateway's back (RFC 8048 §5.1, §8.2).
 
 Every available presence built here carries the component's XEP-0115 ``<c/>``
-(`GatewayComponent.caps`, gateway/xmpp/caps.py); unavailable presence does not (there is
+(`GatewayComponent.caps_for`, gateway/xmpp/caps.py); unavailable presence does not (there is
 no one left whose capabilities it could describe).
 """
 
@@ -127,7 +127,7 @@ def read_presence(stanza: Any) -> InboundPresence | None:
 
 def build_presence(component: Any, *, sender: Jid, recipient: Jid, presence: XmppPresence) -> Any:
     """A `<presence/>` (no type or unavailable) from `sender` to `recipient` (RFC 8048 §6.3);
-    an available one carries `component.caps` (XEP-0115 §4)."""
+    an available one carries `component.caps_for(sender)` (XEP-0115 §4: that contact's)."""
     stanza = component.make_presence(
         pto=str(recipient),
         pfrom=str(sender),
@@ -147,7 +147,7 @@ def build_presence(component: Any, *, sender: Jid, recipient: Jid, presence: Xmp
     if presence.priority and presence.available:
         ET.SubElement(xml, f"{{{ns}}}priority").text = str(presence.priority)
     if presence.available:
-        xml.append(caps_element(component.caps))
+        xml.append(caps_element(component.caps_for(sender)))
     return stanza
 
 

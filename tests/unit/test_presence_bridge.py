@@ -23,7 +23,7 @@ from gateway.xmpp.presence_convert import (
     read_presence,
 )
 from mappings.addresses import AddressingMode
-from mappings.jid import parse_jid
+from mappings.jid import Jid, parse_jid
 from mappings.presence import XmppPresence
 
 pytestmark = pytest.mark.unit
@@ -37,6 +37,13 @@ def stanza(xml: str) -> Presence:
 
 class FakeComponent:
     caps = Caps("https://node.example/caps", "ver-string=")
+
+    def __init__(self) -> None:
+        self.asked: list[Jid] = []  # the contacts whose caps were asked (issue 22 item 2)
+
+    def caps_for(self, contact: Jid) -> Caps:
+        self.asked.append(contact)
+        return self.caps
 
     def make_presence(self, pto: str, pfrom: str, ptype: str | None = None) -> Presence:
         p = Presence(xml=ET.Element(f"{{{NS}}}presence"))
@@ -122,8 +129,9 @@ def test_build_round_trips_through_read() -> None:
         priority=64,
         lang="en",
     )
+    component = FakeComponent()
     out = build_presence(
-        FakeComponent(),
+        component,
         sender=parse_jid("bob@sip.example/phone"),
         recipient=parse_jid("juliet@example.com"),
         presence=p,
@@ -135,6 +143,7 @@ def test_build_round_trips_through_read() -> None:
     assert [c.attrib for c in caps] == [
         {"hash": "sha-1", "node": "https://node.example/caps", "ver": "ver-string="}
     ]
+    assert component.asked == [parse_jid("bob@sip.example/phone")]  # the sender's own caps
 
 
 def test_unavailable_carries_no_priority_and_subscriptions_only_known_types() -> None:

@@ -49,6 +49,7 @@ from gateway.sip.useragent import (
 from gateway.sip.validate import check_forwarding
 from gateway.xmpp.boundary import boundary
 from gateway.xmpp.convert import error_reply, message_to_op, stanza_error, stanza_id_of
+from gateway.xmpp.disco import NO_OPTIONAL_FEATURES, Features
 from gateway.xmpp.fastwrite import message_xml
 from gateway.xmpp.links import LinkDown, XmppLinks
 from mappings import imdn as imdn_fmt
@@ -276,6 +277,10 @@ class Pager:
         self._outcomes: dict[tuple[str, str], Any] = {}
         self._jids = JidMemo()
         self._x2s_routes: Memo[tuple[str, str], _X2sRoute] = Memo(ROUTE_MEMO_LIMIT)
+        # issue 22: peers that sent an IMDN (they answer receipt requests), and contact
+        # JIDs -> peer keys for `contact_features`; bounded, forgotten all at once
+        self._imdn_peers: Memo[str, bool] = Memo(correlation_limit)
+        self._peer_keys: Memo[Jid, str] = Memo(ROUTE_MEMO_LIMIT)
 
     def attach(self) -> None:
         """Register the message handler on every component, inside the XMPP boundary.
@@ -287,6 +292,32 @@ class Pager:
             self.links.component(domain).route_messages(
                 CoroutineCallback("cpim-pager", StanzaPath("message"), boundary(self.on_stanza))
             )
+
+    # -- what a contact has shown (issue 22 item 2: disco and caps per contact) -----------------
+
+    def contact_features(self, contact: Jid) -> Features:
+        """The message features that hold for the SIP contact a component JID stands for,
+        as its traffic showed them (docs/xmpp.md "Service discovery"): chat states once the
+        peer sent isComposing or listed it in Accept (and never refused it: `ChatStateGate`),
+        receipts once it sent an IMDN, XHTML-IM while its last Accept listed text/html (what
+        `content_body` needs to send text/html rather than plain text). None of them for a
+        JID that names no SIP user."""
+        bare = contact.bare
+        peer = self._peer_keys.peek(bare)
+        if peer is None:
+            dmap = self._maps.get(bare.domain.lower())
+            if dmap is None or bare.local is None:
+                return NO_OPTIONAL_FEATURES
+            try:
+                target = jid_to_sip_target(bare, domain_map=dmap)
+            except MappingError:
+                return NO_OPTIONAL_FEATURES
+            peer = self._peer_keys.put(bare, _key(target.address))
+        return Features(
+            chat_states=self.gate.supported(peer),
+            receipts=self._imdn_peers.peek(peer) is True,
+            xhtml_im=self._html_peers.get(peer) is True,
+        )
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -350,6 +381,7 @@ class Pager:
             self.gate.saw_accept(peer, accept)
             self._html_peers.put(peer, any("text/html" in a.lower() for a in accept))
         if inbound.notification is not None:
+            self._imdn_peers.put(peer, True)  # it constructs IMDNs (RFC 5438 §7.2.1)
             await self._imdn_from_sip(
                 incoming, inbound.notification, source=source, start=start, ids=ids
             )
