@@ -94,9 +94,7 @@ def composing(user: str) -> SipRequest:
 
 
 def imdn(user: str) -> SipRequest:
-    doc = imdn_fmt.Imdn(
-        "m1", datetime(2026, 1, 1, tzinfo=UTC), "delivery", "delivered"
-    )
+    doc = imdn_fmt.Imdn("m1", datetime(2026, 1, 1, tzinfo=UTC), "delivery", "delivered")
     return message(user, imdn_fmt.MEDIA_TYPE, imdn_fmt.build_imdn(doc))
 
 

@@ -165,3 +165,65 @@ def test_jids_that_name_no_sip_user(jid: str, dmap: DomainMap, condition: str) -
     with pytest.raises(AddressError) as err:
         contact_card(parse_jid(jid), dmap)
     assert err.value.xmpp_condition == condition
+
+
+# -- issue 22 item 2: caps per contact ---------------------------------------------------------
+
+
+def test_caps_table_answers_every_combination_of_the_allowed_features() -> None:
+    from gateway.xmpp.disco import CapsTable
+
+    table = CapsTable(Features(chat_states=True, receipts=True, xhtml_im=True))
+    assert len(table) == 8  # 2**3 combinations, 8 distinct vers
+    for f in Features(chat_states=True, receipts=True, xhtml_im=True).subsets():
+        caps = table.caps(f)
+        assert caps == contact_caps(f)
+        assert table.info(caps.ver) == contact_info(f)
+    assert table.info("QgayPKawpkPSDYmwT/WM94uAlu0=") is None  # not one of ours
+    narrow = CapsTable(Features(receipts=True))
+    assert len(narrow) == 2
+    # a feature the gateway does not implement is never advertised, whatever a peer showed
+    assert narrow.caps(Features(chat_states=True, receipts=True)) == contact_caps(
+        Features(receipts=True)
+    )
+    assert Features(chat_states=True, xhtml_im=True).within(Features(chat_states=True)) == (
+        Features(chat_states=True)
+    )
+
+
+# -- issue 22 item 1: display names ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("Romeo Montague", "Romeo Montague"),
+        ("  Romeo\r\nMontague\t", "Romeo Montague"),
+        ("Ro\x00meo\u202e", "Ro meo"),  # NUL and a bidi override are no part of a name
+        ("\x1b[31m", "[31m"),
+        ("x" * 200, "x" * 64),
+        ("", None),
+        (" \x00\u200b ", None),
+        (None, None),
+    ],
+)
+def test_clean_display_name(raw: str | None, shown: str | None) -> None:
+    from mappings.vcard import clean_display_name
+
+    assert clean_display_name(raw) == shown
+
+
+def test_first_name_asks_the_user_file_first_then_what_sip_showed() -> None:
+    from mappings.vcard import first_name
+
+    user_file = {"sip:romeo@sip.example.org": "Romeo (operator)"}.get
+    seen = {"sip:romeo@sip.example.org": "Romeo M", "sip:tybalt@sip.example.org": "Ty\x07balt"}
+    names = first_name(user_file, None, seen.get)
+    card = contact_card(parse_jid("romeo@sip.example.org"), MIRRORED, names)
+    assert card.full_name == "Romeo (operator)"
+    assert contact_card(parse_jid("tybalt@sip.example.org"), MIRRORED, names).full_name == (
+        "Ty balt"
+    )
+    assert contact_card(parse_jid("mercutio@sip.example.org"), MIRRORED, names).full_name == (
+        "mercutio"
+    )
