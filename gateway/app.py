@@ -258,6 +258,7 @@ def build(cfg: Config) -> Gateway:
         prompt_to_jid=partial(prompt_translator, components=cfg.xmpp.components),  # XEP-0100
         display_names=registrar.display_name,  # vCard FN of hosted users (docs/xmpp.md)
         linked_accounts=registrar.linked_xmpp,  # vCard JABBERID (RFC 7081, docs/xmpp.md)
+        avatars=registrar.avatar,  # vCard PHOTO, presence photo hash (XEP-0153)
         on_link_up=link_up,
     )
     resolver = Resolver(cfg.dns, cfg.sip.routes, cfg.sip.outbound_proxy)

@@ -61,6 +61,7 @@ from gateway.sip.ua import format_host
 from gateway.sip.uri import SipUri, parse_uri, uri_equal
 from gateway.sip.useragent import IncomingRequest, RequestSender
 from gateway.store.api import Binding, Flow, Publication, Store, StoreError
+from mappings.avatar import Avatar
 from mappings.pidf import PresenceDocument
 
 __all__ = [
@@ -283,6 +284,11 @@ class Registrar:
         """The XMPP account the user file links to the hosted user `aor` (RFC 7081; the
         vCard's JABBERID on XMPP, docs/xmpp.md); read at each call, like `display_name`."""
         return self.users.linked_xmpp(aor)
+
+    def avatar(self, aor: str) -> Avatar | None:
+        """The avatar the user file gives the hosted user `aor` (XEP-0153: the vCard's
+        PHOTO and the photo hash in presence); read at each call, like `display_name`."""
+        return self.users.avatar(aor)
 
     def reload_users(self) -> bool:
         """Re-read the configured user file (`replace_users`). On error the users in use

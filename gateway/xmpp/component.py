@@ -52,7 +52,8 @@ from gateway.xmpp.disco import (
 from gateway.xmpp.streamparser import NAME_LIMIT, RestrictedStreamParser
 from gateway.xmpp.vcard import HANDLER_NAME as VCARD_HANDLER
 from gateway.xmpp.vcard import VCardQuery, vcard_handler
-from mappings.addresses import AddressingMode, DomainMap
+from mappings.addresses import AddressingMode, DomainMap, jid_to_sip_target
+from mappings.avatar import Avatar, Avatars
 from mappings.errors import MappingError, XmppErrorInfo
 from mappings.jid import Jid, parse_jid
 from mappings.vcard import DisplayNames, LinkedAccounts
@@ -194,6 +195,7 @@ class GatewayComponent(ComponentXMPP):
         prompt_to_jid: PromptTranslator | None = None,
         display_names: DisplayNames | None = None,
         linked_accounts: LinkedAccounts | None = None,
+        avatars: Avatars | None = None,
     ) -> None:
         install_log_filters()
         # Our record of what slixmpp matches and filters with (see `register_handler`):
@@ -213,9 +215,9 @@ class GatewayComponent(ComponentXMPP):
         self._prompt_to_jid = prompt_to_jid or prompt_translator(component)
         mirrored = component.addressing is Addressing.MIRRORED
         mode = AddressingMode("mirrored" if mirrored else "escaped")
-        self._vcard = vcard_handler(
-            DomainMap(component.domain, mode), display_names, linked_accounts
-        )
+        self.domain_map = DomainMap(component.domain, mode)
+        self._avatars = avatars
+        self._vcard = vcard_handler(self.domain_map, display_names, linked_accounts, avatars)
         # The last <stream:error/> condition received (not-authorized, conflict, ...).
         self.last_stream_error: tuple[str, str] | None = None
         self._route_filter = self._route_message
@@ -426,7 +428,24 @@ class GatewayComponent(ComponentXMPP):
         target = parse_jid(str(jid)) if jid else Jid(None, self.domain)
         if not target.same_domain(self.domain):
             raise XMPPError("item-not-found", etype="cancel")
+        if target.local is not None:
+            # a user JID must name a SIP user (as for vCards): else the AddressError's
+            # item-not-found / jid-malformed, answered and logged by the boundary
+            jid_to_sip_target(target.bare, domain_map=self.domain_map)
         return target
+
+    # -- XEP-0153 ------------------------------------------------------------------------------
+
+    def avatar_of(self, contact: Jid) -> Avatar | None:
+        """The avatar of the SIP user `contact` stands for (a hosted user's, from the user
+        file), None without one or for a JID that maps to no SIP user."""
+        if self._avatars is None or contact.local is None:
+            return None
+        try:
+            uri = jid_to_sip_target(contact.bare, domain_map=self.domain_map)
+        except MappingError:
+            return None
+        return self._avatars(str(uri))
 
     def _disco_info(self, jid: Any, node: str | None, ifrom: Any, iq: Any) -> DiscoInfo:
         target = self._target(jid)

@@ -56,6 +56,7 @@ from gateway.config import ComponentConfig, XmppConfig
 from gateway.xmpp.component import GatewayComponent
 from gateway.xmpp.disco import NO_OPTIONAL_FEATURES, Features, PromptTranslator
 from gateway.xmpp.fastwrite import escape_attr
+from mappings.avatar import Avatars
 from mappings.vcard import DisplayNames, LinkedAccounts
 
 log = logging.getLogger(__name__)
@@ -601,6 +602,7 @@ class XmppLinks:
         prompt_to_jid: Callable[[ComponentConfig], PromptTranslator | None] | None = None,
         display_names: DisplayNames | None = None,
         linked_accounts: LinkedAccounts | None = None,
+        avatars: Avatars | None = None,
         on_link_up: LinkCallback | None = None,
         on_link_down: DownCallback | None = None,
         on_undeliverable: UndeliverableCallback | None = None,
@@ -620,6 +622,7 @@ class XmppLinks:
                 prompt_to_jid=prompt_to_jid(comp) if prompt_to_jid else None,
                 display_names=display_names,
                 linked_accounts=linked_accounts,
+                avatars=avatars,
             )
 
         self._factory = component_factory or default_factory
