@@ -49,6 +49,7 @@ from gateway.xmpp.disco import (
     disco_info,
     prompt_translator,
 )
+from gateway.xmpp.iqguard import empty_payload, prompt_of
 from gateway.xmpp.streamparser import NAME_LIMIT, RestrictedStreamParser
 from gateway.xmpp.vcard import HANDLER_NAME as VCARD_HANDLER
 from gateway.xmpp.vcard import VCardQuery, vcard_handler
@@ -448,6 +449,8 @@ class GatewayComponent(ComponentXMPP):
         return self._avatars(str(uri))
 
     def _disco_info(self, jid: Any, node: str | None, ifrom: Any, iq: Any) -> DiscoInfo:
+        if iq is not None:
+            empty_payload(iq)
         target = self._target(jid)
         data: DiscoInfoData
         if node and target.local is not None and node == self.caps.node_ver:
@@ -466,6 +469,8 @@ class GatewayComponent(ComponentXMPP):
         return info
 
     def _disco_items(self, jid: Any, node: str | None, ifrom: Any, iq: Any) -> DiscoItems:
+        if iq is not None:
+            empty_payload(iq)
         self._target(jid)
         if node:
             raise XMPPError("item-not-found", etype="cancel")
@@ -475,6 +480,7 @@ class GatewayComponent(ComponentXMPP):
 
     def _handle_gateway(self, iq: Any) -> None:
         if iq["type"] == "get":
+            empty_payload(iq)
             reply = iq.reply()
             reply["gateway"]["desc"] = PROMPT_DESC
             reply["gateway"]["prompt"] = PROMPT_NAME
@@ -482,10 +488,7 @@ class GatewayComponent(ComponentXMPP):
             return
         if iq["type"] != "set":
             return
-        prompt = str(iq["gateway"]["prompt"])
-        if not prompt.strip():
-            raise XMPPError("bad-request", "empty <prompt/>", etype="modify")
-        jid = self._prompt_to_jid(prompt)
+        jid = self._prompt_to_jid(prompt_of(iq))
         reply = iq.reply()
         reply["gateway"]["jid"] = jid
         reply.send()

@@ -17,6 +17,7 @@ from typing import Any
 from slixmpp.exceptions import XMPPError
 from slixmpp.xmlstream import ElementBase
 
+from gateway.xmpp.iqguard import empty_payload
 from mappings.addresses import DomainMap
 from mappings.avatar import Avatars
 from mappings.jid import parse_jid
@@ -49,6 +50,7 @@ def vcard_handler(
             raise XMPPError("not-allowed", "a SIP contact's vCard cannot be set", etype="cancel")
         if kind != "get":
             return  # results and errors are never answered (RFC 6120 §8.3.1)
+        empty_payload(iq)  # bad-request otherwise (iqguard.py)
         to = parse_jid(iq.xml.get("to") or "")
         card = contact_card(to, domain_map, display_names, linked, avatars)
         reply = iq.reply()
