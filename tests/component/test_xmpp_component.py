@@ -20,6 +20,7 @@ from gateway.xmpp.component import GatewayComponent
 from gateway.xmpp.convert import error_reply
 from gateway.xmpp.disco import Features
 from gateway.xmpp.links import DownKind, down_kind, is_loopback, reconnect_delay
+from mappings.avatar import Avatars
 from mappings.errors import MappingError, XmppErrorInfo
 from mappings.vcard import DisplayNames, LinkedAccounts
 
@@ -42,6 +43,7 @@ class GatewayTest(SlixTest):
         features: Features | None = None,
         display_names: DisplayNames | None = None,
         linked_accounts: LinkedAccounts | None = None,
+        avatars: Avatars | None = None,
     ) -> None:
         self.mode = "component"
         self.xmpp = GatewayComponent(
@@ -51,6 +53,7 @@ class GatewayTest(SlixTest):
             features=features or Features(),
             display_names=display_names,
             linked_accounts=linked_accounts,
+            avatars=avatars,
         )
         self.xmpp._always_send_everything = True
         self.xmpp.connection_made(mocksocket.TestTransport(self.xmpp))
