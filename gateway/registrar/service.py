@@ -44,7 +44,7 @@ from gateway.registrar.bindings import (
 from gateway.registrar.delivery import NoBinding, deliver
 from gateway.registrar.publish import PublishPolicy, effective_presence, process_publish
 from gateway.registrar.ratelimit import Kind, Limit, RateLimitConfig, RateLimiter, Verdict
-from gateway.registrar.users import UserDirectory, UsersFileError, read_users
+from gateway.registrar.users import User, UserDirectory, UsersFileError, read_users
 from gateway.sip.auth import (
     AuthError,
     AuthStatus,
@@ -309,7 +309,10 @@ class Registrar:
         were removed. A StoreError leaves that user's bindings in place (logged); they
         expire as usual and the user cannot register again."""
         removed_users = [u.sip_aor for u in self.users.users if users.by_aor(u.aor) is None]
+        new_pictures = [u.sip_aor for u in users.users if _photo(self.users, u) != _photo(users, u)]
         self.users = users
+        for aor in new_pictures:  # XEP-0153: watchers get the new photo hash now
+            self._changed(_normalise(aor)[0])
         dropped = 0
         for aor in removed_users:
             key = _normalise(aor)[0]
@@ -850,3 +853,9 @@ class Registrar:
             )
         incoming.respond(outcome.response(req, to_tag=incoming.to_tag))
         return None
+
+
+def _photo(users: UserDirectory, user: User) -> str | None:
+    """The SHA-1 of `user`'s avatar in `users` (None without one): what presence shows."""
+    avatar = users.avatar(user.aor)
+    return None if avatar is None else avatar.sha1

@@ -6,7 +6,8 @@ avatar) baresip as the hosted user romeo, registering with Digest.
 * romeo's user file entry names an avatar (relative to the file). juliet subscribes; the
   presence she gets carries ``<x xmlns='vcard-temp:x:update'><photo>`` with the SHA-1 of
   the file's bytes, and romeo's vCard, fetched through Prosody, holds the image in
-  PHOTO/BINVAL. SIGHUP with another image: the vCard changes; SIGHUP with an oversized
+  PHOTO/BINVAL. SIGHUP with another image: juliet gets a presence with the new hash at
+  once and the vCard changes; SIGHUP with an oversized
   one: the reload is refused with a log line naming the key, the old image stays.
 * XEP-0100 §4.1.1 discovery as a client does it: disco#items at the user's server lists
   the gateway (Prosody lists the components under its host), disco#info at the gateway
@@ -91,6 +92,10 @@ def ptype(stanza: Any) -> str:
     return stanza.xml.get("type") or "available"
 
 
+def photo_hash(presence: Any) -> str | None:
+    return presence.xml.findtext(f"{UPDATE}x/{UPDATE}photo")
+
+
 async def vcard_photo(client: XmppTestClient, jid: str) -> tuple[str | None, bytes]:
     iq = client.xmpp.make_iq_get(ito=jid)
     iq.append(ET.Element(f"{V}vCard"))
@@ -139,6 +144,10 @@ async def test_avatar_in_presence_and_vcard_and_reload(
         picture.write_bytes(GIF)  # the operator changes the image, then reloads
         gw.send_signal(signal.SIGHUP)
         gw.wait_for_log(r"configuration reloaded", timeout=LIMIT)
+        gif_hash = hashlib.sha1(GIF).hexdigest()  # announced at once to the watchers
+        await juliet.wait_presence(
+            lambda p: p["from"].bare == ROMEO and photo_hash(p) == gif_hash, LIMIT
+        )
         assert await vcard_photo(juliet, ROMEO) == ("image/gif", GIF)
 
         picture.write_bytes(PNG[:8] + bytes(70_000))  # too large: refused, old one kept
