@@ -4,7 +4,10 @@ What a component does on its own, without the bridge:
 
 * answers XEP-0030 disco (disco.py decides the content, XEP-0115 caps nodes included),
   XEP-0199 ping, XEP-0092 version, XEP-0100 jabber:iq:gateway (prompt and SIP address ->
-  JID translation) and XEP-0054 vCards of the SIP contacts (vcard.py);
+  JID translation) and XEP-0054 vCards of the SIP contacts (vcard.py), after checking
+  the IQ's shape (iqguard.py: bad-request for anything but the documented payload);
+* says which avatar a contact has (`avatar_of`, XEP-0153: presence_convert.py puts its
+  hash in every presence, vcard.py its image in the vCard);
 * answers any other IQ get/set with service-unavailable (RFC 6120 §8.4), not slixmpp's
   feature-not-implemented;
 * rejects stanzas whose to/from is not a valid JID (RFC 7622, 1023 octets per part) with
@@ -218,6 +221,8 @@ class GatewayComponent(ComponentXMPP):
         mode = AddressingMode("mirrored" if mirrored else "escaped")
         self.domain_map = DomainMap(component.domain, mode)
         self._avatars = avatars
+        # contact JID -> its SIP URI, for `avatar_of` on every presence (a pure mapping)
+        self._contact_uris: Memo[Jid, str] = Memo(_VALID_JIDS_LIMIT)
         self._vcard = vcard_handler(self.domain_map, display_names, linked_accounts, avatars)
         # The last <stream:error/> condition received (not-authorized, conflict, ...).
         self.last_stream_error: tuple[str, str] | None = None
@@ -443,10 +448,13 @@ class GatewayComponent(ComponentXMPP):
         if self._avatars is None or contact.local is None:
             return None
         try:
-            uri = jid_to_sip_target(contact.bare, domain_map=self.domain_map)
+            uri = self._contact_uris.get(contact.bare, self._contact_uri)
         except MappingError:
             return None
-        return self._avatars(str(uri))
+        return self._avatars(uri)
+
+    def _contact_uri(self, contact: Jid) -> str:
+        return str(jid_to_sip_target(contact, domain_map=self.domain_map))
 
     def _disco_info(self, jid: Any, node: str | None, ifrom: Any, iq: Any) -> DiscoInfo:
         if iq is not None:
