@@ -267,6 +267,7 @@ def build(cfg: Config) -> Gateway:
         display_names=first_name(registrar.display_name, seen_names),  # docs/xmpp.md
         linked_accounts=registrar.linked_xmpp,  # vCard JABBERID (RFC 7081, docs/xmpp.md)
         contact_features=contact_features,  # disco and caps per contact (docs/xmpp.md)
+        avatars=registrar.avatar,  # vCard PHOTO, presence photo hash (XEP-0153)
         on_link_up=link_up,
     )
     resolver = Resolver(cfg.dns, cfg.sip.routes, cfg.sip.outbound_proxy)

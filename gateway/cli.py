@@ -14,6 +14,7 @@ from pathlib import Path
 from gateway.config import Config, ConfigError, read_config
 from gateway.logs import LOG_LEVEL_NAMES, setup_logging
 from gateway.registrar import usercmd
+from gateway.registrar.users import UsersFileError, read_users
 
 EXIT_CONFIG = 2
 
@@ -70,7 +71,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cpim-gateway: {path}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check-config":
-        print("\n".join(summarise(cfg)))
+        lines = summarise(cfg)
+        users_file = cfg.registrar.users_file
+        if users_file is not None:  # what the registrar reads at start (avatars included)
+            try:
+                users = read_users(users_file)
+            except UsersFileError as exc:
+                print(f"cpim-gateway: registrar.users_file: {users_file}: {exc}", file=sys.stderr)
+                return EXIT_CONFIG
+            pictures = sum(1 for u in users.users if users.avatar(u.aor) is not None)
+            lines.append(f"users      {len(users)} in {users_file} ({pictures} with an avatar)")
+        print("\n".join(lines))
         return 0
     setup_logging(
         args.log_level or cfg.gateway.log_level, args.log_format or cfg.gateway.log_format

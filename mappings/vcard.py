@@ -14,7 +14,8 @@ What a contact's vCard says (docs/xmpp.md, "vCards of SIP contacts"):
   person (the user file's ``xmpp``, RFC 7081 linked identities), that account's bare JID;
 * ``<URL>sip:...</URL>``: the same address, for clients that show links but no phone numbers.
 
-No PHOTO (the gateway has no avatars), so presence carries no XEP-0153 photo hash.
+* ``<PHOTO>``: the avatar the operator gave a hosted user (the user file's ``avatar``,
+  mappings/avatar.py; XEP-0153), between FN and TEL as XEP-0054's DTD orders them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from mappings.addresses import DomainMap, jid_to_sip_target
+from mappings.avatar import Avatar, Avatars, photo_element
 from mappings.jid import Jid
 
 __all__ = [
@@ -84,6 +86,7 @@ class ContactCard:
     full_name: str
     uri: str  # "sip:romeo@sip.example.org" or "tel:+15551234567"
     jabber_id: str | None = None  # the linked XMPP account (RFC 7081), a bare JID
+    photo: Avatar | None = None  # a hosted user's avatar (XEP-0153)
 
 
 def contact_card(
@@ -91,6 +94,7 @@ def contact_card(
     domain_map: DomainMap,
     display_names: DisplayNames | None = None,
     linked: LinkedAccounts | None = None,
+    avatars: Avatars | None = None,
 ) -> ContactCard:
     """The card of the SIP user a component JID stands for (the resource is ignored).
 
@@ -102,7 +106,10 @@ def contact_card(
     uri = str(target)
     name = clean_display_name(display_names(uri)) if display_names is not None else None
     jabber_id = linked(uri) if linked is not None else None
-    return ContactCard(full_name=name or target.user or uri, uri=uri, jabber_id=jabber_id)
+    photo = avatars(uri) if avatars is not None else None
+    return ContactCard(
+        full_name=name or target.user or uri, uri=uri, jabber_id=jabber_id, photo=photo
+    )
 
 
 def vcard_element(card: ContactCard) -> ET.Element:
@@ -110,6 +117,8 @@ def vcard_element(card: ContactCard) -> ET.Element:
     q = f"{{{NS_VCARD}}}"
     vcard = ET.Element(f"{q}vCard")
     ET.SubElement(vcard, f"{q}FN").text = card.full_name
+    if card.photo is not None:
+        vcard.append(photo_element(card.photo))
     tel = ET.SubElement(vcard, f"{q}TEL")
     ET.SubElement(tel, f"{q}VOICE")
     number = card.uri.partition(":")[2] if card.uri.lower().startswith("tel:") else card.uri

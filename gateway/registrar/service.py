@@ -44,7 +44,7 @@ from gateway.registrar.bindings import (
 from gateway.registrar.delivery import NoBinding, deliver
 from gateway.registrar.publish import PublishPolicy, effective_presence, process_publish
 from gateway.registrar.ratelimit import Kind, Limit, RateLimitConfig, RateLimiter, Verdict
-from gateway.registrar.users import UserDirectory, UsersFileError, read_users
+from gateway.registrar.users import User, UserDirectory, UsersFileError, read_users
 from gateway.sip.auth import (
     AuthError,
     AuthStatus,
@@ -61,6 +61,7 @@ from gateway.sip.ua import format_host
 from gateway.sip.uri import SipUri, parse_uri, uri_equal
 from gateway.sip.useragent import IncomingRequest, RequestSender
 from gateway.store.api import Binding, Flow, Publication, Store, StoreError
+from mappings.avatar import Avatar
 from mappings.pidf import PresenceDocument
 
 __all__ = [
@@ -284,6 +285,11 @@ class Registrar:
         vCard's JABBERID on XMPP, docs/xmpp.md); read at each call, like `display_name`."""
         return self.users.linked_xmpp(aor)
 
+    def avatar(self, aor: str) -> Avatar | None:
+        """The avatar the user file gives the hosted user `aor` (XEP-0153: the vCard's
+        PHOTO and the photo hash in presence); read at each call, like `display_name`."""
+        return self.users.avatar(aor)
+
     def reload_users(self) -> bool:
         """Re-read the configured user file (`replace_users`). On error the users in use
         are kept and the error is logged; False then."""
@@ -303,7 +309,10 @@ class Registrar:
         were removed. A StoreError leaves that user's bindings in place (logged); they
         expire as usual and the user cannot register again."""
         removed_users = [u.sip_aor for u in self.users.users if users.by_aor(u.aor) is None]
+        new_pictures = [u.sip_aor for u in users.users if _photo(self.users, u) != _photo(users, u)]
         self.users = users
+        for aor in new_pictures:  # XEP-0153: watchers get the new photo hash now
+            self._changed(_normalise(aor)[0])
         dropped = 0
         for aor in removed_users:
             key = _normalise(aor)[0]
@@ -844,3 +853,9 @@ class Registrar:
             )
         incoming.respond(outcome.response(req, to_tag=incoming.to_tag))
         return None
+
+
+def _photo(users: UserDirectory, user: User) -> str | None:
+    """The SHA-1 of `user`'s avatar in `users` (None without one): what presence shows."""
+    avatar = users.avatar(user.aor)
+    return None if avatar is None else avatar.sha1

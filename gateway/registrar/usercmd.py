@@ -41,6 +41,7 @@ from gateway.registrar.users import (
     UsersFileError,
     hash_password,
     parse_aor,
+    read_avatar,
 )
 
 __all__ = ["EXIT_INPUT", "EXIT_REFUSED", "UserCommandError", "configure", "run"]
@@ -95,6 +96,13 @@ def configure(user: argparse.ArgumentParser) -> None:
     add.add_argument("aor", metavar="USER@DOMAIN")
     add.add_argument("--realm", help="Digest realm (default: the domain)")
     add.add_argument("--username", help="Digest username (default: the user part)")
+    add.add_argument(
+        "--avatar",
+        type=Path,
+        metavar="FILE",
+        help="XEP-0153 avatar: a PNG, JPEG, GIF or WebP of at most 64 KiB (stored as an "
+        "absolute path)",
+    )
     pw = cmds.add_parser("passwd", parents=[where, secret], help="set a user's password")
     pw.add_argument("aor", metavar="USER@DOMAIN")
     rm = cmds.add_parser("remove", parents=[where], help="remove a user")
@@ -138,7 +146,7 @@ def run(
             user = hash_password(
                 aor, old.realm, password, username=old.username, algorithms=algorithms
             )
-            user = replace(user, display_name=old.display_name, xmpp=old.xmpp)  # kept
+            user = replace(user, display_name=old.display_name, xmpp=old.xmpp, avatar=old.avatar)
             new = _edit(replace_user, text, user)
             done = f"new password for {aor} ({', '.join(user.algorithms)}) in {target.path}"
         try:
@@ -229,10 +237,19 @@ def _new_user(args: argparse.Namespace, aor: str, users: UserDirectory, stdin: T
         raise UserCommandError(EXIT_REFUSED, f"{aor} already exists (passwd changes a password)")
     realm = args.realm or aor.rpartition("@")[2]
     algorithms = args.hashes or _realm_hashes(users, realm)
+    avatar = None
+    if args.avatar is not None:  # checked now, as the gateway will read it
+        path = args.avatar.expanduser().absolute()
+        try:
+            read_avatar(path, "--avatar")
+        except UsersFileError as exc:
+            raise UserCommandError(EXIT_REFUSED, f"{exc}; nothing changed") from None
+        avatar = str(path)
     password = _password(args.password_stdin, stdin)
-    return hash_password(
+    user = hash_password(
         aor, realm, password, username=args.username or None, algorithms=algorithms
     )
+    return replace(user, avatar=avatar)
 
 
 def _realm_hashes(users: UserDirectory, realm: str) -> tuple[str, ...]:

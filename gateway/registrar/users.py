@@ -8,6 +8,7 @@ ha1_sha256 = "41b0..."       # SHA-256 of the same string, 64 hex digits (RFC 87
 # realm = "sip.localhost"    # Digest realm; default: the domain of the AOR
 # display_name = "Romeo Montague"  # FN of the user's vCard on XMPP (docs/xmpp.md)
 # xmpp = "romeo@example.org"  # the same person's XMPP account (RFC 7081, docs/xmpp.md)
+# avatar = "avatars/romeo.png"  # XEP-0153 avatar; relative to this file's directory
 ```
 
 Plain-text passwords are refused (a `password` key is an error). At least one hash is
@@ -16,15 +17,19 @@ with `cpim-gateway user add|passwd|remove|list` (gateway/registrar/usercmd.py, e
 through gateway/registrar/userfile.py) or `hash_password()` + `format_user()`. Format and
 procedure: docs/registrar.md.
 
-Parsing is pure (`load_users(mapping)`); `read_users(path)` reads the file. Every error
-names the TOML key (`UsersFileError.path`).
+Parsing is pure (`load_users(mapping)`); `read_users(path)` reads the file and then the
+avatar images it names (`load_avatars`: PNG/JPEG/GIF/WebP by magic bytes, at most 64 KiB,
+mappings/avatar.py). Every error names the TOML key (`UsersFileError.path`), an avatar's
+too: an unreadable or refused image is an error of the whole file, like any other key.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import os
 import re
+import stat
 import sys
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -33,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.sip.auth import ha1
+from mappings.avatar import AVATAR_MAX_BYTES, Avatar, AvatarError, parse_avatar
 from mappings.jid import JidError, parse_jid
 
 __all__ = [
@@ -42,9 +48,11 @@ __all__ = [
     "UsersFileError",
     "format_user",
     "hash_password",
+    "load_avatars",
     "load_users",
     "normalise_aor",
     "parse_aor",
+    "read_avatar",
     "read_users",
 ]
 
@@ -56,7 +64,9 @@ _HA1_KEYS = {"md5": "ha1_md5", "md5-sess": "ha1_md5", "sha-256": "ha1_sha256"}
 _HA1_KEYS["sha-256-sess"] = "ha1_sha256"
 _HEX = {"ha1_md5": re.compile(r"[0-9a-f]{32}"), "ha1_sha256": re.compile(r"[0-9a-f]{64}")}
 _AOR_RE = re.compile(r"([^@\s:;]+)@([A-Za-z0-9.\-]+)")
-_ENTRY_KEYS = frozenset({"ha1_md5", "ha1_sha256", "username", "realm", "display_name", "xmpp"})
+_ENTRY_KEYS = frozenset(
+    {"ha1_md5", "ha1_sha256", "username", "realm", "display_name", "xmpp", "avatar"}
+)
 _DISPLAY_NAME_MAX = 256  # characters; a name, not a document
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -81,6 +91,7 @@ class User:
     ha1_sha256: str | None = field(default=None, repr=False)
     display_name: str | None = None  # shown to XMPP users (vCard FN), optional
     xmpp: str | None = None  # bare JID of the same person's XMPP account (RFC 7081), optional
+    avatar: str | None = None  # image file as written (relative: to the user file), optional
 
     @property
     def sip_aor(self) -> str:
@@ -100,8 +111,11 @@ class User:
 class UserDirectory:
     """Users by AOR and by (Digest username, realm)."""
 
-    def __init__(self, users: tuple[User, ...] = ()) -> None:
+    def __init__(
+        self, users: tuple[User, ...] = (), avatars: Mapping[str, Avatar] | None = None
+    ) -> None:
         self.users = users
+        self._avatars = dict(avatars or {})  # AOR (user@domain) -> its image, as read
         self._by_aor = {u.aor: u for u in users}
         self._by_login: dict[tuple[str, str], User] = {}
         for u in users:
@@ -133,6 +147,10 @@ class UserDirectory:
         """The bare JID the user file links to `aor` (RFC 7081 linked identities)."""
         user = self.by_aor(aor)
         return None if user is None else user.xmpp
+
+    def avatar(self, aor: str) -> Avatar | None:
+        """The avatar image of `aor` (`user@domain` or `sip:user@domain`), if it has one."""
+        return self._avatars.get(normalise_aor(aor.removeprefix("sip:")))
 
     def ha1_lookup(self, username: str, realm: str, algorithm: str) -> str | None:
         """For `gateway.sip.auth.verify_authorization`: the base HA1 or None."""
@@ -213,6 +231,7 @@ def _entry(aor_key: str, data: object, path: str) -> User:
         ha1_sha256=values.get("ha1_sha256"),
         display_name=name,
         xmpp=xmpp,
+        avatar=values.get("avatar"),
     )
 
 
@@ -266,7 +285,45 @@ def read_users(path: Path) -> UserDirectory:
         raise UsersFileError("", f"{path} is not UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsersFileError("", f"{path}: invalid TOML: {exc}") from None
-    return load_users(data)
+    return load_avatars(load_users(data), path.parent)
+
+
+def avatar_path(written: str, base: Path) -> Path:
+    """Where the image an `avatar` key names is: `written` itself if absolute, else
+    relative to `base` (the user file's directory)."""
+    return base / os.path.expanduser(written)
+
+
+def read_avatar(path: Path, key: str = "avatar") -> Avatar:
+    """The image at `path` as an avatar; UsersFileError under `key` when it cannot be
+    read, is not a regular file, is too large or is no PNG/JPEG/GIF/WebP."""
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise UsersFileError(key, f"{str(path)!r} is not a regular file")
+        if st.st_size > AVATAR_MAX_BYTES:  # refused before reading it
+            raise UsersFileError(
+                key, f"{str(path)!r}: {st.st_size} bytes, more than the {AVATAR_MAX_BYTES} allowed"
+            )
+        with path.open("rb") as f:
+            data = f.read(AVATAR_MAX_BYTES + 1)
+    except OSError as exc:
+        raise UsersFileError(key, f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        return parse_avatar(data)
+    except AvatarError as exc:
+        raise UsersFileError(key, f"{str(path)!r}: {exc}") from None
+
+
+def load_avatars(directory: UserDirectory, base: Path) -> UserDirectory:
+    """`directory` with the avatar image of every user that names one, read from disk
+    (relative paths from `base`); UsersFileError naming the user's `avatar` key."""
+    avatars = {
+        u.aor: read_avatar(avatar_path(u.avatar, base), f'users."{u.aor}".avatar')
+        for u in directory.users
+        if u.avatar
+    }
+    return UserDirectory(directory.users, avatars) if avatars else directory
 
 
 def hash_password(
@@ -311,6 +368,8 @@ def format_user(user: User) -> str:
         lines.append(f"display_name = {q(user.display_name, ensure_ascii=False)}")
     if user.xmpp:
         lines.append(f"xmpp = {q(user.xmpp, ensure_ascii=False)}")
+    if user.avatar:
+        lines.append(f"avatar = {q(user.avatar, ensure_ascii=False)}")
     return "\n".join(lines) + "\n"
 
 

@@ -5,7 +5,10 @@ What a component does on its own, without the bridge:
 * answers XEP-0030 disco (disco.py decides the content, XEP-0115 caps nodes included; a
   contact's features are its own, `contact_features`),
   XEP-0199 ping, XEP-0092 version, XEP-0100 jabber:iq:gateway (prompt and SIP address ->
-  JID translation) and XEP-0054 vCards of the SIP contacts (vcard.py);
+  JID translation) and XEP-0054 vCards of the SIP contacts (vcard.py), after checking
+  the IQ's shape (iqguard.py: bad-request for anything but the documented payload);
+* says which avatar a contact has (`avatar_of`, XEP-0153: presence_convert.py puts its
+  hash in every presence, vcard.py its image in the vCard);
 * answers any other IQ get/set with service-unavailable (RFC 6120 §8.4), not slixmpp's
   feature-not-implemented;
 * rejects stanzas whose to/from is not a valid JID (RFC 7622, 1023 octets per part) with
@@ -50,10 +53,12 @@ from gateway.xmpp.disco import (
     disco_info,
     prompt_translator,
 )
+from gateway.xmpp.iqguard import empty_payload, prompt_of
 from gateway.xmpp.streamparser import NAME_LIMIT, RestrictedStreamParser
 from gateway.xmpp.vcard import HANDLER_NAME as VCARD_HANDLER
 from gateway.xmpp.vcard import VCardQuery, vcard_handler
-from mappings.addresses import AddressingMode, DomainMap
+from mappings.addresses import AddressingMode, DomainMap, jid_to_sip_target
+from mappings.avatar import Avatar, Avatars
 from mappings.errors import MappingError, XmppErrorInfo
 from mappings.jid import Jid, parse_jid
 from mappings.vcard import DisplayNames, LinkedAccounts
@@ -196,6 +201,7 @@ class GatewayComponent(ComponentXMPP):
         display_names: DisplayNames | None = None,
         linked_accounts: LinkedAccounts | None = None,
         contact_features: ContactFeatures | None = None,
+        avatars: Avatars | None = None,
     ) -> None:
         install_log_filters()
         # Our record of what slixmpp matches and filters with (see `register_handler`):
@@ -218,9 +224,11 @@ class GatewayComponent(ComponentXMPP):
         self._prompt_to_jid = prompt_to_jid or prompt_translator(component)
         mirrored = component.addressing is Addressing.MIRRORED
         mode = AddressingMode("mirrored" if mirrored else "escaped")
-        self._vcard = vcard_handler(
-            DomainMap(component.domain, mode), display_names, linked_accounts
-        )
+        self.domain_map = DomainMap(component.domain, mode)
+        self._avatars = avatars
+        # contact JID -> its SIP URI, for `avatar_of` on every presence (a pure mapping)
+        self._contact_uris: Memo[Jid, str] = Memo(_VALID_JIDS_LIMIT)
+        self._vcard = vcard_handler(self.domain_map, display_names, linked_accounts, avatars)
         # The last <stream:error/> condition received (not-authorized, conflict, ...).
         self.last_stream_error: tuple[str, str] | None = None
         self._route_filter = self._route_message
@@ -431,6 +439,10 @@ class GatewayComponent(ComponentXMPP):
         target = parse_jid(str(jid)) if jid else Jid(None, self.domain)
         if not target.same_domain(self.domain):
             raise XMPPError("item-not-found", etype="cancel")
+        if target.local is not None:
+            # a user JID must name a SIP user (as for vCards): else the AddressError's
+            # item-not-found / jid-malformed, answered and logged by the boundary
+            jid_to_sip_target(target.bare, domain_map=self.domain_map)
         return target
 
     def features_for(self, contact: Jid) -> Features:
@@ -444,7 +456,25 @@ class GatewayComponent(ComponentXMPP):
         """The XEP-0115 ``<c/>`` values of a presence sent for `contact` now."""
         return self.caps_table.caps(self.features_for(contact))
 
+    # -- XEP-0153 ------------------------------------------------------------------------------
+
+    def avatar_of(self, contact: Jid) -> Avatar | None:
+        """The avatar of the SIP user `contact` stands for (a hosted user's, from the user
+        file), None without one or for a JID that maps to no SIP user."""
+        if self._avatars is None or contact.local is None:
+            return None
+        try:
+            uri = self._contact_uris.get(contact.bare, self._contact_uri)
+        except MappingError:
+            return None
+        return self._avatars(uri)
+
+    def _contact_uri(self, contact: Jid) -> str:
+        return str(jid_to_sip_target(contact, domain_map=self.domain_map))
+
     def _disco_info(self, jid: Any, node: str | None, ifrom: Any, iq: Any) -> DiscoInfo:
+        if iq is not None:
+            empty_payload(iq)
         target = self._target(jid)
         data: DiscoInfoData | None
         if node:  # XEP-0115 §6.2: `node#ver`, answered with what `ver` was computed on
@@ -465,6 +495,8 @@ class GatewayComponent(ComponentXMPP):
         return info
 
     def _disco_items(self, jid: Any, node: str | None, ifrom: Any, iq: Any) -> DiscoItems:
+        if iq is not None:
+            empty_payload(iq)
         self._target(jid)
         if node:
             raise XMPPError("item-not-found", etype="cancel")
@@ -474,6 +506,7 @@ class GatewayComponent(ComponentXMPP):
 
     def _handle_gateway(self, iq: Any) -> None:
         if iq["type"] == "get":
+            empty_payload(iq)
             reply = iq.reply()
             reply["gateway"]["desc"] = PROMPT_DESC
             reply["gateway"]["prompt"] = PROMPT_NAME
@@ -481,10 +514,7 @@ class GatewayComponent(ComponentXMPP):
             return
         if iq["type"] != "set":
             return
-        prompt = str(iq["gateway"]["prompt"])
-        if not prompt.strip():
-            raise XMPPError("bad-request", "empty <prompt/>", etype="modify")
-        jid = self._prompt_to_jid(prompt)
+        jid = self._prompt_to_jid(prompt_of(iq))
         reply = iq.reply()
         reply["gateway"]["jid"] = jid
         reply.send()

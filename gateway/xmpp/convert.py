@@ -76,10 +76,13 @@ def error_reply(stanza: Any, info: XmppErrorInfo) -> Any:
     """An error stanza answering `stanza` (to/from swapped, same id, RFC 6120 §8.3.1).
 
     The payload of an IQ is dropped (clear); `from` is the original `to`, which is in the
-    component's domain (XEP-0114 §3.2 requires from/to on every stanza).
+    component's domain (XEP-0114 §3.2 requires from/to on every stanza). The reply is made
+    from a payload-less copy of `stanza`: slixmpp's `reply` deep-copies the whole stanza
+    first, which a payload nested a few hundred levels deep turns into a RecursionError.
     """
     keep_id = stanza["id"]
-    reply = stanza.reply(clear=True)
+    bare = ET.Element(stanza.xml.tag, dict(stanza.xml.attrib))
+    reply = type(stanza)(stanza.stream, xml=bare).reply(clear=True)
     reply["id"] = keep_id
     reply["type"] = "error"
     err = reply["error"]

@@ -194,7 +194,11 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 # mappings.addresses
 _GLOBAL_NUMBER = re.compile(r"\+[0-9][0-9(). -]*")
 # name-addr as copied from a SIP client: [display-name] "<" addr-spec ">" (RFC 3261 §25.1)
-_NAME_ADDR = re.compile(r'(?:"[^"]*"|[^<"]*)\s*<([^<>]+)>')
+# (the blanks after a quoted name only: `[^<"]*` takes its own, so no input backtracks
+# quadratically)
+_NAME_ADDR = re.compile(r'(?:"[^"]*"\s*|[^<"]*)<([^<>]+)>')
+# What a person types as an address; longer input is refused before any parsing.
+PROMPT_MAX_CHARS = 2048
 # Schemes naming a SIP user the gateway can put in a roster (sips: never crosses, RFC 7247
 # §8; xmpp: is not a SIP user)
 _USER_SCHEMES = ("sip", "im", "pres", "tel")
@@ -220,6 +224,8 @@ def _domain_map(component: ComponentConfig) -> DomainMap:
 
 def prompt_uri(prompt: str, own: DomainMap) -> str:
     """What the user typed -> a URI (bad-request when it is no address at all)."""
+    if len(prompt) > PROMPT_MAX_CHARS:
+        raise _not_address(prompt[:40] + "...", f"longer than {PROMPT_MAX_CHARS} characters")
     text = prompt.strip()
     m = _NAME_ADDR.fullmatch(text)
     if m:

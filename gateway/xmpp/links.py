@@ -56,6 +56,7 @@ from gateway.config import ComponentConfig, XmppConfig
 from gateway.xmpp.component import GatewayComponent
 from gateway.xmpp.disco import NO_OPTIONAL_FEATURES, ContactFeatures, Features, PromptTranslator
 from gateway.xmpp.fastwrite import escape_attr
+from mappings.avatar import Avatars
 from mappings.vcard import DisplayNames, LinkedAccounts
 
 log = logging.getLogger(__name__)
@@ -602,6 +603,7 @@ class XmppLinks:
         display_names: DisplayNames | None = None,
         linked_accounts: LinkedAccounts | None = None,
         contact_features: ContactFeatures | None = None,
+        avatars: Avatars | None = None,
         on_link_up: LinkCallback | None = None,
         on_link_down: DownCallback | None = None,
         on_undeliverable: UndeliverableCallback | None = None,
@@ -622,6 +624,7 @@ class XmppLinks:
                 display_names=display_names,
                 linked_accounts=linked_accounts,
                 contact_features=contact_features,
+                avatars=avatars,
             )
 
         self._factory = component_factory or default_factory

@@ -12,7 +12,9 @@ grant or deny presence behind the gateway's back (RFC 8048 §5.1, §8.2).
 
 Every available presence built here carries the component's XEP-0115 ``<c/>``
 (`GatewayComponent.caps_for`, gateway/xmpp/caps.py); unavailable presence does not (there is
-no one left whose capabilities it could describe).
+no one left whose capabilities it could describe). Every presence, available or not,
+of a contact with an avatar carries its XEP-0153 ``<x xmlns='vcard-temp:x:update'/>``
+(`GatewayComponent.avatar_of`, mappings/avatar.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from gateway.xmpp.caps import caps_element
+from mappings.avatar import update_element
 from mappings.jid import Jid, parse_jid
 from mappings.presence import Show, XmppPresence
 
@@ -148,6 +151,9 @@ def build_presence(component: Any, *, sender: Jid, recipient: Jid, presence: Xmp
         ET.SubElement(xml, f"{{{ns}}}priority").text = str(presence.priority)
     if presence.available:
         xml.append(caps_element(component.caps_for(sender)))
+    avatar = component.avatar_of(sender)
+    if avatar is not None:  # XEP-0153 §4.1: in every presence; none without an avatar
+        xml.append(update_element(avatar))
     return stanza
 
 

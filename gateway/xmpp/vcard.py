@@ -17,7 +17,9 @@ from typing import Any
 from slixmpp.exceptions import XMPPError
 from slixmpp.xmlstream import ElementBase
 
+from gateway.xmpp.iqguard import empty_payload
 from mappings.addresses import DomainMap
+from mappings.avatar import Avatars
 from mappings.jid import parse_jid
 from mappings.vcard import NS_VCARD, DisplayNames, LinkedAccounts, contact_card, vcard_element
 
@@ -38,6 +40,7 @@ def vcard_handler(
     domain_map: DomainMap,
     display_names: DisplayNames | None = None,
     linked: LinkedAccounts | None = None,
+    avatars: Avatars | None = None,
 ) -> Callable[[Any], None]:
     """The handler for ``iq/vcard_temp`` on the component of `domain_map`."""
 
@@ -47,7 +50,9 @@ def vcard_handler(
             raise XMPPError("not-allowed", "a SIP contact's vCard cannot be set", etype="cancel")
         if kind != "get":
             return  # results and errors are never answered (RFC 6120 §8.3.1)
-        card = contact_card(parse_jid(iq.xml.get("to") or ""), domain_map, display_names, linked)
+        empty_payload(iq)  # bad-request otherwise (iqguard.py)
+        to = parse_jid(iq.xml.get("to") or "")
+        card = contact_card(to, domain_map, display_names, linked, avatars)
         reply = iq.reply()
         reply.set_payload(vcard_element(card))
         reply.send()

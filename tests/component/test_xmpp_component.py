@@ -20,6 +20,7 @@ from gateway.xmpp.component import GatewayComponent
 from gateway.xmpp.convert import error_reply
 from gateway.xmpp.disco import ContactFeatures, Features
 from gateway.xmpp.links import DownKind, down_kind, is_loopback, reconnect_delay
+from mappings.avatar import Avatars
 from mappings.errors import MappingError, XmppErrorInfo
 from mappings.vcard import DisplayNames, LinkedAccounts
 
@@ -43,6 +44,7 @@ class GatewayTest(SlixTest):
         display_names: DisplayNames | None = None,
         linked_accounts: LinkedAccounts | None = None,
         contact_features: ContactFeatures | None = None,
+        avatars: Avatars | None = None,
     ) -> None:
         self.mode = "component"
         self.xmpp = GatewayComponent(
@@ -53,6 +55,7 @@ class GatewayTest(SlixTest):
             display_names=display_names,
             linked_accounts=linked_accounts,
             contact_features=contact_features,
+            avatars=avatars,
         )
         self.xmpp._always_send_everything = True
         self.xmpp.connection_made(mocksocket.TestTransport(self.xmpp))

@@ -23,6 +23,7 @@ from gateway.xmpp.presence_convert import (
     read_presence,
 )
 from mappings.addresses import AddressingMode
+from mappings.avatar import NS_VCARD_UPDATE, Avatar
 from mappings.jid import Jid, parse_jid
 from mappings.presence import XmppPresence
 
@@ -37,6 +38,10 @@ def stanza(xml: str) -> Presence:
 
 class FakeComponent:
     caps = Caps("https://node.example/caps", "ver-string=")
+    avatars: dict[str, Avatar] = {}  # noqa: RUF012  (bare JID -> avatar; none by default)
+
+    def avatar_of(self, contact: Jid) -> Avatar | None:
+        return self.avatars.get(str(contact.bare))
 
     def __init__(self) -> None:
         self.asked: list[Jid] = []  # the contacts whose caps were asked (issue 22 item 2)
@@ -144,6 +149,30 @@ def test_build_round_trips_through_read() -> None:
         {"hash": "sha-1", "node": "https://node.example/caps", "ver": "ver-string="}
     ]
     assert component.asked == [parse_jid("bob@sip.example/phone")]  # the sender's own caps
+
+
+SHA1_BOB = "4e29e873f2ad48c2403d8c7d19bdf9a9948f5742"
+
+
+class AvatarComponent(FakeComponent):
+    avatars = {"bob@sip.example": Avatar("image/png", b"\x89PNG\r\n\x1a\n-bob")}  # noqa: RUF012
+
+
+@pytest.mark.parametrize("available", [True, False])
+def test_photo_hash_in_every_presence_of_a_contact_with_an_avatar(available: bool) -> None:
+    """XEP-0153 §3.1, §4.1: <x xmlns='vcard-temp:x:update'><photo>SHA-1 hex</photo></x>."""
+    presence = XmppPresence(available=available)
+    juliet = parse_jid("juliet@example.com")
+    bob = parse_jid("bob@sip.example/phone")
+    out = build_presence(AvatarComponent(), sender=bob, recipient=juliet, presence=presence)
+    xs = out.xml.findall(f"{{{NS_VCARD_UPDATE}}}x")
+    assert len(xs) == 1
+    photos = [(c.tag, c.text) for c in xs[0]]
+    # sha1(b"\x89PNG\r\n\x1a\n-bob"), computed independently
+    assert photos == [(f"{{{NS_VCARD_UPDATE}}}photo", SHA1_BOB)]
+    alice = parse_jid("alice@sip.example")
+    other = build_presence(AvatarComponent(), sender=alice, recipient=juliet, presence=presence)
+    assert other.xml.find(f"{{{NS_VCARD_UPDATE}}}x") is None  # no avatar: no <x/> at all
 
 
 def test_unavailable_carries_no_priority_and_subscriptions_only_known_types() -> None:
