@@ -53,6 +53,10 @@ class Memo(Generic[K, V]):
     def clear(self) -> None:
         self._data.clear()
 
+    def items(self) -> list[tuple[K, V]]:
+        """A snapshot of what is remembered (for tables walked at stop, e.g. departures)."""
+        return list(self._data.items())
+
     def __len__(self) -> int:
         return len(self._data)
 

@@ -3,7 +3,8 @@
 #
 #   apt:  the peers the integration tests run (Prosody, sipp, ejabberd, dnsmasq,
 #         baresip, linphone-cli), openssl and iproute2; python3-venv if no venv
-#         module works.
+#         module works; the console XMPP client poezio, driven through tmux
+#         (setpriv, from util-linux, runs it as nobody under root).
 #   pip:  this package with its test extras, editable, into .venv.
 #
 # Non-interactive (DEBIAN_FRONTEND=noninteractive). The distro services of the
@@ -22,6 +23,7 @@ PYTHON="${PYTHON:-python3}"
 export DEBIAN_FRONTEND=noninteractive
 
 APT_PACKAGES=(prosody sip-tester ejabberd dnsmasq-base baresip linphone-cli openssl iproute2 make kamailio)
+APT_PACKAGES+=(poezio tmux util-linux)  # tests/integration/test_console_client.py
 SERVICES=(prosody ejabberd kamailio)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

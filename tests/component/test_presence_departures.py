@@ -15,7 +15,10 @@ from typing import Any
 from gateway.bridge.presence.context import PresenceConfig, domain_maps
 from gateway.bridge.presence.records import hosted_record
 from gateway.bridge.presence.service import PresenceService
+from gateway.bridge.presence.x2s import Fetch
 from gateway.config import ComponentConfig
+from gateway.sip.message import Headers, SipRequest
+from gateway.sip.uri import parse_uri
 from gateway.store.memory import MemoryStore
 from gateway.xmpp.component import GatewayComponent
 from gateway.xmpp.links import LinkDown
@@ -129,3 +132,58 @@ async def test_on_link_up_reannounces_after_the_current_callbacks() -> None:
     assert links.sent == []  # queued stanzas are flushed first (links.py `_session`)
     await asyncio.sleep(0)
     assert ("tybalt@sip.localhost", "nurse@localhost", "unavailable") in links.told()
+
+
+class Incoming:
+    """The slice of `IncomingRequest` a fetch's NOTIFY uses."""
+
+    def __init__(self, request: SipRequest) -> None:
+        self.request = request
+        self.responses: list[int] = []
+
+    def respond(self, response: Any) -> None:
+        self.responses.append(response.status)
+
+
+def fetch_notify(call_id: str, tag: str, pidf: bytes) -> Incoming:
+    headers = Headers(
+        [
+            ("Via", "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKfetch"),
+            ("From", f"<sip:bob@{COMP}>;tag=remote"),
+            ("To", f"<sip:juliet@localhost>;tag={tag}"),
+            ("Call-ID", call_id),
+            ("CSeq", "1 NOTIFY"),
+            ("Event", "presence"),
+            ("Subscription-State", "terminated;reason=timeout"),
+            ("Content-Type", "application/pidf+xml"),
+        ]
+    )
+    return Incoming(SipRequest("NOTIFY", parse_uri("sip:presence@127.0.0.1"), headers, pidf))
+
+
+def pidf(basic: str) -> bytes:
+    return (
+        '<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="pres:bob@sip.localhost">'
+        f'<tuple id="phone"><status><basic>{basic}</basic></status></tuple></presence>'
+    ).encode()
+
+
+async def test_a_prober_that_only_got_a_fetch_answer_gets_unavailable_at_stop() -> None:
+    """Issue 22 item 5: no subscription, only a probe (its server's, at login) answered by
+    a fetch (R8048-19): the stop tells that prober too, once per resource shown."""
+    svc, links = service()
+    prober, bob = parse_jid("juliet@localhost/balcony"), parse_jid(f"bob@{COMP}")
+    for n, basic in enumerate(("open", "open", "closed"), 1):  # the last fetch: gone again
+        fetch = Fetch(prober, bob, COMP, (f"call-{n}", f"tag-{n}"))
+        svc.x2s.fetches[fetch.key] = fetch
+        incoming = fetch_notify(f"call-{n}", f"tag-{n}", pidf(basic))
+        assert svc.x2s.handle_notify(incoming) and incoming.responses == [200]
+        if n == 2:
+            assert await svc.depart() == 1
+            assert links.told()[-1] == (f"bob@{COMP}/phone", "juliet@localhost", "unavailable")
+            assert links.sent[-1]["to"].full == "juliet@localhost/balcony"  # who probed
+    # two fetches shown, the stop's departure, the third fetch's own answer
+    assert [t[2] for t in links.told()] == ["available"] * 2 + ["unavailable"] * 2
+    links.sent.clear()
+    assert await svc.depart() == 0  # the last answer showed nothing available
+    assert links.sent == []

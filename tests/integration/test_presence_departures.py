@@ -8,6 +8,11 @@ test_presence_hosted.py). Juliet sees romeo available; SIGTERM -> Juliet is told
 `unavailable`, and the gateway logs that the server confirmed it before the link closed;
 the gateway starts again over the same state -> romeo's binding is restored from the
 store and Juliet sees romeo available again, with nobody asking anything again.
+
+A watcher who only got a probe answer: Juliet's roster holds bob (a remote SIP user,
+sipp) from an earlier gateway; a gateway with an empty store answers the probe her server
+sends at login with a fetch (R8048-19). It holds no subscription for her, yet its stop
+tells her bob is unavailable (the in-process presence rig of test_presence_outcomes.py).
 """
 
 from __future__ import annotations
@@ -23,9 +28,13 @@ from tests.harness import LOOPBACK, require_binary
 from tests.harness.baresip import account_line
 from tests.harness.ports import free_port
 from tests.harness.prosody import ProsodyServer
+from tests.harness.sipp import Sipp
+from tests.harness.xmpp_client import XmppTestClient
 from tests.integration.conftest import Account, ClientFactory
+from tests.integration.presence_rig import start_rig, until
 from tests.integration.test_presence_baresip import PresenceBaresip
 from tests.integration.test_presence_hosted import LIMIT, ROMEO, config, log_line, ptype, start
+from tests.integration.test_presence_outcomes import BOB, from_bob, quiet, wait_sipp
 
 pytestmark = pytest.mark.integration
 
@@ -90,3 +99,41 @@ async def test_stop_makes_contacts_unavailable_and_restart_shows_them_again(
             await bs.stop()
         if gw.running:
             gw.terminate()
+
+
+async def test_a_watcher_who_only_got_a_probe_answer_is_told_at_stop(
+    prosody: ProsodyServer, xmpp_client: ClientFactory, sipp: Sipp, tmp_path: Path
+) -> None:
+    with sipp.uas("presence_notifier_active_uas.xml", timeout=60) as uas:
+        route = {"sip.localhost": f"sip:127.0.0.1:{uas.local_port}"}
+        rig = await start_rig(prosody, tmp_path / "state-a", free_port(), routes=route)
+        try:
+            juliet = await xmpp_client(prefix="juliet")
+            quiet(juliet)
+            juliet.xmpp.send_presence(pto=BOB, ptype="subscribe")
+            await juliet.wait_presence(lambda p: from_bob(p, "dialog 1"), LIMIT)
+            await wait_sipp(uas)
+        finally:
+            await rig.stop()
+    with sipp.uas("presence_notifier_fetch_uas.xml", timeout=60) as uas:
+        route = {"sip.localhost": f"sip:127.0.0.1:{uas.local_port}"}
+        rig = await start_rig(prosody, tmp_path / "state-b", free_port(), routes=route)
+        second = XmppTestClient(
+            str(juliet.jid.bare), juliet.xmpp.password, port=prosody.c2s_port, resource="probe"
+        )
+        try:
+            await second.connect()  # initial presence -> Prosody probes bob (RFC 6121 §4.3.1)
+            fetched = await second.wait_presence(lambda p: from_bob(p, "fetched"), LIMIT)
+            await wait_sipp(uas)
+            await until(lambda: not rig.service.x2s.fetches)
+            assert not rig.service.x2s.subs  # no subscription: only the probe's answer
+
+            await rig.stop()  # the drain: departures before the link closes
+            gone = await second.wait_presence(
+                lambda p: from_bob(p) and ptype(p) == "unavailable", LIMIT
+            )
+            assert gone["from"] == fetched["from"]  # the resource that was shown available
+        finally:
+            await second.disconnect()
+            if rig.links.is_up("sip.localhost"):
+                await rig.stop()

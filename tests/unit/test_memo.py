@@ -85,3 +85,14 @@ def test_memoize_matches_the_function_and_stays_bounded(keys: list[str], limit: 
         else:
             assert cached(key) == want
         assert len(cached.memo) <= limit  # type: ignore[attr-defined]
+
+
+def test_items_is_a_snapshot_of_what_is_remembered() -> None:
+    memo: Memo[str, int] = Memo(2)
+    memo.put("a", 1)
+    memo.put("b", 2)
+    snapshot = memo.items()
+    assert sorted(snapshot) == [("a", 1), ("b", 2)]
+    memo.put("c", 3)  # full: emptied first, then "c"
+    assert memo.items() == [("c", 3)]
+    assert sorted(snapshot) == [("a", 1), ("b", 2)]  # the snapshot did not change

@@ -160,7 +160,8 @@ class PresenceService:
 
     async def depart(self) -> int:
         """Clean departure (docs/presence.md, "Restart and drain"): every contact resource
-        shown available to an XMPP watcher gets `unavailable` (RFC 6121 §4.5.2 is what a
+        shown available to an XMPP watcher (a subscriber, or a prober that only got a
+        fetch's answer) gets `unavailable` (RFC 6121 §4.5.2 is what a
         client's server does for its user; the gateway does it for its contacts) before
         the links close. Per domain the stanzas are written at once and the last one is
         confirmed (the stream is ordered: its ping answers for all), within
@@ -169,8 +170,13 @@ class PresenceService:
         sources = [self.x2s.departures()]
         if self.hosted is not None:
             sources.append(self.hosted.departures())
+        seen: set[tuple[str, str, str]] = set()  # a prober may also hold a subscription
         for source in sources:
             for domain, sender, watcher in source:
+                key = (domain, str(sender), str(watcher))
+                if key in seen:
+                    continue
+                seen.add(key)
                 comp = self.links.component(domain)
                 stanza = build_presence(
                     comp,

@@ -18,6 +18,9 @@ store writes and one scheduler entry per subscription.
 * `unsubscribe` -> SUBSCRIBE Expires: 0 in the dialog, `unavailable` + `unsubscribed` at
   once (R8048-07). `probe` with a live, authorized subscription is answered from the last
   NOTIFY; otherwise it becomes a fetch: SUBSCRIBE Expires: 0 in a new dialog (R8048-19).
+  What a fetch showed available is remembered per (prober, contact) in a bounded `Memo`
+  (`PROBED_LIMIT`), so that the stop tells a watcher who only got a probe answer (its
+  server probed at login, the gateway holds no subscription for it) `unavailable` too.
 * Every SUBSCRIBE carries the watcher's bare JID as ``Call-Info: <xmpp:...>;purpose=impp``
   (RFC 6993, RFC 7081 §4), through `SubscriberConfig.headers`: the SIP core knows no XMPP.
 """
@@ -33,6 +36,7 @@ from typing import Any
 from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
 from gateway.bridge.presence.records import subscriber_record, write
 from gateway.logs import event
+from gateway.memo import Memo
 from gateway.sip.dialog import MAX_FORWARDS
 from gateway.sip.headers import NameAddr
 from gateway.sip.message import Headers, SipRequest, make_response
@@ -66,6 +70,11 @@ log = logging.getLogger("gateway.bridge.presence_x2s")
 
 X2sKey = tuple[str, str]  # (watcher bare JID, contact bare JID)
 DIRECTION = "xmpp_to_sip"  # metrics label: the subscription goes from XMPP to SIP
+# Probe answers remembered for the departures (about 200 bytes each): past this many
+# (prober, contact) pairs the table is emptied (Memo), and those probers miss the stop's
+# `unavailable` (their roster is corrected at the next probe or re-login).
+PROBED_LIMIT = 10_000
+ProbeKey = tuple[str, str]  # (prober JID as it probed, contact bare JID)
 
 
 def backoff(failures: int, retry_min: float, retry_max: float, rand: float) -> float:
@@ -118,6 +127,8 @@ class X2s:
         self.subs: dict[X2sKey, X2sSub] = {}
         self.by_dialog: dict[tuple[str, str], X2sSub] = {}
         self.fetches: dict[tuple[str, str], Fetch] = {}
+        # (prober, contact) -> (domain, resources a fetch showed available): departures
+        self.probed: Memo[ProbeKey, tuple[str, frozenset[str | None]]] = Memo(PROBED_LIMIT)
         self._tasks = Tasks("presence")
         self._rng = rng or random.Random()
 
@@ -411,6 +422,9 @@ class X2s:
         for entry in self.subs.values():
             for resource in sorted(entry.announced, key=str):
                 yield entry.domain, entry.contact.with_resource(resource), entry.watcher
+        for (prober, contact), (domain, shown) in self.probed.items():
+            for resource in sorted(shown, key=str):
+                yield domain, parse_jid(contact).with_resource(resource), parse_jid(prober)
 
     def reannounce(self, domain: str) -> None:
         """The link of `domain` came up: show again what live, authorized subscriptions
@@ -476,9 +490,17 @@ class X2s:
             for p in presences:
                 sender = fetch.contact.with_resource(p.resource)
                 self._send_presence(fetch.domain, sender, fetch.prober, p)
+            self._remember_probe(fetch, presences)
             self.ctx.count_notification("sip_to_xmpp")
         if state.state == "terminated":
             self._end_fetch(fetch)
+
+    def _remember_probe(self, fetch: Fetch, presences: list[XmppPresence]) -> None:
+        """Track what this answer showed available (complete state, RFC 3856 §6.6)."""
+        key = (str(fetch.prober), str(fetch.contact.bare))
+        shown = frozenset(p.resource for p in presences if p.available)
+        if shown or key in self.probed:
+            self.probed.put(key, (fetch.domain, shown))
 
     def _end_fetch(self, fetch: Fetch) -> None:
         self.fetches.pop(fetch.key, None)
