@@ -193,6 +193,8 @@ class AdminConfig:
     address: str = "127.0.0.1"
     port: int = 8080
     token: str | None = field(default=None, repr=False)
+    # A directory of static files served at /web/ (the browser demo, web/demo); None: off.
+    web_root: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -711,11 +713,26 @@ def _load_dns(sec: _Section) -> DnsConfig:
 def _load_admin(sec: _Section, base: Path, env: Mapping[str, str]) -> AdminConfig:
     enabled = sec.get("enabled", bool, True)
     host, port = _host_port(sec.key("listen"), sec.get("listen", str, "127.0.0.1:8080"), 8080)
+    web_root = sec.opt("web_root", str)
     out = AdminConfig(
-        enabled=enabled, address=host, port=port, token=_secret(sec, "token", base, env)
+        enabled=enabled,
+        address=host,
+        port=port,
+        token=_secret(sec, "token", base, env),
+        web_root=None if web_root is None else _directory(sec.key("web_root"), web_root, base),
     )
     sec.done()
     return out
+
+
+def _directory(path: str, value: str, base: Path) -> Path:
+    if not value.strip():  # "" would be the configuration's own directory
+        raise ConfigError(path, "must name a directory (leave the key out to switch it off)")
+    p = Path(value)
+    p = p if p.is_absolute() else base / p
+    if not p.is_dir():
+        raise ConfigError(path, f"{str(p)!r} is not a directory")
+    return p
 
 
 def load_config(
