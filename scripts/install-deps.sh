@@ -2,9 +2,12 @@
 # Install what the test suite needs, and only what is missing (idempotent).
 #
 #   apt:  the peers the integration tests run (Prosody, sipp, ejabberd, dnsmasq,
-#         baresip, linphone-cli), openssl and iproute2; python3-venv if no venv
-#         module works.
+#         baresip, linphone-cli, chromium for the browser tests), openssl and
+#         iproute2; python3-venv if no venv module works; nodejs and npm when
+#         no npm is on PATH.
 #   pip:  this package with its test extras, editable, into .venv.
+#   npm:  the browser demo's JsSIP bundle (scripts/web-build.sh, pinned by
+#         web/package-lock.json).
 #
 # Non-interactive (DEBIAN_FRONTEND=noninteractive). The distro services of the
 # XMPP servers are never left running: a temporary policy-rc.d forbids starting
@@ -21,7 +24,7 @@ VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 export DEBIAN_FRONTEND=noninteractive
 
-APT_PACKAGES=(prosody sip-tester ejabberd dnsmasq-base baresip linphone-cli openssl iproute2 make kamailio)
+APT_PACKAGES=(prosody sip-tester ejabberd dnsmasq-base baresip linphone-cli openssl iproute2 make kamailio chromium)
 SERVICES=(prosody ejabberd kamailio)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
@@ -99,6 +102,8 @@ install_apt() {
         wanted+=(python3-venv)
         command -v "$PYTHON" >/dev/null 2>&1 || wanted+=(python3)
     fi
+    # A node that ships its own npm (e.g. a nodejs build from elsewhere) is kept.
+    command -v npm >/dev/null 2>&1 || wanted+=(nodejs npm)
     for pkg in "${wanted[@]}"; do
         installed "$pkg" || missing+=("$pkg")
     done
@@ -170,6 +175,7 @@ main() {
         install_apt
     fi
     install_python
+    bash "$ROOT/scripts/web-build.sh"
     log "done"
 }
 
