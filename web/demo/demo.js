@@ -47,8 +47,12 @@
     return li;
   }
 
+  // user@host of a URI (a JsSIP URI or a string), without its parameters.
   function userOf(uri) {
-    return String(uri).replace(/^sips?:/, '');
+    if (uri && uri.host) {
+      return (uri.user ? uri.user + '@' : '') + uri.host;
+    }
+    return String(uri).replace(/^sips?:/, '').replace(/[;?].*$/, '');
   }
 
   // PIDF -> available | away | busy | offline, and the first note (tuple or person).
