@@ -6,6 +6,8 @@ a root/CI container: --no-sandbox, --headless=new, --disable-gpu. Loopback only:
 host names resolve to nothing but 127.0.0.1 (`--host-resolver-rules`), and every
 request of the page to a host that is not loopback is aborted and recorded in
 `Browser.blocked`, so a test can show the page fetched nothing from elsewhere.
+WebSocket connections are not routed through Playwright (that would proxy the SIP
+traffic under test); the resolver rules keep them to loopback names.
 
 A missing `chromium` or `playwright` skips the test locally and fails it in CI
 (`require_binary`, `require_playwright`). Screenshots go to `artifact_dir()`:
@@ -140,9 +142,14 @@ async def screenshot(page: Page, name: str) -> Path:
 def demo_web_root() -> Path:
     """web/demo with its JsSIP bundle built (scripts/web-build.sh, npm ci, pinned)."""
     require_binary("npm", package="nodejs npm")
-    subprocess.run(
-        ["bash", str(ROOT / "scripts" / "web-build.sh")], check=True, capture_output=True
+    built = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "web-build.sh")],
+        check=False,
+        capture_output=True,
+        text=True,
     )
+    if built.returncode != 0:
+        pytest.fail(f"scripts/web-build.sh failed:\n{built.stdout}{built.stderr}", pytrace=False)
     root = ROOT / "web" / "demo"
     assert (root / "vendor" / "jssip.min.js").stat().st_size > 100_000
     return root
