@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
 from gateway.config import ListenerConfig
 from gateway.logs import event
@@ -291,9 +291,10 @@ class WsListener:
             elif msg.type is WSMsgType.BINARY:
                 data = msg.data
             else:  # ERROR: aiohttp has sent the close (1009 too big, 1007 bad UTF-8, 1002)
+                exc = ws.exception()
+                code = exc.code if isinstance(exc, WebSocketError) else ws.close_code
                 event(log, logging.INFO, "websocket closed", peer=_peer(conn.peer),
-                      listener=self.name, code=ws.close_code,
-                      reason=str(ws.exception() or msg.data))  # fmt: skip
+                      listener=self.name, code=code, reason=str(exc or msg.data))  # fmt: skip
                 return
             if not data.strip(b"\r\n"):  # RFC 5626 §3.5.1 keep-alive over the WebSocket
                 if data == b"\r\n\r\n":
