@@ -5,6 +5,7 @@
 #         baresip, linphone-cli), openssl and iproute2; python3-venv if no venv
 #         module works.
 #   pip:  this package with its test extras, editable, into .venv.
+#   npm:  tests/js (JsSIP, the SIP-over-WebSocket peer): `npm ci` from its lock file.
 #
 # Non-interactive (DEBIAN_FRONTEND=noninteractive). The distro services of the
 # XMPP servers are never left running: a temporary policy-rc.d forbids starting
@@ -22,6 +23,7 @@ PYTHON="${PYTHON:-python3}"
 export DEBIAN_FRONTEND=noninteractive
 
 APT_PACKAGES=(prosody sip-tester ejabberd dnsmasq-base baresip linphone-cli openssl iproute2 make kamailio)
+APT_PACKAGES+=(nodejs npm)  # tests/js: JsSIP under Node (issue 20)
 SERVICES=(prosody ejabberd kamailio)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
@@ -165,11 +167,29 @@ install_python() {
     printf '%s\n' "$sum" >"$stamp"
 }
 
+# -- npm (tests/js) ------------------------------------------------------------
+
+install_npm() {
+    # Pinned by tests/js/package-lock.json; install scripts are not run (none is needed:
+    # the optional native helpers of the `websocket` package fall back to JavaScript).
+    local dir="$ROOT/tests/js" stamp="$ROOT/tests/js/node_modules/.install-deps.sha256" sum
+    command -v npm >/dev/null 2>&1 || { log "npm: not installed, tests/js skipped"; return 0; }
+    sum="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
+        log "npm: tests/js up to date"
+        return 0
+    fi
+    log "npm: npm ci in tests/js"
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    printf '%s\n' "$sum" >"$stamp"
+}
+
 main() {
     if [ "${SKIP_APT:-0}" != "1" ]; then
         install_apt
     fi
     install_python
+    install_npm
     log "done"
 }
 
