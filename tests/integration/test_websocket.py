@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -30,8 +31,11 @@ from gateway.sip.transport.endpoint import SipEndpoint
 from gateway.sip.uri import parse_uri
 from gateway.sip.useragent import IncomingRequest, TransportFailure
 from tests.harness import LOOPBACK
+from tests.integration.test_sip_tls import Pki, pki
 
 pytestmark = pytest.mark.integration
+
+__all__ = ["pki"]  # the certificate fixture of test_sip_tls.py, shared
 
 LIMIT = 20.0
 MAX_SIZE = 4096
@@ -374,3 +378,41 @@ async def test_answering_client_survives_the_heartbeat(
         await ws.send_str(register("alive"))
         resp = await reading
         assert isinstance(resp, SipResponse) and resp.status == 200
+
+
+# ----------------------------------------------------------------------- wss
+
+
+async def test_wss_listener_speaks_tls_with_the_sip_certificate(
+    pki: Pki, session: aiohttp.ClientSession
+) -> None:
+    """WSS: TLS as for a SIP TLS listener (its certificate and key); Via WSS."""
+    lc = ListenerConfig(Transport.WSS, LOOPBACK, 0, pki.cert, pki.key)
+    handler = Handler()
+    ep = SipEndpoint(SipConfig(listeners=(lc,)), handler)
+    await ep.start()
+    try:
+        port = ep.listeners[0].local[1]
+        ctx = ssl.create_default_context(cafile=str(pki.ca))
+        url = f"https://localhost:{port}/"
+        async with session.ws_connect(url, protocols=("sip",), ssl=ctx) as ws:
+            await ws.send_str(register("tls1", via="SIP/2.0/WSS df7jal23ls0d.invalid"))
+            resp = await receive_sip(ws)
+            assert isinstance(resp, SipResponse) and resp.status == 200
+        assert handler.seen[0].transport == "wss"
+        wrong = ssl.create_default_context(cafile=str(pki.wrong_ca))
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await session.ws_connect(url, protocols=("sip",), ssl=wrong)
+    finally:
+        await ep.stop()
+
+
+async def test_stop_closes_open_websockets_going_away(session: aiohttp.ClientSession) -> None:
+    ep = SipEndpoint(SipConfig(listeners=(ListenerConfig(Transport.WS, LOOPBACK, 0),)), Handler())
+    await ep.start()
+    url = f"http://{LOOPBACK}:{ep.listeners[0].local[1]}/"
+    async with session.ws_connect(url, protocols=("sip",)) as ws:
+        await until(lambda: len(ep.connections) == 1)
+        stopping = asyncio.ensure_future(ep.stop())
+        assert await closed_with(ws) == 1001
+        await asyncio.wait_for(stopping, LIMIT)
