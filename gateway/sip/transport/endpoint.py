@@ -190,7 +190,10 @@ class SipEndpoint:
                 waiter.on_final = partial(_also_settle, waiter.on_final, settled)
                 pending.append(settled)
             await asyncio.wait(pending, timeout=grace)
+        closing = [li for li in self.listeners if isinstance(li, WsListener)]
         self._close_all()
+        for ws_listener in closing:  # the aiohttp sites, after their 1001 closes
+            await ws_listener.wait_closed()
         self.ua.fail_clients(TransportFailure("endpoint stopped"))
         for client_task in list(self._client_tasks):
             client_task.cancel()

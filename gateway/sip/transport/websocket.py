@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
 from gateway.config import ListenerConfig
 from gateway.logs import event
@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 SUBPROTOCOL = "sip"  # RFC 7118 §4.1
 MAX_QUEUED = 256  # messages waiting to be written to one connection, at most
+SHUTDOWN_GRACE = 2.0  # seconds the site waits for its handlers when it is closed
 CLOSE_PROTOCOL_ERROR = int(WSCloseCode.PROTOCOL_ERROR)  # 1002: not a SIP message
 CLOSE_SLOW_READER = int(WSCloseCode.POLICY_VIOLATION)  # 1008: the client does not read
 
@@ -185,6 +186,7 @@ class WsListener:
         self.local: Address = (config.address, config.port)
         self.refused = 0  # handshakes refused (Origin, subprotocol)
         self._runner: web.AppRunner | None = None
+        self._cleanup: asyncio.Task[None] | None = None
         self._open: set[WsConnection] = set()
 
     @property
@@ -203,6 +205,7 @@ class WsListener:
             handle_signals=False,
             access_log=None,
             keepalive_timeout=self.config.handshake_timeout,
+            shutdown_timeout=SHUTDOWN_GRACE,
         )
         await runner.setup()
         site = web.TCPSite(
@@ -230,7 +233,12 @@ class WsListener:
             conn.close(int(WSCloseCode.GOING_AWAY), "shutting down")
         runner, self._runner = self._runner, None
         if runner is not None:
-            asyncio.get_running_loop().create_task(runner.cleanup())
+            self._cleanup = asyncio.get_running_loop().create_task(runner.cleanup())
+
+    async def wait_closed(self) -> None:
+        """Until the site is down after `close` (open WebSockets got their 1001)."""
+        if self._cleanup is not None:
+            await self._cleanup
 
     # -- the handshake and the message loop ----------------------------------------------
 
@@ -291,9 +299,10 @@ class WsListener:
             elif msg.type is WSMsgType.BINARY:
                 data = msg.data
             else:  # ERROR: aiohttp has sent the close (1009 too big, 1007 bad UTF-8, 1002)
+                exc = ws.exception()
+                code = exc.code if isinstance(exc, WebSocketError) else ws.close_code
                 event(log, logging.INFO, "websocket closed", peer=_peer(conn.peer),
-                      listener=self.name, code=ws.close_code,
-                      reason=str(ws.exception() or msg.data))  # fmt: skip
+                      listener=self.name, code=code, reason=str(exc or msg.data))  # fmt: skip
                 return
             if not data.strip(b"\r\n"):  # RFC 5626 §3.5.1 keep-alive over the WebSocket
                 if data == b"\r\n\r\n":
