@@ -41,6 +41,8 @@ class Transport(StrEnum):
     UDP = "udp"
     TCP = "tcp"
     TLS = "tls"
+    WS = "ws"  # SIP over WebSocket (RFC 7118)
+    WSS = "wss"  # SIP over secure WebSocket: TLS like a tls listener
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,10 @@ class ListenerConfig:
     certificate: Path | None = None
     private_key: Path | None = None
     client_ca: Path | None = None  # tls: ask clients for a certificate, verify against this
+    path: str = "/"  # ws/wss: the HTTP path of the WebSocket upgrade
+    origins: tuple[str, ...] = ()  # ws/wss: allowed browser Origins (empty: any)
+    handshake_timeout: float = 10.0  # ws/wss: seconds to complete the HTTP upgrade
+    heartbeat: float = 30.0  # ws/wss: ping interval; no pong within half of it closes
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,8 @@ class AdminConfig:
     address: str = "127.0.0.1"
     port: int = 8080
     token: str | None = field(default=None, repr=False)
+    # A directory of static files served at /web/ (the browser demo, web/demo); None: off.
+    web_root: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -491,20 +499,22 @@ def _positive(sec: _Section, name: str, default: float) -> float:
 
 def _load_listener(sec: _Section, base: Path) -> ListenerConfig:
     transport = Transport(sec.choice("transport", tuple(t.value for t in Transport), "udp"))
-    default_port = 5061 if transport is Transport.TLS else 5060
+    secure = transport in (Transport.TLS, Transport.WSS)
+    default_port = {Transport.TLS: 5061, Transport.WS: 80, Transport.WSS: 443}.get(transport, 5060)
     cert = sec.opt("certificate", str)
     key = sec.opt("private_key", str)
     client_ca = sec.opt("client_ca", str)
-    if transport is Transport.TLS:
+    if secure:
         if cert is None:
-            raise ConfigError(sec.key("certificate"), "required for a tls listener")
+            raise ConfigError(sec.key("certificate"), f"required for a {transport} listener")
         if key is None:
-            raise ConfigError(sec.key("private_key"), "required for a tls listener")
+            raise ConfigError(sec.key("private_key"), f"required for a {transport} listener")
     elif cert is not None or key is not None or client_ca is not None:
         bad = (
             "certificate" if cert is not None else "private_key" if key is not None else "client_ca"
         )
         raise ConfigError(sec.key(bad), f"only meaningful for tls listeners, not {transport}")
+    ws = _load_ws_keys(sec) if transport in (Transport.WS, Transport.WSS) else {}
     out = ListenerConfig(
         transport=transport,
         address=_ip(sec, "address", "127.0.0.1"),
@@ -512,9 +522,26 @@ def _load_listener(sec: _Section, base: Path) -> ListenerConfig:
         certificate=_readable_file(sec.key("certificate"), cert, base) if cert else None,
         private_key=_readable_file(sec.key("private_key"), key, base) if key else None,
         client_ca=_readable_file(sec.key("client_ca"), client_ca, base) if client_ca else None,
+        **ws,
     )
     sec.done()
     return out
+
+
+def _load_ws_keys(sec: _Section) -> dict[str, Any]:
+    """The keys of a ws/wss listener (RFC 7118): path, origins, handshake_timeout, heartbeat."""
+    path = sec.get("path", str, "/")
+    if not path.startswith("/"):
+        raise ConfigError(sec.key("path"), f"must start with '/', not {path!r}")
+    origins = sec.get("origins", list, [])
+    if not all(isinstance(o, str) and "://" in o for o in origins):
+        raise ConfigError(sec.key("origins"), "must be a list of origins like 'https://host'")
+    return {
+        "path": path,
+        "origins": tuple(o.rstrip("/").lower() for o in origins),
+        "handshake_timeout": _positive(sec, "handshake_timeout", 10.0),
+        "heartbeat": _positive(sec, "heartbeat", 30.0),
+    }
 
 
 def _load_sip(sec: _Section, base: Path) -> SipConfig:
@@ -711,11 +738,26 @@ def _load_dns(sec: _Section) -> DnsConfig:
 def _load_admin(sec: _Section, base: Path, env: Mapping[str, str]) -> AdminConfig:
     enabled = sec.get("enabled", bool, True)
     host, port = _host_port(sec.key("listen"), sec.get("listen", str, "127.0.0.1:8080"), 8080)
+    web_root = sec.opt("web_root", str)
     out = AdminConfig(
-        enabled=enabled, address=host, port=port, token=_secret(sec, "token", base, env)
+        enabled=enabled,
+        address=host,
+        port=port,
+        token=_secret(sec, "token", base, env),
+        web_root=None if web_root is None else _directory(sec.key("web_root"), web_root, base),
     )
     sec.done()
     return out
+
+
+def _directory(path: str, value: str, base: Path) -> Path:
+    if not value.strip():  # "" would be the configuration's own directory
+        raise ConfigError(path, "must name a directory (leave the key out to switch it off)")
+    p = Path(value)
+    p = p if p.is_absolute() else base / p
+    if not p.is_dir():
+        raise ConfigError(path, f"{str(p)!r} is not a directory")
+    return p
 
 
 def load_config(

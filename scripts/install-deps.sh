@@ -2,10 +2,14 @@
 # Install what the test suite needs, and only what is missing (idempotent).
 #
 #   apt:  the peers the integration tests run (Prosody, sipp, ejabberd, dnsmasq,
-#         baresip, linphone-cli), openssl and iproute2; python3-venv if no venv
-#         module works; the console XMPP client poezio, driven through tmux
-#         (setpriv, from util-linux, runs it as nobody under root).
+#         baresip, linphone-cli, chromium for the browser tests), openssl and
+#         iproute2; python3-venv if no venv module works; nodejs and npm when
+#         no npm is on PATH; the console XMPP client poezio, driven through
+#         tmux (setpriv, from util-linux, runs it as nobody under root).
 #   pip:  this package with its test extras, editable, into .venv.
+#   npm:  tests/js (JsSIP, the SIP-over-WebSocket peer): `npm ci` from its lock file;
+#         the browser demo's JsSIP bundle (scripts/web-build.sh, pinned by
+#         web/package-lock.json).
 #
 # Non-interactive (DEBIAN_FRONTEND=noninteractive). The distro services of the
 # XMPP servers are never left running: a temporary policy-rc.d forbids starting
@@ -22,7 +26,9 @@ VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 export DEBIAN_FRONTEND=noninteractive
 
-APT_PACKAGES=(prosody sip-tester ejabberd dnsmasq-base baresip linphone-cli openssl iproute2 make kamailio)
+APT_PACKAGES=(prosody sip-tester ejabberd dnsmasq-base baresip linphone-cli openssl iproute2 make kamailio chromium)
+# nodejs and npm (tests/js: JsSIP under Node; web/: the demo's bundle) are added in
+# install_apt when no npm is on PATH: a node that ships its own npm is kept.
 APT_PACKAGES+=(poezio tmux util-linux)  # tests/integration/test_console_client.py
 SERVICES=(prosody ejabberd kamailio)
 
@@ -101,6 +107,8 @@ install_apt() {
         wanted+=(python3-venv)
         command -v "$PYTHON" >/dev/null 2>&1 || wanted+=(python3)
     fi
+    # A node that ships its own npm (e.g. a nodejs build from elsewhere) is kept.
+    command -v npm >/dev/null 2>&1 || wanted+=(nodejs npm)
     for pkg in "${wanted[@]}"; do
         installed "$pkg" || missing+=("$pkg")
     done
@@ -167,11 +175,34 @@ install_python() {
     printf '%s\n' "$sum" >"$stamp"
 }
 
+# -- npm (tests/js) ------------------------------------------------------------
+
+install_npm() {
+    # Pinned by tests/js/package-lock.json; install scripts are not run (none is needed:
+    # the optional native helpers of the `websocket` package fall back to JavaScript).
+    local dir="$ROOT/tests/js" stamp="$ROOT/tests/js/node_modules/.install-deps.sha256" sum
+    command -v npm >/dev/null 2>&1 || { log "npm: not installed, tests/js skipped"; return 0; }
+    sum="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
+        log "npm: tests/js up to date"
+        return 0
+    fi
+    log "npm: npm ci in tests/js"
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    printf '%s\n' "$sum" >"$stamp"
+}
+
 main() {
     if [ "${SKIP_APT:-0}" != "1" ]; then
         install_apt
     fi
     install_python
+    install_npm
+    if command -v npm >/dev/null 2>&1; then
+        bash "$ROOT/scripts/web-build.sh"
+    else
+        log "npm: not installed, the browser demo's JsSIP bundle skipped"
+    fi
     log "done"
 }
 

@@ -7,6 +7,10 @@ state="$root/.state/demo"
 venv="$root/.venv"
 mkdir -p "$state/prosody/data" "$state/gateway"
 bash "$root/scripts/demo-certs.sh" >/dev/null
+# The browser demo's JsSIP bundle (pinned; a no-op when built). Without npm the rest
+# of the demo still runs; the page then says the bundle is missing.
+bash "$root/scripts/web-build.sh" 2>/dev/null \
+    || echo "make run: could not build the browser demo's JsSIP bundle (scripts/web-build.sh); the rest runs" >&2
 
 run_as_root=false
 [ "$(id -u)" = 0 ] && run_as_root=true
@@ -14,7 +18,7 @@ cfg="$state/prosody/prosody.cfg.lua"
 sed -e "s|@STATE@|$state|g" -e "s|@RUN_AS_ROOT@|$run_as_root|g" \
     "$root/deploy/demo/prosody.cfg.lua" > "$cfg"
 
-for port in 5222 5347 5060 5061 8080; do
+for port in 5222 5347 5060 5061 5066 8080; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "make run: 127.0.0.1:$port is already in use; stop whatever holds it first." >&2
         exit 1
@@ -54,8 +58,10 @@ cat <<TXT
   XMPP client:  juliet@localhost / juliet   (or nurse@localhost / nurse)
                 server 127.0.0.1 port 5222 (STARTTLS optional, self-signed)
   SIP client:   romeo@sip.localhost / romeo (or mercutio@sip.localhost / mercutio)
-                registrar/proxy 127.0.0.1:5060 (udp, tcp) or 127.0.0.1:5061 (tls)
+                registrar/proxy 127.0.0.1:5060 (udp, tcp) or 127.0.0.1:5061 (tls),
+                ws://127.0.0.1:5066/ (SIP over WebSocket, for browsers)
   From SIP, write to sip:juliet@localhost; from XMPP, to romeo@sip.localhost.
+  Browser demo: http://127.0.0.1:8080/web/   (JsSIP as romeo over ws://127.0.0.1:5066/)
   Admin API:    http://127.0.0.1:8080/healthz  /readyz
   Logs:         $state/prosody/prosody.log and this terminal
 

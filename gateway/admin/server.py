@@ -4,8 +4,10 @@
 SIP listener is bound. /metrics: the Prometheus registry (text exposition, or
 OpenMetrics when asked for). /links, /registrations, /subscriptions: JSON
 listings from providers the composition root passes in. GET/POST /trace: the
-runtime switch of the SIP and XMPP wire traces. Everything but /healthz needs
-the bearer token when one is configured. docs/admin-api.md describes it all.
+runtime switch of the SIP and XMPP wire traces. /web/: static files (the
+browser demo) when `[admin] web_root` is set (gateway/admin/webroot.py).
+Everything but /healthz and /web/ needs the bearer token when one is
+configured. docs/admin-api.md describes it all.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from gateway.admin.webroot import add_web_root, is_public
 from gateway.config import AdminConfig
 from gateway.logs import WireTrace
 
@@ -61,13 +64,14 @@ PROBE = web.AppKey[ReadinessProbe]("probe")
 SOURCES = web.AppKey[AdminSources]("sources")
 
 
-def _auth_middleware(token: str) -> Middleware:
+def _auth_middleware(token: str, web_root: bool) -> Middleware:
     expected = f"Bearer {token}".encode()
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         given = request.headers.get("Authorization", "").encode()
-        if request.path != "/healthz" and not hmac.compare_digest(given, expected):
+        public = request.path == "/healthz" or (web_root and is_public(request.path))
+        if not public and not hmac.compare_digest(given, expected):
             log.warning(
                 "admin request refused",
                 extra={"fields": {"path": request.path, "peer": request.remote}},
@@ -170,7 +174,9 @@ async def _trace_post(request: web.Request) -> web.Response:
 def create_app(
     cfg: AdminConfig, probe: ReadinessProbe, sources: AdminSources | None = None
 ) -> web.Application:
-    middlewares: list[Middleware] = [_auth_middleware(cfg.token)] if cfg.token else []
+    middlewares: list[Middleware] = (
+        [_auth_middleware(cfg.token, cfg.web_root is not None)] if cfg.token else []
+    )
     app = web.Application(middlewares=middlewares)
     app[PROBE] = probe
     app[SOURCES] = sources or AdminSources()
@@ -180,6 +186,8 @@ def create_app(
     app.router.add_get("/trace", _trace_get)
     app.router.add_post("/trace", _trace_post)
     app.router.add_get(r"/{name:" + "|".join(LISTINGS) + "}", _listing)
+    if cfg.web_root is not None:
+        add_web_root(app, cfg.web_root)
     return app
 
 

@@ -28,6 +28,7 @@ from typing import Protocol
 
 from gateway.bridge.failover import send_with_failover
 from gateway.config import Config
+from gateway.registrar.delivery import NoBinding
 from gateway.resolver.resolver import Resolver
 from gateway.sip.locate import Target
 from gateway.sip.message import SipRequest, SipResponse
@@ -37,12 +38,25 @@ from gateway.sip.uri import SipUri
 from gateway.sip.useragent import TransactionTimeout, TransportFailure
 from mappings.errors import MappingError
 
-__all__ = ["DomainClass", "Domains", "Registrar", "SipRouter", "TooLargeForUdp"]
+__all__ = [
+    "DomainClass",
+    "Domains",
+    "Registrar",
+    "SipRouter",
+    "TooLargeForUdp",
+    "is_flow_contact",
+]
 
 # Room for what the endpoint adds (Via with branch and rport, User-Agent) to the request.
 _VIA_ALLOWANCE = 160
 
 Build = Callable[[str], SipRequest]
+
+
+def is_flow_contact(uri: SipUri) -> bool:
+    """A Contact that names no host but the connection it came from: RFC 7118 §5 clients
+    (and RFC 5626 outbound ones) put a random `.invalid` host (RFC 2606) in it."""
+    return uri.host_bare.endswith(".invalid")
 
 
 class DomainClass(enum.Enum):
@@ -80,7 +94,11 @@ class Registrar(Protocol):
 
     def is_hosted(self, domain: str) -> bool: ...
 
-    def send_to_user(self, aor: str, build: Build) -> Awaitable[SipResponse]: ...
+    def send_to_user(
+        self, aor: str, build: Build, *, resource: str | None = None
+    ) -> Awaitable[SipResponse]: ...
+
+    def resource_for(self, aor: str, contact_or_instance: str) -> str | None: ...
 
 
 class Endpoint(Protocol):
@@ -122,11 +140,13 @@ class SipRouter:
         self.domains = Domains(cfg)
 
     def hosts(self, uri: SipUri) -> bool:
-        """Is `uri` in a hosted SIP domain, so that the location service, not DNS, says
-        where requests to it go?"""
-        return self.registrar is not None and self.registrar.is_hosted(uri.host_bare)
+        """Is `uri` in a hosted SIP domain, or a flow contact (`is_flow_contact`), so that
+        the location service, not DNS, says where requests to it go?"""
+        if self.registrar is None:
+            return False
+        return self.registrar.is_hosted(uri.host_bare) or is_flow_contact(uri)
 
-    async def send(self, aor: SipUri, build: Build) -> SipResponse:
+    async def send(self, aor: SipUri, build: Build, *, user: SipUri | None = None) -> SipResponse:
         """Send the request `build(request_uri)` towards `aor`; its final response.
 
         This is the one place that decides the targets of a request the gateway originates
@@ -140,6 +160,8 @@ class SipRouter:
         TargetsExhausted by the failover driver.
         """
         domain = aor.host_bare
+        if self.registrar is not None and is_flow_contact(aor):
+            return await self._send_to_flow(self.registrar, aor, user, build)
         if self.registrar is not None and self.registrar.is_hosted(domain):
             key = aor.aor if aor.gr is None else f"{aor.aor};gr={aor.gr}"
             return await self.registrar.send_to_user(key, build)
@@ -160,6 +182,20 @@ class SipRouter:
                     return await self._failover(aor, targets, build)
         targets = await self.resolver.resolve_sip(aor)
         return await self._failover(aor, targets, build)
+
+    @staticmethod
+    async def _send_to_flow(
+        registrar: Registrar, contact: SipUri, user: SipUri | None, build: Build
+    ) -> SipResponse:
+        """A remote target on a flow (a WebSocket client's `.invalid` Contact) is reached
+        over the connection its binding was registered from: the binding of `user` (the
+        dialog's remote URI, a hosted AOR) whose Contact is `contact`. 480 (NoBinding)
+        when that registration is gone: nothing else can reach it."""
+        aor = "" if user is None else user.aor
+        resource = None if user is None else registrar.resource_for(aor, str(contact))
+        if resource is None:
+            raise NoBinding(aor or str(contact))
+        return await registrar.send_to_user(aor, build, resource=resource)
 
     async def _failover(self, aor: SipUri, targets: Sequence[Target], build: Build) -> SipResponse:
         route = self.resolver.route_for(aor.host_bare)

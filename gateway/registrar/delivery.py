@@ -40,7 +40,14 @@ log = logging.getLogger(__name__)
 
 # Final responses after which the next contact is tried (docs/registrar.md).
 _TRY_NEXT = frozenset({408, 480})
-_TRANSPORTS: dict[str, Transport] = {"udp": "udp", "tcp": "tcp", "tls": "tls"}
+# ws/wss (RFC 7118): only over the flow, the client's own connection.
+_TRANSPORTS: dict[str, Transport] = {
+    "udp": "udp",
+    "tcp": "tcp",
+    "tls": "tls",
+    "ws": "ws",
+    "wss": "wss",
+}
 
 
 class NoBinding(MappingError):
@@ -73,7 +80,7 @@ def _split_hostport(text: str) -> tuple[str, int] | None:
 def _target(transport: str, ip: str, port: int) -> Target | None:
     t = transport.lower()
     if t not in _TRANSPORTS:
-        return None  # ws/wss flows: not served by this endpoint
+        return None  # e.g. sctp: not served by this endpoint
     return Target(_TRANSPORTS[t], ip, ip, port)
 
 

@@ -32,7 +32,7 @@ __all__ = [
     "order_srv",
 ]
 
-Transport = Literal["udp", "tcp", "tls"]
+Transport = Literal["udp", "tcp", "tls", "ws", "wss"]  # ws/wss: flows only (RFC 7118)
 RdType = Literal["NAPTR", "SRV", "A", "AAAA"]
 
 DEFAULT_PORTS: dict[str, int] = {"udp": 5060, "tcp": 5060, "tls": 5061}  # RFC 3261 §19.1.2

@@ -88,6 +88,7 @@ class World:
     ctx: PresenceContext
     router: SipRouter
     clock: Clock
+    store: MemoryStore
 
 
 @pytest.fixture
@@ -123,7 +124,7 @@ async def world(tmp_path: Path) -> World:
         clock=clock,
         router=router,
     )
-    yield World(registrar, endpoint, ctx, router, clock)
+    yield World(registrar, endpoint, ctx, router, clock, store)
     await registrar.stop()
 
 

@@ -121,7 +121,7 @@ class _Router:
         self.record = record
         self.script: Iterator[int] = iter(())
 
-    async def send(self, aor: Any, build: Callable[[str], SipRequest]) -> Any:
+    async def send(self, aor: Any, build: Callable[[str], SipRequest], *, user: Any = None) -> Any:
         outcome = next(self.script, 200)
         for uri in (str(aor), OTHER_CONTACT):
             self.record.append(("sip", uri, serialize(build(uri))))

@@ -1,6 +1,7 @@
 """The embedded demo (`make run` = scripts/run-demo.sh) works with no other set-up
 (issue 2): a real SIP client registered as romeo (baresip) and a real XMPP client
 logged in as juliet exchange messages through it, on the documented fixed endpoints;
+the browser demo page, its JsSIP bundle and the SIP WebSocket listener are up;
 Ctrl-C (SIGINT to the process group) stops Prosody and the gateway cleanly."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from tests.harness.ports import tcp_accepting
 from tests.harness.xmpp_client import XmppTestClient
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXED_PORTS = (5222, 5347, 5060, 5061, 8080)
+FIXED_PORTS = (5222, 5347, 5060, 5061, 5066, 8080)
 
 
 class Demo:
@@ -85,6 +87,15 @@ async def test_romeo_on_sip_and_juliet_on_xmpp_chat_through_the_demo(
     finally:
         await romeo.stop()
         await juliet.disconnect()
+
+    # The browser demo: the page and its JsSIP bundle on the admin listener, and the SIP
+    # WebSocket listener the page talks to (tests/integration/test_browser.py drives it).
+    with urllib.request.urlopen("http://127.0.0.1:8080/web/", timeout=10) as resp:
+        assert "browser demo" in resp.read().decode()
+    with urllib.request.urlopen("http://127.0.0.1:8080/web/vendor/jssip.min.js", timeout=10) as r:
+        assert len(r.read()) > 100_000
+    assert tcp_accepting(5066)
+    assert "Browser demo: http://127.0.0.1:8080/web/" in demo.text()
 
     os.killpg(demo.proc.pid, signal.SIGINT)  # Ctrl-C in the terminal
     assert demo.proc.wait(30) == 0 or "demo stopped." in demo.text()

@@ -282,3 +282,48 @@ def test_tls_listener_client_ca(tmp_path: Path) -> None:
     assert (err.path, "cannot read" in str(err)) == ("sip.listeners[0].client_ca", True)
     err = error_of(MINIMAL + "[[sip.listeners]]\ntransport='tcp'\nclient_ca='ca.pem'\n", tmp_path)
     assert (err.path, "only meaningful for tls" in str(err)) == ("sip.listeners[0].client_ca", True)
+
+
+def test_websocket_listeners(tmp_path: Path) -> None:
+    """Issue 20: ws/wss listeners (RFC 7118) and their keys."""
+    ws = load(MINIMAL + "[[sip.listeners]]\ntransport='ws'\n", tmp_path).sip.listeners[0]
+    assert (ws.transport, ws.port, ws.path, ws.origins) == (Transport.WS, 80, "/", ())
+    assert (ws.handshake_timeout, ws.heartbeat) == (10.0, 30.0)
+    text = (
+        "[[sip.listeners]]\ntransport='ws'\nport=8080\npath='/sip'\n"
+        "origins=['https://App.example.com/', 'http://localhost:8000']\n"
+        "handshake_timeout=2\nheartbeat=15.5\n"
+    )
+    ws = load(MINIMAL + text, tmp_path).sip.listeners[0]
+    assert (ws.port, ws.path) == (8080, "/sip")
+    assert ws.origins == ("https://app.example.com", "http://localhost:8000")
+    assert (ws.handshake_timeout, ws.heartbeat) == (2.0, 15.5)
+    for name in ("c.pem", "k.pem"):
+        (tmp_path / name).write_text("x")
+    wss = "[[sip.listeners]]\ntransport='wss'\ncertificate='c.pem'\nprivate_key='k.pem'\n"
+    cfg = load(MINIMAL + wss, tmp_path).sip.listeners[0]
+    assert (cfg.transport, cfg.port, cfg.certificate) == (Transport.WSS, 443, tmp_path / "c.pem")
+    err = error_of(MINIMAL + "[[sip.listeners]]\ntransport='wss'\n", tmp_path)
+    assert (err.path, "required for a wss listener" in str(err)) == (
+        "sip.listeners[0].certificate",
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("path='sip'", "path"),
+        ("origins=['app.example.com']", "origins"),
+        ("heartbeat=0", "heartbeat"),
+        ("handshake_timeout=-1", "handshake_timeout"),
+    ],
+)
+def test_websocket_listener_errors(extra: str, key: str, tmp_path: Path) -> None:
+    err = error_of(MINIMAL + f"[[sip.listeners]]\ntransport='ws'\n{extra}\n", tmp_path)
+    assert err.path == f"sip.listeners[0].{key}"
+
+
+def test_websocket_keys_only_on_websocket_listeners(tmp_path: Path) -> None:
+    err = error_of(MINIMAL + "[[sip.listeners]]\ntransport='tcp'\npath='/'\n", tmp_path)
+    assert err.path == "sip.listeners[0].path"

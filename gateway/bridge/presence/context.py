@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from gateway.bridge.failover import Attempt, TargetsExhausted, send_with_failover
@@ -123,7 +124,9 @@ class Router(Protocol):
 
     def hosts(self, uri: SipUri) -> bool: ...
 
-    def send(self, aor: SipUri, build: Callable[[str], SipRequest]) -> Awaitable[SipResponse]: ...
+    def send(
+        self, aor: SipUri, build: Callable[[str], SipRequest], *, user: SipUri | None = None
+    ) -> Awaitable[SipResponse]: ...
 
 
 class XmppOut(Protocol):
@@ -249,7 +252,10 @@ class PresenceContext:
             if self.router is not None:
                 ruri = request.uri
                 if isinstance(ruri, SipUri) and self.router.hosts(ruri):
-                    return await self.router.send(ruri, lambda c: _hosted(request, c))
+                    to = request.to
+                    user = to.uri if to is not None and isinstance(to.uri, SipUri) else None
+                    build = partial(_hosted, request)
+                    return await self.router.send(ruri, build, user=user)
                 if not routes and request.to_tag is None:
                     return await self.router.send(uri, lambda c: _with_uri(request, c))
             if routes or request.to_tag is not None:

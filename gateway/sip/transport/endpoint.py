@@ -27,9 +27,10 @@ from gateway.sip.message import SipMessage, SipRequest, SipResponse
 from gateway.sip.timers import TimerConfig
 from gateway.sip.transaction_events import Origin
 from gateway.sip.transaction_layer import TransactionLayer
-from gateway.sip.transport.stream import ConnectionTable, StreamConnection, StreamListener
+from gateway.sip.transport.stream import Connection, ConnectionTable, StreamListener
 from gateway.sip.transport.tls import client_context, server_context
 from gateway.sip.transport.udp import UdpListener
+from gateway.sip.transport.websocket import CLOSE_PROTOCOL_ERROR, WsConnection, WsListener
 from gateway.sip.ua import SizePlan, format_host
 from gateway.sip.useragent import (
     DEFAULT_RETRY_AFTER,
@@ -57,7 +58,9 @@ TIMER_READ_LIMIT = 4096
 SEND_CHUNK = 64
 
 Address = tuple[str, int]
-Listener = UdpListener | StreamListener
+Listener = UdpListener | StreamListener | WsListener
+_SECURE = (Transport.TLS, Transport.WSS)
+_WEBSOCKET = (Transport.WS, Transport.WSS)
 
 
 class SipEndpoint:
@@ -157,10 +160,13 @@ class SipEndpoint:
         try:
             for lc in self.config.listeners:
                 listener: Listener
+                ctx = server_context(lc) if lc.transport in _SECURE else None
                 if lc.transport is Transport.UDP:
                     listener = UdpListener(lc, self._on_datagram)
+                elif lc.transport in _WEBSOCKET:
+                    size = self.config.max_message_size
+                    listener = WsListener(lc, self._streams, ctx, max_message_size=size)
                 else:
-                    ctx = server_context(lc) if lc.transport is Transport.TLS else None
                     listener = StreamListener(lc, self._streams, ctx)
                 await listener.start()
                 self.listeners.append(listener)
@@ -184,7 +190,10 @@ class SipEndpoint:
                 waiter.on_final = partial(_also_settle, waiter.on_final, settled)
                 pending.append(settled)
             await asyncio.wait(pending, timeout=grace)
+        closing = [li for li in self.listeners if isinstance(li, WsListener)]
         self._close_all()
+        for ws_listener in closing:  # the aiohttp sites, after their 1001 closes
+            await ws_listener.wait_closed()
         self.ua.fail_clients(TransportFailure("endpoint stopped"))
         for client_task in list(self._client_tasks):
             client_task.cancel()
@@ -221,14 +230,33 @@ class SipEndpoint:
 
         self.ua.receive(data, source, "udp", Origin(listener.name), now=self.now(), reply=reply)
 
-    def _on_frame(self, conn: StreamConnection, data: bytes) -> None:
-        name = conn.listener.name if conn.listener is not None else "outbound"
-        origin = Origin(name, conn.id, conn.peercert)
+    def _on_frame(self, conn: Connection, data: bytes) -> None:
+        origin = Origin(conn.listener_name, conn.id, conn.peercert)
         now = self.now()
+        if isinstance(conn, WsConnection):
+            self._on_ws_message(conn, data, origin, now)
+            return
         if self.ua.receive(data, conn.peer, conn.transport_name, origin, now=now, reply=conn.write):
             conn.close()
 
-    def _on_framing_error(self, conn: StreamConnection, exc: RemoteProtocolError) -> None:
+    def _on_ws_message(self, conn: WsConnection, data: bytes, origin: Origin, now: float) -> None:
+        """One WebSocket message, one SIP message (RFC 7118 §5). A message that cannot be
+        parsed is answered 400 by the core when its request line is readable; when
+        nothing could be answered (no request line: a fragment of a message split over
+        frames, binary garbage) the connection is closed 1002."""
+        errors = self.ua.stats.parse_errors
+        answered = False
+
+        def reply(out: bytes) -> None:
+            nonlocal answered
+            answered = True
+            conn.write(out)
+
+        self.ua.receive(data, conn.peer, conn.transport_name, origin, now=now, reply=reply)
+        if self.ua.stats.parse_errors > errors and not answered:
+            conn.fail(CLOSE_PROTOCOL_ERROR, "not a SIP message")
+
+    def _on_framing_error(self, conn: Connection, exc: RemoteProtocolError) -> None:
         self.ua.stats.parse_errors += 1
         event(log, logging.INFO, "stream framing error, closing", peer=conn.peer, error=exc.message)
 

@@ -19,7 +19,7 @@ import itertools
 import logging
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.config import ListenerConfig
 from gateway.sip.errors import RemoteProtocolError
@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_IDLE_TIMEOUT",
     "ConnKey",
+    "Connection",
     "ConnectionTable",
     "StreamConnection",
     "StreamListener",
@@ -42,6 +43,39 @@ ConnKey = tuple[str, str, int]  # (transport, peer ip, peer port)
 DEFAULT_IDLE_TIMEOUT = 300.0  # seconds without traffic before a connection is closed
 DEFAULT_CONNECT_TIMEOUT = 32.0  # TCP connect + TLS handshake (64*T1, like Timer F)
 _ids = itertools.count(1)
+# Transports whose connections only the peer opens (RFC 7118: a WebSocket client connects
+# to us; a request for it goes over its open connection or fails).
+INBOUND_ONLY = frozenset({"ws", "wss"})
+
+
+def next_connection_id() -> int:
+    """A fresh flow id, unique across every connection kind of the process."""
+    return next(_ids)
+
+
+class Connection(Protocol):
+    """What the table and the endpoint need of a connection (TCP/TLS or WebSocket)."""
+
+    id: int
+    transport_name: str
+    peer: Address
+    local: Address
+    peercert: dict[str, Any] | None
+    last_activity: float
+    closed: bool
+
+    @property
+    def key(self) -> ConnKey: ...
+
+    @property
+    def outbound(self) -> bool: ...
+
+    @property
+    def listener_name(self) -> str: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class StreamConnection(asyncio.Protocol):
@@ -53,7 +87,7 @@ class StreamConnection(asyncio.Protocol):
         self.table = table
         self.transport_name = transport_name
         self.listener = listener  # None for connections we opened
-        self.id = next(_ids)
+        self.id = next_connection_id()
         self.framer = StreamFramer(table.max_message_size)
         self.peer: Address = ("", 0)
         self.local: Address = ("", 0)
@@ -69,6 +103,10 @@ class StreamConnection(asyncio.Protocol):
     @property
     def outbound(self) -> bool:
         return self.listener is None
+
+    @property
+    def listener_name(self) -> str:
+        return "outbound" if self.listener is None else self.listener.name
 
     def __repr__(self) -> str:
         return f"<{self.transport_name} #{self.id} {self.local} <-> {self.peer}>"
@@ -127,8 +165,8 @@ class StreamConnection(asyncio.Protocol):
             self._transport.close()
 
 
-FrameHandler = Callable[[StreamConnection, bytes], None]
-FramingErrorHandler = Callable[[StreamConnection, RemoteProtocolError], None]
+FrameHandler = Callable[[Connection, bytes], None]
+FramingErrorHandler = Callable[[Connection, RemoteProtocolError], None]
 
 
 class ConnectionTable:
@@ -150,7 +188,7 @@ class ConnectionTable:
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.clock = clock
-        self._conns: dict[ConnKey, StreamConnection] = {}
+        self._conns: dict[ConnKey, Connection] = {}
         self._pending: dict[ConnKey, asyncio.Future[StreamConnection]] = {}
         self._sweep: asyncio.TimerHandle | None = None
         self.opened = 0  # outgoing connections established
@@ -159,14 +197,14 @@ class ConnectionTable:
     def __len__(self) -> int:
         return len(self._conns)
 
-    def connections(self) -> list[StreamConnection]:
+    def connections(self) -> list[Connection]:
         return list(self._conns.values())
 
-    def get(self, transport: str, addr: Address) -> StreamConnection | None:
+    def get(self, transport: str, addr: Address) -> Connection | None:
         conn = self._conns.get((transport, addr[0], addr[1]))
         return None if conn is None or conn.closed else conn
 
-    def add(self, conn: StreamConnection) -> None:
+    def add(self, conn: Connection) -> None:
         self._conns[conn.key] = conn
         if conn.outbound:
             self.opened += 1
@@ -175,7 +213,7 @@ class ConnectionTable:
         log.debug("connection open %r", conn)
         self._arm_sweep()
 
-    def remove(self, conn: StreamConnection) -> None:
+    def remove(self, conn: Connection) -> None:
         if self._conns.get(conn.key) is conn:
             del self._conns[conn.key]
 
@@ -186,12 +224,15 @@ class ConnectionTable:
         *,
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
-    ) -> StreamConnection:
+    ) -> Connection:
         """An open connection to `addr`: an existing one, or a new one. Concurrent
-        callers share one attempt. Raises OSError (ssl.SSLError for TLS failures)."""
+        callers share one attempt. Raises OSError (ssl.SSLError for TLS failures);
+        for ws/wss, OSError when the client's connection is gone (never opened by us)."""
         existing = self.get(transport, addr)
         if existing is not None:
             return existing
+        if transport in INBOUND_ONLY:
+            raise OSError(f"no {transport} connection from {addr[0]}:{addr[1]} (client gone)")
         key: ConnKey = (transport, addr[0], addr[1])
         pending = self._pending.get(key)
         if pending is None:
