@@ -40,7 +40,8 @@ def summarise(cfg: Config) -> list[str]:
     lines = [f"configuration {cfg.source or ''} is valid".replace("  ", " ")]
     for c in cfg.xmpp.components:
         lines.append(
-            f"component  {c.domain} ({c.addressing.value}) via {cfg.xmpp.server}:{cfg.xmpp.port}"
+            f"component  {c.domain} ({c.addressing.value})"
+            f" via {cfg.xmpp.server}:{cfg.xmpp.port_of(c)}"
         )
     for lst in cfg.sip.listeners:
         lines.append(f"listener   sip {lst.transport.value} {lst.address}:{lst.port}")

@@ -52,6 +52,7 @@ class ComponentConfig:
     domain: str
     secret: str = field(repr=False)
     addressing: Addressing = Addressing.MIRRORED
+    port: int | None = None  # the server's component port for this domain; None: [xmpp] port
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,10 @@ class XmppConfig:
     reconnect_max: float = 60.0
     auth_failure_retry: float = 300.0  # slow retries after not-authorized
     send_queue_limit: int = 1000  # stanzas held while a link is down
+
+    def port_of(self, component: ComponentConfig) -> int:
+        """The port `component` connects to: its own `port`, else the section's."""
+        return self.port if component.port is None else component.port
 
 
 @dataclass(frozen=True)
@@ -471,7 +476,10 @@ def _load_xmpp(sec: _Section, base: Path, env: Mapping[str, str]) -> XmppConfig:
                 csec.key("secret"), "missing (give secret, secret_file or secret_env)"
             )
         mode = csec.choice("addressing", tuple(a.value for a in Addressing), "mirrored")
-        components.append(ComponentConfig(domain, secret, Addressing(mode)))
+        # its own port: ejabberd routes all the `hosts` of one listener to each of its
+        # connections, so each domain needs a listener of its own there (docs/interop.md)
+        port = _port(csec, "port") if "port" in csec.data else None
+        components.append(ComponentConfig(domain, secret, Addressing(mode), port))
         csec.done()
     if not components:
         raise ConfigError(sec.key("components"), "at least one [[xmpp.components]] is required")

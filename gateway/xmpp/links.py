@@ -139,6 +139,8 @@ class LinkStatus:
     failures: int
     retry_in: float | None  # seconds until the next attempt, while waiting
     queued: int  # fire-and-forget stanzas waiting for the link
+    server: str  # where the link connects: [xmpp] server
+    port: int  # and the component's own port, else [xmpp] port
 
 
 LinkCallback = Callable[[str], Any]
@@ -180,8 +182,11 @@ class Link:
         component: GatewayComponent,
         callbacks: Callbacks,
         rng: Callable[[], float] = random.random,
+        *,
+        port: int | None = None,
     ) -> None:
         self.cfg = cfg
+        self.port = cfg.port if port is None else port  # this domain's component port
         self.domain: str = component.domain
         self.component = component
         self.callbacks = callbacks
@@ -243,6 +248,8 @@ class Link:
             self.failures,
             retry_in,
             len(self._queue),
+            self.cfg.server,
+            self.port,
         )
 
     def start(self) -> None:
@@ -520,7 +527,7 @@ class Link:
         self._dead = False
         self._conn_error = None
         comp = self.component
-        result = await comp.connect(self.cfg.server, self.cfg.port)
+        result = await comp.connect(self.cfg.server, self.port)
         if result is not None:  # slixmpp scheduled its own retry: we decide instead
             comp.cancel_connection_attempt()
             self.last_error = self._conn_error or "connection failed"
@@ -559,7 +566,7 @@ class Link:
     async def _session(self) -> None:
         self._set_state(LinkState.UP)
         self.last_error = None
-        log.info("xmpp link %s up (%s:%d)", self.domain, self.cfg.server, self.cfg.port)
+        log.info("xmpp link %s up (%s:%d)", self.domain, self.cfg.server, self.port)
         _call(self.callbacks.on_up, self.domain)
         self._flush()
         keepalive = asyncio.create_task(self._keepalive())
@@ -618,7 +625,7 @@ class XmppLinks:
             return GatewayComponent(
                 comp,
                 server=cfg.server,
-                port=cfg.port,
+                port=cfg.port_of(comp),
                 features=features,
                 prompt_to_jid=prompt_to_jid(comp) if prompt_to_jid else None,
                 display_names=display_names,
@@ -637,7 +644,9 @@ class XmppLinks:
         """The links, built on first use (slixmpp objects want the running loop)."""
         if self._built is None:
             self._built = {
-                c.domain: Link(self.cfg, self._factory(c), self._callbacks, self._rng)
+                c.domain: Link(
+                    self.cfg, self._factory(c), self._callbacks, self._rng, port=self.cfg.port_of(c)
+                )
                 for c in self.cfg.components
             }
         return self._built

@@ -3,7 +3,8 @@
 - `prosody`: one Prosody for the session, declaring SESSION_COMPONENTS; restarted
   for the next test if a test stopped or killed it.
 - `prosody_factory`: fresh Prosody servers a test owns (to kill, restart, reconfigure).
-- `ejabberd`: one ejabberd for the session, same components.
+- `ejabberd`: one ejabberd for the session, same components, on one shared
+  `ejabberd_service` listener and each on one of its own (`component_ports`).
 - `xmpp_account` / `xmpp_client`: unique accounts and logged-in clients.
 - `sipp`: run scenarios from a per-test scratch directory.
 - `gateway`: start the gateway process (default config pointing at `prosody`).
@@ -113,8 +114,13 @@ def prosody_factory(tmp_path: Path) -> Iterator[Callable[..., ProsodyServer]]:
 @pytest.fixture(scope="session")
 def _ejabberd_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EjabberdServer]:
     require_binary("ejabberdctl", package="ejabberd")
+    # own_listeners: each component also has a listener of its own
+    # (test_ejabberd_listeners.py); the shared `component_port` stays for the other tests
     server = EjabberdServer(
-        tmp_path_factory.mktemp("ejabberd"), domain=XMPP_DOMAIN, components=SESSION_COMPONENTS
+        tmp_path_factory.mktemp("ejabberd"),
+        domain=XMPP_DOMAIN,
+        components=SESSION_COMPONENTS,
+        own_listeners=True,
     )
     server.start()
     try:

@@ -6,10 +6,10 @@ start), the gateway PROCESS with one mirrored component (`sip.localhost`) and a 
 giving romeo a display name and a linked XMPP account, slixmpp clients logged in to
 ejabberd, and baresip as romeo registering with Digest.
 
-One component only: ejabberd 23.01 gives every connection of an `ejabberd_service`
-listener the routes of all the listener's `hosts`, so with two gateway domains on one
-listener a stanza for one domain may arrive on the other's stream (seen here: the escaped
-component answered a vCard request for ``romeo@sip.localhost``); docs/interop.md.
+One component only, on the session node's shared listener: ejabberd 23.01 gives every
+connection of an `ejabberd_service` listener the routes of all the listener's `hosts`, so
+two gateway domains need a listener each (`[[xmpp.components]] port`);
+test_ejabberd_listeners.py runs two domains that way; docs/interop.md.
 
 Everything a client checks goes through ejabberd's routing to the XEP-0114 component:
 

@@ -163,8 +163,10 @@ class FakeResolver:
     cache_hits: int = 0
 
 
-def link(domain: str, state: LinkState, failures: int = 0, queued: int = 0) -> LinkStatus:
-    return LinkStatus(domain, state, 1.0e9, None, failures, None, queued)
+def link(
+    domain: str, state: LinkState, failures: int = 0, queued: int = 0, port: int = 5347
+) -> LinkStatus:
+    return LinkStatus(domain, state, 1.0e9, None, failures, None, queued, "127.0.0.1", port)
 
 
 async def test_collectors_read_services_at_scrape_time(make_client: Make) -> None:
@@ -234,7 +236,7 @@ class Row:
 
 
 async def test_listings_render_dataclasses_mappings_and_enums(make_client: Make) -> None:
-    links = (link("sip.localhost", LinkState.UP),)
+    links = (link("sip.localhost", LinkState.UP, port=5348),)
     bindings = [Row("sip:romeo@sip.localhost", "sip:romeo@127.0.0.1:5070", 12.5)]
 
     async def subscriptions() -> list[dict[str, Any]]:
@@ -253,6 +255,7 @@ async def test_listings_render_dataclasses_mappings_and_enums(make_client: Make)
     assert body["truncated"] is False
     assert body["links"][0]["domain"] == "sip.localhost"
     assert body["links"][0]["state"] == "up"
+    assert (body["links"][0]["server"], body["links"][0]["port"]) == ("127.0.0.1", 5348)
     regs = await (await client.get("/registrations")).json()
     assert regs["registrations"] == [
         {

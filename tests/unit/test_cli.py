@@ -45,12 +45,15 @@ def test_check_config_summary_lists_domains_listeners_routes(tmp_path: Path) -> 
     cfg = tmp_path / "g.toml"
     cfg.write_text(
         '[[xmpp.components]]\ndomain = "gw.example.org"\nsecret = "s"\naddressing = "escaped"\n'
+        "port = 5348\n"
+        '[[xmpp.components]]\ndomain = "sip.example.org"\nsecret = "t"\n'
         '[[sip.listeners]]\ntransport = "tcp"\nport = 5070\n'
         '[[sip.routes]]\ndomain = "example.com"\ntarget = "sip:127.0.0.1:5080"\n'
     )
     out = cli("check-config", str(cfg))
     assert out.returncode == 0, out.stderr
-    assert "gw.example.org (escaped)" in out.stdout
+    assert "gw.example.org (escaped) via 127.0.0.1:5348" in out.stdout  # its own port
+    assert "sip.example.org (mirrored) via 127.0.0.1:5347" in out.stdout  # [xmpp] port
     assert "sip tcp 127.0.0.1:5070" in out.stdout
     assert "example.com -> sip:127.0.0.1:5080" in out.stdout
 

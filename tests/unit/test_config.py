@@ -42,6 +42,28 @@ def test_minimal_config_has_documented_defaults(tmp_path: Path) -> None:
     assert cfg.gateway.heap_trim_interval == 60.0
 
 
+def test_component_port_defaults_to_the_xmpp_port_and_may_be_its_own(tmp_path: Path) -> None:
+    cfg = load(
+        """
+[xmpp]
+port = 5275
+[[xmpp.components]]
+domain = "sip.example.org"
+secret = "s"
+[[xmpp.components]]
+domain = "gw.example.org"
+secret = "t"
+port = 5348
+""",
+        tmp_path,
+    )
+    sip, gw = cfg.xmpp.components
+    assert (sip.port, gw.port) == (None, 5348)
+    assert (cfg.xmpp.port_of(sip), cfg.xmpp.port_of(gw)) == (5275, 5348)
+    minimal = load(MINIMAL, tmp_path).xmpp
+    assert minimal.port_of(minimal.components[0]) == 5347
+
+
 def test_secret_is_not_in_repr(tmp_path: Path) -> None:
     cfg = load(MINIMAL.replace('"s"', '"hunter2-secret"'), tmp_path)
     assert "hunter2-secret" not in repr(cfg)
@@ -126,6 +148,11 @@ token = "t"
             "duplicate",
         ),
         (MINIMAL + "addressing = 'sideways'", "xmpp.components[0].addressing", "one of"),
+        (MINIMAL + "port = 0", "xmpp.components[0].port", "1..65535"),
+        (MINIMAL + "port = 65536", "xmpp.components[0].port", "1..65535"),
+        (MINIMAL + "port = '5348'", "xmpp.components[0].port", "must be an integer"),
+        (MINIMAL + "port = true", "xmpp.components[0].port", "must be an integer"),
+        (MINIMAL + "port = 5348.0", "xmpp.components[0].port", "must be an integer"),
         (
             MINIMAL + "[[sip.listeners]]\ntransport='tls'",
             "sip.listeners[0].certificate",
