@@ -356,15 +356,18 @@ async def test_message_split_across_frames(
 
 
 async def test_half_open_client_is_closed_by_the_heartbeat(
-    ws_endpoint: Factory, session: aiohttp.ClientSession
+    ws_endpoint: Factory, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A client that no longer answers pings (a half-open connection) is dropped."""
+    caplog.set_level(logging.INFO, "gateway.sip.transport.websocket")
     ep, _, url = await ws_endpoint(heartbeat=0.4)
     async with session.ws_connect(url, protocols=("sip",), autoping=False) as ws:
         await until(lambda: len(ep.connections) == 1)
         msg = await asyncio.wait_for(ws.receive(), LIMIT)
         assert msg.type is aiohttp.WSMsgType.PING  # and we do not answer it
         await until(lambda: len(ep.connections) == 0)
+    [closed] = logged(caplog, "websocket closed")
+    assert closed["code"] == 1006
 
 
 async def test_answering_client_survives_the_heartbeat(
