@@ -419,3 +419,45 @@ async def test_stop_closes_open_websockets_going_away(session: aiohttp.ClientSes
         stopping = asyncio.ensure_future(ep.stop())
         assert await closed_with(ws) == 1001
         await asyncio.wait_for(stopping, LIMIT)
+
+
+async def test_non_utf8_body_travels_in_binary_frames_both_ways(
+    ws_endpoint: Factory, session: aiohttp.ClientSession
+) -> None:
+    """RFC 7118 §4.2: a message with a non-UTF-8 octet goes in a binary message; we
+    accept it, and send our own such messages as binary."""
+    ep, handler, url = await ws_endpoint()
+    body = "café crème".encode("latin-1")  # not UTF-8
+    async with session.ws_connect(url, protocols=("sip",)) as ws:
+        head = register("bin2").replace("Max-Forwards: 70\r\n", "").removesuffix("\r\n")
+        head = head.replace("REGISTER sip:example.com", "MESSAGE sip:bob@example.com")
+        head = head.replace("CSeq: 1 REGISTER", "CSeq: 1 MESSAGE")
+        data = (
+            head + "Content-Type: text/plain;charset=ISO-8859-1\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        await ws.send_bytes(data)
+        resp = await receive_sip(ws)
+        assert isinstance(resp, SipResponse) and resp.status == 200
+        assert handler.seen[0].request.body == body
+        ip, port = handler.seen[0].source
+        req = SipRequest(
+            "MESSAGE",
+            parse_uri("sip:r2d2@df7jal23ls0d.invalid;transport=ws"),
+            Headers(
+                [
+                    ("From", "<sip:gw@example.com>;tag=g2"),
+                    ("To", "<sip:alice@example.com>"),
+                    ("Call-ID", "binary-out"),
+                    ("CSeq", "1 MESSAGE"),
+                    ("Content-Type", "text/plain;charset=ISO-8859-1"),
+                ]
+            ),
+            body,
+        )
+        sending = asyncio.ensure_future(ep.request(req, Target("ws", ip, ip, port)))
+        msg = await asyncio.wait_for(ws.receive(), LIMIT)
+        assert msg.type is aiohttp.WSMsgType.BINARY
+        got = parse_message(msg.data)
+        assert isinstance(got, SipRequest) and got.body == body
+        sending.cancel()
