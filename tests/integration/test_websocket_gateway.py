@@ -177,6 +177,23 @@ async def test_invalid_contact_without_gruu_gets_its_notifies_over_the_websocket
                 away = await asyncio.wait_for(balcony(), LIMIT)
                 assert away.method == "NOTIFY" and str(away.uri) == CONTACT
                 sip.close()
+            # Another connection is not the registered flow: its MESSAGE needs digest.
+            async with session.ws_connect(url, protocols=("sip",)) as ws2:
+                other = WsSip(ws2)
+                text = f"two households {secrets.token_hex(4)}"
+                headers = [
+                    ("From", f"<{aor}>;tag={secrets.token_hex(4)}"),
+                    ("To", f"<{watched}>"),
+                    ("Call-ID", f"msg-{secrets.token_hex(6)}"),
+                    ("Content-Type", "text/plain"),
+                ]
+                first_try = await other.request("MESSAGE", watched, headers, text)
+                assert first_try.status in (401, 407)
+                sent = await other.authed("MESSAGE", watched, headers, text)
+                assert sent.status in (200, 202), sent
+                got = await juliet.wait_message(lambda m: str(m["body"]) == text, timeout=LIMIT)
+                assert got["from"].bare == f"romeo@{COMPONENT}"
+                other.close()
         log = gw.log_text()
         assert "DNS is disabled" not in log
         assert "NOTIFY failed" not in log
