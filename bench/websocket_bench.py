@@ -2,9 +2,11 @@
 and memory per connection with N concurrent WebSocket registrations.
 
 The system under test is a child process (`serve`): a `SipEndpoint` with a udp and a ws
-listener on loopback and the real `Registrar` (in-memory store; 127.0.0.1 is a trusted
-peer, so REGISTER is not challenged: digest is not what is measured). MESSAGEs are
-answered 200 by a handler in that process. The load generator is this process:
+listener on loopback and the real `Registrar` (in-memory store, a users file with one
+user per WebSocket; 127.0.0.1 is a trusted peer over UDP, so UDP REGISTERs are not
+challenged, while WebSocket clients never are trusted peers and answer a digest
+challenge, as browsers do). MESSAGEs are answered 200 by a handler in that process. The
+load generator is this process:
 
 * rate: a window of `--window` outstanding MESSAGEs for `--seconds`, first over one UDP
   socket (the baseline), then over one WebSocket; rows `udp` and `ws`, `vs bare` =
@@ -44,7 +46,16 @@ DOMAIN = "sip.localhost"
 # ------------------------------------------------------------------ the server process
 
 
-async def serve(state_dir: Path) -> None:
+def write_users(path: Path, n: int) -> None:
+    from gateway.registrar.users import format_user, hash_password
+
+    path.write_text(
+        "".join(format_user(hash_password(f"sip:ws{i}@{DOMAIN}", None, f"pw{i}")) for i in range(n))
+    )
+    path.chmod(0o600)
+
+
+async def serve(state_dir: Path, n: int) -> None:
     from gateway.config import (
         AdminConfig,
         ComponentConfig,
@@ -68,11 +79,13 @@ async def serve(state_dir: Path) -> None:
         ListenerConfig(Transport.UDP, HOST, 0),
         ListenerConfig(Transport.WS, HOST, 0, heartbeat=300.0),
     )
+    users = state_dir / "users.toml"
+    write_users(users, n)
     cfg = Config(
         gateway=GatewaySection(state_dir=state_dir),
         xmpp=XmppConfig(components=(ComponentConfig(DOMAIN, "s3cret"),)),
         sip=SipConfig(listeners=listeners, hosted_domains=(DOMAIN,), trusted_peers=(HOST,)),
-        registrar=RegistrarConfig(max_bindings=10),
+        registrar=RegistrarConfig(users_file=users, max_bindings=10),
         rate_limits=RateLimitsConfig(),  # REGISTER from a trusted peer never fails
         dns=DnsConfig(),
         admin=AdminConfig(enabled=False),
@@ -119,7 +132,7 @@ def message(i: int, transport: str) -> bytes:
     ).encode() + body
 
 
-def register(user: str, transport: str, contact_host: str) -> bytes:
+def register(user: str, transport: str, contact_host: str, auth: str = "") -> bytes:
     branch = f"z9hG4bK{secrets.token_hex(6)}"
     return (
         f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
@@ -131,7 +144,8 @@ def register(user: str, transport: str, contact_host: str) -> bytes:
         "CSeq: 1 REGISTER\r\n"
         f"Contact: <sip:{user}@{contact_host};transport={transport.lower()}>\r\n"
         "Expires: 3600\r\n"
-        "Content-Length: 0\r\n\r\n"
+        + (f"Authorization: {auth}\r\n" if auth else "")
+        + "Content-Length: 0\r\n\r\n"
     ).encode()
 
 
@@ -224,8 +238,12 @@ async def register_udp(port: int, n: int) -> int:
 
 
 async def register_ws(port: int, n: int, parallel: int = 100) -> tuple[list[Any], Any, int]:
-    """n WebSocket connections, each registering its own user; kept open."""
+    """n WebSocket connections, each registering its own user (401, then digest); kept
+    open."""
     import aiohttp
+
+    from gateway.sip.auth import build_authorization, select_challenge
+    from gateway.sip.parser import parse_message
 
     connector = aiohttp.TCPConnector(limit=0)
     session = aiohttp.ClientSession(connector=connector)
@@ -238,7 +256,18 @@ async def register_ws(port: int, n: int, parallel: int = 100) -> tuple[list[Any]
         async with gate:
             ws = await session.ws_connect(f"http://{HOST}:{port}/", protocols=("sip",))
             conns.append(ws)
-            await ws.send_str(register(f"ws{i}", "WS", f"{secrets.token_hex(6)}.invalid").decode())
+            user, host = f"ws{i}", f"{secrets.token_hex(6)}.invalid"
+            await ws.send_str(register(user, "WS", host).decode())
+            msg = await ws.receive()
+            challenge = parse_message(msg.data.encode())
+            values = list(challenge.headers.get_all("WWW-Authenticate"))
+            if not values:
+                errors += 1
+                return
+            auth = build_authorization(
+                select_challenge(values), "REGISTER", f"sip:{DOMAIN}", user, password=f"pw{i}"
+            )
+            await ws.send_str(register(user, "WS", host, auth).decode())
             msg = await ws.receive()
             if not (200 <= status_of(msg.data.encode()) < 300):
                 errors += 1
@@ -256,7 +285,16 @@ async def measure(args: argparse.Namespace) -> list[Row]:
     state = Path(args.state_dir or f"/tmp/ws-bench-{os.getpid()}")
     state.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.websocket_bench", "serve", "--state-dir", str(state)],
+        [
+            sys.executable,
+            "-m",
+            "bench.websocket_bench",
+            "serve",
+            "--state-dir",
+            str(state),
+            "-n",
+            str(args.n),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -356,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.mode == "serve":
         raise_fd_limit()
-        asyncio.run(serve(Path(args.state_dir)))
+        asyncio.run(serve(Path(args.state_dir), args.n))
         return 0
     rows = run(args)
     print_table(rows)
