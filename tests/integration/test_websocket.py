@@ -461,3 +461,43 @@ async def test_non_utf8_body_travels_in_binary_frames_both_ways(
         got = parse_message(msg.data)
         assert isinstance(got, SipRequest) and got.body == body
         sending.cancel()
+
+
+def test_oversized_frame_is_refused_from_its_header() -> None:
+    """A frame header announcing 100 MB is answered with close 1009 before any of the
+    payload is sent: nothing that large is ever buffered."""
+
+    async def main() -> bytes:
+        lc = ListenerConfig(Transport.WS, LOOPBACK, 0)
+        ep = SipEndpoint(SipConfig(listeners=(lc,), max_message_size=MAX_SIZE), Handler())
+        await ep.start()
+        try:
+            return await asyncio.to_thread(huge_frame, ep.listeners[0].local[1])
+        finally:
+            await ep.stop()
+
+    close = asyncio.run(main())
+    assert close[0] == 0x88  # FIN + close opcode
+    assert int.from_bytes(close[2:4], "big") == 1009
+
+
+def huge_frame(port: int) -> bytes:
+    with socket.create_connection((LOOPBACK, port), timeout=LIMIT) as sock:
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        # text frame, masked, 64-bit length of 100 MB, mask key, a few payload bytes
+        sock.sendall(b"\x81\xff" + (100 * 2**20).to_bytes(8, "big") + b"\x00\x00\x00\x00ABC")
+        data = head.partition(b"\r\n\r\n")[2]
+        while len(data) < 4:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data
