@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import pager_bench, parser_bench, presence_bench
+from bench import pager_bench, parser_bench, presence_bench, websocket_bench
 from bench.common import Row, dump_results, machine_description, print_table
 
 __all__ = ["SCENARIOS", "Scenario", "main", "register"]
@@ -73,6 +73,11 @@ register(
     "one XMPP presence change -> 10,000 SIP watchers (NOTIFYs answered) through Prosody",
     presence_bench.run_fanout,
     presence_bench.summarize_fanout,
+)
+register(
+    "websocket",
+    "SIP over WebSocket: MESSAGE/s over ws vs udp (same run), RSS per WebSocket registration",
+    lambda: websocket_bench.run(websocket_bench.parse_args([])),
 )
 
 

@@ -379,12 +379,14 @@ def _reload(cfg: Config, gw: Gateway) -> None:
 
 def _reload_certificates(fresh: Config, endpoint: SipEndpoint | None) -> int:
     """Load the configured certificate, key and client CA bundle into each running TLS
-    listener's context (new handshakes use them; open connections keep theirs). A CA
+    or WSS listener's context (new handshakes use them; open connections keep theirs). A CA
     dropped from `client_ca` stays trusted until a restart. The number reloaded."""
     if endpoint is None:
         return 0
     wanted = {
-        (lc.address, lc.port): lc for lc in fresh.sip.listeners if lc.transport is Transport.TLS
+        (lc.address, lc.port): lc
+        for lc in fresh.sip.listeners
+        if lc.transport in (Transport.TLS, Transport.WSS)
     }
     done = 0
     for listener in endpoint.listeners:

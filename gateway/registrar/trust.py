@@ -160,7 +160,14 @@ class RelayRefused:
 Decision: TypeAlias = Accept | Challenge | Refuse | RelayRefused
 
 
+# A WebSocket client is a user agent (a browser, RFC 7118), never a proxy to trust; behind
+# a reverse proxy every browser would also share the proxy's address.
+_USER_AGENT_TRANSPORTS = frozenset({"ws", "wss"})
+
+
 def _trusted_peer(facts: RequestFacts, config: TrustConfig) -> bool:
+    if facts.transport.lower() in _USER_AGENT_TRANSPORTS:
+        return False
     if facts.tls_names and config.trusted_tls_names & {n.lower() for n in facts.tls_names}:
         return True
     try:

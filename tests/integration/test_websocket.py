@@ -356,15 +356,18 @@ async def test_message_split_across_frames(
 
 
 async def test_half_open_client_is_closed_by_the_heartbeat(
-    ws_endpoint: Factory, session: aiohttp.ClientSession
+    ws_endpoint: Factory, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A client that no longer answers pings (a half-open connection) is dropped."""
+    caplog.set_level(logging.INFO, "gateway.sip.transport.websocket")
     ep, _, url = await ws_endpoint(heartbeat=0.4)
     async with session.ws_connect(url, protocols=("sip",), autoping=False) as ws:
         await until(lambda: len(ep.connections) == 1)
         msg = await asyncio.wait_for(ws.receive(), LIMIT)
         assert msg.type is aiohttp.WSMsgType.PING  # and we do not answer it
         await until(lambda: len(ep.connections) == 0)
+    [closed] = logged(caplog, "websocket closed")
+    assert closed["code"] == 1006
 
 
 async def test_answering_client_survives_the_heartbeat(
@@ -416,3 +419,85 @@ async def test_stop_closes_open_websockets_going_away(session: aiohttp.ClientSes
         stopping = asyncio.ensure_future(ep.stop())
         assert await closed_with(ws) == 1001
         await asyncio.wait_for(stopping, LIMIT)
+
+
+async def test_non_utf8_body_travels_in_binary_frames_both_ways(
+    ws_endpoint: Factory, session: aiohttp.ClientSession
+) -> None:
+    """RFC 7118 §4.2: a message with a non-UTF-8 octet goes in a binary message; we
+    accept it, and send our own such messages as binary."""
+    ep, handler, url = await ws_endpoint()
+    body = "café crème".encode("latin-1")  # not UTF-8
+    async with session.ws_connect(url, protocols=("sip",)) as ws:
+        head = register("bin2").replace("Max-Forwards: 70\r\n", "").removesuffix("\r\n")
+        head = head.replace("REGISTER sip:example.com", "MESSAGE sip:bob@example.com")
+        head = head.replace("CSeq: 1 REGISTER", "CSeq: 1 MESSAGE")
+        data = (
+            head + "Content-Type: text/plain;charset=ISO-8859-1\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        await ws.send_bytes(data)
+        resp = await receive_sip(ws)
+        assert isinstance(resp, SipResponse) and resp.status == 200
+        assert handler.seen[0].request.body == body
+        ip, port = handler.seen[0].source
+        req = SipRequest(
+            "MESSAGE",
+            parse_uri("sip:r2d2@df7jal23ls0d.invalid;transport=ws"),
+            Headers(
+                [
+                    ("From", "<sip:gw@example.com>;tag=g2"),
+                    ("To", "<sip:alice@example.com>"),
+                    ("Call-ID", "binary-out"),
+                    ("CSeq", "1 MESSAGE"),
+                    ("Content-Type", "text/plain;charset=ISO-8859-1"),
+                ]
+            ),
+            body,
+        )
+        sending = asyncio.ensure_future(ep.request(req, Target("ws", ip, ip, port)))
+        msg = await asyncio.wait_for(ws.receive(), LIMIT)
+        assert msg.type is aiohttp.WSMsgType.BINARY
+        got = parse_message(msg.data)
+        assert isinstance(got, SipRequest) and got.body == body
+        sending.cancel()
+
+
+def test_oversized_frame_is_refused_from_its_header() -> None:
+    """A frame header announcing 100 MB is answered with close 1009 before any of the
+    payload is sent: nothing that large is ever buffered."""
+
+    async def main() -> bytes:
+        lc = ListenerConfig(Transport.WS, LOOPBACK, 0)
+        ep = SipEndpoint(SipConfig(listeners=(lc,), max_message_size=MAX_SIZE), Handler())
+        await ep.start()
+        try:
+            return await asyncio.to_thread(huge_frame, ep.listeners[0].local[1])
+        finally:
+            await ep.stop()
+
+    close = asyncio.run(main())
+    assert close[0] == 0x88  # FIN + close opcode
+    assert int.from_bytes(close[2:4], "big") == 1009
+
+
+def huge_frame(port: int) -> bytes:
+    with socket.create_connection((LOOPBACK, port), timeout=LIMIT) as sock:
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        # text frame, masked, 64-bit length of 100 MB, mask key, a few payload bytes
+        sock.sendall(b"\x81\xff" + (100 * 2**20).to_bytes(8, "big") + b"\x00\x00\x00\x00ABC")
+        data = head.partition(b"\r\n\r\n")[2]
+        while len(data) < 4:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data

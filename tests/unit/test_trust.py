@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,18 @@ def test_trusted_peer_by_address(source: str) -> None:
     assert decide(facts(f"sip:juliet@{XMPP}", HOSTED, source=source), CFG) == Accept(
         None, "trusted-peer"
     )
+
+
+@pytest.mark.parametrize("transport", ["ws", "wss", "WS"])
+def test_websocket_clients_are_never_trusted_peers(transport: str) -> None:
+    """Issue 20: a trusted address (a reverse proxy in front of browsers, or loopback)
+    or certificate does not make a WebSocket client a trusted peer: it is challenged."""
+    trusted = {"source": "10.1.2.3", "tls_names": ("proxy.partner.net",)}
+    for claimed, target in ((ROMEO, XMPP), (ROMEO, HOSTED)):
+        ws = dataclasses.replace(facts(claimed, target, **trusted), transport=transport)
+        assert decide(ws, CFG) == Challenge(407)
+    ws = dataclasses.replace(facts(f"sip:juliet@{XMPP}", HOSTED, **trusted), transport="ws")
+    assert isinstance(decide(ws, CFG), Refuse)
 
 
 def test_trusted_peer_by_tls_name() -> None:

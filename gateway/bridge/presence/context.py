@@ -392,10 +392,15 @@ def _hosted(request: SipRequest, contact: str) -> SipRequest:
 
 
 def presence_config(cfg: Config) -> PresenceConfig:
-    """From [presence]: our Contact, unless configured, names the first SIP listener (for a
-    wildcard address, the first hosted SIP domain or component domain); timers follow
-    [sip.timers]."""
-    listener = cfg.sip.listeners[0] if cfg.sip.listeners else None
+    """From [presence]: our Contact, unless configured, names the first SIP listener that
+    is not a WebSocket one (a ws/wss client reaches us over its own connection whatever
+    the Contact says; a UDP/TCP phone cannot open a WebSocket); for a wildcard address,
+    the first hosted SIP domain or component domain; timers follow [sip.timers]."""
+    listeners = cfg.sip.listeners
+    listener = next(
+        (lc for lc in listeners if lc.transport.value not in ("ws", "wss")),
+        listeners[0] if listeners else None,
+    )
     host = "localhost"
     if listener is not None and listener.address not in ("0.0.0.0", "::", ""):
         host = f"[{listener.address}]" if ":" in listener.address else listener.address

@@ -284,6 +284,11 @@ class WsListener:
         self.table.add(conn)
         try:
             await self._serve(conn, ws)
+            exc = ws.exception()
+            if exc is not None and conn.close_code is None:  # e.g. no pong: half-open
+                reason = str(exc) or type(exc).__name__
+                event(log, logging.INFO, "websocket closed", peer=_peer(conn.peer),
+                      listener=self.name, code=ws.close_code, reason=reason)  # fmt: skip
         finally:
             conn.closed = True
             self._open.discard(conn)
@@ -301,6 +306,7 @@ class WsListener:
             else:  # ERROR: aiohttp has sent the close (1009 too big, 1007 bad UTF-8, 1002)
                 exc = ws.exception()
                 code = exc.code if isinstance(exc, WebSocketError) else ws.close_code
+                conn.close_code = code
                 event(log, logging.INFO, "websocket closed", peer=_peer(conn.peer),
                       listener=self.name, code=code, reason=str(exc or msg.data))  # fmt: skip
                 return
