@@ -217,7 +217,7 @@ def test_check_config_on_a_fresh_checkout(tmp_path: Path) -> None:
         pytest.skip("git not installed")
     clone = tmp_path / "fresh"
     files = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "deploy/demo", "scripts/demo-certs.sh"],
+        ["git", "-C", str(ROOT), "ls-files", "deploy/demo", "scripts/demo-certs.sh", "web/demo"],
         capture_output=True,
         text=True,
         check=True,
