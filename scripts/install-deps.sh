@@ -5,7 +5,8 @@
 #         baresip, linphone-cli, chromium for the browser tests), openssl and
 #         iproute2; python3-venv if no venv module works; nodejs and npm when
 #         no npm is on PATH; the console XMPP client poezio, driven through
-#         tmux (setpriv, from util-linux, runs it as nobody under root).
+#         tmux (setpriv, from util-linux, runs it as nobody under root);
+#         prometheus for promtool (the alert rules and the Grafana dashboard).
 #   pip:  this package with its test extras, editable, into .venv.
 #   npm:  tests/js (JsSIP, the SIP-over-WebSocket peer): `npm ci` from its lock file;
 #         the browser demo's JsSIP bundle (scripts/web-build.sh, pinned by
@@ -30,7 +31,11 @@ APT_PACKAGES=(prosody sip-tester ejabberd dnsmasq-base baresip linphone-cli open
 # nodejs and npm (tests/js: JsSIP under Node; web/: the demo's bundle) are added in
 # install_apt when no npm is on PATH: a node that ships its own npm is kept.
 APT_PACKAGES+=(poezio tmux util-linux)  # tests/integration/test_console_client.py
-SERVICES=(prosody ejabberd kamailio)
+# promtool (checks and unit-tests deploy/prometheus/cpim-gateway-rules.yml and the Grafana
+# dashboard's queries: tests/integration/test_grafana_metrics.py) ships in `prometheus`
+# (19 MB); its server is never left running (SERVICES).
+APT_PACKAGES+=(prometheus)
+SERVICES=(prosody ejabberd kamailio prometheus)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
