@@ -204,7 +204,18 @@ class OfflineService:
         self._tasks[aor] = task
         task.add_done_callback(lambda _t: self._tasks.pop(aor, None))
 
+    def pending(self, aor: str) -> bool:
+        """Are messages stored for `aor`? A new message then joins the queue behind them
+        instead of overtaking them (delivery in order)."""
+        return aor in self._expiry
+
     async def _deliver(self, aor: str) -> None:
+        try:
+            await self._deliver_queue(aor)
+        except StoreError as exc:  # error boundary: the next registration tries again
+            event(log, logging.ERROR, "offline delivery stopped", aor=aor, error=str(exc))
+
+    async def _deliver_queue(self, aor: str) -> None:
         attempt = 0
         while True:
             now = self._clock()

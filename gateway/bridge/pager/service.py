@@ -236,6 +236,8 @@ class Offline(Protocol):
 
     def offer(self, message: StoredMessage) -> None: ...
 
+    def pending(self, aor: str) -> bool: ...
+
 
 class Pager:
     """The pager-mode flows; `sip_message` for the dispatcher, `on_stanza` for the links."""
@@ -720,6 +722,15 @@ class Pager:
     ) -> None:
         error: XmppErrorInfo | None = None
         response: SipResponse | None = None
+        if keep is not None and self.offline is not None and self.offline.pending(aor.aor):
+            try:  # stored messages wait for this user: join the queue, do not overtake
+                self._store(keep, start, ids)
+                return
+            except MappingError as refused:
+                self._fate(X2S, "rejected", start, condition=refused.xmpp_condition, **ids)
+                if ids["stanza_id"]:
+                    self.links.send(domain, error_reply(msg, refused.to_xmpp()))
+                return
         await self._serial.acquire(aor.aor)
         try:
             response = await self.router.send(aor, build)
