@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import pager_bench, parser_bench, presence_bench
+from bench import offline_bench, pager_bench, parser_bench, presence_bench
 from bench.common import Row, dump_results, machine_description, print_table
 
 __all__ = ["SCENARIOS", "Scenario", "main", "register"]
@@ -73,6 +73,13 @@ register(
     "one XMPP presence change -> 10,000 SIP watchers (NOTIFYs answered) through Prosody",
     presence_bench.run_fanout,
     presence_bench.summarize_fanout,
+)
+
+register(
+    "offline",
+    "10,000 offline messages for 100 users: store rate vs a bare insert, drain when all register",
+    offline_bench.run,
+    offline_bench.summarize,
 )
 
 

@@ -17,6 +17,7 @@ from gateway.bridge.offline.policy import (
     QueuePolicy,
     Rejected,
     Retry,
+    Usage,
     Wait,
     admit,
     after_attempt,
@@ -37,24 +38,24 @@ class M:
 
 
 def test_admit_sets_the_expiry_from_max_age() -> None:
-    assert admit(POLICY, [], 10, now=1000.0) == Admitted(1060.0)
+    assert admit(POLICY, Usage(), 10, now=1000.0) == Admitted(1060.0)
 
 
 def test_count_quota_names_the_limit() -> None:
     queue = [M("a", 1, 2000.0)] * 3
-    verdict = admit(POLICY, queue, 1, now=1000.0)
+    verdict = admit(POLICY, Usage.of(queue), 1, now=1000.0)
     assert isinstance(verdict, OverQuota) and "3 messages" in verdict.text
 
 
 def test_byte_quota_names_the_limit() -> None:
-    verdict = admit(POLICY, [M("a", 95, 2000.0)], 6, now=1000.0)
+    verdict = admit(POLICY, Usage(1, 95), 6, now=1000.0)
     assert isinstance(verdict, OverQuota) and "100 bytes" in verdict.text
-    assert isinstance(admit(POLICY, [M("a", 95, 2000.0)], 5, now=1000.0), Admitted)
+    assert isinstance(admit(POLICY, Usage(1, 95), 5, now=1000.0), Admitted)
 
 
-def test_expired_messages_do_not_count_against_the_quota() -> None:
-    queue = [M("a", 100, 999.0)] * 3
-    assert isinstance(admit(POLICY, queue, 100, now=1000.0), Admitted)
+def test_usage_follows_messages_in_and_out() -> None:
+    assert Usage().add(10).add(5).remove(10) == Usage(1, 5)
+    assert Usage().remove(3) == Usage(0, 0)
 
 
 def test_split_expired_keeps_order_and_expires_at_the_deadline() -> None:
@@ -104,7 +105,8 @@ def test_admitting_never_exceeds_the_quota(
     now = 0.0
     for i, (size, step) in enumerate(arrivals):
         now += step
-        verdict = admit(policy, queue, size, now)
+        queue = list(split_expired(queue, now)[0])  # the expiry timer removed them
+        verdict = admit(policy, Usage.of(queue), size, now)
         if isinstance(verdict, Admitted):
             queue.append(M(str(i), size, verdict.expires_at))
         live, _ = split_expired(queue, now)

@@ -1,8 +1,9 @@
 """The offline queue's policy, pure (docs/offline.md): time is an argument, answers are
 frozen dataclasses. It imports nothing but the standard library.
 
-- `admit`: a new message joins a user's queue unless the queue would then exceed the
-  per-user quota (count or bytes): `OverQuota` with the text the sender is shown.
+- `admit`: a new message joins a user's queue unless the queue (its `Usage`: messages
+  and bytes stored) would then exceed the per-user quota: `OverQuota` with the text the
+  sender is shown. `Usage.add`/`remove` keep the count as messages come and go.
 - `split_expired`: messages whose `expires_at` is reached leave the queue undelivered.
 - `after_attempt`: what one delivery attempt of the queue's head means. A 2xx is
   `Delivered` (the message is removed only then: at-least-once); no binding left is
@@ -27,6 +28,7 @@ __all__ = [
     "Queued",
     "Rejected",
     "Retry",
+    "Usage",
     "Wait",
     "admit",
     "after_attempt",
@@ -67,14 +69,29 @@ class OverQuota:
     text: str
 
 
-def admit(
-    policy: QueuePolicy, queue: Sequence[Queued], size: int, now: float
-) -> Admitted | OverQuota:
-    """May a message of `size` bytes join `queue` (its live messages) at `now`?"""
-    live = [m for m in queue if m.expires_at > now]
-    if len(live) + 1 > policy.max_messages:
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one user's queue holds."""
+
+    count: int = 0
+    bytes: int = 0
+
+    @classmethod
+    def of(cls, queue: Sequence[Queued]) -> Usage:
+        return cls(len(queue), sum(m.size for m in queue))
+
+    def add(self, size: int) -> Usage:
+        return Usage(self.count + 1, self.bytes + size)
+
+    def remove(self, size: int) -> Usage:
+        return Usage(max(0, self.count - 1), max(0, self.bytes - size))
+
+
+def admit(policy: QueuePolicy, usage: Usage, size: int, now: float) -> Admitted | OverQuota:
+    """May a message of `size` bytes join a queue holding `usage` at `now`?"""
+    if usage.count + 1 > policy.max_messages:
         return OverQuota(f"offline message quota reached ({policy.max_messages} messages)")
-    if sum(m.size for m in live) + size > policy.max_bytes:
+    if usage.bytes + size > policy.max_bytes:
         return OverQuota(f"offline storage quota reached ({policy.max_bytes} bytes)")
     return Admitted(now + policy.max_age)
 

@@ -31,6 +31,7 @@ from gateway.bridge.offline.policy import (
     QueuePolicy,
     Rejected,
     Retry,
+    Usage,
     admit,
     after_attempt,
     split_expired,
@@ -112,6 +113,7 @@ class OfflineService:
         self._clock = clock
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._expiry: DeadlineQueue[str] = DeadlineQueue()
+        self._usage: dict[str, Usage] = {}  # users with stored messages: what they hold
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cseq = itertools.count(1)
@@ -128,6 +130,7 @@ class OfflineService:
         users: dict[str, float] = {}
         for m in self._store.all_messages():
             users[m.aor] = min(users.get(m.aor, m.expires_at), m.expires_at)
+            self._usage[m.aor] = self._usage.get(m.aor, Usage()).add(m.size)
         for aor, at in users.items():
             self._expiry.set(aor, at)
         self._rearm()
@@ -153,7 +156,8 @@ class OfflineService:
         """Store `message` (its `expires_at` is set here); QuotaExceeded when it may not.
         Returns once the row is committed; a duplicate id stores nothing."""
         now = self._clock()
-        verdict = admit(self.policy, self._store.messages(message.aor), message.size, now)
+        usage = self._usage.get(message.aor, Usage())
+        verdict = admit(self.policy, usage, message.size, now)
         if isinstance(verdict, OverQuota):
             event(log, logging.INFO, "offline quota", aor=message.aor, reason=verdict.text)
             raise QuotaExceeded(message.aor, verdict.text)
@@ -166,6 +170,8 @@ class OfflineService:
                 sip_status=500,
                 xmpp_condition="internal-server-error",
             ) from None
+        if fresh:
+            self._usage[message.aor] = usage.add(message.size)
         event(
             log,
             logging.INFO,
@@ -216,7 +222,7 @@ class OfflineService:
             event(log, logging.ERROR, "offline delivery stopped", aor=aor, error=str(exc))
 
     async def _deliver_queue(self, aor: str) -> None:
-        attempt = 0
+        """The queue in store order; read again when done, for what came meanwhile."""
         while True:
             now = self._clock()
             live, gone = split_expired(self._store.messages(aor), now)
@@ -224,8 +230,18 @@ class OfflineService:
                 self._expire(m, now)
             if not live:
                 self._expiry.cancel(aor)
+                self._usage.pop(aor, None)
                 return
-            head = live[0]
+            for head in live:
+                if head.expires_at <= self._clock():
+                    continue  # the expiry timer (due now) removes it and tells the sender
+                if not await self._deliver_one(aor, head):
+                    return  # no device left: the next registration starts again
+
+    async def _deliver_one(self, aor: str, head: StoredMessage) -> bool:
+        """Attempts until the head is settled (True) or nothing is registered (False)."""
+        attempt = 0
+        while True:
             status, no_binding = None, False
             try:
                 response = await self._registrar.send_to_user(aor, self._builder(head))
@@ -244,22 +260,27 @@ class OfflineService:
             )
             fields = {"aor": aor, "message_id": head.message_id, "status": status}
             if isinstance(outcome, Delivered):
-                self._store.delete_message(head.message_id)  # only after the 2xx
+                self._remove(head)  # only after the 2xx
                 event(log, logging.INFO, "stored message delivered", attempts=attempt, **fields)
                 self.on_delivered(head)
-                attempt = 0
-            elif isinstance(outcome, Rejected):
-                self._store.delete_message(head.message_id)
+                return True
+            if isinstance(outcome, Rejected):
+                self._remove(head)
                 event(log, logging.INFO, "stored message rejected", **fields)
                 self._error(head, sip_to_xmpp(outcome.status))
-                attempt = 0
-            elif isinstance(outcome, Retry):
-                event(log, logging.INFO, "stored message retry", attempts=attempt, **fields)
-                await asyncio.sleep(max(0.0, outcome.at - self._clock()))
-                if not self._registrar.bindings(aor):
-                    return
-            else:  # Wait: the device went away; the next registration starts again
-                return
+                return True
+            if not isinstance(outcome, Retry):  # Wait: the device went away
+                return False
+            event(log, logging.INFO, "stored message retry", attempts=attempt, **fields)
+            await asyncio.sleep(max(0.0, outcome.at - self._clock()))
+            if not self._registrar.bindings(aor):
+                return False
+
+    def _remove(self, m: StoredMessage) -> None:
+        self._store.delete_message(m.message_id)
+        usage = self._usage.get(m.aor)
+        if usage is not None:
+            self._usage[m.aor] = usage.remove(m.size)
 
     def _builder(self, m: StoredMessage) -> Callable[[str], SipRequest]:
         out = sm.OutboundMessage(
@@ -311,10 +332,12 @@ class OfflineService:
                 self._expiry.set(aor, now + 30.0)
                 continue
             self._expiry.set(aor, min((m.expires_at for m in live), default=None))
+            if not live:
+                self._usage.pop(aor, None)
         self._rearm()
 
     def _expire(self, m: StoredMessage, now: float) -> None:
-        self._store.delete_message(m.message_id)
+        self._remove(m)
         age = _age(max(0.0, now - m.stored_at))
         event(log, logging.INFO, "stored message expired", aor=m.aor, message_id=m.message_id)
         self._error(
