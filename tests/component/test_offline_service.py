@@ -243,3 +243,16 @@ async def test_pager_stores_in_order_and_refuses_over_quota_with_480() -> None:
     assert store.messages(AOR) == ()
     assert pager._x2s_receipts.get(first.receipt_id) is not None
     await offline.stop()
+
+
+async def test_no_offline_notice_while_the_user_is_registered(parts: Any) -> None:
+    """A message that only waits behind stored ones (the user has a device) is not
+    announced as "offline"; it is delivered with the queue."""
+    service, reg, links, store, clock = parts
+    await service.start()
+    reg.registered = True
+    service.offer(message(1))
+    assert links.sent == []
+    await settle(service)
+    assert [r.body for r in reg.sent] == [b"text 1"] and store.messages(AOR) == ()
+    await service.stop()

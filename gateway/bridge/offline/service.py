@@ -184,8 +184,8 @@ class OfflineService:
         if (earliest := self._expiry.get(message.aor)) is None or earliest > stored.expires_at:
             self._expiry.set(message.aor, stored.expires_at)
             self._rearm()
-        if fresh and self.cfg.notice:
-            self._notice(stored)
+        if fresh and self.cfg.notice and not self._registrar.bindings(message.aor):
+            self._notice(stored)  # not when it only waits behind others for a device
         self._changed(message.aor)  # registered meanwhile (a race with REGISTER)
 
     def _notice(self, m: StoredMessage) -> None:
