@@ -248,7 +248,7 @@ async def test_pager_stores_in_order_and_refuses_over_quota_with_480() -> None:
 async def test_no_offline_notice_while_the_user_is_registered(parts: Any) -> None:
     """A message that only waits behind stored ones (the user has a device) is not
     announced as "offline"; it is delivered with the queue."""
-    service, reg, links, store, clock = parts
+    service, reg, links, store, _clock = parts
     await service.start()
     reg.registered = True
     service.offer(message(1))
