@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import pager_bench, parser_bench, presence_bench, websocket_bench
+from bench import offline_bench, pager_bench, parser_bench, presence_bench, websocket_bench
 from bench.common import Row, dump_results, machine_description, print_table
 
 __all__ = ["SCENARIOS", "Scenario", "main", "register"]
@@ -78,6 +78,13 @@ register(
     "websocket",
     "SIP over WebSocket: MESSAGE/s over ws vs udp (same run), RSS per WebSocket registration",
     lambda: websocket_bench.run(websocket_bench.parse_args([])),
+)
+
+register(
+    "offline",
+    "10,000 offline messages for 100 users: store rate vs a bare insert, drain when all register",
+    offline_bench.run,
+    offline_bench.summarize,
 )
 
 

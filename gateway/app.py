@@ -27,6 +27,7 @@ from gateway import heap
 from gateway.admin.collectors import register_collectors
 from gateway.admin.server import AdminServer, AdminSources, Readiness
 from gateway.bridge.dispatch import SipDispatcher, message_handler
+from gateway.bridge.offline.service import OfflineService
 from gateway.bridge.pager.names import SeenNames
 from gateway.bridge.pager.service import Pager
 from gateway.bridge.presence.context import domain_maps, presence_config
@@ -168,7 +169,7 @@ GATEWAY_UAS_POLICY = replace(
 
 # Stop order on SIGTERM: presence first (the endpoint and links still up), the SIP endpoint
 # before the links (XMPP->SIP messages in flight get their answer), the store last but one.
-DRAIN_ORDER = ("presence", "bridge", "registrar", "sip", "xmpp", "store")
+DRAIN_ORDER = ("presence", "bridge", "offline", "registrar", "sip", "xmpp", "store")
 
 
 class InFlight:
@@ -272,7 +273,13 @@ def build(cfg: Config) -> Gateway:
     )
     resolver = Resolver(cfg.dns, cfg.sip.routes, cfg.sip.outbound_proxy)
     router = SipRouter(cfg, endpoint, resolver, registrar)
-    pager = Pager(cfg, links, router, gw.metrics)
+    # store-and-forward for offline hosted users (issue 17, docs/offline.md)
+    offline = (
+        OfflineService(cfg.offline, cast(Store, store), registrar, links)
+        if cfg.offline.enabled and cfg.sip.hosted_domains
+        else None
+    )
+    pager = Pager(cfg, links, router, gw.metrics, offline=offline)
     dispatcher.add("REGISTER", registrar.handle_register)
     dispatcher.add("PUBLISH", registrar.handle_publish)
     presence = PresenceService(
@@ -302,6 +309,8 @@ def build(cfg: Config) -> Gateway:
     gw.services.append(("presence", presence))
     gw.services.append(("xmpp", links))
     gw.services.append(("registrar", registrar))
+    if offline is not None:  # after the registrar (bindings restored), before SIP listens
+        gw.services.append(("offline", offline))
     gw.services.append(("sip", endpoint))
     sources = _observe(gw, links, resolver, cast(Store, store))
     if cfg.admin.enabled:

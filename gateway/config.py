@@ -189,6 +189,19 @@ class PresenceSection:
 
 
 @dataclass(frozen=True)
+class OfflineSection:
+    """Store-and-forward for hosted SIP users who are offline (docs/offline.md)."""
+
+    enabled: bool = True  # store messages to a known hosted user with no binding
+    max_messages: int = 100  # per user; the next one gets 480 / recipient-unavailable
+    max_bytes: int = 1_048_576  # per user, sum of the stored bodies
+    max_age: float = 604_800.0  # seconds a message waits before it expires (7 days)
+    retry_min: float = 5.0  # backoff after a failed delivery to a registered device
+    retry_max: float = 300.0
+    notice: bool = True  # tell the XMPP sender "stored" with a headline message
+
+
+@dataclass(frozen=True)
 class DnsConfig:
     """Resolvers to use; empty means: no DNS at all (static routes only)."""
 
@@ -230,6 +243,7 @@ class Config:
     admin: AdminConfig
     source: Path | None = None
     presence: PresenceSection = PresenceSection()
+    offline: OfflineSection = OfflineSection()
 
     def component(self, domain: str) -> ComponentConfig | None:
         return next((c for c in self.xmpp.components if c.domain == domain.lower()), None)
@@ -768,6 +782,25 @@ def _directory(path: str, value: str, base: Path) -> Path:
     return p
 
 
+def _load_offline(sec: _Section) -> OfflineSection:
+    out = OfflineSection(
+        enabled=sec.get("enabled", bool, True),
+        max_messages=sec.get("max_messages", int, 100),
+        max_bytes=sec.get("max_bytes", int, 1_048_576),
+        max_age=_positive(sec, "max_age", 604_800.0),
+        retry_min=_positive(sec, "retry_min", 5.0),
+        retry_max=_positive(sec, "retry_max", 300.0),
+        notice=sec.get("notice", bool, True),
+    )
+    for name in ("max_messages", "max_bytes"):
+        if getattr(out, name) <= 0:
+            raise ConfigError(sec.key(name), "must be positive")
+    if out.retry_min > out.retry_max:
+        raise ConfigError(sec.key("retry_min"), "must not exceed retry_max")
+    sec.done()
+    return out
+
+
 def load_config(
     data: Mapping[str, Any],
     *,
@@ -785,6 +818,7 @@ def load_config(
         registrar=_load_registrar(root.table("registrar"), base_dir),
         rate_limits=_load_rate_limits(root.table("rate_limits")),
         presence=_load_presence(root.table("presence")),
+        offline=_load_offline(root.table("offline")),
         dns=_load_dns(root.table("dns")),
         admin=_load_admin(root.table("admin"), base_dir, env),
         source=source,

@@ -34,7 +34,7 @@ from gateway.sip.useragent import (
 from gateway.store.api import Binding
 from mappings.errors import MappingError
 
-__all__ = ["NoBinding", "deliver", "flow_target", "try_next"]
+__all__ = ["NoBinding", "NoSuchUser", "deliver", "flow_target", "try_next"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,15 @@ class NoBinding(MappingError):
             sip_status=480,
             xmpp_condition="recipient-unavailable",
         )
+        self.aor = aor
+
+
+class NoSuchUser(MappingError):
+    """A hosted domain's user the user file does not know and nothing registered:
+    404 / item-not-found (RFC 7247 §7 tables; issue 17 item 2), told apart from 480."""
+
+    def __init__(self, aor: str) -> None:
+        super().__init__(f"no such user: {aor}", sip_status=404, xmpp_condition="item-not-found")
         self.aor = aor
 
 

@@ -41,7 +41,7 @@ from gateway.registrar.bindings import (
     process_register,
     resource_of,
 )
-from gateway.registrar.delivery import NoBinding, deliver
+from gateway.registrar.delivery import NoBinding, NoSuchUser, deliver
 from gateway.registrar.publish import PublishPolicy, effective_presence, process_publish
 from gateway.registrar.ratelimit import Kind, Limit, RateLimitConfig, RateLimiter, Verdict
 from gateway.registrar.users import User, UserDirectory, UsersFileError, read_users
@@ -515,8 +515,18 @@ class Registrar:
             self._bindings.get(key, ()), self._clock(), resource=resource or gr
         )
         if not targets:
+            if not self.knows(key):
+                raise NoSuchUser(key)  # issue 17 item 2: 404, not 480
             raise NoBinding(uri if gr is not None else key)
         return targets
+
+    def knows(self, aor: str) -> bool:
+        """Is `aor` a user of a hosted domain: in the user file, or registered now? Without
+        a user file every user is known (trusted peers may register anyone)."""
+        key, _ = _normalise(aor)
+        if self.cfg.registrar.users_file is None or key in self._bindings:
+            return True
+        return self.users.by_aor(key) is not None
 
     # ------------------------------------------------------------------ REGISTER
 

@@ -1,8 +1,9 @@
 """The store's small interface: record dataclasses and the `Store` protocol.
 
-Three kinds of records survive a restart: registrar bindings (RFC 3261 §10), presence
-subscriptions in both directions (RFC 6665 dialogs, RFC 8048) and PUBLISH event state
-(RFC 3903). Records are frozen values; the store never interprets them.
+Four kinds of records survive a restart: registrar bindings (RFC 3261 §10), presence
+subscriptions in both directions (RFC 6665 dialogs, RFC 8048), PUBLISH event state
+(RFC 3903) and messages stored for offline hosted users (docs/offline.md). Records are
+frozen values; the store never interprets them.
 
 Writes that must be atomic per RFC 3261 §10.3 step 7 / RFC 3903 §6 step 5 replace the
 whole set of one AOR (`set_bindings`, `set_publications`) in one transaction. Times are
@@ -25,6 +26,7 @@ __all__ = [
     "Publication",
     "Store",
     "StoreError",
+    "StoredMessage",
     "SubscriptionRecord",
 ]
 
@@ -125,6 +127,39 @@ class Expired:
     publications: tuple[Publication, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """An XMPP -> SIP message kept for a hosted user with no binding (docs/offline.md).
+
+    `message_id` is set once at store time and kept on every retry: the IMDN Message-ID
+    (RFC 5438 §6.3) of a message/cpim body, a fresh one otherwise; a second `put_message`
+    with the same id is a duplicate and stores nothing. `aor` is canonical. The MESSAGE is
+    rebuilt from the other fields for each device (RFC 7572 Table 1); `stored_at` is its
+    original time (the Date header, the CPIM DateTime already in `body`).
+    """
+
+    message_id: str
+    aor: str
+    stored_at: float
+    expires_at: float
+    sender: str  # the XMPP sender's full JID (error stanza, XEP-0184 receipt)
+    stanza_id: str
+    component: str  # the component domain the stanza came through
+    recipient: str  # the JID the stanza was addressed to (the SIP user's)
+    from_uri: str
+    call_id: str
+    content_type: str
+    body: bytes = field(repr=False)
+    subject: str | None = None
+    lang: str | None = None
+    call_info: str | None = None
+    receipt_id: str | None = None  # the IMDN Message-ID when a XEP-0184 receipt was asked
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+
 class Store(Protocol):
     """Persistence for bindings, subscriptions and publications. Implementations:
     `gateway.store.sqlite.SqliteStore` (default) and `gateway.store.memory.MemoryStore`.
@@ -160,6 +195,15 @@ class Store(Protocol):
     ) -> None: ...
 
     def all_publications(self) -> Iterator[Publication]: ...
+
+    # -- stored messages, in the order they were stored (docs/offline.md)
+    def put_message(self, message: StoredMessage) -> bool: ...
+
+    def messages(self, aor: str) -> tuple[StoredMessage, ...]: ...
+
+    def delete_message(self, message_id: str) -> None: ...
+
+    def all_messages(self) -> Iterator[StoredMessage]: ...
 
     # -- housekeeping
     def expire_before(self, now: float) -> Expired: ...

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from gateway.store.api import Binding, Expired, Publication, StoreError, SubscriptionRecord
+from gateway.store.api import (
+    Binding,
+    Expired,
+    Publication,
+    StoredMessage,
+    StoreError,
+    SubscriptionRecord,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -18,6 +25,7 @@ class MemoryStore:
         self._bindings: dict[str, tuple[Binding, ...]] = {}
         self._subs: dict[tuple[str, str], SubscriptionRecord] = {}
         self._pubs: dict[tuple[str, str], tuple[Publication, ...]] = {}
+        self._messages: dict[str, StoredMessage] = {}  # insertion order = store order
         self._closed = False
 
     def _check(self) -> None:
@@ -101,6 +109,26 @@ class MemoryStore:
     def all_publications(self) -> Iterator[Publication]:
         self._check()
         return iter([p for items in self._pubs.values() for p in items])
+
+    # -- stored messages
+    def put_message(self, message: StoredMessage) -> bool:
+        self._check()
+        if message.message_id in self._messages:
+            return False
+        self._messages[message.message_id] = message
+        return True
+
+    def messages(self, aor: str) -> tuple[StoredMessage, ...]:
+        self._check()
+        return tuple(m for m in self._messages.values() if m.aor == aor)
+
+    def delete_message(self, message_id: str) -> None:
+        self._check()
+        self._messages.pop(message_id, None)
+
+    def all_messages(self) -> Iterator[StoredMessage]:
+        self._check()
+        return iter(list(self._messages.values()))
 
     # -- housekeeping
     def expire_before(self, now: float) -> Expired:

@@ -31,6 +31,7 @@ from gateway.store.api import (
     Expired,
     Flow,
     Publication,
+    StoredMessage,
     StoreError,
     SubscriptionRecord,
 )
@@ -38,7 +39,7 @@ from gateway.store.api import (
 __all__ = ["DEFAULT_FILENAME", "SCHEMA_VERSION", "SqliteStore", "open_store"]
 
 DEFAULT_FILENAME = "gateway.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _CHUNK = 1000
 T = TypeVar("T")
 
@@ -52,6 +53,10 @@ _SUB_COLS = (
     " content_type, xmpp_authorization"
 )
 _PUB_COLS = "aor, event, pos, etag, expires_at, body, content_type, updated_at"
+_MSG_COLS = (
+    "message_id, aor, stored_at, expires_at, sender, stanza_id, component, recipient, from_uri,"
+    " call_id, content_type, body, subject, lang, call_info, receipt_id"
+)
 
 # Version -> statements bringing the schema from the previous version to this one.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -80,6 +85,17 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             content_type TEXT NOT NULL, updated_at REAL NOT NULL,
             PRIMARY KEY (aor, event, etag)) WITHOUT ROWID""",
         "CREATE INDEX publications_expiry ON publications (expires_at)",
+    ),
+    # issue 17: messages for offline hosted users; `seq` (the rowid) is the store order.
+    2: (
+        """CREATE TABLE offline_messages (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE,
+            aor TEXT NOT NULL, stored_at REAL NOT NULL, expires_at REAL NOT NULL,
+            sender TEXT NOT NULL, stanza_id TEXT NOT NULL, component TEXT NOT NULL,
+            recipient TEXT NOT NULL, from_uri TEXT NOT NULL, call_id TEXT NOT NULL,
+            content_type TEXT NOT NULL,
+            body BLOB NOT NULL, subject TEXT, lang TEXT, call_info TEXT, receipt_id TEXT)""",
+        "CREATE INDEX offline_messages_aor ON offline_messages (aor, seq)",
     ),
 }
 
@@ -176,6 +192,36 @@ def _pub_row(p: Publication, pos: int) -> tuple[Any, ...]:
 def _pub(row: tuple[Any, ...]) -> Publication:
     aor, event, _, etag, exp, body, ctype, upd = row
     return Publication(aor, etag, event, exp, bytes(body), ctype, upd)
+
+
+def _msg_row(m: StoredMessage) -> tuple[Any, ...]:
+    return (
+        m.message_id,
+        m.aor,
+        m.stored_at,
+        m.expires_at,
+        m.sender,
+        m.stanza_id,
+        m.component,
+        m.recipient,
+        m.from_uri,
+        m.call_id,
+        m.content_type,
+        m.body,
+        m.subject,
+        m.lang,
+        m.call_info,
+        m.receipt_id,
+    )
+
+
+def _msg(row: tuple[Any, ...]) -> StoredMessage:
+    (mid, aor, stored, exp, sender, sid, comp, rcpt, from_uri, call_id, ctype, body) = row[:12]
+    subject, lang, call_info, receipt_id = row[12:]
+    return StoredMessage(
+        mid, aor, stored, exp, sender, sid, comp, rcpt, from_uri, call_id, ctype, bytes(body),
+        subject, lang, call_info, receipt_id,
+    )  # fmt: skip
 
 
 def open_store(state_dir: Path, filename: str = DEFAULT_FILENAME) -> SqliteStore:
@@ -360,6 +406,27 @@ class SqliteStore:
 
     def all_publications(self) -> Iterator[Publication]:
         return self._iterate(f"SELECT {_PUB_COLS} FROM publications ORDER BY aor, event, pos", _pub)
+
+    # -- stored messages (docs/offline.md): committed before the sender is answered
+    def put_message(self, message: StoredMessage) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                f"INSERT OR IGNORE INTO offline_messages ({_MSG_COLS})"
+                f" VALUES ({','.join('?' * 16)})",
+                _msg_row(message),
+            )
+            return cur.rowcount == 1
+
+    def messages(self, aor: str) -> tuple[StoredMessage, ...]:
+        sql = f"SELECT {_MSG_COLS} FROM offline_messages WHERE aor = ? ORDER BY seq"
+        return self._query(sql, (aor,), _msg)
+
+    def delete_message(self, message_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM offline_messages WHERE message_id = ?", (message_id,))
+
+    def all_messages(self) -> Iterator[StoredMessage]:
+        return self._iterate(f"SELECT {_MSG_COLS} FROM offline_messages ORDER BY seq", _msg)
 
     # -- housekeeping
     def expire_before(self, now: float) -> Expired:

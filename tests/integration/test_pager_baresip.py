@@ -4,7 +4,8 @@ exchange pager-mode messages through the gateway process, with the session Proso
 baresip registers with Digest (no trusted peers), so the SIP -> XMPP message is authorised
 by the registrar's trust gate and the XMPP -> SIP message travels over the registered flow.
 The pager-specific checks: non-ASCII text both ways, the fate lines with the ids of both
-sides, and recipient-unavailable for a SIP user with no registration.
+sides, and a message for a SIP user with no registration stored and delivered when he
+registers (issue 17, docs/offline.md).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tests.harness.gateway_proc import GatewayProcess, gateway_config
 from tests.harness.ports import free_port
 from tests.harness.prosody import ProsodyServer
 from tests.integration.conftest import ClientFactory
-from tests.integration.test_pager import NS_STANZAS, see_all_messages, text_of
+from tests.integration.test_pager import see_all_messages, text_of
 
 pytestmark = pytest.mark.asyncio
 
@@ -86,15 +87,20 @@ async def test_baresip_and_xmpp_client_exchange_non_ascii_messages(
     romeo.contacts.append(juliet_sip)
     await romeo.start()
 
-    # before romeo registers, a message for him is refused: recipient-unavailable (480)
+    # before romeo registers, a message for him is stored (issue 17, docs/offline.md):
+    # no error, a headline notice, and delivery when he registers
     juliet.send_message(f"romeo@{COMPONENT}", "are you there?", mtype="normal")
-    err = await juliet.wait_message(lambda m: m["type"] == "error", timeout=LIMIT)
-    assert err.xml.find(f".//{{{NS_STANZAS}}}recipient-unavailable") is not None
+    notice = await juliet.wait_message(lambda m: m["type"] == "headline", timeout=LIMIT)
+    assert "message stored" in text_of(notice)
+    await fate(gw, r"direction=xmpp_to_sip fate=stored")
 
     outcome = await romeo.register(
         account_line(f"sip:romeo@{COMPONENT}", "romeo", (LOOPBACK, port))
     )
     assert outcome["type"] == "REGISTER_OK", f"{romeo.tail()}\n{gw.tail()}"
+    await romeo.wait_message("are you there?", timeout=LIMIT)
+    await asyncio.to_thread(gw.wait_for_log, r"stored message delivered", LIMIT)
+    assert not [m for m in juliet.messages if m["type"] == "error"]
 
     text = "Wherefore art thou — Romeo? Příliš žluťoučký"
     juliet.send_message(f"romeo@{COMPONENT}", text, mtype="normal")

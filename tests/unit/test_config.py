@@ -298,6 +298,23 @@ def test_presence_auto_approve_hosted(tmp_path: Path) -> None:
     assert cfg.presence.auto_approve_hosted is True
 
 
+def test_offline_section(tmp_path: Path) -> None:
+    default = load(MINIMAL, tmp_path).offline
+    assert (default.enabled, default.max_messages, default.max_bytes) == (True, 100, 1_048_576)
+    assert (default.max_age, default.retry_min, default.retry_max) == (604_800.0, 5.0, 300.0)
+    cfg = load(MINIMAL + "[offline]\nmax_messages = 5\nmax_age = 60\nnotice = false\n", tmp_path)
+    assert (cfg.offline.max_messages, cfg.offline.max_age, cfg.offline.notice) == (5, 60.0, False)
+    for text, path in [
+        ("max_messages = 0", "offline.max_messages"),
+        ("max_bytes = -1", "offline.max_bytes"),
+        ("max_age = 0", "offline.max_age"),
+        ("retry_min = 10\nretry_max = 5", "offline.retry_min"),
+        ("enabled = 1", "offline.enabled"),
+        ("quota = 3", "offline.quota"),
+    ]:
+        assert error_of(MINIMAL + "[offline]\n" + text, tmp_path).path == path
+
+
 def test_tls_listener_client_ca(tmp_path: Path) -> None:
     for name in ("c.pem", "k.pem", "ca.pem"):
         (tmp_path / name).write_text("x")

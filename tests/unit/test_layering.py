@@ -44,7 +44,8 @@ def _mappings() -> list[Path]:
 
 
 def _pure_modules() -> list[Path]:
-    return [*_mappings(), *_sip_core(), ROOT / "gateway" / "memo.py"]
+    offline = ROOT / "gateway" / "bridge" / "offline" / "policy.py"
+    return [*_mappings(), *_sip_core(), ROOT / "gateway" / "memo.py", offline]
 
 
 def _imports(path: Path) -> set[str]:

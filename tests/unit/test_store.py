@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store.api import Binding, Flow, Publication, Store, StoreError, SubscriptionRecord
+from gateway.store.api import (
+    Binding,
+    Flow,
+    Publication,
+    Store,
+    StoredMessage,
+    StoreError,
+    SubscriptionRecord,
+)
 from gateway.store.memory import MemoryStore
 from gateway.store.sqlite import SCHEMA_VERSION, SqliteStore, open_store
 
@@ -260,3 +268,57 @@ def test_sqlite_newer_schema_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreError, match="schema version"):
         SqliteStore(path)
+
+
+# -- stored messages (issue 17, docs/offline.md) ---------------------------------------------
+
+
+def stored(n: int, aor: str = AOR, **kw: object) -> StoredMessage:
+    fields: dict[str, object] = {
+        "message_id": f"id{n}",
+        "aor": aor,
+        "stored_at": 1000.0 + n,
+        "expires_at": 2000.0 + n,
+        "sender": "juliet@localhost/balcony",
+        "stanza_id": f"s{n}",
+        "component": "sip.localhost",
+        "recipient": "romeo@sip.localhost",
+        "from_uri": "sip:juliet@localhost;gr=balcony",
+        "call_id": f"c{n}",
+        "content_type": "text/plain;charset=UTF-8",
+        "body": f"message {n}".encode(),
+    }
+    fields.update(kw)
+    return StoredMessage(**fields)  # type: ignore[arg-type]
+
+
+def test_messages_keep_store_order_and_ids_are_unique(store: Store) -> None:
+    assert store.put_message(stored(2))
+    assert store.put_message(stored(1, subject="s", lang="en", receipt_id="r1"))
+    assert store.put_message(stored(3, aor="sip:mercutio@sip.localhost"))
+    assert not store.put_message(stored(2, body=b"other"))  # duplicate id: nothing stored
+    assert [m.message_id for m in store.messages(AOR)] == ["id2", "id1"]
+    assert store.messages(AOR)[0].body == b"message 2"
+    assert store.messages(AOR)[1] == stored(1, subject="s", lang="en", receipt_id="r1")
+    store.delete_message("id2")
+    assert [m.message_id for m in store.all_messages()] == ["id1", "id3"]
+
+
+def test_sqlite_keeps_messages_across_reopen_and_migrates_v1(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "gateway.sqlite3"
+    path.parent.mkdir()
+    old = sqlite3.connect(path)  # a version-1 file, as written before issue 17
+    old.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    old.execute("PRAGMA user_version = 1")
+    old.commit()
+    old.close()
+    with pytest.raises(sqlite3.OperationalError):  # sanity: v1 has no table yet
+        sqlite3.connect(path).execute("SELECT * FROM offline_messages")
+    s = SqliteStore(path)
+    s.put_message(stored(1))
+    s.close()
+    again = SqliteStore(path)
+    assert again.messages(AOR) == (stored(1),)
+    again.close()
+    version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+    assert int(version) == SCHEMA_VERSION == 2

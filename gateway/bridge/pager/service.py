@@ -26,7 +26,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
@@ -38,6 +38,7 @@ from gateway.config import Addressing, ComponentConfig, Config
 from gateway.logs import event
 from gateway.memo import Memo
 from gateway.metrics import Direction, Metrics
+from gateway.registrar.delivery import NoBinding
 from gateway.sip.message import SipRequest, SipResponse
 from gateway.sip.uri import SipUri, parse_uri
 from gateway.sip.useragent import (
@@ -47,11 +48,13 @@ from gateway.sip.useragent import (
     TransportFailure,
 )
 from gateway.sip.validate import check_forwarding
+from gateway.store.api import StoredMessage
 from gateway.xmpp.boundary import boundary
 from gateway.xmpp.convert import error_reply, message_to_op, stanza_error, stanza_id_of
 from gateway.xmpp.disco import NO_OPTIONAL_FEATURES, Features
 from gateway.xmpp.fastwrite import message_xml
 from gateway.xmpp.links import LinkDown, XmppLinks
+from mappings import cpim as cpim_fmt
 from mappings import imdn as imdn_fmt
 from mappings.addresses import (
     AddressError,
@@ -226,6 +229,16 @@ class _Pending:
     bounce: XmppErrorInfo | None = None
 
 
+class Offline(Protocol):
+    """What the pager needs of gateway.bridge.offline.service.OfflineService."""
+
+    on_delivered: Callable[[StoredMessage], None]
+
+    def offer(self, message: StoredMessage) -> None: ...
+
+    def pending(self, aor: str) -> bool: ...
+
+
 class Pager:
     """The pager-mode flows; `sip_message` for the dispatcher, `on_stanza` for the links."""
 
@@ -242,8 +255,12 @@ class Pager:
         queue_limit: int = 100,
         correlation_ttl: float = 600.0,
         correlation_limit: int = 100_000,
+        offline: Offline | None = None,
     ) -> None:
         self.cfg = cfg
+        self.offline = offline  # store-and-forward for offline hosted users (docs/offline.md)
+        if offline is not None:
+            offline.on_delivered = self._stored_delivered
         self.links = links
         self.router = router
         self.metrics = metrics
@@ -567,6 +584,27 @@ class Pager:
                 return sm.build_message(out)
             return sm.build_message(replace(out, request_uri=request_uri))
 
+        def keep() -> StoredMessage:  # for the offline queue (docs/offline.md)
+            message_id = _message_id(body)
+            return StoredMessage(
+                message_id=message_id,
+                aor=route.aor.aor,
+                stored_at=0.0,
+                expires_at=0.0,
+                sender=route.from_text,
+                stanza_id=stanza_id,
+                component=route.domain,
+                recipient=to_text,
+                from_uri=out.from_uri,
+                call_id=out.call_id,
+                content_type=body[0],
+                body=body[1],
+                subject=out.subject,
+                lang=out.lang,
+                call_info=out.call_info,
+                receipt_id=message_id if op.receipt_request else None,
+            )
+
         await self._send_x2s(
             msg,
             aor=route.aor,
@@ -576,6 +614,7 @@ class Pager:
             domain=route.domain,
             start=start,
             ids=ids,
+            keep=keep if kind == "content" and route.aor.gr is None else None,
         )
 
     def _x2s_route(
@@ -679,12 +718,31 @@ class Pager:
         domain: str,
         start: float,
         ids: dict[str, Any],
+        keep: Callable[[], StoredMessage] | None = None,
     ) -> None:
         error: XmppErrorInfo | None = None
         response: SipResponse | None = None
+        if keep is not None and self.offline is not None and self.offline.pending(aor.aor):
+            try:  # stored messages wait for this user: join the queue, do not overtake
+                self._store(keep, start, ids)
+                return
+            except MappingError as refused:
+                self._fate(X2S, "rejected", start, condition=refused.xmpp_condition, **ids)
+                if ids["stanza_id"]:
+                    self.links.send(domain, error_reply(msg, refused.to_xmpp()))
+                return
         await self._serial.acquire(aor.aor)
         try:
             response = await self.router.send(aor, build)
+        except NoBinding as exc:
+            if keep is None or self.offline is None:
+                error = exc.to_xmpp()
+            else:
+                try:
+                    self._store(keep, start, ids)
+                    return  # stored: no receipt until a device takes it (docs/offline.md)
+                except MappingError as refused:  # over quota: 480 with its text
+                    error = refused.to_xmpp()
         except MappingError as exc:
             error = exc.to_xmpp()
         except TransactionTimeout:
@@ -718,6 +776,25 @@ class Pager:
         if kind == "content" and ids["stanza_id"]:
             self.links.send(domain, error_reply(msg, error))
 
+    def _store(self, keep: Callable[[], StoredMessage], start: float, ids: dict[str, Any]) -> None:
+        """Hand the message to the offline queue (committed when this returns). Over quota
+        or a store failure raise MappingError (480 / recipient-unavailable with the quota's
+        text, 500)."""
+        assert self.offline is not None
+        message = keep()
+        self.offline.offer(message)  # raises QuotaExceeded (a MappingError)
+        self._fate(X2S, "stored", start, message_id=message.message_id, **ids)
+
+    def _stored_delivered(self, m: StoredMessage) -> None:
+        """A device took a stored message (2xx): its IMDN, when one was asked for, now
+        becomes the XEP-0184 receipt (the correlation may have expired while it waited)."""
+        if m.receipt_id is None:
+            return
+        with_address = sm.uri_address(m.aor).bare
+        self._x2s_receipts.put(
+            m.receipt_id, _X2SReceipt(m.stanza_id, m.sender, with_address, m.component)
+        )
+
     # -- bounces ------------------------------------------------------------------------------
 
     def _on_error_stanza(self, msg: Any) -> None:
@@ -740,6 +817,19 @@ class Pager:
 
 
 # -- small pure helpers ---------------------------------------------------------------------
+
+
+def _message_id(content: tuple[str, bytes]) -> str:
+    """The IMDN Message-ID of a message/cpim body (RFC 5438 §6.3), else a fresh one: set
+    once, when the message is stored, and kept on every retry."""
+    if content[0] == "message/cpim":
+        try:
+            request = imdn_fmt.read_disposition_request(cpim_fmt.parse_cpim(content[1]))
+        except cpim_fmt.CpimError:
+            request = None
+        if request is not None:
+            return request.message_id
+    return imdn_fmt.new_message_id()
 
 
 def _mode(comp: ComponentConfig) -> AddressingMode:
