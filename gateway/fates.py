@@ -2,7 +2,7 @@
 
 The pager records every message's fate once, in `Pager._fate`, beside its metrics and its
 INFO "message" line; that one call also appends a `Fate` here. The fast path stays cheap:
-one tuple built and appended to a `deque(maxlen=N)` (old fates fall off the far end), and
+one plain tuple built and appended to a `deque(maxlen=N)` (old fates fall off the far end), and
 three running totals the console turns into rates. No lock: the gateway's single event
 loop is the only writer and reader. `[admin] console_fates` sets N (0: keep none, the
 totals still count); docs/admin-api.md "Console".
@@ -51,7 +51,9 @@ class FateRing:
     """A bounded record of the last `limit` fates with running totals."""
 
     def __init__(self, limit: int = DEFAULT_FATES, wall: Callable[[], float] = time.time) -> None:
-        self._items: deque[Fate] = deque(maxlen=max(0, limit))
+        # plain tuples in Fate's field order: a NamedTuple's constructor costs more than
+        # the rest of `add` together; `newest_first` gives them their names
+        self._items: deque[tuple[Any, ...]] = deque(maxlen=max(0, limit))
         self._wall = wall
         self.count = 0
         self.errors = 0
@@ -70,7 +72,7 @@ class FateRing:
         get = fields.get
         detail = get("condition") or get("reason")
         self._items.append(
-            Fate(
+            (
                 self.count,
                 self._wall(),
                 direction,
@@ -95,7 +97,7 @@ class FateRing:
         return len(self._items)
 
     def newest_first(self) -> Iterator[Fate]:
-        return reversed(self._items)
+        return map(Fate._make, reversed(self._items))
 
 
 class FateFilter(NamedTuple):
