@@ -195,12 +195,13 @@ def _bad(message: str, status: int = 400) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def parse_filter(query: Mapping[str, str], keys: list[str]) -> tuple[FateFilter, int] | str:
-    """The fate filter of a query string, or what is wrong with it (-> 400)."""
-    unknown = sorted(set(keys) - FILTER_KEYS)
+def parse_filter(query: Mapping[str, str], items: int) -> tuple[FateFilter, int] | str:
+    """The fate filter of a query string (`items`: its number of key=value pairs), or
+    what is wrong with it (-> 400)."""
+    unknown = sorted(set(query) - FILTER_KEYS)
     if unknown:
         return f"unknown parameter {unknown[0][:32]!r}"
-    if len(keys) != len(set(keys)):
+    if items != len(set(query)):
         return "a parameter is repeated"
     direction = query.get("direction") or None
     if direction is not None and direction not in DIRECTIONS:
@@ -241,7 +242,7 @@ async def _state(request: web.Request) -> web.Response:
 
 
 async def _fates(request: web.Request) -> web.Response:
-    parsed = parse_filter(request.query, list(request.query.keys()))
+    parsed = parse_filter(request.query, len(request.query))
     if isinstance(parsed, str):
         return _bad(parsed)
     wanted, limit = parsed
