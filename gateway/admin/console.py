@@ -90,7 +90,7 @@ class Hub:
     ) -> None:
         self.cfg = cfg
         self.sources = sources
-        self.fates = sources.fates or FateRing(0)
+        self.fates = sources.fates if sources.fates is not None else FateRing(0)
         self.wall = wall
         self.samples: deque[Sample] = deque(maxlen=SAMPLES)
         self.streams = 0

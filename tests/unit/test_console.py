@@ -168,7 +168,8 @@ async def test_data_and_stream_need_the_token(make_client: Make) -> None:
 
 
 async def test_state_snapshot(make_client: Make) -> None:
-    client = await make_client()
+    ring = FateRing(10)  # empty when the app is made: the console must still use it
+    client = await make_client(sources(ring))
     r = await client.get("/console/api/state", headers=AUTH)
     assert r.status == 200
     snap = await r.json()
@@ -203,6 +204,11 @@ async def test_state_snapshot(make_client: Make) -> None:
     }
     assert snap["fates"] == {"seq": 0, "kept": 0}
     assert snap["chart"] == []
+    ring.add("sip_to_xmpp", "delivered", 0.001, {"status": 200})
+    snap = await (await client.get("/console/api/state", headers=AUTH)).json()
+    assert snap["fates"] == {"seq": 1, "kept": 1}
+    body = await (await client.get("/console/api/fates", headers=AUTH)).json()
+    assert (body["limit"], len(body["fates"])) == (10, 1)
 
 
 async def test_state_without_sources(make_client: Make) -> None:
