@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.admin import console
 from gateway.admin.server import AdminSources, Readiness, create_app
 from gateway.admin.sources import PendingAuthorization
-from gateway.config import AdminConfig
+from gateway.config import AdminConfig, ConfigError, load_config
 from gateway.fates import FateRing
 from gateway.logs import WireTrace
 from gateway.store.api import Binding, Flow, SubscriptionRecord
@@ -419,3 +421,75 @@ async def test_drain_action_needs_confirmation(make_client: Make) -> None:
     r = await client.post(url, json={"confirm": True}, headers=AUTH)
     assert (r.status, await r.json()) == (200, {"draining": True})
     assert calls == [True]
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+MINIMAL = """
+[[xmpp.components]]
+domain = "sip.example.org"
+secret = "s"
+"""
+
+
+def _admin(text: str) -> AdminConfig:
+    return load_config(tomllib.loads(MINIMAL + text), base_dir=Path("/tmp"), env={}).admin
+
+
+def test_console_keys() -> None:
+    cfg = _admin("")
+    assert (cfg.console_fates, cfg.console_streams, cfg.console_actions) == (1000, 8, False)
+    cfg = _admin("[admin]\nconsole_fates = 0\nconsole_streams = 2\nconsole_actions = true")
+    assert (cfg.console_fates, cfg.console_streams, cfg.console_actions) == (0, 2, True)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("console_fates = -1", "admin.console_fates"),
+        ("console_fates = 100001", "admin.console_fates"),
+        ("console_streams = 1001", "admin.console_streams"),
+        ("console_actions = 'yes'", "admin.console_actions"),
+    ],
+)
+def test_console_key_errors_name_the_key(text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _admin(f"[admin]\n{text}")
+    assert info.value.path == key
+
+
+def test_static_files_ship_with_the_package() -> None:
+    """pyproject's package-data takes every file the console serves into the wheel."""
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = project["tool"]["setuptools"]["package-data"]["gateway"]
+    package = root / "gateway"
+    shipped = {p for pattern in patterns for p in package.glob(pattern)}
+    for name in ("index.html", *console.STATIC):
+        assert console.STATIC_DIR / name in shipped, name
+
+
+async def test_stopping_the_server_ends_open_streams_at_once() -> None:
+    """A graceful stop must not wait for viewers (aiohttp's shutdown timeout is 60 s)."""
+    import aiohttp
+
+    from gateway.admin.server import AdminServer
+    from tests.harness.ports import free_port
+
+    port = free_port()
+    server = AdminServer(
+        AdminConfig(port=port, token=TOKEN), lambda: Readiness(True, {}), sources()
+    )
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            resp = await session.get(f"http://127.0.0.1:{port}/console/events", headers=AUTH)
+            assert resp.status == 200
+            await _first_event(resp)
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            await asyncio.wait_for(server.stop(), 5)
+            assert loop.time() - began < 2.0
+            resp.close()
+    finally:
+        await server.stop()
