@@ -16,11 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from gateway.registrar.users import format_user, hash_password
 from tests.harness import LOOPBACK
 from tests.harness.browser import Browser, screenshot
-from tests.harness.gateway_proc import GatewayProcess
+from tests.harness.gateway_proc import GatewayProcess, gateway_config
+from tests.harness.ports import free_port
+from tests.harness.prosody import ProsodyServer
 from tests.harness.sipp import Sipp
-from tests.integration.conftest import ClientFactory
+from tests.integration.conftest import Account, ClientFactory
 from tests.integration.test_admin_running import (
     COMPONENT,
     REGISTER_UAC,
@@ -115,3 +118,84 @@ async def test_console_shows_links_registration_and_fate_and_switches_the_trace(
     proc.wait_for_log(r"console action .*action=trace .*sip=True")
     assert browser.blocked == [], browser.blocked
     assert not [c for c in browser.console if c.startswith("pageerror")], browser.console_tail()
+
+
+async def test_console_approves_a_pending_hosted_authorization_then_drains(
+    prosody: ProsodyServer,
+    xmpp_account: Callable[..., Account],
+    xmpp_client: ClientFactory,
+    tmp_path: Path,
+) -> None:
+    """Juliet asks to watch romeo, a user hosted by the gateway: the console lists her
+    request as pending; its authorization action approves it as romeo's `/allow` would
+    (her roster then shows the subscription); its drain action stops the gateway like SIGTERM."""
+    users = tmp_path / "users.toml"
+    romeo = f"romeo@{COMPONENT}"
+    users.write_text(format_user(hash_password(f"sip:{romeo}", None, "romeo")))
+    users.chmod(0o600)
+    proc = GatewayProcess(
+        gateway_config(
+            gateway={"state_dir": str(tmp_path / "state")},
+            xmpp={
+                "port": prosody.component_port,
+                "components": [{"domain": COMPONENT, "secret": prosody.components[COMPONENT]}],
+            },
+            sip={
+                "hosted_domains": [COMPONENT],
+                "served_xmpp_domains": [prosody.domain],
+                "listeners": [{"transport": "udp", "address": LOOPBACK, "port": free_port()}],
+            },
+            registrar={"users_file": str(users)},
+            admin={
+                "listen": f"{LOOPBACK}:{free_port()}",
+                "token": TOKEN,
+                "console_actions": True,
+            },
+        ),
+        tmp_path / "gateway",
+        log_level="info",
+    )
+    await asyncio.to_thread(proc.start)
+    try:
+        admin = Admin(proc)
+        await admin.wait_ready()
+        acct = xmpp_account("juliet")
+        juliet = await xmpp_client(acct)
+        juliet.xmpp.auto_authorize = None
+        juliet.xmpp.auto_subscribe = False
+        juliet.xmpp.send_presence(pto=romeo, ptype="subscribe")
+        pending: list[dict[str, str]] = []
+        async with asyncio.timeout(20):
+            while not pending:
+                status, snap = await admin.get("/console/api/state")
+                assert status == 200
+                pending = snap["pending"]
+                await asyncio.sleep(0.2)
+        watcher = str(juliet.jid.bare)
+        assert pending == [{"aor": f"sip:{romeo}", "watcher": watcher}]
+
+        allow = {"aor": f"sip:{romeo}", "watcher": watcher, "verdict": "allow"}
+        status, body = await admin.post("/console/api/actions/authorization", allow)
+        assert (status, body) == (200, allow)
+        async with asyncio.timeout(20):  # her roster now has a subscription to romeo
+            while True:
+                await juliet.xmpp.get_roster(timeout=20)
+                if juliet.xmpp.client_roster[romeo]["subscription"] in ("to", "both"):
+                    break
+                await asyncio.sleep(0.2)
+        assert (await admin.get("/console/api/state"))[1]["pending"] == []
+        proc.wait_for_log(r"console action .*action=authorization .*verdict=allow")
+
+        status, body = await admin.post("/console/api/actions/drain", {"confirm": True})
+        assert (status, body) == (200, {"draining": True})
+        async with asyncio.timeout(30):
+            while proc.running:
+                await asyncio.sleep(0.1)
+        assert proc.returncode == 0
+        assert "shutting down" in proc.log_text()
+    except Exception:
+        print(proc.tail(60))
+        raise
+    finally:
+        if proc.running:
+            proc.kill()
