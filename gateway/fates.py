@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 DEFAULT_FATES = 1000
 MAX_FATES = 100_000
-# Fates that are not an error on either side (docs/pager.md "Fates"): the rest count as errors.
+# Fates that are not an error on either side (docs/pager.md "Logs and metrics"); the rest
+# count as errors in the console's chart.
 OK_FATES = frozenset({"delivered", "collapsed", "held", "ignored"})
 
 

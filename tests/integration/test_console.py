@@ -6,6 +6,8 @@ chromium, headless through Playwright (tests/harness/browser.py), opens /console
 refused data until the token is entered, then shows the component link up, mercutio's
 registration and the message's fate; a screenshot is kept in tests/artifacts/console.png.
 Clicking the SIP wire-trace button switches the trace on, as GET /trace then says.
+A second test approves a hosted user's pending authorization through the console API
+and drains the gateway with its drain action (exit 0).
 """
 
 from __future__ import annotations
