@@ -26,6 +26,7 @@ from typing import Any, Protocol, cast
 from gateway import heap
 from gateway.admin.collectors import register_collectors
 from gateway.admin.server import AdminServer, AdminSources, Readiness
+from gateway.admin.sources import PendingAuthorization
 from gateway.bridge.dispatch import SipDispatcher, message_handler
 from gateway.bridge.offline.service import OfflineService
 from gateway.bridge.pager.names import SeenNames
@@ -89,6 +90,8 @@ class Gateway:
     inflight: InFlight | None = None
     trace: WireTrace = field(default_factory=WireTrace)
     draining: bool = False
+    # Set by `run`: what SIGTERM does (drain, then stop); the console's drain action.
+    request_stop: Callable[[], None] | None = None
 
     def readiness(self) -> Readiness:
         checks = {name: bool(getattr(svc, "ready", True)) for name, svc in self.started}
@@ -313,6 +316,7 @@ def build(cfg: Config) -> Gateway:
         gw.services.append(("offline", offline))
     gw.services.append(("sip", endpoint))
     sources = _observe(gw, links, resolver, cast(Store, store))
+    sources = _console_sources(gw, sources, pager, presence)
     if cfg.admin.enabled:
         gw.services.append(("admin", AdminServer(cfg.admin, gw.readiness, sources)))
     return gw
@@ -362,6 +366,34 @@ def _observe(gw: Gateway, links: XmppLinks, resolver: Resolver, store: Store) ->
             "subscriptions": subscriptions,
         },
         trace=gw.trace,
+    )
+
+
+def _console_sources(
+    gw: Gateway, sources: AdminSources, pager: Pager, presence: PresenceService
+) -> AdminSources:
+    """The operator console's inputs (issue 26, docs/admin-api.md "Console")."""
+    endpoint, hosted = gw.endpoint, presence.hosted
+
+    def listeners() -> list[dict[str, str]]:
+        found = endpoint.listeners if endpoint is not None else []
+        return [{"name": li.name, "transport": li.transport_name} for li in found]
+
+    def pending() -> list[PendingAuthorization]:
+        waiting = hosted.pending() if hosted is not None else []
+        return [PendingAuthorization(e.aor, str(e.watcher), e.sip_uri) for e in waiting]
+
+    def drain() -> None:
+        if gw.request_stop is not None:
+            gw.request_stop()
+
+    return replace(
+        sources,
+        listings={**sources.listings, "listeners": listeners},
+        fates=pager.fates,
+        pending=pending if hosted is not None else None,
+        decide=hosted.decide if hosted is not None else None,
+        drain=drain,
     )
 
 
@@ -464,6 +496,7 @@ async def run(cfg: Config) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     gw = build(cfg)
+    gw.request_stop = stop.set
     loop.add_signal_handler(signal.SIGHUP, _reload, cfg, gw)
     try:
         prepare_state_dir(cfg.gateway.state_dir)

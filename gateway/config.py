@@ -219,6 +219,11 @@ class AdminConfig:
     token: str | None = field(default=None, repr=False)
     # A directory of static files served at /web/ (the browser demo, web/demo); None: off.
     web_root: Path | None = None
+    # The operator console (issue 26, docs/admin-api.md "Console"): how many message fates
+    # it keeps, how many live streams may be open, whether its actions are allowed.
+    console_fates: int = 1000
+    console_streams: int = 8
+    console_actions: bool = False
 
 
 @dataclass(frozen=True)
@@ -519,6 +524,13 @@ def _positive(sec: _Section, name: str, default: float) -> float:
     return value
 
 
+def _bounded(sec: _Section, name: str, default: int, low: int, high: int) -> int:
+    value = sec.get(name, int, default)
+    if not low <= value <= high:
+        raise ConfigError(sec.key(name), f"must be {low}..{high}, not {value}")
+    return value
+
+
 def _load_listener(sec: _Section, base: Path) -> ListenerConfig:
     transport = Transport(sec.choice("transport", tuple(t.value for t in Transport), "udp"))
     secure = transport in (Transport.TLS, Transport.WSS)
@@ -767,6 +779,9 @@ def _load_admin(sec: _Section, base: Path, env: Mapping[str, str]) -> AdminConfi
         port=port,
         token=_secret(sec, "token", base, env),
         web_root=None if web_root is None else _directory(sec.key("web_root"), web_root, base),
+        console_fates=_bounded(sec, "console_fates", 1000, 0, 100_000),
+        console_streams=_bounded(sec, "console_streams", 8, 0, 1000),
+        console_actions=sec.get("console_actions", bool, False),
     )
     sec.done()
     return out

@@ -6,29 +6,27 @@ OpenMetrics when asked for). /links, /registrations, /subscriptions: JSON
 listings from providers the composition root passes in. GET/POST /trace: the
 runtime switch of the SIP and XMPP wire traces. /web/: static files (the
 browser demo) when `[admin] web_root` is set (gateway/admin/webroot.py).
-Everything but /healthz and /web/ needs the bearer token when one is
+/console/: the operator console, its data and its live stream (console.py).
+Everything but /healthz, /web/ and the console's static page needs the bearer token when one is
 configured. docs/admin-api.md describes it all.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
-import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from gateway.admin import console
+from gateway.admin.sources import AdminSources, json_default, rows, trace_wanted
 from gateway.admin.webroot import add_web_root, is_public
 from gateway.config import AdminConfig
-from gateway.logs import WireTrace
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +42,11 @@ class Readiness:
 
 
 ReadinessProbe = Callable[[], Readiness]
-# A listing: rows (dataclasses or mappings), computed on demand, sync or async.
-Listing = Callable[[], Iterable[Any] | Awaitable[Iterable[Any]]]
-LISTINGS = ("links", "registrations", "subscriptions")
+LISTINGS = ("links", "listeners", "registrations", "subscriptions")
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 100_000
 
-
-@dataclass(frozen=True)
-class AdminSources:
-    """What the admin API reads, passed in by the composition root (never a global)."""
-
-    registry: CollectorRegistry | None = None
-    listings: Mapping[str, Listing] = field(default_factory=dict)
-    trace: WireTrace | None = None
+__all__ = ["AdminServer", "AdminSources", "Readiness", "create_app"]
 
 
 PROBE = web.AppKey[ReadinessProbe]("probe")
@@ -70,7 +59,8 @@ def _auth_middleware(token: str, web_root: bool) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         given = request.headers.get("Authorization", "").encode()
-        public = request.path == "/healthz" or (web_root and is_public(request.path))
+        path = request.path
+        public = path == "/healthz" or (web_root and is_public(path)) or console.is_public(path)
         if not public and not hmac.compare_digest(given, expected):
             log.warning(
                 "admin request refused",
@@ -101,14 +91,6 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=encoder(registry), headers={"Content-Type": content_type})
 
 
-def _row(item: Any) -> Any:
-    if dataclasses.is_dataclass(item) and not isinstance(item, type):
-        return dataclasses.asdict(item)
-    if isinstance(item, Mapping):
-        return dict(item)
-    return item
-
-
 def _limit(request: web.Request) -> int:
     text = request.query.get("limit", str(DEFAULT_LIMIT))
     if not text.isdigit() or not 0 < int(text) <= MAX_LIMIT:
@@ -125,17 +107,9 @@ async def _listing(request: web.Request) -> web.Response:
     if provider is None:
         return web.json_response({"error": f"{name} not available in this gateway"}, status=404)
     limit = _limit(request)
-    produced = provider()
-    items = await produced if inspect.isawaitable(produced) else produced
-    rows = [_row(item) for item in items]
-    body = {"count": len(rows), "truncated": len(rows) > limit, name: rows[:limit]}
-    return web.json_response(body, dumps=lambda obj: json.dumps(obj, default=_json_default))
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, bytes):  # e.g. a subscription's last PIDF document
-        return value.decode("utf-8", "replace")
-    return str(value)
+    found = await rows(provider)
+    body = {"count": len(found), "truncated": len(found) > limit, name: found[:limit]}
+    return web.json_response(body, dumps=lambda obj: json.dumps(obj, default=json_default))
 
 
 async def _trace_get(request: web.Request) -> web.Response:
@@ -153,12 +127,8 @@ async def _trace_post(request: web.Request) -> web.Response:
         wanted = await request.json()
     except ValueError:
         return web.json_response({"error": "body must be JSON"}, status=400)
-    state = trace.state()
-    if (
-        not isinstance(wanted, dict)
-        or not wanted
-        or any(k not in state or not isinstance(v, bool) for k, v in wanted.items())
-    ):
+    wanted = trace_wanted(wanted, trace.state())
+    if wanted is None:
         return web.json_response(
             {"error": 'body must be like {"sip": true, "xmpp": false}'}, status=400
         )
@@ -188,6 +158,7 @@ def create_app(
     app.router.add_get(r"/{name:" + "|".join(LISTINGS) + "}", _listing)
     if cfg.web_root is not None:
         add_web_root(app, cfg.web_root)
+    console.add_console(app, cfg, app[SOURCES])
     return app
 
 

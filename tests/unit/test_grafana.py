@@ -78,7 +78,9 @@ def full_exposition(*, openmetrics: bool = False) -> str:
         metrics.registry,
         endpoint=FakeEndpoint(),
         connections=list,
-        links=lambda: [LinkStatus("sip.localhost", LinkState.UP, 1.0e9, None, 0, None, 0)],
+        links=lambda: [
+            LinkStatus("sip.localhost", LinkState.UP, 1.0e9, None, 0, None, 0, "127.0.0.1", 5347)
+        ],
         resolver=FakeResolver(),
     )
 

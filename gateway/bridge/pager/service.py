@@ -35,6 +35,7 @@ from gateway.bridge.pager import sip_message as sm
 from gateway.bridge.pager.chatstate import ChatStateGate, Conversation
 from gateway.bridge.routing import DomainClass, SipRouter
 from gateway.config import Addressing, ComponentConfig, Config
+from gateway.fates import FateRing
 from gateway.logs import event
 from gateway.memo import Memo
 from gateway.metrics import Direction, Metrics
@@ -256,6 +257,7 @@ class Pager:
         correlation_ttl: float = 600.0,
         correlation_limit: int = 100_000,
         offline: Offline | None = None,
+        fates: FateRing | None = None,
     ) -> None:
         self.cfg = cfg
         self.offline = offline  # store-and-forward for offline hosted users (docs/offline.md)
@@ -267,6 +269,7 @@ class Pager:
         self.gate = gate or ChatStateGate()
         self.clock = clock
         self.now = now
+        self.fates = FateRing(cfg.admin.console_fates) if fates is None else fates
         self.success_status = cfg.sip.message_success_status
         served = frozenset(cfg.sip.served_xmpp_domains)
         self._maps: dict[str, DomainMap] = {
@@ -341,16 +344,18 @@ class Pager:
     def _new_id(self) -> str:
         return f"{self._prefix}-{next(self._ids)}"
 
-    def _record(self, direction: Direction, outcome: str, start: float) -> None:
+    def _record(self, direction: Direction, outcome: str, elapsed: float) -> None:
         key = (direction, outcome)
         counter = self._outcomes.get(key)
         if counter is None:
             counter = self._outcomes[key] = self.metrics.messages.labels(direction, outcome)
         counter.inc()
-        self.metrics.message_latency.labels(direction).observe(self.clock() - start)
+        self.metrics.message_latency.labels(direction).observe(elapsed)
 
     def _fate(self, direction: Direction, outcome: str, start: float, **fields: Any) -> None:
-        self._record(direction, outcome, start)
+        elapsed = self.clock() - start
+        self._record(direction, outcome, elapsed)
+        self.fates.add(direction, outcome, elapsed, fields)  # the console's list (issue 26)
         if log.isEnabledFor(logging.INFO):  # the one fate line per message (issue 6)
             fields = {"direction": direction, "fate": outcome, **fields}
             log.info("message", extra={"fields": fields})

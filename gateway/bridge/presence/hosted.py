@@ -166,6 +166,10 @@ class Hosted:
     def watchers(self, aor: str) -> list[HostedWatcher]:
         return list(self.by_aor.get(aor, {}).values())
 
+    def pending(self) -> list[HostedWatcher]:
+        """Every request waiting for its hosted user's `allow` / `deny` (the console)."""
+        return [e for ws in self.by_aor.values() for e in ws.values() if e.status == "pending"]
+
     def find(self, aor: str, sip_uri: str) -> HostedWatcher | None:
         """The watcher of `aor` that the hosted user names by its SIP URI."""
         wanted = _aor_text(sip_uri)
