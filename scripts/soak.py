@@ -227,6 +227,7 @@ class LeanUac(asyncio.DatagramProtocol):
         self.t1, self.t2 = t1, t2
         self.via_host = via_host
         self.outcomes: dict[int, int] = {}
+        self.reasons: dict[int, str] = {}  # seq -> the final response's reason phrase
         self.pending: dict[bytes, _Txn] = {}
         self.retransmissions = 0
         self.sent = 0
@@ -307,7 +308,7 @@ class LeanUac(asyncio.DatagramProtocol):
             self.done.set()
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        m = re.match(rb"SIP/2\.0 (\d{3})", data)
+        m = re.match(rb"SIP/2\.0 (\d{3}) ?([^\r\n]*)", data)
         if m is None:
             return
         self.responses += 1
@@ -318,6 +319,9 @@ class LeanUac(asyncio.DatagramProtocol):
             if txn is not None:
                 txn.provisional = True
             return
+        txn = self.pending.get(call_id)
+        if txn is not None:
+            self.reasons[txn.seq] = m.group(2).decode("utf-8", "replace")
         self._final(call_id, status)
 
     async def drain(self, timeout: float) -> None:

@@ -63,13 +63,20 @@ log = logging.getLogger(__name__)
 
 
 class LinkDown(Exception):
-    """The component link for `domain` cannot take the stanza now."""
+    """The component link for `domain` cannot take the stanza now.
 
-    def __init__(self, domain: str, reason: str, retry_after: int) -> None:
+    `in_doubt`: the stanza had been written and the link failed before the server's answer
+    to the ping behind it came back, so the server may have routed it (no XEP-0198 on a
+    XEP-0114 stream: nobody can know); False when it was never written."""
+
+    def __init__(
+        self, domain: str, reason: str, retry_after: int, *, in_doubt: bool = False
+    ) -> None:
         super().__init__(f"XMPP link for {domain} is down: {reason}")
         self.domain = domain
         self.reason = reason
         self.retry_after = retry_after
+        self.in_doubt = in_doubt
 
 
 class StanzaRefused(Exception):
@@ -303,7 +310,9 @@ class Link:
         try:
             await asyncio.wait_for(asyncio.shield(barrier), timeout or self.cfg.dead_link_timeout)
         except TimeoutError:
-            raise LinkDown(self.domain, "no confirmation from the server", 0) from None
+            raise LinkDown(
+                self.domain, "no confirmation from the server", 0, in_doubt=True
+            ) from None
 
     async def ping(self) -> None:
         """Round trip through the server (raises LinkDown when it fails)."""
@@ -432,7 +441,7 @@ class Link:
         )
         fut, _ = entry
         if not fut.done():
-            fut.set_exception(LinkDown(self.domain, "ping timeout", 0))
+            fut.set_exception(LinkDown(self.domain, "ping timeout", 0, in_doubt=True))
             fut.exception()  # mark retrieved: nobody may be waiting any more
         self.last_error = "no answer to ping"
         self._dead = True
@@ -458,10 +467,11 @@ class Link:
         self._requeue(out)
         self._fail_open(reason)
         pings, self._pings = self._pings, {}
-        for fut, timer in pings.values():
+        for fut, timer in pings.values():  # batches written, their pings unanswered
             timer.cancel()
             if not fut.done():
-                fut.set_exception(LinkDown(self.domain, reason, self.retry_after()))
+                down = LinkDown(self.domain, reason, self.retry_after(), in_doubt=True)
+                fut.set_exception(down)
                 fut.exception()
 
     # -- supervision ------------------------------------------------------------------------

@@ -111,9 +111,10 @@ async def test_unserializable_stanza_is_refused_and_spares_its_batch() -> None:
 async def test_no_transport_is_link_down() -> None:
     link, transport = await up_link()
     link.component.transport = None  # connection_lost ran; the supervisor has not yet
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkDown) as info:
         await asyncio.wait_for(link.send_confirmed(GOOD), 5)
     assert transport.written == []
+    assert not info.value.in_doubt  # never written: surely not delivered
 
 
 async def test_closing_transport_is_link_down_not_a_timeout() -> None:
@@ -123,6 +124,7 @@ async def test_closing_transport_is_link_down_not_a_timeout() -> None:
         await asyncio.wait_for(link.send_confirmed(GOOD), 5)
     assert info.value.reason != "no confirmation from the server"
     assert transport.written == []
+    assert not info.value.in_doubt
 
 
 async def test_closed_while_the_ping_is_in_flight_is_link_down() -> None:
@@ -135,8 +137,20 @@ async def test_closed_while_the_ping_is_in_flight_is_link_down() -> None:
     answer_pings(link, transport)  # answers the first ping only
     await asyncio.wait_for(first, 5)
     link.component.connection_lost(None)
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkDown) as info:
         await asyncio.wait_for(second, 5)
+    assert not info.value.in_doubt  # its batch never reached the closing transport
+
+
+async def test_lost_after_the_write_before_the_answer_is_in_doubt() -> None:
+    link, transport = await up_link()
+    sent = asyncio.ensure_future(link.send_confirmed(GOOD))
+    await settle()
+    assert transport.text.count("<message") == 1  # written, its ping unanswered
+    link.component.connection_lost(None)
+    with pytest.raises(LinkDown) as info:
+        await asyncio.wait_for(sent, 5)
+    assert info.value.in_doubt
 
 
 async def test_write_that_raises_is_link_down() -> None:
@@ -148,13 +162,15 @@ async def test_write_that_raises_is_link_down() -> None:
 
 async def test_no_answer_is_link_down() -> None:
     link, _ = await up_link(dead_link_timeout=0.2)
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkDown) as info:
         await asyncio.wait_for(link.send_confirmed(GOOD), 5)
+    assert info.value.in_doubt
 
 
 async def test_link_not_up_is_link_down() -> None:
     link, transport = await up_link()
     link.state = LinkState.CONNECTING
-    with pytest.raises(LinkDown):
+    with pytest.raises(LinkDown) as info:
         await link.send_confirmed(GOOD)
     assert transport.written == []
+    assert not info.value.in_doubt

@@ -166,10 +166,24 @@ async def test_prosody_killed_three_times_during_2000_messages(
     failed = {s for s, st in outcomes.items() if st >= 300}
     assert len(outcomes) == total, f"{total - len(outcomes)} MESSAGEs without an outcome"
     assert ok - set(arrivals) == set(), f"2xx without delivery: {sorted(ok - set(arrivals))}"
-    assert failed & set(arrivals) == set(), (
-        f"an error answered for a delivered message: "
-        f"{sorted((s, outcomes[s]) for s in failed & set(arrivals))}"
+    # A MESSAGE whose stanza was written when Prosody died, before its confirming ping came
+    # back, may have been routed: nobody can know (XEP-0114 has no acks). The gateway must
+    # say so (503 "delivery in doubt", fate in_doubt=True); every other error means "not
+    # delivered".
+    in_doubt = {
+        int(m.group(1))
+        for line in gw.log_text().splitlines()
+        if "in_doubt=True" in line
+        for m in [re.search(r"call_id=\S*?uac(\d+)-", line)]
+        if m is not None
+    }
+    assert failed & set(arrivals) <= in_doubt, (
+        f"an error not marked in doubt answered for a delivered message: "
+        f"{sorted((s, outcomes[s]) for s in (failed & set(arrivals)) - in_doubt)}"
     )
+    assert in_doubt <= failed
+    assert {uac.reasons[s] for s in in_doubt} <= {"Service Unavailable (delivery in doubt)"}
+    assert len(in_doubt) <= 5 * len(kills_at), sorted(in_doubt)  # only the batch in flight
     assert [s for s, n in arrivals.items() if n > 1] == [], "duplicates at the client"
     assert set(arrivals) <= set(range(total))
     # the kills took effect (errors while Prosody was away) and delivery came back each time

@@ -81,6 +81,8 @@ log = logging.getLogger("gateway.bridge.pager")
 
 S2X: Direction = "sip_to_xmpp"
 X2S: Direction = "xmpp_to_sip"
+# RFC 3261 §21.5.4 with what the sender must know: the XMPP server may have delivered it
+IN_DOUBT_REASON = "Service Unavailable (delivery in doubt)"
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -453,7 +455,7 @@ class Pager:
             await self.links.send_confirmed(domain, stanza)
         except LinkDown as exc:
             retry = exc.retry_after or self.links.retry_after(domain)
-            self._answer_unavailable(incoming, retry, start, ids)
+            self._answer_unavailable(incoming, retry, start, ids, in_doubt=exc.in_doubt)
             return False
         finally:
             self._pending.pop(stanza_id, None)
@@ -476,10 +478,24 @@ class Pager:
         self._fate(S2X, "rejected", start, status=exc.sip_status, reason=exc.reason, **ids)
 
     def _answer_unavailable(
-        self, incoming: IncomingRequest, retry: int, start: float, ids: dict[str, Any]
+        self,
+        incoming: IncomingRequest,
+        retry: int,
+        start: float,
+        ids: dict[str, Any],
+        *,
+        in_doubt: bool = False,
     ) -> None:
+        """503: the link is down. `in_doubt`: the stanza was written and the link died
+        before the server confirmed it, so it may have been delivered; the reason phrase
+        and the fate line say so (docs/reliability.md, "Delivery in doubt")."""
         retry = max(1, retry)
-        incoming.reply(503, headers=[("Retry-After", str(retry))])
+        headers = [("Retry-After", str(retry))]
+        if in_doubt:
+            incoming.reply(503, IN_DOUBT_REASON, headers=headers)
+            self._fate(S2X, "failed", start, status=503, retry_after=retry, in_doubt=True, **ids)
+            return
+        incoming.reply(503, headers=headers)
         self._fate(S2X, "failed", start, status=503, retry_after=retry, **ids)
 
     async def _imdn_from_sip(
