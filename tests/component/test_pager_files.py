@@ -243,3 +243,31 @@ def test_hostile_ft_http_is_refused_with_a_fate_line(
     assert reason in fields["reason"]
     # a refused document teaches nothing: juliet's link still goes as text
     assert content(world.xmpp(oob()))[0] == "text/plain"
+
+
+def register(*accept: str) -> SipRequest:
+    head = [
+        f"REGISTER sip:{COMP} SIP/2.0",
+        "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-r",
+        "Max-Forwards: 70",
+        f"From: <sip:romeo@{COMP}>;tag=r1",
+        f"To: <sip:romeo@{COMP}>",
+        "Call-ID: r1@127.0.0.1",
+        "CSeq: 1 REGISTER",
+        "Contact: <sip:romeo@127.0.0.1:5070>",
+        *(f"Accept: {a}" for a in accept),
+        "Content-Length: 0",
+    ]
+    req = parse_message("\r\n".join(head).encode() + b"\r\n\r\n")
+    assert isinstance(req, SipRequest)
+    return req
+
+
+def test_a_register_listing_ft_http_teaches_the_peer(world: World) -> None:
+    """Linphone lists FT-HTTP in the Accept of its REGISTER (one Accept per type)."""
+    world.pager.saw_register(f"sip:romeo@{COMP}", register("application/sdp", "text/plain"))
+    assert content(world.xmpp(oob()))[0] == "text/plain"
+    world.pager.saw_register(f"sip:romeo@{COMP}", register("text/plain", files.FT_HTTP_TYPE))
+    assert content(world.xmpp(oob()))[0] == files.FT_HTTP_TYPE
+    assert content(world.xmpp(oob(), to=f"tybalt@{COMP}"))[0] == "text/plain"
+    world.pager.saw_register(f"sips:romeo@{COMP}", register(files.FT_HTTP_TYPE))  # ignored

@@ -316,6 +316,17 @@ class Pager:
                 CoroutineCallback("cpim-pager", StanzaPath("message"), boundary(self.on_stanza))
             )
 
+    def saw_register(self, aor: str, req: SipRequest) -> None:
+        """An accepted REGISTER of a hosted user (`Registrar.on_register`): a device that
+        lists FT-HTTP in its Accept takes file links (Linphone does; docs/pager.md "Files").
+        Only a listing turns it on: a device without Accept says nothing about the others."""
+        accept = req.headers.values("Accept")
+        if any(files.FT_HTTP_TYPE in a.lower() for a in accept):
+            try:
+                self._ft_peers.put(_key(sm.uri_address(aor)), True)
+            except MappingError:  # an AOR the pager never writes to (sips:)
+                return
+
     # -- what a contact has shown (issue 22 item 2: disco and caps per contact) -----------------
 
     def contact_features(self, contact: Jid) -> Features:
