@@ -486,7 +486,7 @@ class Registrar:
         )
 
     def on_register(self, callback: Callable[[str, SipRequest], None]) -> None:
-        """`callback(aor, request)` after an accepted REGISTER added or refreshed bindings:
+        """`callback(aor, request)` after an accepted REGISTER changed the AOR's bindings:
         its Accept says what the device takes (the pager's file links, docs/pager.md)."""
         self._register_listeners.append(callback)
 
