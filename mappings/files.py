@@ -67,7 +67,7 @@ _URL_CHARS = re.compile(r"[\x21-\x7e\u00a0-\U0010ffff]+")
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _TYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]*/[A-Za-z0-9][\w!#$&^.+-]*")
 _DEFAULT_TYPE: Final = "application/octet-stream"
-_TYPES = mimetypes.MimeTypes()  # the built-in table only: no /etc/mime.types
+_TYPES = mimetypes.MimeTypes()  # its table is the built-in one, whatever /etc/mime.types says
 
 
 class FileLinkError(FormatError):
