@@ -283,6 +283,7 @@ def build(cfg: Config) -> Gateway:
         else None
     )
     pager = Pager(cfg, links, router, gw.metrics, offline=offline)
+    registrar.on_register(pager.saw_register)  # file links to devices that take FT-HTTP
     dispatcher.add("REGISTER", registrar.handle_register)
     dispatcher.add("PUBLISH", registrar.handle_publish)
     presence = PresenceService(

@@ -235,6 +235,7 @@ class Registrar:
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listeners: list[Callable[[str], None]] = []
+        self._register_listeners: list[Callable[[str, SipRequest], None]] = []
         # Connection ids restart at 1 in every process: prefixing them with a per-process
         # epoch keeps a restored binding from matching an unrelated new connection.
         self._epoch = secrets.token_hex(4)
@@ -484,6 +485,18 @@ class Registrar:
             available_without_publish=self.cfg.registrar.available_without_publish,
         )
 
+    def on_register(self, callback: Callable[[str, SipRequest], None]) -> None:
+        """`callback(aor, request)` after an accepted REGISTER changed the AOR's bindings:
+        its Accept says what the device takes (the pager's file links, docs/pager.md)."""
+        self._register_listeners.append(callback)
+
+    def _registered(self, aor: str, req: SipRequest) -> None:
+        for callback in list(self._register_listeners):
+            try:
+                callback(aor, req)
+            except Exception:  # error boundary, as `_changed`
+                log.exception("register callback failed", extra={"fields": {"aor": aor}})
+
     def on_presence_change(self, callback: Callable[[str], None]) -> None:
         """`callback(aor)` after a registration, unregistration, expiry or publication
         changed what `presence_of(aor)` may return."""
@@ -572,6 +585,7 @@ class Registrar:
                 removed=",".join(resource_of(b) for b in changes.removed),
                 bindings=len(outcome.bindings),
             )
+            self._registered(outcome.aor, req)
             if changes.added or changes.removed:
                 self._changed(outcome.aor)
         elif outcome.status == 403:

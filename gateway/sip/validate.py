@@ -83,6 +83,7 @@ GATEWAY_POLICY = UasPolicy(
             "multipart/mixed",
             "multipart/alternative",
             "multipart/related",
+            "application/vnd.gsma.rcs-ft-http+xml",  # file links (RCC.07; docs/pager.md)
         }
     ),
     response_types=MappingProxyType(

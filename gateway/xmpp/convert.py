@@ -22,6 +22,7 @@ from slixmpp.exceptions import XMPPError
 from slixmpp.jid import InvalidJID
 from slixmpp.stanza import Message
 
+from mappings import files
 from mappings.errors import XMPP_CONDITIONS, MappingError, XmppErrorInfo, XmppErrorType
 from mappings.model import (
     Address,
@@ -140,6 +141,7 @@ def message_to_op(msg: Any, *, source: Address, destination: Address) -> Message
     request = False
     receipt_for = None
     xhtml: bytes | None = None
+    oob: tuple[str, str | None] | None = None  # XEP-0066 (url, desc), the first one
     for child in xml:
         tag = child.tag
         if tag == f"{ns}body":
@@ -161,11 +163,17 @@ def message_to_op(msg: Any, *, source: Address, destination: Address) -> Message
             xbody = child.find(f"{{{NS_XHTML}}}body")
             if xbody is not None:
                 xhtml = ET.tostring(xbody, encoding="utf-8")
+        elif tag == _OOB_X and oob is None:
+            oob = _oob(child)
     parts: list[BodyPart] = []
+    if oob is not None:  # a file link (docs/pager.md "Files")
+        body_text = files.text_with_url(body_text, oob[0])
     if body_text:
         parts.append(BodyPart.plain(body_text, lang))
         if xhtml is not None:
             parts.append(BodyPart(XHTML_PART, xhtml, lang))
+    if oob is not None and (link := files.link_from_oob(*oob)) is not None:
+        parts.append(BodyPart(files.FT_HTTP_TYPE, files.build_ft_http(link), lang))
     return MessageOp(
         source=source,
         destination=destination,
@@ -179,6 +187,19 @@ def message_to_op(msg: Any, *, source: Address, destination: Address) -> Message
         receipt_for=receipt_for,
         chat_state=chat_state,
     )
+
+
+_OOB_X = f"{{{files.OOB_NS}}}x"
+
+
+def _oob(x: Any) -> tuple[str, str | None] | None:
+    """XEP-0066 §3 ``<x xmlns='jabber:x:oob'>``: (url, desc), None without a URL."""
+    url = x.find(f"{{{files.OOB_NS}}}url")
+    text = (url.text or "").strip() if url is not None else ""
+    if not text or len(text) > files.MAX_URL_CHARS:
+        return None
+    desc = x.find(f"{{{files.OOB_NS}}}desc")
+    return text, (desc.text if desc is not None else None)
 
 
 def stanza_error(stanza: Any) -> XmppErrorInfo:

@@ -25,6 +25,7 @@ from gateway.xmpp.convert import (
     NS_XHTML_IM,
     XHTML_PART,
 )
+from mappings import files
 from mappings.model import MessageOp
 
 __all__ = ["escape_attr", "escape_text", "message_xml"]
@@ -53,6 +54,12 @@ def _lang(lang: str) -> str:
     return f' xml:lang="{escape_attr(lang)}"'
 
 
+def _oob_xml(link: files.FileLink) -> str:
+    """XEP-0066 §3: the URL, and the file name as the description."""
+    desc = f"<desc>{escape_text(link.name)}</desc>" if link.name else ""
+    return f'<x xmlns="{files.OOB_NS}"><url>{escape_text(link.url)}</url>{desc}</x>'
+
+
 def message_xml(op: MessageOp, *, mfrom: str, mto: str, stanza_id: str) -> str:
     """`MessageOp` -> serialized `<message/>` from `mfrom` to `mto` (R7572-06: no type for
     pager-mode content; ``chat`` for a standalone chat state, XEP-0085 §5.2)."""
@@ -76,6 +83,8 @@ def message_xml(op: MessageOp, *, mfrom: str, mto: str, stanza_id: str) -> str:
         if part.media_type == XHTML_PART:
             body = tostring(ET.fromstring(part.content), xmlns=NS_XHTML_IM)
             out.append(f'<html xmlns="{NS_XHTML_IM}">{body}</html>')
+        elif part.media_type == files.FT_HTTP_TYPE:
+            out.append(_oob_xml(files.parse_ft_http(part.content)))
     if op.chat_state is not None:
         out.append(f'<{op.chat_state.value} xmlns="{NS_CHATSTATES}" />')
     if op.receipt_request:

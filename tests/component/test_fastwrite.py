@@ -29,6 +29,7 @@ from gateway.xmpp.convert import (
     message_to_op,
 )
 from gateway.xmpp.fastwrite import escape_attr, escape_text, message_xml
+from mappings import files
 from mappings.model import Address, BodyPart, ChatState, MessageOp, Subject, XmppMessageType
 
 pytestmark = pytest.mark.unit
@@ -204,3 +205,50 @@ def test_escapers() -> None:
     assert escape_text("a&b<c>d\"e'") == "a&amp;b&lt;c&gt;d\"e'"
     assert escape_attr("a&b<c>d\"e'") == "a&amp;b&lt;c&gt;d&quot;e'"
     assert escape_text("plain") == "plain"
+
+
+def test_file_link_is_written_as_oob_and_read_back(component: GatewayComponent) -> None:
+    """XEP-0066 §3: the link's URL in <x xmlns='jabber:x:oob'>, the file name as desc,
+    next to the URL as the body; read back it is the same link (issue 17)."""
+    link = files.FileLink("https://f.example/a&b.jpg", name="a<b>.jpg", content_type="image/jpeg")
+    op = MessageOp(
+        source=SRC,
+        destination=DST,
+        trans_id="t",
+        parts=(BodyPart.plain(link.url), BodyPart(files.FT_HTTP_TYPE, files.build_ft_http(link))),
+    )
+    fast = message_xml(op, mfrom="a@b", mto="c@d", stanza_id="i")
+    el = _parse(fast)
+    (x,) = el.findall(f"{{{files.OOB_NS}}}x")
+    assert x.findtext(f"{{{files.OOB_NS}}}url") == link.url
+    assert x.findtext(f"{{{files.OOB_NS}}}desc") == "a<b>.jpg"
+    assert el.findtext(f"{{{NS}}}body") == link.url
+    back = message_to_op(Message(component, el), source=SRC, destination=DST)
+    assert back.text() == link.url
+    (ft,) = [p for p in back.parts if p.media_type == files.FT_HTTP_TYPE]
+    assert files.parse_ft_http(ft.content).url == link.url
+
+
+@pytest.mark.parametrize(
+    ("body", "url", "text", "ft"),
+    [
+        ("https://u.example/f.txt", "https://u.example/f.txt", "https://u.example/f.txt", True),
+        (None, "https://u.example/f.txt", "https://u.example/f.txt", True),
+        ("see this", "https://u.example/f.txt", "see this\nhttps://u.example/f.txt", True),
+        ("hi", "javascript:alert(1)", "hi\njavascript:alert(1)", False),
+    ],
+)
+def test_oob_from_xmpp_becomes_text_and_a_link(
+    component: GatewayComponent, body: str | None, url: str, text: str, ft: bool
+) -> None:
+    b = f"<body>{escape_text(body)}</body>" if body is not None else ""
+    stanza = (
+        f'<message to="r@sip.localhost" from="j@localhost/x" id="m1">{b}'
+        f'<x xmlns="jabber:x:oob"><url>{escape_text(url)}</url><desc>d</desc></x></message>'
+    )
+    op = message_to_op(Message(component, _parse(stanza)), source=SRC, destination=DST)
+    assert op.text() == text
+    links = [p for p in op.parts if p.media_type == files.FT_HTTP_TYPE]
+    assert len(links) == int(ft)  # only http(s) links become FT-HTTP
+    if ft:
+        assert files.parse_ft_http(links[0].content).url == url

@@ -11,7 +11,10 @@ and GRUU) and its own XMPP accounts; Linphone unregisters when it is stopped.
 - MESSAGE both ways: text/plain from Linphone (`linphone-daemon`'s `message` always
   sends text/plain), message/cpim with an IMDN request towards it;
 - presence both ways: juliet watches romeo (his PUBLISH, his unregistration), romeo
-  (`linphonec`, juliet in his friend list) watches juliet.
+  (`linphonec`, juliet in his friend list) watches juliet;
+- store-and-forward (docs/offline.md): messages stored while romeo has no binding reach
+  Linphone in order, with their Date, when it registers; a file link goes to Linphone as
+  RCS FT-HTTP (its REGISTER lists it in Accept; docs/pager.md "Files").
 isComposing: the daemon cannot make Linphone compose, and the gateway sends isComposing
 only to a peer that showed support (docs/pager.md), which Linphone then never did: the
 test checks that juliet's <composing/> is held, not sent.
@@ -269,3 +272,71 @@ async def test_linphone_watches_an_xmpp_client(
     seen = await lp.wait_friend_status(juliet_sip, "Away", after=seen + 1)
     juliet.xmpp.send_presence(ptype="unavailable")
     await lp.wait_friend_status(juliet_sip, "Offline", after=seen + 1)
+
+
+# -- store-and-forward and file links (issue 17) --------------------------------------
+
+
+async def test_linphone_registering_gets_stored_messages_in_order(
+    gateway: tuple[GatewayProcess, int], linphone: LinphoneFactory, xmpp_client: ClientFactory
+) -> None:
+    """docs/offline.md: juliet writes while romeo has no binding (stored, a headline
+    notice each); Linphone registers and receives them once each, in order, each with
+    the Date it was stored (RFC 3261 §20.17)."""
+    gw, _ = gateway
+    juliet = (await xmpp_client(prefix="juliet")).see_all_messages()
+    texts = [f"while you slept {i}" for i in range(1, 4)]
+    for text in texts:
+        juliet.send_message(ROMEO, text)
+        notice = await juliet.wait_message(lambda m: m["type"] == "headline", LIMIT)
+        assert "message stored" in str(notice["body"]), gw.tail()
+    lp = await registered_daemon(linphone)
+    for text in texts:
+        await lp.wait_message(text)
+    got = [e.get("Content") for e in lp.events if e.value == "message-received"]
+    assert got == [f'"{t}"' for t in texts], lp.tail()
+    # each MESSAGE Linphone took carried the original time as a Date header
+    sip = lp.sip_log()
+    for text in texts:
+        request = sip[: sip.index(f"\n{text}")]
+        request = request[request.rindex("MESSAGE sip:") :]
+        assert re.search(r"^Date: \w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT\r?$", request, re.M)
+    await asyncio.sleep(1.0)  # nothing delivered twice
+    again = [e.get("Content") for e in lp.events if e.value == "message-received"]
+    assert again == got
+    assert not [m for m in juliet.messages if m["type"] == "error"]
+
+
+async def test_linphone_gets_a_file_link_as_ft_http(
+    gateway: tuple[GatewayProcess, int], linphone: LinphoneFactory, xmpp_client: ClientFactory
+) -> None:
+    """Linphone lists FT-HTTP in its REGISTER's Accept, so juliet's XEP-0066 link goes to
+    it as one RCS FT-HTTP MESSAGE (docs/pager.md "Files"), which it takes as a file
+    transfer message."""
+    gw, _ = gateway
+    juliet = (await xmpp_client(prefix="juliet")).see_all_messages()
+    lp = await registered_daemon(linphone)
+    assert "Accept: application/vnd.gsma.rcs-ft-http+xml" in lp.sip_log()
+    url = f"https://127.0.0.1:{free_port()}/upload/x/rose.jpg"
+    juliet.send_raw(
+        f"<message to='{ROMEO}' id='lp-f1'><body>{url}</body>"
+        f"<x xmlns='jabber:x:oob'><url>{url}</url></x></message>"
+    )
+    await gateway_line(gw, r"message direction=xmpp_to_sip fate=delivered .*stanza_id=lp-f1 .*")
+    sip = lp.sip_log()
+    at = sip.index("Content-Type: application/vnd.gsma.rcs-ft-http+xml")
+    assert f'url="{url}"' in sip[at:] and "<file-name>rose.jpg</file-name>" in sip[at:]
+    event = await lp.until(
+        lambda: next((e for e in lp.events if e.value == "message-received"), None),
+        "the file transfer message",
+    )
+    assert (event.get("Content") or "").startswith('"<?xml'), event  # the daemon prints it raw
+    # liblinphone keeps it in its message database as a file transfer content
+    await lp.until(
+        lambda: (
+            "Insert new content type in database: `application/vnd.gsma.rcs-ft-http+xml`"
+            in lp.sip_log()
+            or None
+        ),
+        "the file transfer content stored",
+    )

@@ -13,7 +13,7 @@ from gateway.sip.message import Headers, SipRequest
 from gateway.sip.parser import parse_message
 from gateway.sip.serializer import serialize
 from gateway.sip.uri import parse_uri
-from mappings import cpim, imdn
+from mappings import cpim, files, imdn
 from mappings.errors import MappingError
 from mappings.model import Address, BodyPart, ChatState, MessageOp, Subject
 
@@ -337,3 +337,74 @@ def test_plain_text_round_trips_through_sip(text: str) -> None:
         destination=Address("romeo", "example.net"),
     ).op
     assert got is not None and got.text() == text
+
+
+# --- file links (issue 17, mappings.files) -------------------------------------------------
+
+FT_HTTP = (
+    b'<file xmlns="urn:gsma:params:xml:ns:rcs:rcs:fthttp"><file-info type="file">'
+    b"<file-size>9</file-size><file-name>a.pdf</file-name>"
+    b"<content-type>application/pdf</content-type>"
+    b'<data url="https://files.example.org/a.pdf" until="2026-12-14T10:00:00Z"/>'
+    b"</file-info></file>"
+)
+
+
+def test_ft_http_from_sip_is_the_url_as_body_plus_the_link() -> None:
+    op = inbound(message(FT_HTTP, "application/vnd.gsma.rcs-ft-http+xml")).op
+    assert op is not None
+    assert op.text() == "https://files.example.org/a.pdf"  # any client shows it
+    (_, link_part) = op.parts
+    assert link_part.media_type == files.FT_HTTP_TYPE
+    link = files.parse_ft_http(link_part.content)
+    assert (link.url, link.name, link.size) == ("https://files.example.org/a.pdf", "a.pdf", 9)
+
+
+def test_ft_http_inside_cpim_is_unwrapped() -> None:
+    msg = cpim.new_cpim(
+        from_=cpim.Address("sip:romeo@sip.example.org"),
+        to=[cpim.Address("sip:juliet@example.com")],
+        content_type=files.FT_HTTP_TYPE,
+        body=FT_HTTP,
+    )
+    op = inbound(message(cpim.build_cpim(msg), "message/cpim")).op
+    assert op is not None and op.text() == "https://files.example.org/a.pdf"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (FT_HTTP.replace(b"https://files.example.org/a.pdf", b"javascript:alert(1)"), 415),
+        (FT_HTTP.replace(b"https://files.example.org/a.pdf", b"file:///etc/passwd"), 415),
+        (FT_HTTP[:-3], 400),
+        (b"<file/>", 400),
+        (FT_HTTP.replace(b"</file-info>", b"<x>" + b"y" * 20000 + b"</x></file-info>"), 413),
+    ],
+)
+def test_hostile_ft_http_from_sip_is_refused(body: bytes, status: int) -> None:
+    with pytest.raises(MappingError) as info:
+        inbound(message(body, "application/vnd.gsma.rcs-ft-http+xml"))
+    assert info.value.sip_status == status
+
+
+def test_ft_http_is_in_accept() -> None:
+    assert files.FT_HTTP_TYPE in sm.ACCEPT_HEADER[1]
+
+
+def test_file_link_goes_as_ft_http_only_to_a_peer_that_takes_it() -> None:
+    link = files.FileLink("https://up.example/x.png", name="x.png", content_type="image/png")
+    op = MessageOp(
+        source=JULIET,
+        destination=ROMEO,
+        trans_id="x",
+        parts=(
+            BodyPart.plain("https://up.example/x.png"),
+            BodyPart(files.FT_HTTP_TYPE, files.build_ft_http(link)),
+        ),
+    )
+    ctype, body = sm.content_body(op, html_ok=True, ft_ok=True) or ("", b"")
+    assert ctype == files.FT_HTTP_TYPE and files.parse_ft_http(body) == link
+    assert sm.content_body(op, html_ok=True) == (
+        "text/plain;charset=UTF-8",
+        b"https://up.example/x.png",
+    )

@@ -56,6 +56,7 @@ from gateway.xmpp.disco import NO_OPTIONAL_FEATURES, Features
 from gateway.xmpp.fastwrite import message_xml
 from gateway.xmpp.links import LinkDown, XmppLinks
 from mappings import cpim as cpim_fmt
+from mappings import files
 from mappings import imdn as imdn_fmt
 from mappings.addresses import (
     AddressError,
@@ -293,6 +294,8 @@ class Pager:
             correlation_limit, correlation_ttl, clock
         )
         self._html_peers: _TtlTable[str, bool] = _TtlTable(correlation_limit, 3600.0, clock)
+        # peers that take FT-HTTP file links (docs/pager.md "Files"), learnt like text/html
+        self._ft_peers: _TtlTable[str, bool] = _TtlTable(correlation_limit, 3600.0, clock)
         self._prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
         self._cseq = itertools.count(1)
@@ -314,6 +317,17 @@ class Pager:
             self.links.component(domain).route_messages(
                 CoroutineCallback("cpim-pager", StanzaPath("message"), boundary(self.on_stanza))
             )
+
+    def saw_register(self, aor: str, req: SipRequest) -> None:
+        """An accepted REGISTER of a hosted user (`Registrar.on_register`): a device that
+        lists FT-HTTP in its Accept takes file links (Linphone does; docs/pager.md "Files").
+        Only a listing turns it on: a device without Accept says nothing about the others."""
+        accept = req.headers.values("Accept")
+        if any(files.FT_HTTP_TYPE in a.lower() for a in accept):
+            try:
+                self._ft_peers.put(_key(sm.uri_address(aor)), True)
+            except MappingError:  # an AOR the pager never writes to (sips:)
+                return
 
     # -- what a contact has shown (issue 22 item 2: disco and caps per contact) -----------------
 
@@ -404,6 +418,7 @@ class Pager:
         if accept:
             self.gate.saw_accept(peer, accept)
             self._html_peers.put(peer, any("text/html" in a.lower() for a in accept))
+            self._ft_peers.put(peer, any(files.FT_HTTP_TYPE in a.lower() for a in accept))
         if inbound.notification is not None:
             self._imdn_peers.put(peer, True)  # it constructs IMDNs (RFC 5438 §7.2.1)
             await self._imdn_from_sip(
@@ -412,6 +427,8 @@ class Pager:
             return
         op = inbound.op
         assert op is not None
+        if any(p.media_type == files.FT_HTTP_TYPE for p in op.parts):
+            self._ft_peers.put(peer, True)  # it sends file links: it takes them
         conversation = (_key_jid(to_jid), peer)
         if op.chat_state is not None and not op.parts:
             self.gate.saw_support(peer)
@@ -703,7 +720,11 @@ class Pager:
                 message_id=imdn_fmt.new_message_id(),
             )
             return body, "receipt"
-        text = sm.content_body(op, html_ok=bool(self._html_peers.get(conversation[1])))
+        text = sm.content_body(
+            op,
+            html_ok=bool(self._html_peers.get(conversation[1])),
+            ft_ok=bool(self._ft_peers.get(conversation[1])),
+        )
         if text is None:
             if op.chat_state is None or not self.gate.should_send(conversation, op.chat_state, now):
                 return None
@@ -788,6 +809,7 @@ class Pager:
             )
             if response.status == 415:
                 self._html_peers.put(peer, False)
+                self._ft_peers.put(peer, False)
         assert error is not None
         status = response.status if response is not None else None
         outcome = "timeout" if error.condition == "remote-server-timeout" else "failed"

@@ -14,12 +14,15 @@ body by its type (`_CONTENT`, tables as data):
 * ``application/im-iscomposing+xml``: a chat state (RFC 7573 Table 3);
 * ``message/imdn+xml`` (bare or in CPIM): a delivery notification, returned for the
   caller to correlate (`InboundMessage.notification`);
+* ``application/vnd.gsma.rcs-ft-http+xml``: a file link (mappings.files): the URL as the
+  body plus the link (written as XEP-0066 OOB); only http(s) URLs (else 415);
 * anything else: `UnsupportedContent` (415 with Accept, R7572-12).
 
 XMPP -> SIP (`build_message` and the body builders): From is the sender's bare JID as a SIP
 URI with the resource as ``gr`` (R7572-02 note 1), thread -> Call-ID (fresh when absent or
 not a valid Call-ID), subject -> Subject, xml:lang -> Content-Language, body ->
-``text/plain;charset=UTF-8`` (XHTML-IM -> ``text/html`` only when the peer accepts it);
+``text/plain;charset=UTF-8`` (XHTML-IM -> ``text/html`` only when the peer accepts it, a
+file link -> FT-HTTP only when the peer accepts that);
 the sender's bare JID as ``Call-Info: <xmpp:...>;purpose=impp`` (RFC 6993, RFC 7081 §4).
 """
 
@@ -40,6 +43,7 @@ from gateway.sip.headers import NameAddr
 from gateway.sip.message import Headers, SipRequest
 from gateway.sip.uri import Uri, parse_uri
 from mappings import cpim as cpim_fmt
+from mappings import files
 from mappings import imdn as imdn_fmt
 from mappings import iscomposing as isc
 from mappings.addresses import AddressError, parse_address, percent_decode
@@ -82,6 +86,7 @@ ACCEPTED_TYPES: Final = (
     "message/cpim",
     "application/im-iscomposing+xml",
     "message/imdn+xml",
+    files.FT_HTTP_TYPE,
 )
 ACCEPT_HEADER: Final = ("Accept", ", ".join(ACCEPTED_TYPES))
 XHTML_NS: Final = "http://www.w3.org/1999/xhtml"
@@ -226,11 +231,20 @@ def _imdn(content_type: str, body: bytes, lang: str | None) -> _Content:
     return _Content(notification=imdn_fmt.parse_imdn(body))
 
 
+def _file(content_type: str, body: bytes, lang: str | None) -> _Content:
+    # The URL alone as the body: XEP-0363 clients show a file inline when body == OOB url.
+    link = files.parse_ft_http(body)
+    return _Content(
+        (BodyPart.plain(link.url, lang), BodyPart(files.FT_HTTP_TYPE, files.build_ft_http(link)))
+    )
+
+
 _CONTENT: Final[dict[str, Callable[[str, bytes, str | None], _Content]]] = {
     "text/plain": _plain,
     "text/html": _html,
     "application/im-iscomposing+xml": _composing,
     "message/imdn+xml": _imdn,
+    files.FT_HTTP_TYPE: _file,
 }
 
 
@@ -498,12 +512,17 @@ def pick_subject(op: MessageOp) -> str | None:
     return _header_text(op.subjects[0].text) or None
 
 
-def content_body(op: MessageOp, *, html_ok: bool) -> tuple[str, bytes] | None:
+def content_body(op: MessageOp, *, html_ok: bool, ft_ok: bool = False) -> tuple[str, bytes] | None:
     """The MESSAGE body for a content message, None when it carries no text.
 
-    XHTML-IM becomes text/html only when the peer accepts it (`html_ok`); otherwise, and
-    always alongside, the plain body is text/plain;charset=UTF-8 (Table 1).
+    A file link becomes FT-HTTP only when the peer takes it (`ft_ok`); XHTML-IM becomes
+    text/html only when the peer accepts it (`html_ok`); otherwise the plain body is
+    text/plain;charset=UTF-8 (Table 1), which carries the link's URL (mappings.files).
     """
+    if ft_ok:
+        for part in op.parts:
+            if part.media_type == files.FT_HTTP_TYPE:
+                return files.FT_HTTP_TYPE, part.content
     if html_ok:
         for part in op.parts:
             if part.media_type == XHTML_PART:
