@@ -55,15 +55,11 @@ def edit_of(children: Iterable[Element]) -> Correction | Retraction | None:
         tag = child.tag
         if tag == _RETRACT:
             return Retraction(child.get("id") or "")
-        if tag == _APPLY_TO and any(c.tag == _RETRACT_0 for c in _iter(child)):
+        if tag == _APPLY_TO and any(c.tag == _RETRACT_0 for c in child):
             return Retraction(child.get("id") or "")
         if tag == _REPLACE and correction is None:
             correction = Correction(child.get("id") or "")
     return correction
-
-
-def _iter(element: Element) -> Iterable[Element]:
-    return element if isinstance(element, Iterable) else ()
 
 
 def corrected(op: MessageOp) -> MessageOp:
@@ -71,7 +67,8 @@ def corrected(op: MessageOp) -> MessageOp:
     text = op.text()
     if not text:
         return op  # nothing to show (e.g. an emptied body): sent as it is, or not at all
-    return replace(op, parts=(BodyPart.plain(CORRECTION_MARKER + text, op.lang),))
+    lang = next((p.lang for p in op.parts if p.media_type == "text/plain"), op.lang)
+    return replace(op, parts=(BodyPart.plain(CORRECTION_MARKER + text, lang),))
 
 
 def retraction_refused(edit: Retraction) -> MappingError:

@@ -23,7 +23,7 @@ reason phrase naming the protection, docs/pager.md "End-to-end protected message
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal, Protocol
@@ -68,6 +68,8 @@ class Element(Protocol):
     def text(self) -> str | None: ...
 
     def get(self, key: str, /) -> str | None: ...
+
+    def __iter__(self) -> Iterator[Element]: ...
 
 
 @dataclass(frozen=True, slots=True)
