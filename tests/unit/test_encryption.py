@@ -107,3 +107,14 @@ def test_sip_protection(media: str, kind: str | None) -> None:
     if kind is not None:
         reason = encryption.sip_reason(kind)  # type: ignore[arg-type]
         assert "XMPP" in reason and "\r" not in reason and "\n" not in reason
+
+
+def test_the_sip_validator_refuses_the_same_types_with_the_same_phrases() -> None:
+    """A bare S/MIME body is refused by the UAS validator before the pager sees it
+    (gateway.sip.validate.GATEWAY_POLICY), one inside CPIM by the pager: same words."""
+    from gateway.sip.validate import GATEWAY_POLICY
+
+    assert dict(GATEWAY_POLICY.refused_reasons) == {
+        media: encryption.sip_reason(kind) for media, kind in encryption.SIP_PROTECTED.items()
+    }
+    assert not set(GATEWAY_POLICY.refused_reasons) & GATEWAY_POLICY.content_types
