@@ -15,9 +15,18 @@
     XEP-0184 has no failure receipt (X184-03): no receipt is sent; the bridge may
     bounce ``<message type='error'/>`` on id X with the condition from
     :data:`FAILURE_CONDITIONS` (RFC 7247 §7 spirit: failed ~ 480, error ~ 500).
-  - Display/processing notifications and unknown statuses map to nothing.
+  - Processing notifications and unknown statuses map to nothing.
   - XMPP ``<received id='X'/>`` -> :func:`delivery_notification` answering the SIP
     sender's request, only if it asked for ``positive-delivery``.
+
+* The XEP-0333 chat-marker mapping (issue 17, RFC 5438 §7.2.1.2), the same way:
+
+  - XMPP ``<markable/>`` -> ``display`` in the request (:func:`request_delivery`
+    with ``display=True``); SIP ``display`` requested -> ``<markable/>``
+    (:meth:`DispositionRequest.wants_display`).
+  - IMDN ``displayed`` -> :class:`Displayed` (``<displayed id='X'/>``).
+  - XMPP ``<displayed id='X'/>`` -> :func:`display_notification`, only if the SIP
+    sender asked for ``display``.
 """
 
 from __future__ import annotations
@@ -184,6 +193,10 @@ class DispositionRequest:
         """Whether a delivery ``status`` should be reported (RFC 5438 §7.2.1)."""
         return DELIVERY_REQUEST_FOR_STATUS.get(status) in self.requested
 
+    def wants_display(self) -> bool:
+        """Whether a display notification was asked for (RFC 5438 §7.1.1.3 ``display``)."""
+        return "display" in self.requested
+
 
 # Message-ID = "Message-ID" ": " Token  (RFC 5438 §10; Token per RFC 3862 §3.6)
 _TOKEN = re.compile(r"(?:[!#-'*+\-.^-`|~A-Za-z0-9]|[^\x00-\x7f])+")
@@ -243,12 +256,15 @@ def request_delivery(
     sent: datetime,
     *,
     negative: bool = False,
+    delivery: bool = True,
+    display: bool = False,
 ) -> CpimMessage:
-    """Add an IMDN delivery request (XEP-0184 ``<request/>``, DIGEST §16.2).
+    """Add an IMDN request (XEP-0184 ``<request/>``, DIGEST §16.2; XEP-0333 ``<markable/>``).
 
     Appends ``NS`` (unless an IMDN prefix exists), ``imdn.Message-ID``, ``DateTime``
-    (unless present) and ``imdn.Disposition-Notification: positive-delivery``
-    (plus ``negative-delivery`` when ``negative``).
+    (unless present) and ``imdn.Disposition-Notification`` listing ``positive-delivery``
+    (when ``delivery``; plus ``negative-delivery`` when ``negative``) and ``display``
+    (when ``display``).
     """
     if not _TOKEN.fullmatch(message_id):
         raise ValueError(f"Message-ID must be a token: {message_id!r}")
@@ -256,8 +272,14 @@ def request_delivery(
     headers.append(CpimHeader(f"{prefix}.Message-ID", message_id))
     if msg.get("DateTime") is None:
         headers.append(CpimHeader("DateTime", format_datetime(sent)))
-    wanted = "positive-delivery, negative-delivery" if negative else "positive-delivery"
-    headers.append(CpimHeader(f"{prefix}.Disposition-Notification", wanted))
+    wanted = [
+        *(("positive-delivery",) if delivery else ()),
+        *(("negative-delivery",) if negative else ()),
+        *(("display",) if display else ()),
+    ]
+    if not wanted:
+        raise ValueError("an IMDN request asks for at least one notification")
+    headers.append(CpimHeader(f"{prefix}.Disposition-Notification", ", ".join(wanted)))
     return CpimMessage(msg.headers + tuple(headers), msg.content_headers, msg.body)
 
 
@@ -278,7 +300,52 @@ def delivery_notification(
     """
     if not request.wants(status):
         raise ValueError(f"the IM did not request a {status!r} notification")
-    body = build_imdn(Imdn(request.message_id, request.sent, "delivery", status, recipient_uri))
+    return _notification(
+        request,
+        "delivery",
+        status,
+        from_=from_,
+        to=to,
+        message_id=message_id,
+        recipient_uri=recipient_uri,
+    )
+
+
+def display_notification(
+    request: DispositionRequest,
+    *,
+    from_: Address,
+    to: Address,
+    message_id: str,
+    recipient_uri: str | None = None,
+) -> CpimMessage:
+    """The message/cpim IMDN ``displayed`` answering ``request`` (RFC 5438 §7.2.1.2);
+    ValueError if the IM did not ask for ``display``. Arguments as for
+    :func:`delivery_notification`."""
+    if not request.wants_display():
+        raise ValueError("the IM did not request a display notification")
+    return _notification(
+        request,
+        "display",
+        "displayed",
+        from_=from_,
+        to=to,
+        message_id=message_id,
+        recipient_uri=recipient_uri,
+    )
+
+
+def _notification(
+    request: DispositionRequest,
+    kind: NotificationKind,
+    status: str,
+    *,
+    from_: Address,
+    to: Address,
+    message_id: str,
+    recipient_uri: str | None,
+) -> CpimMessage:
+    body = build_imdn(Imdn(request.message_id, request.sent, kind, status, recipient_uri))
     headers = (
         CpimHeader("From", from_.render()),
         CpimHeader("To", to.render()),
@@ -307,6 +374,13 @@ class Receipt:
 
 
 @dataclass(frozen=True)
+class Displayed:
+    """Send ``<message><displayed xmlns='urn:xmpp:chat-markers:0' id=xmpp_id/></message>``."""
+
+    xmpp_id: str
+
+
+@dataclass(frozen=True)
 class DeliveryFailure:
     """No receipt exists for failure (X184-03); the bridge may bounce an error."""
 
@@ -315,9 +389,12 @@ class DeliveryFailure:
     xmpp_condition: str
 
 
-def xmpp_outcome(imdn: Imdn, xmpp_id: str) -> Receipt | DeliveryFailure | None:
-    """Map a delivery IMDN for the XMPP message ``xmpp_id`` (found by the caller from
-    ``imdn.message_id`` in its correlation store)."""
+def xmpp_outcome(imdn: Imdn, xmpp_id: str) -> Receipt | Displayed | DeliveryFailure | None:
+    """Map a delivery or display IMDN for the XMPP message ``xmpp_id`` (found by the caller
+    from ``imdn.message_id`` in its correlation store). A display ``forbidden``/``error``
+    maps to nothing: XEP-0333 has no failure marker and the message was delivered."""
+    if imdn.kind == "display":
+        return Displayed(xmpp_id) if imdn.status == "displayed" else None
     if imdn.kind != "delivery" or imdn.status is None:
         return None
     if imdn.status == "delivered":

@@ -220,7 +220,10 @@ class MessageOp:
     `trans_id` is the SIP transaction / XMPP stanza id, kept verbatim even beyond 40 bytes.
     `cpim_raw` is a signed message/cpim relayed without modification (RFC 3862 §9); when set,
     `parts` may be empty. `receipt_for` marks a delivery receipt acknowledging that message id.
-    At least one of parts, subjects, cpim_raw, chat_state or receipt_for must be present.
+    `markable` asks for a display notification (XEP-0333 ``<markable/>``, IMDN ``display``);
+    `displayed_for` is the XEP-0333 displayed marker / IMDN ``displayed`` for that message id.
+    At least one of parts, subjects, cpim_raw, chat_state, receipt_for or displayed_for
+    must be present.
     """
 
     source: Address
@@ -236,6 +239,8 @@ class MessageOp:
     receipt_request: bool = False
     receipt_for: str | None = None
     chat_state: ChatState | None = None
+    markable: bool = False
+    displayed_for: str | None = None
 
     def __post_init__(self) -> None:
         _check_text(self.trans_id, "trans_id")
@@ -243,6 +248,8 @@ class MessageOp:
             _check_text(self.thread, "thread")
         if self.receipt_for is not None:
             _check_text(self.receipt_for, "receipt_for")
+        if self.displayed_for is not None:
+            _check_text(self.displayed_for, "displayed_for")
         _check_lang(self.lang)
         if self.max_forwards < 0:
             raise ValueError("max_forwards must not be negative")
@@ -255,8 +262,9 @@ class MessageOp:
             or self.cpim_raw is not None
             or self.chat_state is not None
             or self.receipt_for is not None
+            or self.displayed_for is not None
         ):
-            raise ValueError("a message carries content, a chat state or a receipt")
+            raise ValueError("a message carries content, a chat state, a receipt or a marker")
 
     def forwarded(self) -> MessageOp:
         """The operation relayed one hop further (RFC 3860 §3.4.2); TooManyHops at 0."""

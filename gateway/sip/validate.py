@@ -52,6 +52,10 @@ class UasPolicy:
     warn_agent: str = "gateway"
     # content codings of request bodies undone before the TU (gateway.sip.coding, §20.12)
     content_codings: frozenset[str] = frozenset({"identity"})
+    # body types refused with a telling 415 Reason-Phrase (media type -> phrase)
+    refused_reasons: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
 
     @property
     def allow_header(self) -> tuple[str, str]:
@@ -93,6 +97,18 @@ GATEWAY_POLICY = UasPolicy(
         }
     ),
     content_codings=CODINGS,
+    # S/MIME (RFC 5751) and PGP/MIME (RFC 3156): XMPP cannot carry them (issue 17, docs/pager.md;
+    # the same phrases as mappings.encryption.sip_reason, for such a body inside CPIM)
+    refused_reasons=MappingProxyType(
+        {
+            "application/pkcs7-mime": "Encrypted Content Cannot Reach XMPP",
+            "application/x-pkcs7-mime": "Encrypted Content Cannot Reach XMPP",
+            "multipart/encrypted": "Encrypted Content Cannot Reach XMPP",
+            "multipart/signed": "Signed Content Not Relayed To XMPP",
+            "application/pkcs7-signature": "Signed Content Not Relayed To XMPP",
+            "application/x-pkcs7-signature": "Signed Content Not Relayed To XMPP",
+        }
+    ),
 )
 
 
@@ -176,7 +192,8 @@ def _check_content(req: SipRequest, policy: UasPolicy) -> None:
     # §8.2.3: 415 with Accept for a body type we cannot process; Content-Encoding likewise
     ct = req.content_type
     if req.body and ct is not None and ct.mime not in policy.content_types:
-        raise RemoteProtocolError(f"content type {ct.mime}", 415, None, (policy.accept_header,))
+        reason = policy.refused_reasons.get(ct.mime)
+        raise RemoteProtocolError(f"content type {ct.mime}", 415, reason, (policy.accept_header,))
     coded = req.body and "Content-Encoding" in req.headers
     if coded and any(c not in policy.content_codings for c in encodings_of(req)):
         accepted = ", ".join(sorted(policy.content_codings))

@@ -103,6 +103,7 @@ def error_reply(stanza: Any, info: XmppErrorInfo) -> Any:
 
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"  # XEP-0085
 NS_RECEIPTS = "urn:xmpp:receipts"  # XEP-0184
+NS_MARKERS = "urn:xmpp:chat-markers:0"  # XEP-0333
 NS_XHTML_IM = "http://jabber.org/protocol/xhtml-im"  # XEP-0071
 NS_XHTML = "http://www.w3.org/1999/xhtml"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -140,6 +141,8 @@ def message_to_op(msg: Any, *, source: Address, destination: Address) -> Message
     chat_state = None
     request = False
     receipt_for = None
+    markable = False
+    displayed_for = None
     xhtml: bytes | None = None
     oob: tuple[str, str | None] | None = None  # XEP-0066 (url, desc), the first one
     for child in xml:
@@ -159,6 +162,12 @@ def message_to_op(msg: Any, *, source: Address, destination: Address) -> Message
             request = True
         elif tag == f"{{{NS_RECEIPTS}}}received":
             receipt_for = child.get("id") or None
+        elif tag == f"{{{NS_MARKERS}}}markable":
+            markable = True
+        elif tag == f"{{{NS_MARKERS}}}displayed":
+            displayed_for = child.get("id") or None
+        elif tag == f"{{{NS_MARKERS}}}received" and receipt_for is None:
+            receipt_for = child.get("id") or None  # XEP-0333 < 0.5: a delivery receipt
         elif tag == f"{{{NS_XHTML_IM}}}html":
             xbody = child.find(f"{{{NS_XHTML}}}body")
             if xbody is not None:
@@ -186,6 +195,8 @@ def message_to_op(msg: Any, *, source: Address, destination: Address) -> Message
         receipt_request=request and bool(parts) and bool(stanza_id),
         receipt_for=receipt_for,
         chat_state=chat_state,
+        markable=markable and bool(parts) and bool(stanza_id),
+        displayed_for=displayed_for,
     )
 
 

@@ -21,6 +21,7 @@ from slixmpp.xmlstream import tostring
 
 from gateway.xmpp.convert import (
     NS_CHATSTATES,
+    NS_MARKERS,
     NS_RECEIPTS,
     NS_XHTML_IM,
     XHTML_PART,
@@ -91,5 +92,10 @@ def message_xml(op: MessageOp, *, mfrom: str, mto: str, stanza_id: str) -> str:
         out.append(f'<request xmlns="{NS_RECEIPTS}" />')
     if op.receipt_for is not None:
         out.append(f'<received xmlns="{NS_RECEIPTS}" id="{escape_attr(op.receipt_for)}" />')
+    if op.markable:
+        out.append(f'<markable xmlns="{NS_MARKERS}" />')
+    if op.displayed_for is not None:
+        marker = escape_attr(op.displayed_for)
+        out.append(f'<displayed xmlns="{NS_MARKERS}" id="{marker}" />')
     out.append("</message>")
     return "".join(out)

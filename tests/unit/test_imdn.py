@@ -13,6 +13,7 @@ from mappings.cpim import Address, build_cpim, new_cpim, parse_cpim
 from mappings.imdn import (
     FAILURE_CONDITIONS,
     DeliveryFailure,
+    Displayed,
     DispositionRequest,
     Imdn,
     ImdnError,
@@ -110,7 +111,7 @@ def test_7_2_1_1_delivery_notification() -> None:
 def test_7_2_1_2_display_notification() -> None:
     imdn = parse_imdn(DISPLAY_7_2_1_2)
     assert (imdn.kind, imdn.status) == ("display", "displayed")
-    assert xmpp_outcome(imdn, "x1") is None  # XEP-0333 markers are out of scope
+    assert xmpp_outcome(imdn, "x1") == Displayed("x1")  # XEP-0333 <displayed/> (issue 17)
 
 
 # --- reading requests ---

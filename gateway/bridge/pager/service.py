@@ -11,8 +11,10 @@ builders), queued per destination (RFC 3428 §8: one outstanding MESSAGE per URI
 by the router; a SIP error, a timeout or an unreachable target reaches the XMPP sender as
 an error stanza (RFC 7247 Table 3).
 
-Chat states are gated by `ChatStateGate`; XEP-0184 <-> IMDN correlations are kept in
-bounded TTL tables. Every message ends in exactly one INFO line, "message", with its fate.
+Chat states are gated by `ChatStateGate`; XEP-0184 / XEP-0333 <-> IMDN correlations are
+kept in bounded TTL tables. Encrypted stanzas (mappings.encryption) and retractions
+(mappings.edits) are refused; corrections go as marked text. Every message ends in exactly
+one INFO line, "message", with its fate.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from gateway.xmpp.disco import NO_OPTIONAL_FEATURES, Features
 from gateway.xmpp.fastwrite import message_xml
 from gateway.xmpp.links import LinkDown, XmppLinks
 from mappings import cpim as cpim_fmt
-from mappings import files
+from mappings import edits, encryption, files
 from mappings import imdn as imdn_fmt
 from mappings.addresses import (
     AddressError,
@@ -293,6 +295,14 @@ class Pager:
         self._x2s_receipts: _TtlTable[str, _X2SReceipt] = _TtlTable(
             correlation_limit, correlation_ttl, clock
         )
+        # XEP-0333 <-> IMDN display (issue 17): keyed like the receipts, kept apart because
+        # a message is displayed after it is delivered (both notifications may come)
+        self._s2x_displays: _TtlTable[str, _S2XReceipt] = _TtlTable(
+            correlation_limit, correlation_ttl, clock
+        )
+        self._x2s_displays: _TtlTable[str, _X2SReceipt] = _TtlTable(
+            correlation_limit, correlation_ttl, clock
+        )
         self._html_peers: _TtlTable[str, bool] = _TtlTable(correlation_limit, 3600.0, clock)
         # peers that take FT-HTTP file links (docs/pager.md "Files"), learnt like text/html
         self._ft_peers: _TtlTable[str, bool] = _TtlTable(correlation_limit, 3600.0, clock)
@@ -440,15 +450,19 @@ class Pager:
             op = replace(op, chat_state=op.chat_state or ChatState.ACTIVE)
             self.gate.content_forwarded(conversation)
         stanza_id = ids["stanza_id"]
-        if op.receipt_request and inbound.disposition is not None:
+        if (op.receipt_request or op.markable) and inbound.disposition is not None:
             # Recorded first: the recipient's receipt may overtake our confirmation.
             me = str(address_to_uri(destination.bare))
             record = _S2XReceipt(inbound.disposition, str(address_to_uri(source.bare)), me)
-            self._s2x_receipts.put(stanza_id, record)
+            if op.receipt_request:
+                self._s2x_receipts.put(stanza_id, record)
+            if op.markable:
+                self._s2x_displays.put(stanza_id, record)
         if not await self._deliver(
             incoming, op, domain=comp.domain, from_jid=from_jid, to_jid=to_jid, start=start, ids=ids
         ):
             self._s2x_receipts.pop(stanza_id)
+            self._s2x_displays.pop(stanza_id)
 
     async def _deliver(
         self,
@@ -491,7 +505,7 @@ class Pager:
         self, incoming: IncomingRequest, exc: MappingError, start: float, ids: dict[str, Any]
     ) -> None:
         extra = getattr(exc, "headers", ())
-        incoming.reply(exc.sip_status, headers=extra)
+        incoming.reply(exc.sip_status, getattr(exc, "phrase", None), headers=extra)
         self._fate(S2X, "rejected", start, status=exc.sip_status, reason=exc.reason, **ids)
 
     def _answer_unavailable(
@@ -524,21 +538,25 @@ class Pager:
         start: float,
         ids: dict[str, Any],
     ) -> None:
-        """An IMDN for a message an XMPP user sent: a XEP-0184 receipt (or error) to them."""
-        record = self._x2s_receipts.pop(imdn.message_id)
+        """An IMDN for a message an XMPP user sent: a XEP-0184 receipt (or error), or a
+        XEP-0333 displayed marker, to them."""
+        table = self._x2s_displays if imdn.kind == "display" else self._x2s_receipts
+        record = table.pop(imdn.message_id)
         if record is None or record.sip_recipient != source.bare:
             incoming.reply(self.success_status)  # nothing (left) to tell anybody
             self._fate(S2X, "ignored", start, status=self.success_status, imdn=imdn.message_id)
             return
         outcome = imdn_fmt.xmpp_outcome(imdn, record.xmpp_id)
         ids["imdn"] = imdn.message_id
-        if isinstance(outcome, imdn_fmt.Receipt):
+        if isinstance(outcome, imdn_fmt.Receipt | imdn_fmt.Displayed):
             dmap = self._maps[record.component]
+            receipt = isinstance(outcome, imdn_fmt.Receipt)
             op = MessageOp(
                 source=source.bare,
                 destination=source.bare,
                 trans_id=ids["stanza_id"],
-                receipt_for=outcome.xmpp_id,
+                receipt_for=outcome.xmpp_id if receipt else None,
+                displayed_for=None if receipt else outcome.xmpp_id,
             )
             from_jid = sip_user_to_jid(source.bare, dmap)
             to_jid = parse_jid(record.xmpp_sender)
@@ -582,10 +600,17 @@ class Pager:
             if route is None:
                 return  # to the component itself: nothing to bridge
         ids: dict[str, Any] = {"stanza_id": stanza_id, "sender": route.from_text}
+        refused = _refused_payload(xml, msg.namespace)
+        if refused is not None:  # never its fallback body (issue 17, docs/pager.md)
+            ids.update(recipient=route.peer, reason=refused.reason)
+            self._fate(X2S, "rejected", start, condition=refused.xmpp_condition, **ids)
+            raise refused  # the XMPP boundary answers with the condition and text
         try:
             op = message_to_op(msg, source=route.source, destination=route.destination)
         except ValueError:
             return  # nothing the model carries (e.g. only an unknown extension)
+        if isinstance(edits.edit_of(xml), edits.Correction):
+            op = edits.corrected(op)  # XEP-0308: a new text with the marker
         peer = route.peer
         conversation: Conversation = (route.from_key, peer)
         ids["recipient"] = peer
@@ -597,7 +622,7 @@ class Pager:
             from_jid=route.from_jid,
             domain=route.domain,
         )
-        if content is None:  # a chat state the gate holds back, or an unasked-for receipt
+        if content is None:  # a chat state held back, an unasked-for receipt or marker
             self._fate(X2S, "held", start, **ids)
             return
         body, kind = content
@@ -720,6 +745,17 @@ class Pager:
                 message_id=imdn_fmt.new_message_id(),
             )
             return body, "receipt"
+        if op.displayed_for is not None and not op.parts:  # XEP-0333 -> RFC 5438 §7.2.1.2
+            record = self._s2x_displays.pop(op.displayed_for)
+            if record is None or record.sip_sender != str(address_to_uri(target.address.bare)):
+                return None
+            body = sm.display_notification_body(
+                record.request,
+                sender_uri=record.xmpp_recipient,
+                recipient_uri=record.sip_sender,
+                message_id=imdn_fmt.new_message_id(),
+            )
+            return body, "marker"
         text = sm.content_body(
             op,
             html_ok=bool(self._html_peers.get(conversation[1])),
@@ -731,7 +767,7 @@ class Pager:
             composing = sm.composing_body(op.chat_state)
             return (composing, "chat-state") if composing else None
         self.gate.content_sent(conversation, now)
-        if op.receipt_request:
+        if op.receipt_request or op.markable:
             message_id = imdn_fmt.new_message_id()
             text = sm.with_receipt_request(
                 text,
@@ -740,10 +776,14 @@ class Pager:
                 message_id=message_id,
                 now=self.now(),
                 subjects=op.subjects,
+                delivery=op.receipt_request,
+                display=op.markable,
             )
-            self._x2s_receipts.put(
-                message_id, _X2SReceipt(op.trans_id, str(from_jid), target.address.bare, domain)
-            )
+            asked = _X2SReceipt(op.trans_id, str(from_jid), target.address.bare, domain)
+            if op.receipt_request:
+                self._x2s_receipts.put(message_id, asked)
+            if op.markable:
+                self._x2s_displays.put(message_id, asked)
         return text, "content"
 
     def _fresh_call_id(self) -> str:
@@ -873,6 +913,18 @@ def _message_id(content: tuple[str, bytes]) -> str:
         if request is not None:
             return request.message_id
     return imdn_fmt.new_message_id()
+
+
+def _refused_payload(xml: Any, namespace: str) -> MappingError | None:
+    """The error for a stanza that must not reach SIP as its fallback body: end-to-end
+    encrypted (mappings.encryption) or a retraction (mappings.edits); else None."""
+    found = encryption.detect_xmpp(xml, f"{{{namespace}}}body")
+    if found is not None:
+        return encryption.refusal(found)
+    edit = edits.edit_of(xml)
+    if isinstance(edit, edits.Retraction):
+        return edits.retraction_refused(edit)
+    return None
 
 
 def _mode(comp: ComponentConfig) -> AddressingMode:

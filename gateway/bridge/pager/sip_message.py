@@ -16,6 +16,9 @@ body by its type (`_CONTENT`, tables as data):
   caller to correlate (`InboundMessage.notification`);
 * ``application/vnd.gsma.rcs-ft-http+xml``: a file link (mappings.files): the URL as the
   body plus the link (written as XEP-0066 OOB); only http(s) URLs (else 415);
+* S/MIME or PGP/MIME (``multipart/signed``, ``application/pkcs7-mime``..., bare or in
+  CPIM): `ProtectedContent`, 415 with a reason phrase naming the protection (XMPP cannot
+  carry it; mappings/encryption.py);
 * anything else: `UnsupportedContent` (415 with Accept, R7572-12).
 
 XMPP -> SIP (`build_message` and the body builders): From is the sender's bare JID as a SIP
@@ -43,7 +46,7 @@ from gateway.sip.headers import NameAddr
 from gateway.sip.message import Headers, SipRequest
 from gateway.sip.uri import Uri, parse_uri
 from mappings import cpim as cpim_fmt
-from mappings import files
+from mappings import encryption, files
 from mappings import imdn as imdn_fmt
 from mappings import iscomposing as isc
 from mappings.addresses import AddressError, parse_address, percent_decode
@@ -66,12 +69,14 @@ __all__ = [
     "XHTML_PART",
     "InboundMessage",
     "OutboundMessage",
+    "ProtectedContent",
     "UnsupportedContent",
     "build_message",
     "call_id_for",
     "composing_body",
     "content_body",
     "delivery_notification_body",
+    "display_notification_body",
     "from_sip",
     "html_to_xhtml_im",
     "recipient_address",
@@ -116,6 +121,16 @@ class UnsupportedContent(MappingError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason, sip_status=415, xmpp_condition="not-acceptable")
+
+
+class ProtectedContent(UnsupportedContent):
+    """An S/MIME or PGP/MIME body (issue 17): XMPP has no carrier for it, and stripping a
+    signature or dropping ciphertext would misrepresent the message. 415 with `phrase` as
+    the Reason-Phrase, so the sender's client can say why."""
+
+    def __init__(self, protection: encryption.Protection) -> None:
+        self.phrase = encryption.sip_reason(protection)
+        super().__init__(f"{protection} content (S/MIME or PGP/MIME) cannot be relayed to XMPP")
 
 
 def _bad(reason: str) -> MappingError:
@@ -260,6 +275,9 @@ def _media(content_type: str) -> str:
 def _map_content(content_type: str, body: bytes, lang: str | None) -> _Content:
     handler = _CONTENT.get(_media(content_type))
     if handler is None:
+        protection = encryption.sip_protection(_media(content_type))
+        if protection is not None:
+            raise ProtectedContent(protection)
         raise UnsupportedContent(f"content type {_media(content_type)!r} is not supported")
     return handler(content_type, body, lang)
 
@@ -347,6 +365,7 @@ def from_sip(
             xmpp_type=XmppMessageType.CHAT if content.chat_state else None,
             receipt_request=disposition is not None and disposition.wants("delivered"),
             chat_state=content.chat_state,
+            markable=bool(content.parts and disposition and disposition.wants_display()),
         )
     except ValueError as exc:  # an invalid language tag, subject, thread...
         if isinstance(exc, MappingError):
@@ -549,8 +568,11 @@ def with_receipt_request(
     message_id: str,
     now: datetime,
     subjects: Iterable[Subject] = (),
+    delivery: bool = True,
+    display: bool = False,
 ) -> tuple[str, bytes]:
-    """Wrap a body in message/cpim asking for a positive-delivery IMDN (DIGEST §16.2)."""
+    """Wrap a body in message/cpim asking for a positive-delivery IMDN (DIGEST §16.2, when
+    `delivery`) and/or a display IMDN (XEP-0333 ``<markable/>``, when `display`)."""
     msg = cpim_fmt.new_cpim(
         from_=cpim_fmt.Address(sender_uri),
         to=[cpim_fmt.Address(recipient_uri)],
@@ -559,7 +581,7 @@ def with_receipt_request(
         sent=now,
         subjects=[(s.text, s.lang) for s in subjects],
     )
-    msg = imdn_fmt.request_delivery(msg, message_id, now)
+    msg = imdn_fmt.request_delivery(msg, message_id, now, delivery=delivery, display=display)
     return "message/cpim", cpim_fmt.build_cpim(msg)
 
 
@@ -576,6 +598,25 @@ def delivery_notification_body(
     original SIP sender.
     """
     msg = imdn_fmt.delivery_notification(
+        request,
+        from_=cpim_fmt.Address(sender_uri),
+        to=cpim_fmt.Address(recipient_uri),
+        message_id=message_id,
+        recipient_uri=sender_uri,
+    )
+    return "message/cpim", cpim_fmt.build_cpim(msg)
+
+
+def display_notification_body(
+    request: imdn_fmt.DispositionRequest,
+    *,
+    sender_uri: str,
+    recipient_uri: str,
+    message_id: str,
+) -> tuple[str, bytes]:
+    """The message/cpim IMDN ``displayed`` answering `request` (RFC 5438 §7.2.1.2), for a
+    XEP-0333 ``<displayed/>``; arguments as for `delivery_notification_body`."""
+    msg = imdn_fmt.display_notification(
         request,
         from_=cpim_fmt.Address(sender_uri),
         to=cpim_fmt.Address(recipient_uri),
