@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.bridge.pager import sip_message as sm
@@ -83,6 +83,13 @@ def test_uri_address_equals_the_original(texts: list[str]) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(calls=st.lists(st.tuples(_uris, _maps), min_size=1, max_size=6))
+@example(  # found by Hypothesis: Address compares domains case-insensitively
+    calls=[
+        ("sip:juliet@xmpp.example", DomainMap("gw.xmpp.example", AddressingMode.ESCAPED)),
+        ("sip:juliet@XMPP.Example.", DomainMap("gw.xmpp.example", AddressingMode.ESCAPED)),
+        ("sip:juliet@XMPP.Example", DomainMap("gw.xmpp.example", AddressingMode.ESCAPED)),
+    ]
+)
 def test_jid_memo_equals_the_mappings(calls: list[tuple[str, DomainMap]]) -> None:
     memo = JidMemo(limit=3)  # small: forgetting is exercised too
     for text, dmap in calls + calls:

@@ -129,7 +129,9 @@ class JidMemo:
     def __init__(self, limit: int = 4096) -> None:
         self.limit = limit
         self._targets: Memo[tuple[str, DomainMap], Jid] = Memo(limit)
-        self._users: Memo[tuple[Address, DomainMap], Jid] = Memo(limit)
+        # keyed by the exact spelling: `Address` compares domains case-insensitively, but
+        # the escaped mapping keeps the host as written (juliet\40XMPP.Example)
+        self._users: Memo[tuple[str | None, str | None, str | None, DomainMap], Jid] = Memo(limit)
 
     def target(self, uri: str, dmap: DomainMap) -> Jid:
         key = (uri, dmap)
@@ -139,7 +141,7 @@ class JidMemo:
         return jid
 
     def user(self, address: Address, dmap: DomainMap) -> Jid:
-        key = (address, dmap)
+        key = (address.user, address.domain, address.instance, dmap)
         jid = self._users.peek(key)
         if jid is None:
             jid = self._users.put(key, sip_user_to_jid(address, dmap))
