@@ -265,7 +265,7 @@ def build(cfg: Config) -> Gateway:
     seen_names = SeenNames()  # display names SIP contacts show (issue 22, docs/xmpp.md)
     links = XmppLinks(
         cfg.xmpp,
-        features=Features(chat_states=True, receipts=True, xhtml_im=True),
+        features=Features(chat_states=True, receipts=True, xhtml_im=True, chat_markers=True),
         prompt_to_jid=partial(prompt_translator, components=cfg.xmpp.components),  # XEP-0100
         # vCard FN: the user file's name of a hosted user, else the name SIP traffic showed
         display_names=first_name(registrar.display_name, seen_names),  # docs/xmpp.md

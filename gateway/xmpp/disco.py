@@ -51,6 +51,8 @@ NS_JID_ESCAPING = "jid\\20escaping"  # XEP-0106 §5
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"  # XEP-0085
 NS_RECEIPTS = "urn:xmpp:receipts"  # XEP-0184
 NS_XHTML_IM = "http://jabber.org/protocol/xhtml-im"  # XEP-0071
+NS_CHAT_MARKERS = "urn:xmpp:chat-markers:0"  # XEP-0333 §5
+NS_OOB = "jabber:x:oob"  # XEP-0066 §5: links always reach SIP (as FT-HTTP or text)
 NS_VCARD = "vcard-temp"  # XEP-0054
 
 GATEWAY_NAME = "SIP/SIMPLE gateway"
@@ -63,12 +65,14 @@ class Features:
     chat_states: bool = False
     receipts: bool = False
     xhtml_im: bool = False
+    chat_markers: bool = False
 
     def optional(self) -> tuple[str, ...]:
         flags = (
             (self.chat_states, NS_CHATSTATES),
             (self.receipts, NS_RECEIPTS),
             (self.xhtml_im, NS_XHTML_IM),
+            (self.chat_markers, NS_CHAT_MARKERS),
         )
         return tuple(ns for on, ns in flags if on)
 
@@ -79,7 +83,7 @@ class Features:
         return Features(*(getattr(self, f.name) and getattr(allowed, f.name) for f in _FLAGS))
 
     def subsets(self) -> tuple[Features, ...]:
-        """Every combination of the features on here (2**n of them, n <= 3)."""
+        """Every combination of the features on here (2**n of them, n <= 4)."""
         on = [f.name for f in _FLAGS if getattr(self, f.name)]
         combos = itertools.chain.from_iterable(
             itertools.combinations(on, k) for k in range(len(on) + 1)
@@ -119,7 +123,7 @@ _DOMAIN_FEATURES = (
     NS_VERSION,
     NS_JID_ESCAPING,
 )
-_USER_FEATURES = (NS_DISCO_INFO, NS_PING, NS_VCARD)
+_USER_FEATURES = (NS_DISCO_INFO, NS_PING, NS_VCARD, NS_OOB)
 
 
 def contact_info(features: Features) -> DiscoInfoData:
@@ -140,7 +144,7 @@ class CapsTable:
     """XEP-0115 for contacts whose features differ: `caps(features)` is the ``<c/>`` of a
     contact with `features`; `info(ver)` the disco#info at ``CAPS_NODE#ver`` (§6.2), for
     every ``ver`` the gateway can send. Built once over all combinations of the gateway's
-    optional features (at most 8), so a ``ver`` sent before a restart is still answered."""
+    optional features (at most 16), so a ``ver`` sent before a restart is still answered."""
 
     def __init__(self, allowed: Features) -> None:
         self.allowed = allowed

@@ -118,6 +118,7 @@ class TestDisco(GatewayTest):
                 <feature var="http://jabber.org/protocol/disco#info" />
                 <feature var="urn:xmpp:ping" />
                 <feature var="vcard-temp" />
+                <feature var="jabber:x:oob" />
                 <feature var="http://jabber.org/protocol/chatstates" />
                 <feature var="urn:xmpp:receipts" />
               </query></iq>"""
@@ -136,6 +137,7 @@ class TestDisco(GatewayTest):
                 <feature var="http://jabber.org/protocol/disco#info" />
                 <feature var="urn:xmpp:ping" />
                 <feature var="vcard-temp" />
+                <feature var="jabber:x:oob" />
               </query></iq>"""
         )
 

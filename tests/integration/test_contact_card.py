@@ -134,11 +134,13 @@ async def test_contact_vcard_disco_and_caps_through_prosody(
         ]
         features = {f.get("var") for f in query.findall(f"{INFO}feature")}
         # issue 22 item 2: romeo's baresip has sent no isComposing, no IMDN, no Accept
-        # text/html yet, so none of the optional features holds for him
+        # text/html yet, so none of the optional features holds for him; file links
+        # (XEP-0066) always reach SIP, as FT-HTTP or as text (issue 17)
         assert features == {
             "http://jabber.org/protocol/disco#info",
             "urn:xmpp:ping",
             "vcard-temp",
+            "jabber:x:oob",
         }
         assert caps_ver_of(query) == c.get("ver")  # XEP-0115 §5.4 step 7, as a client does
         plain = await juliet.disco_info(online["from"], timeout=LIMIT)  # no node: the same

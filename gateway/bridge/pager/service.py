@@ -347,8 +347,9 @@ class Pager:
         """The message features that hold for the SIP contact a component JID stands for,
         as its traffic showed them (docs/xmpp.md "Service discovery"): chat states once the
         peer sent isComposing or listed it in Accept (and never refused it: `ChatStateGate`),
-        receipts once it sent an IMDN, XHTML-IM while its last Accept listed text/html (what
-        `content_body` needs to send text/html rather than plain text). None of them for a
+        receipts and chat markers once it sent an IMDN, XHTML-IM while its last Accept
+        listed text/html (what `content_body` needs to send text/html rather than plain
+        text). None of them for a
         JID that names no SIP user."""
         bare = contact.bare
         peer = self._peer_keys.peek(bare)
@@ -361,10 +362,12 @@ class Pager:
             except MappingError:
                 return NO_OPTIONAL_FEATURES
             peer = self._peer_keys.put(bare, _key(target.address))
+        imdn = self._imdn_peers.peek(peer) is True
         return Features(
             chat_states=self.gate.supported(peer),
-            receipts=self._imdn_peers.peek(peer) is True,
+            receipts=imdn,
             xhtml_im=self._html_peers.get(peer) is True,
+            chat_markers=imdn,  # XEP-0333 displayed <-> IMDN display: an IMDN-capable peer
         )
 
     # -- helpers ------------------------------------------------------------------------------
