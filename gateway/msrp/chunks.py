@@ -27,6 +27,7 @@ Decisions, raised as `RemoteProtocolError` for the SEND's response:
 
 from __future__ import annotations
 
+import bisect
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -178,7 +179,11 @@ class _Partial:
 
     def overlaps_differ(self, lo: int, piece: bytes) -> bool:
         hi = lo + len(piece)
-        for a, b in self.covered:
+        covered = self.covered
+        i = max(0, bisect.bisect_left(covered, (lo, lo)) - 1)
+        for a, b in covered[i:]:
+            if a >= hi:
+                break
             x, y = max(a, lo), min(b, hi)
             if x < y and self.data[x:y] != piece[x - lo : y - lo]:
                 return True
@@ -191,13 +196,16 @@ class _Partial:
         self.data[lo:hi] = piece
         if lo == hi:
             return
-        merged: list[tuple[int, int]] = []
-        for a, b in sorted([*self.covered, (lo, hi)]):
-            if merged and a <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-            else:
-                merged.append((a, b))
-        self.covered = merged
+        covered = self.covered
+        # intervals touching [lo, hi) are merged into one (the list stays sorted, disjoint)
+        i = bisect.bisect_left(covered, (lo, lo))
+        if i > 0 and covered[i - 1][1] >= lo:
+            i -= 1
+        j = i
+        while j < len(covered) and covered[j][0] <= hi:
+            lo, hi = min(lo, covered[j][0]), max(hi, covered[j][1])
+            j += 1
+        covered[i:j] = [(lo, hi)]
 
     def done(self) -> bool:
         if self.end is None:

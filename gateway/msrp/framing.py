@@ -19,7 +19,7 @@ message's head plus `max_chunk_size`, an end-line and the last `feed`'s data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from gateway.msrp.errors import RemoteProtocolError
@@ -39,8 +39,9 @@ class Frame:
 class Oversized:
     """A request whose body exceeded the chunk limit; answer `error` (413) if allowed."""
 
-    error: RemoteProtocolError
+    transaction_id: str
     flag: str
+    error: RemoteProtocolError = field(compare=False)
 
 
 FramerEvent: TypeAlias = Frame | Oversized
@@ -159,14 +160,16 @@ class MsrpFramer:
         assert self._marker is not None
         size = at + len(self._marker) + 3
         flag = chr(buf[at + len(self._marker)])
+        tid = self._marker[9:].decode("ascii")
         event: FramerEvent
         if self._head is not None:
-            event = Oversized(head_error(self._head, "chunk too large", 413), flag)
+            event = Oversized(tid, flag, head_error(self._head, "chunk too large", 413))
         else:
             hend = buf.find(b"\r\n\r\n", self._first + 2, at)
             self._check_head(at if hend < 0 else hend)
             if hend >= 0 and at - (hend + 4) > self.max_chunk_size:
-                event = Oversized(head_error(bytes(buf[:hend]), "chunk too large", 413), flag)
+                head = bytes(buf[:hend])
+                event = Oversized(tid, flag, head_error(head, "chunk too large", 413))
             else:
                 event = Frame(bytes(buf[:size]))
         del buf[:size]

@@ -23,6 +23,7 @@ __all__ = [
     "ABORT",
     "END",
     "KNOWN_METHODS",
+    "MAX_NON_SEND_BODY",
     "MORE",
     "ByteRange",
     "Flag",
@@ -34,6 +35,7 @@ __all__ = [
     "parse_byte_range",
     "parse_path",
     "parse_status",
+    "request_problem",
 ]
 
 Flag: TypeAlias = Literal["$", "+", "#"]
@@ -44,6 +46,7 @@ FLAGS: Final = frozenset("$+#")
 
 # SEND and REPORT (RFC 4975), AUTH (RFC 4976 §5); anything else is answered 501 (§10.9).
 KNOWN_METHODS: Final = frozenset({"SEND", "REPORT", "AUTH"})
+MAX_NON_SEND_BODY: Final = 10240  # §7.1: non-SEND request bodies MUST NOT be larger
 
 # ident = ALPHANUM 3*31ident-char ; ident-char = ALPHANUM / "." / "-" / "+" / "%" / "="
 ident_re = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-+%=]{3,31}")
@@ -56,6 +59,10 @@ _status_re = re.compile(r"([0-9]{3}) ([0-9]{3})(?: (.*))?", re.DOTALL)
 _digits_re = re.compile(r"[0-9]{1,10}")
 
 HeaderPair: TypeAlias = tuple[str, str]
+SINGLETON_HEADERS: Final = frozenset(
+    {"to-path", "from-path", "message-id", "byte-range", "success-report", "failure-report",
+     "status", "content-type", "expires", "min-expires", "max-expires", "use-path"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -239,9 +246,9 @@ class MsrpRequest(_Fields):
         _check_common(self.transaction_id, self.headers, self.flag)
         if method_re.fullmatch(self.method) is None:
             raise LocalProtocolError(f"invalid method {self.method!r}")
-        has_type = self.headers[-1][0].lower() == "content-type"
-        if (self.body is None) == has_type:
-            raise LocalProtocolError("Content-Type must be last, and only with a body (§7.1)")
+        problem = request_problem(self)
+        if problem is not None:
+            raise LocalProtocolError(problem[0])
         if self.body is not None and contains_end_line(self.body, self.transaction_id):
             raise LocalProtocolError("the body contains the end-line: choose another id (§7.1)")
 
@@ -267,6 +274,56 @@ class MsrpResponse(_Fields):
 
 
 MsrpMessage: TypeAlias = MsrpRequest | MsrpResponse
+
+
+def request_problem(request: MsrpRequest) -> tuple[str, int] | None:
+    """What makes a request unacceptable beyond the line grammar, with the status to answer
+    (the parser's and `check`'s single rule book, so what we build the parser reads back):
+    Content-Type last and only with a body (§7.1); a non-SEND body at most 10240 octets
+    (§7.1; 413); a Message-ID on SEND and REPORT (§7.1.1, §7.1.2); Success-Report and
+    Failure-Report values (§9); REPORT with a Status and without Success-/Failure-Report
+    (§7.1.2); Status, Expires, Min-/Max-Expires, Use-Path and Byte-Range values (§9,
+    RFC 4976 §7); each singleton header field once."""
+    headers = request.headers
+    seen: set[str] = set()
+    for name, _ in headers:
+        key = name.lower()
+        if key in SINGLETON_HEADERS and key in seen:
+            return f"{name} more than once", 400
+        seen.add(key)
+    has_type = headers[-1][0].lower() == "content-type"
+    if request.body is None and "content-type" in seen:
+        return "Content-Type without a body (§7.1)", 400
+    if request.body is not None and not has_type:
+        return "a body needs Content-Type as the last header field (§7.1)", 400
+    method = request.method
+    size = 0 if request.body is None else len(request.body)
+    if method != "SEND" and size > MAX_NON_SEND_BODY:
+        return f"{method} body over {MAX_NON_SEND_BODY} octets (§7.1)", 413
+    if method in ("SEND", "REPORT"):
+        mid = request.message_id
+        if mid is None or ident_re.fullmatch(mid) is None:
+            return f"{method} without a valid Message-ID (§7.1.1)", 400
+    if request.get("Success-Report") not in (None, "yes", "no"):
+        return "bad Success-Report", 400
+    if request.get("Failure-Report") not in (None, "yes", "no", "partial"):
+        return "bad Failure-Report", 400
+    if method == "REPORT":
+        if request.get("Status") is None:
+            return "REPORT without Status (§7.1.2)", 400
+        if request.get("Success-Report") or request.get("Failure-Report"):
+            return "REPORT with Success-/Failure-Report (§7.1.2)", 400
+    for name in ("Expires", "Min-Expires", "Max-Expires"):
+        value = request.get(name)
+        if value is not None and _digits_re.fullmatch(value) is None:
+            return f"bad {name}", 400
+    try:
+        request.status  # noqa: B018
+        request.use_path  # noqa: B018
+        request.byte_range  # noqa: B018
+    except RemoteProtocolError as exc:
+        return exc.message, 400
+    return None
 
 
 def _check_common(transaction_id: str, headers: tuple[HeaderPair, ...], flag: str) -> None:

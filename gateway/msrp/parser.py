@@ -24,6 +24,7 @@ import re
 
 from gateway.msrp.errors import MsrpError, RemoteProtocolError
 from gateway.msrp.message import (
+    MAX_NON_SEND_BODY,
     Flag,
     HeaderPair,
     MsrpMessage,
@@ -31,23 +32,18 @@ from gateway.msrp.message import (
     MsrpResponse,
     hname_re,
     hval_re,
-    ident_re,
     parse_path,
+    request_problem,
 )
 
 __all__ = ["MAX_NON_SEND_BODY", "StartLine", "head_error", "parse_message", "parse_start_line"]
 
-MAX_NON_SEND_BODY = 10240  # §7.1: non-SEND request bodies MUST NOT be larger
 
 # req-start = pMSRP SP transact-id SP method CRLF
 # resp-start = pMSRP SP transact-id SP status-code [SP comment] CRLF
 _start_re = re.compile(
     rb"MSRP ([A-Za-z0-9][A-Za-z0-9.\-+%=]{3,31}) (?:([A-Z]+)|([0-9]{3})(?: ([^\r\n]*))?)"
 )
-_message_id_re = ident_re
-_single = ("to-path", "from-path", "message-id", "byte-range", "success-report",
-           "failure-report", "status", "content-type", "expires", "min-expires",
-           "max-expires", "use-path")  # fmt: skip
 
 _FLAGS: dict[int, Flag] = {ord("$"): "$", ord("+"): "+", ord("#"): "#"}
 
@@ -138,12 +134,8 @@ def _headers(head: bytes, err: RemoteProtocolError) -> tuple[HeaderPair, ...]:
             problem = problem or f"malformed header line {line[:60]!r}"
             continue
         pairs.append((name, value))
-    seen: set[str] = set()
     for name, value in pairs:  # best effort first: what an error response needs
         key = name.lower()
-        if key in _single and key in seen:
-            problem = problem or f"{name} more than once"
-        seen.add(key)
         try:
             if key == "from-path" and not err.from_path:
                 err.from_path = parse_path(value)
@@ -163,44 +155,9 @@ def _headers(head: bytes, err: RemoteProtocolError) -> tuple[HeaderPair, ...]:
 
 
 def _check_request(request: MsrpRequest, err: RemoteProtocolError) -> MsrpRequest:
-    headers = request.headers
-    has_type = headers[-1][0].lower() == "content-type"
-    if request.body is None and any(n.lower() == "content-type" for n, _ in headers):
-        raise _fail(err, "Content-Type without a body (§7.1)")
-    if request.body is not None and not has_type:
-        raise _fail(err, "a body needs Content-Type as the last header field (§7.1)")
-    method = request.method
-    size = 0 if request.body is None else len(request.body)
-    if method != "SEND" and size > MAX_NON_SEND_BODY:
-        raise _fail(err, f"{method} body over {MAX_NON_SEND_BODY} octets (§7.1)", 413)
-    try:
-        if method in ("SEND", "REPORT"):
-            mid = request.message_id
-            if mid is None or _message_id_re.fullmatch(mid) is None:
-                raise _fail(err, f"{method} without a valid Message-ID (§7.1.1)")
-        if (value := request.get("Success-Report")) is not None and value not in ("yes", "no"):
-            raise _fail(err, f"bad Success-Report {value[:20]!r}")
-        if (value := request.get("Failure-Report")) is not None and value not in (
-            "yes",
-            "no",
-            "partial",
-        ):
-            raise _fail(err, f"bad Failure-Report {value[:20]!r}")
-        if method == "REPORT":
-            if request.status is None:
-                raise _fail(err, "REPORT without Status (§7.1.2)")
-            if request.get("Success-Report") or request.get("Failure-Report"):
-                raise _fail(err, "REPORT with Success-/Failure-Report (§7.1.2)")
-        else:
-            request.status  # noqa: B018  (a Status elsewhere must still parse)
-        for name in ("Expires", "Min-Expires", "Max-Expires"):
-            value = request.get(name)
-            if value is not None and re.fullmatch(r"[0-9]{1,10}", value) is None:
-                raise _fail(err, f"bad {name} {value[:20]!r}")
-        request.use_path  # noqa: B018
-        request.byte_range  # noqa: B018
-    except RemoteProtocolError as exc:
-        raise _fail(err, exc.message, exc.status) from None
+    problem = request_problem(request)
+    if problem is not None:
+        raise _fail(err, *problem)
     return request
 
 
