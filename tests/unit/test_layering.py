@@ -1,7 +1,9 @@
 """Layering (STYLE.md, docs/architecture.md): pure SIP core -> mappings -> glue -> bridge -> app.
 
-* The pure cores import no I/O: mappings/, gateway/sip/ minus transport/, and the
-  bounded-cache helper gateway/memo.py.
+* The pure cores import no I/O: mappings/, gateway/sip/ minus transport/, gateway/msrp/
+  minus transport/, and the bounded-cache helper gateway/memo.py.
+* The pure MSRP core is protocol only: it imports neither `mappings` nor the SIP core
+  (SDP and INVITE glue will join them elsewhere).
 * The pure SIP core is protocol only: gateway/sip/ minus transport/ imports nothing from
   `mappings` (mappings, the RFC 7247 / CPIM rules, may import the SIP core's types).
 * mappings imports no glue: nothing of gateway except the pure SIP core and gateway.memo.
@@ -27,6 +29,7 @@ FORBIDDEN = (
     "ssl",
     "selectors",
     "gateway.sip.transport",
+    "gateway.msrp.transport",
     "gateway.xmpp",
     "gateway.admin",
     "gateway.store",
@@ -39,13 +42,18 @@ def _sip_core() -> list[Path]:
     return sorted(p for p in SIP.rglob("*.py") if "transport" not in p.relative_to(SIP).parts)
 
 
+def _msrp_core() -> list[Path]:
+    msrp = ROOT / "gateway" / "msrp"
+    return sorted(p for p in msrp.rglob("*.py") if "transport" not in p.relative_to(msrp).parts)
+
+
 def _mappings() -> list[Path]:
     return sorted((ROOT / "mappings").rglob("*.py"))
 
 
 def _pure_modules() -> list[Path]:
     offline = ROOT / "gateway" / "bridge" / "offline" / "policy.py"
-    return [*_mappings(), *_sip_core(), ROOT / "gateway" / "memo.py", offline]
+    return [*_mappings(), *_sip_core(), *_msrp_core(), ROOT / "gateway" / "memo.py", offline]
 
 
 def _imports(path: Path) -> set[str]:
@@ -68,7 +76,13 @@ def _rel(path: Path) -> str:
 
 
 def test_there_are_pure_modules() -> None:
-    assert len(_sip_core()) >= 10 and len(_mappings()) >= 5
+    assert len(_sip_core()) >= 10 and len(_mappings()) >= 5 and len(_msrp_core()) >= 8
+
+
+@pytest.mark.parametrize("path", _msrp_core(), ids=_rel)
+def test_msrp_core_imports_no_mappings_and_no_sip(path: Path) -> None:
+    bad = {n for n in _imports(path) if _under(n, "mappings") or _under(n, "gateway.sip")}
+    assert not bad, f"{_rel(path)} imports {sorted(bad)}: the MSRP core is protocol only"
 
 
 @pytest.mark.parametrize("path", _pure_modules(), ids=_rel)
