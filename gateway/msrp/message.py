@@ -53,7 +53,7 @@ ident_re = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-+%=]{3,31}")
 method_re = re.compile(r"[A-Z]+")
 # hname = ALPHA *token ; hval = utf8text = *(HTAB / %x20-7E / UTF8-NONASCII)
 hname_re = re.compile(r"[A-Za-z][!#$%&'*+\-.^_`|~0-9A-Za-z]*")
-hval_re = re.compile(r"[\t\x20-\x7e\x80-\U0010ffff]*")
+hval_re = re.compile(r"[\t\x20-\x7e\x80-\ud7ff\ue000-\U0010ffff]*")  # no surrogates
 _byte_range_re = re.compile(r"([0-9]{1,19})-([0-9]{1,19}|\*)/([0-9]{1,19}|\*)")
 _status_re = re.compile(r"([0-9]{3}) ([0-9]{3})(?: (.*))?", re.DOTALL)
 _digits_re = re.compile(r"[0-9]{1,10}")

@@ -137,7 +137,7 @@ def test_header_whitespace_is_liberal_and_names_any_case() -> None:
         (send(b"x").replace(b"text/plain\r\n", b"text/plain\r\nX: 1\r\n"), 400),
         (send().replace(b"To-Path: ", b"X-To-Path: "), 400),
         (send().replace(b"msrp://bob", b"http://bob"), 400),
-        (send().replace(b"\xcc", b"").replace(b"hi", b"h\xff"), 200),  # the body is binary
+        (send(b"h\xff\x00"), 200),  # the body is binary
         (send().replace(b"m0000001", b"m\xff"), 400),  # headers are UTF-8 (§9)
     ],
 )  # fmt: skip
@@ -212,6 +212,8 @@ def test_build_refuses_what_the_parser_would_cut_elsewhere() -> None:
         MsrpRequest.build("abcd1234", "SEND", [BOB], [ALICE], [("X", "a\r\nb")])
     with pytest.raises(LocalProtocolError):
         MsrpRequest.build("ab", "SEND", [BOB], [ALICE])
+    with pytest.raises(LocalProtocolError):  # would not encode as UTF-8 (§9)
+        MsrpRequest.build("abcd1234", "AUTH", [BOB], [ALICE], [("X", "\udcff")])
     with pytest.raises(LocalProtocolError):
         serialize(MsrpResponse("abcd1234", 200, "", (("To-Path", str(ALICE)),)))
     ok = MsrpRequest.build("abcd1234", "SEND", [BOB], [ALICE], [("Message-ID", "m0000001")],
