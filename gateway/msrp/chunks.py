@@ -10,7 +10,7 @@ whose end-line occurs in its chunk is replaced (§7.1). `abort_request` ends a m
 Incoming: `Reassembler.receive(request, now)` places each SEND chunk by Message-ID in a
 per-message buffer and returns `Complete` when every byte up to the end of the `$` chunk is
 there (that chunk defines the total, §7.3.1; a body shorter than its range-end is an
-interrupted chunk and counts for what it holds), `Aborted` on `#`, None otherwise.
+interrupted chunk and counts for what it holds), `Aborted` on `#`, `Duplicate`, or None.
 Decisions, raised as `RemoteProtocolError` for the SEND's response:
 
 - 413 (§10.5, RFC 7573 §7 R7573-05): a Byte-Range total, a chunk's end, or the `$`-defined
@@ -21,6 +21,10 @@ Decisions, raised as `RemoteProtocolError` for the SEND's response:
   connection failure: duplicated data is identical, and is accepted; different data under
   one Message-ID is two versions of a message (§7.1.1: a Message-ID names exactly one), and
   a gateway forwarding whole messages cannot tell which the sender meant.
+- A chunk of a message completed lately (a `Memo` of `recent` ids, emptied when full) is a
+  `Duplicate`
+  (§7.3.1: a connection failure can duplicate data; a Message-ID is never reused, §7.1.1):
+  acknowledge it, deliver nothing.
 - `expire(now)` drops messages with no chunk for `timeout` seconds (`Expired` events; no
   status is defined for this, the caller decides on a failure REPORT).
 """
@@ -33,6 +37,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from gateway.memo import Memo
 from gateway.msrp.errors import LocalProtocolError, RemoteProtocolError
 from gateway.msrp.message import (
     ABORT,
@@ -48,6 +53,7 @@ from gateway.msrp.uri import MsrpUri
 __all__ = [
     "Aborted",
     "Complete",
+    "Duplicate",
     "Expired",
     "Reassembler",
     "ReassemblyEvent",
@@ -159,7 +165,14 @@ class Expired:
     first: MsrpRequest
 
 
-ReassemblyEvent: TypeAlias = Complete | Aborted
+@dataclass(frozen=True)
+class Duplicate:
+    """A chunk of a message already delivered: answer it as usual, deliver nothing."""
+
+    message_id: str
+
+
+ReassemblyEvent: TypeAlias = Complete | Aborted | Duplicate
 
 
 class _Partial:
@@ -217,9 +230,14 @@ class Reassembler:
     """Per-session reassembly of SEND chunks by Message-ID; bounded (see module docs)."""
 
     def __init__(
-        self, max_message_size: int = 1 << 20, max_partial: int = 16, timeout: float = 120.0
+        self,
+        max_message_size: int = 1 << 20,
+        max_partial: int = 16,
+        timeout: float = 120.0,
+        recent: int = 256,
     ) -> None:
         self.max_message_size = max_message_size
+        self._done: Memo[str, bool] = Memo(recent)  # Message-IDs delivered lately
         self.max_partial = max_partial
         self.timeout = timeout
         self._partial: dict[str, _Partial] = {}
@@ -260,9 +278,12 @@ class Reassembler:
             raise _error(f"message over {limit} octets", 413, request)
         partial = self._partial.get(mid)
         if partial is None:
+            if self._done.peek(mid):
+                return Duplicate(mid)
             if request.flag == ABORT:
                 return Aborted(mid, 0)
             if request.complete:
+                self._done.put(mid, True)
                 return Complete(mid, body, request.content_type, request)
             if len(self._partial) >= self.max_partial:
                 raise _error("too many messages in progress", 413, request)
@@ -279,6 +300,7 @@ class Reassembler:
         if not partial.done():
             return None
         del self._partial[mid]
+        self._done.put(mid, True)
         assert partial.end is not None
         return Complete(mid, bytes(partial.data[: partial.end]), request.content_type, request)
 

@@ -15,6 +15,7 @@ from gateway.msrp import reports
 from gateway.msrp.chunks import (
     Aborted,
     Complete,
+    Duplicate,
     Reassembler,
     abort_request,
     chunk_message,
@@ -436,6 +437,7 @@ def test_duplicated_chunks_are_accepted_conflicting_overlaps_are_not() -> None:
     for chunk in (c, b, a):
         done = r.receive(chunk, 0)
     assert isinstance(done, Complete) and done.body == body
+    assert r.receive(b, 1) == Duplicate("m0000001") and len(r) == 0  # delivered once
 
 
 @pytest.mark.parametrize(
@@ -485,7 +487,9 @@ def test_empty_message_is_one_chunk_1_0_0() -> None:
     [only] = chunk_message(b"", message_id="m0000001", to_path=[BOB], from_path=[ALICE],
                            content_type="text/plain")  # fmt: skip
     assert str(only.byte_range) == "1-0/0" and only.body == b"" and only.flag == "$"
-    assert Reassembler().receive(only, 0.0) == Complete("m0000001", b"", "text/plain", only)
+    r = Reassembler(recent=1)
+    assert r.receive(only, 0.0) == Complete("m0000001", b"", "text/plain", only)
+    assert r.receive(only, 0.0) == Duplicate("m0000001")
 
 
 def test_chunk_ids_avoid_the_end_line_in_the_body() -> None:
