@@ -134,6 +134,8 @@ def check_header(name: str, value: str) -> None:
     """The §9 grammar for one header field (LocalProtocolError: never emit a broken one)."""
     if hname_re.fullmatch(name) is None or hval_re.fullmatch(value) is None:
         raise LocalProtocolError(f"invalid header field {name!r}: {value[:60]!r}")
+    if value[:1] in (" ", "\t"):  # the parser skips white space after the colon
+        raise LocalProtocolError(f"header {name} value starts with white space")
 
 
 class _Fields:

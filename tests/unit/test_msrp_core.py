@@ -213,6 +213,8 @@ def test_build_refuses_what_the_parser_would_cut_elsewhere() -> None:
         MsrpRequest.build("abcd1234", "SEND", [BOB], [ALICE], [("X", "a\r\nb")])
     with pytest.raises(LocalProtocolError):
         MsrpRequest.build("ab", "SEND", [BOB], [ALICE])
+    with pytest.raises(LocalProtocolError):  # would parse back without the space
+        MsrpRequest.build("abcd1234", "AUTH", [BOB], [ALICE], [("X", " a")])
     with pytest.raises(LocalProtocolError):  # would not encode as UTF-8 (§9)
         MsrpRequest.build("abcd1234", "AUTH", [BOB], [ALICE], [("X", "\udcff")])
     with pytest.raises(LocalProtocolError):
