@@ -19,7 +19,6 @@ what the schema accepts, but a ``cid`` that names no top-level part
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -315,21 +314,23 @@ _HEADER = re.compile(rb"([!-9;-~]+)[ \t]*:[ \t]*(.*)")
 
 
 def _split_parts(body: bytes, boundary: str, max_parts: int) -> list[bytes]:
-    """RFC 2046 §5.1.1: the parts between ``--boundary`` lines (CRLF; bare LF accepted)."""
+    """RFC 2046 §5.1.1: the parts between ``--boundary`` lines up to the close delimiter
+    (CRLF; bare LF accepted). Preamble and epilogue are ignored."""
     delimiter = re.escape(f"--{boundary}".encode("ascii"))
-    marks = list(re.finditer(rb"(?:\A|\r?\n)" + delimiter + rb"(--)?[ \t]*(?:\r?\n|\Z)", body))
-    if not marks or marks[-1].group(1) is None:
-        raise RlmiError("multipart body lacks its closing delimiter")
-    if len(marks) - 1 > max_parts:
-        raise XmlTooLarge(f"multipart body has more than {max_parts} parts")
-    parts = []
-    for start, end in itertools.pairwise(marks):
-        if start.group(1) is not None:
-            raise RlmiError("data after the closing delimiter")
-        parts.append(body[start.end() : end.start()])
-    if not parts:
-        raise RlmiError("multipart body has no parts")
-    return parts
+    line = re.compile(rb"(?:\A|\r?\n)" + delimiter + rb"(--)?[ \t]*(?:\r?\n|\Z)")
+    parts: list[bytes] = []
+    start: re.Match[bytes] | None = None
+    for mark in line.finditer(body):
+        if start is not None:
+            parts.append(body[start.end() : mark.start()])
+            if len(parts) > max_parts:
+                raise XmlTooLarge(f"multipart body has more than {max_parts} parts")
+        if mark.group(1) is not None:
+            if not parts:
+                raise RlmiError("multipart body has no parts")
+            return parts
+        start = mark
+    raise RlmiError("multipart body lacks its closing delimiter")
 
 
 def _read_part(raw: bytes) -> BodyPart:

@@ -71,7 +71,10 @@ def test_rfc4826_example() -> None:
 
 def test_entry_ref_into_the_same_document_resolves() -> None:
     petri = Entry("sip:petri@example.com", DisplayName("Petri"))
-    ref = f"{DOC_URI}/~~/resource-lists/list%5b@name=%22list1%22%5d/entry%5b@uri=%22sip:petri@example.com%22%5d"
+    ref = (
+        f"{DOC_URI}/~~/resource-lists/list%5b@name=%22list1%22%5d"
+        "/entry%5b@uri=%22sip:petri@example.com%22%5d"
+    )
     doc = ResourceLists(
         (
             ResourceList("friends", None, (Entry("sip:bill@example.com"), EntryRef(ref))),
