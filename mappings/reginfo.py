@@ -92,6 +92,8 @@ class Contact:
             raise ReginfoError(f"unknown contact event {self.event!r}")
         if not self.uri or self.uri != self.uri.strip():
             raise ReginfoError("contact uri is empty or padded")
+        if self.display_lang is not None and self.display_name is None:
+            raise ReginfoError("display-name language without a display-name")
         for name in ("expires", "duration_registered", "retry_after", "cseq"):
             _check_unsigned(name, getattr(self, name))
 
