@@ -73,6 +73,10 @@ class Participant:
     display_name: str | None = None
     target: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.display_name is not None and self.identity is None:
+            raise DialogInfoError("a display-name belongs to an <identity>")
+
 
 @dataclass(frozen=True)
 class Dialog:
