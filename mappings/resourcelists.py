@@ -16,7 +16,8 @@ Errors carry the SIP status the request that brought the list gets:
   than ``ListLimits.max_entries`` (before or after expansion): the body is too big;
 * 403 :class:`ListRefused` -- valid but beyond policy: nesting (lists in lists, and
   references followed) deeper than ``ListLimits.max_depth``; :class:`ListLoop`, a
-  reference that leads back into a list being expanded.
+  reference that leads back into a list being expanded. XML nested deeper than
+  ``ListLimits.xml_depth()`` (32 by default) is hostile XML: 400.
 
 Unknown elements and attributes from other namespaces are ignored on input (the schema's
 ``##other`` extension points); references that cannot be resolved are reported in
@@ -33,7 +34,14 @@ from urllib.parse import unquote
 
 from lxml import etree
 
-from mappings.xmlsafe import XML_LANG, FormatError, nsmap, parse_xml, serialize
+from mappings.xmlsafe import (
+    DEFAULT_MAX_DEPTH,
+    XML_LANG,
+    FormatError,
+    nsmap,
+    parse_xml,
+    serialize,
+)
 
 __all__ = [
     "MEDIA_TYPE",
@@ -93,8 +101,9 @@ class ListLimits:
 
     def xml_depth(self) -> int:
         # resource-lists > list (x max_depth) > entry > display-name, plus slack for
-        # one level of extension elements.
-        return self.max_depth + 4
+        # extension elements; never below xmlsafe's default, so lists nested past
+        # max_depth get the policy answer (403) before the hostile-XML bound (400).
+        return max(self.max_depth + 4, DEFAULT_MAX_DEPTH)
 
     def xml_elements(self) -> int:
         # An entry is two elements with its display-name; lists add one or two each.

@@ -198,6 +198,11 @@ def test_nesting_beyond_depth_is_403() -> None:
     with pytest.raises(ListRefused) as info:
         parse_resource_lists(deep, limits)
     assert info.value.sip_status == 403 and not isinstance(info.value, ListLoop)
+    for depth in (9, 20, 28):  # default limits: 403 up to xmlsafe's 32 XML levels
+        with pytest.raises(ListRefused):
+            parse_resource_lists(build_resource_lists(ResourceLists((_nested(depth),))))
+    with pytest.raises(XmlRejected):
+        parse_resource_lists(build_resource_lists(ResourceLists((_nested(40),))))
     with pytest.raises(ListRefused):  # the same bound when expanding a built model
         expand(ResourceLists((_nested(5),)), limits=limits)
 
