@@ -9,6 +9,7 @@ at start and by `cpim-gateway db upgrade` (docs/operations.md, "Database").
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
 __all__ = ["DESCRIPTIONS", "SCHEMA_VERSION", "SchemaStatus"]
@@ -50,6 +51,4 @@ class SchemaStatus:
 
 
 def _iso(t: float) -> str:
-    import datetime
-
     return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
