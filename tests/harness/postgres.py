@@ -117,6 +117,10 @@ class PostgresServer:
                     raise RuntimeError(f"postgres not ready:\n{log_tail(self.log)}") from None
                 time.sleep(0.1)
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self, timeout: float = 20.0) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
