@@ -25,6 +25,8 @@ from gateway.store.api import Store, StoreError
 from gateway.store.migrations import DESCRIPTIONS, SCHEMA_VERSION
 from gateway.store.postgresql import PostgresStore, read_status
 from gateway.store.sqlite import open_store
+from tests.harness import LOOPBACK
+from tests.harness.gateway_proc import GatewayProcess, gateway_command, gateway_config
 from tests.harness.ports import free_port
 from tests.harness.postgres import PostgresServer
 from tests.unit import test_store as shared
@@ -260,3 +262,46 @@ def test_single_row_commit_latency_figures(
             f" {lite_s * 1e6:.0f}us, postgresql loopback {pg_s * 1e6:.0f}us (fsync off),"
             f" {pg_fsync * 1e6:.0f}us (fsync on, data dir on {postgres.root})"
         )
+
+
+# -- the gateway process on PostgreSQL (`[store] backend = "postgresql"`)
+
+
+def test_gateway_starts_on_postgresql_and_migrates(
+    gateway: Callable[..., GatewayProcess], postgres: PostgresServer
+) -> None:
+    dsn = postgres.create_database()
+    gw = gateway(store={"backend": "postgresql", "dsn": dsn})
+    assert read_status(dsn).version == SCHEMA_VERSION
+    assert "dbname=" not in gw.log_text()  # the DSN is never logged
+    assert gw.terminate() == 0
+
+
+def test_gateway_refuses_to_start_when_postgresql_is_unreachable(tmp_path: Path) -> None:
+    port = free_port()
+    config = gateway_config(
+        gateway={"state_dir": str(tmp_path / "state")},
+        xmpp={"port": free_port()},  # nobody listens: the store must fail before the links
+        sip={"listeners": [{"transport": "udp", "address": LOOPBACK, "port": free_port()}]},
+        admin={"enabled": False},
+        store={
+            "backend": "postgresql",
+            "dsn": f"host={LOOPBACK} port={port} dbname=gw password=hunter2",
+            "connect_timeout": 1,
+        },
+    )
+    path = tmp_path / "gateway.toml"
+    path.write_text(config, encoding="utf-8")
+    done = subprocess.run(
+        gateway_command(path, "info"),
+        cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    output = (done.stdout + done.stderr).decode("utf-8", "replace")
+    assert done.returncode != 0, output
+    errors = [line for line in output.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, output
+    assert "cannot start:" in errors[0] and "cannot connect" in errors[0], errors[0]
+    assert f"{LOOPBACK}:{port}/gw" in errors[0]
+    assert "hunter2" not in output
+    assert "Traceback" not in output
+    assert "gateway ready" not in output
