@@ -45,7 +45,7 @@ from gateway.sip.transport.tls import load_client_ca, server_context
 from gateway.sip.useragent import IncomingRequest, RequestHandler
 from gateway.sip.validate import GATEWAY_POLICY
 from gateway.store.api import Binding, Store, StoreError, SubscriptionRecord
-from gateway.store.sqlite import open_store
+from gateway.store.configured import open_configured
 from gateway.xmpp.disco import Features, prompt_translator
 from gateway.xmpp.links import XmppLinks
 from mappings.jid import Jid
@@ -223,7 +223,7 @@ class StoreService:
 
     async def start(self) -> None:
         try:
-            self._store = open_store(self.cfg.gateway.state_dir)
+            self._store = open_configured(self.cfg.store, self.cfg.gateway.state_dir)
         except StoreError as exc:
             raise StartupError(f"store: {exc}") from None
 

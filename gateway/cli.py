@@ -1,4 +1,5 @@
-"""The `cpim-gateway` command line: run, check-config, user (gateway/registrar/usercmd.py).
+"""The `cpim-gateway` command line: run, check-config, user (gateway/registrar/usercmd.py),
+db (the store's schema: `db status`, `db upgrade`; docs/operations.md "Database").
 
 Configuration errors are one line on stderr and exit status 2.
 """
@@ -33,7 +34,30 @@ def _parser() -> argparse.ArgumentParser:
     usercmd.configure(
         sub.add_parser("user", help="manage the registrar's user file (HA1 hashes only)")
     )
+    db = sub.add_parser("db", help="the store's schema: status, upgrade")
+    db.add_argument("action", choices=("status", "upgrade"))
+    db.add_argument("--config", "-c", required=True, type=Path, help="TOML configuration file")
     return p
+
+
+EXIT_STORE = 1
+
+
+def db_command(cfg: Config, action: str) -> int:
+    """`db status`: the schema, read only. `db upgrade`: apply the pending migrations
+    (what the gateway does at start), then the status. Exit 1 on a store error."""
+    from gateway.store import configured
+    from gateway.store.api import StoreError
+
+    try:
+        if action == "upgrade":
+            configured.open_configured(cfg.store, cfg.gateway.state_dir).close()
+        found = configured.status(cfg.store, cfg.gateway.state_dir)
+    except StoreError as exc:
+        print(f"cpim-gateway: store: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    print("\n".join(found.lines()))
+    return 0
 
 
 def summarise(cfg: Config) -> list[str]:
@@ -58,6 +82,10 @@ def summarise(cfg: Config) -> list[str]:
     if cfg.admin.enabled:
         lines.append(f"admin      http://{cfg.admin.address}:{cfg.admin.port}/")
     lines.append(f"state      {cfg.gateway.state_dir}")
+    if cfg.store.backend != "sqlite":
+        from gateway.store.migrations import SCHEMA_VERSION  # no driver import
+
+        lines.append(f"store      {cfg.store.backend} (schema version {SCHEMA_VERSION})")
     return lines
 
 
@@ -71,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"cpim-gateway: {path}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "db":
+        return db_command(cfg, args.action)
     if args.command == "check-config":
         lines = summarise(cfg)
         users_file = cfg.registrar.users_file

@@ -201,6 +201,18 @@ class OfflineSection:
     notice: bool = True  # tell the XMPP sender "stored" with a headline message
 
 
+STORE_BACKENDS = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where state lives (issue 21): SQLite in `gateway.state_dir`, or PostgreSQL."""
+
+    backend: str = "sqlite"
+    dsn: str | None = field(default=None, repr=False)  # postgresql only; may hold a password
+    connect_timeout: float = 5.0  # seconds, per connection attempt (libpq: whole seconds)
+
+
 @dataclass(frozen=True)
 class DnsConfig:
     """Resolvers to use; empty means: no DNS at all (static routes only)."""
@@ -249,6 +261,7 @@ class Config:
     source: Path | None = None
     presence: PresenceSection = PresenceSection()
     offline: OfflineSection = OfflineSection()
+    store: StoreConfig = StoreConfig()
 
     def component(self, domain: str) -> ComponentConfig | None:
         return next((c for c in self.xmpp.components if c.domain == domain.lower()), None)
@@ -816,6 +829,18 @@ def _load_offline(sec: _Section) -> OfflineSection:
     return out
 
 
+def _load_store(sec: _Section, base: Path, env: Mapping[str, str]) -> StoreConfig:
+    backend = sec.choice("backend", STORE_BACKENDS, "sqlite")
+    dsn = _secret(sec, "dsn", base, env)
+    if backend == "postgresql" and dsn is None:
+        raise ConfigError(sec.key("dsn"), "missing (give dsn, dsn_file or dsn_env)")
+    if backend != "postgresql" and dsn is not None:
+        raise ConfigError(sec.key("dsn"), f'only for backend = "postgresql", not {backend!r}')
+    out = StoreConfig(backend, dsn, _positive(sec, "connect_timeout", 5.0))
+    sec.done()
+    return out
+
+
 def load_config(
     data: Mapping[str, Any],
     *,
@@ -836,6 +861,7 @@ def load_config(
         offline=_load_offline(root.table("offline")),
         dns=_load_dns(root.table("dns")),
         admin=_load_admin(root.table("admin"), base_dir, env),
+        store=_load_store(root.table("store"), base_dir, env),
         source=source,
     )
     root.done()

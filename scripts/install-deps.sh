@@ -6,14 +6,17 @@
 #         iproute2; python3-venv if no venv module works; nodejs and npm when
 #         no npm is on PATH; the console XMPP client poezio, driven through
 #         tmux (setpriv, from util-linux, runs it as nobody under root);
-#         prometheus for promtool (the alert rules and the Grafana dashboard).
+#         prometheus for promtool (the alert rules and the Grafana dashboard);
+#         postgresql (15 on Debian 12) for the PostgreSQL store's tests, which run
+#         their own server (tests/harness/postgres.py: initdb + postgres, as the
+#         `postgres` user under root).
 #   pip:  this package with its test extras, editable, into .venv.
 #   npm:  tests/js (JsSIP, the SIP-over-WebSocket peer): `npm ci` from its lock file;
 #         the browser demo's JsSIP bundle (scripts/web-build.sh, pinned by
 #         web/package-lock.json).
 #
 # Non-interactive (DEBIAN_FRONTEND=noninteractive). The distro services of the
-# XMPP servers are never left running: a temporary policy-rc.d forbids starting
+# XMPP servers (and PostgreSQL) are never left running: a temporary policy-rc.d forbids starting
 # them during installation, and afterwards they are stopped and disabled (with
 # systemctl when systemd is PID 1, with service/update-rc.d otherwise), so that
 # ports 5222/5269/5280/5347 stay free and the tests run their own instances.
@@ -35,7 +38,11 @@ APT_PACKAGES+=(poezio tmux util-linux)  # tests/integration/test_console_client.
 # dashboard's queries: tests/integration/test_grafana_metrics.py) ships in `prometheus`
 # (19 MB); its server is never left running (SERVICES).
 APT_PACKAGES+=(prometheus)
-SERVICES=(prosody ejabberd kamailio prometheus)
+# The PostgreSQL store (issue 21): tests/harness/postgres.py runs initdb and postgres from
+# /usr/lib/postgresql/15/bin on a free loopback port; the distro cluster is never left
+# running (SERVICES), so port 5432 stays free.
+APT_PACKAGES+=(postgresql)
+SERVICES=(prosody ejabberd kamailio prometheus postgresql)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 

@@ -161,9 +161,11 @@ class StoredMessage:
 
 
 class Store(Protocol):
-    """Persistence for bindings, subscriptions and publications. Implementations:
-    `gateway.store.sqlite.SqliteStore` (default) and `gateway.store.memory.MemoryStore`.
-    Every method raises `StoreError` on failure; a failed write changes nothing."""
+    """Persistence for bindings, subscriptions, publications and stored messages.
+    Implementations: `gateway.store.sqlite.SqliteStore` (default),
+    `gateway.store.postgresql.PostgresStore` (`[store] backend = "postgresql"`) and
+    `gateway.store.memory.MemoryStore`. Every method raises `StoreError` on failure; a
+    failed write changes nothing."""
 
     # -- bindings (RFC 3261 §10.3: one REGISTER commits all of an AOR or nothing)
     def bindings(self, aor: str) -> tuple[Binding, ...]: ...

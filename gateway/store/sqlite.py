@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,11 +36,11 @@ from gateway.store.api import (
     StoreError,
     SubscriptionRecord,
 )
+from gateway.store.migrations import DESCRIPTIONS, SCHEMA_VERSION, SchemaStatus
 
-__all__ = ["DEFAULT_FILENAME", "SCHEMA_VERSION", "SqliteStore", "open_store"]
+__all__ = ["DEFAULT_FILENAME", "SCHEMA_VERSION", "SqliteStore", "open_store", "read_status"]
 
 DEFAULT_FILENAME = "gateway.sqlite3"
-SCHEMA_VERSION = 2
 _CHUNK = 1000
 T = TypeVar("T")
 
@@ -57,6 +58,11 @@ _MSG_COLS = (
     "message_id, aor, stored_at, expires_at, sender, stanza_id, component, recipient, from_uri,"
     " call_id, content_type, body, subject, lang, call_info, receipt_id"
 )
+
+# The record of applied versions (gateway/store/migrations.py), the same on every back end.
+# `PRAGMA user_version` stays the version SQLite itself checks at open.
+_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at REAL)"""
 
 # Version -> statements bringing the schema from the previous version to this one.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -229,6 +235,30 @@ def open_store(state_dir: Path, filename: str = DEFAULT_FILENAME) -> SqliteStore
     return SqliteStore(state_dir / filename)
 
 
+def read_status(path: Path) -> SchemaStatus:
+    """The schema of the file at `path`, read only (nothing created or migrated)."""
+    if not path.exists():
+        return SchemaStatus("sqlite", str(path), 0)
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open store {str(path)!r}: {exc}") from None
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        rows: list[tuple[Any, ...]] = []
+        if "schema_migrations" in tables:
+            rows = list(db.execute("SELECT * FROM schema_migrations ORDER BY version"))
+    except sqlite3.Error as exc:
+        raise StoreError(f"store {str(path)!r} is unusable: {exc}") from None
+    finally:
+        db.close()
+    applied = {int(v): (int(v), str(d), at) for v, d, at in rows}
+    for v in range(1, min(version, SCHEMA_VERSION) + 1):  # a file from before the table
+        applied.setdefault(v, (v, DESCRIPTIONS[v], None))
+    return SchemaStatus("sqlite", str(path), version, tuple(applied[v] for v in sorted(applied)))
+
+
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -275,9 +305,19 @@ class SqliteStore:
             )
         db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute(_MIGRATIONS_TABLE)
+            known = {int(r[0]) for r in db.execute("SELECT version FROM schema_migrations")}
+            db.executemany(  # versions applied before the table existed (issue 21)
+                "INSERT INTO schema_migrations VALUES (?, ?, NULL)",
+                [(v, DESCRIPTIONS[v]) for v in range(1, version + 1) if v not in known],
+            )
             for v in range(version + 1, SCHEMA_VERSION + 1):
                 for stmt in _MIGRATIONS[v]:
                     db.execute(stmt)
+                db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                    (v, DESCRIPTIONS[v], time.time()),
+                )
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             # A real write, so that an unwritable file fails here and not at the first message.
             db.execute(

@@ -8,6 +8,8 @@
 - `xmpp_account` / `xmpp_client`: unique accounts and logged-in clients.
 - `sipp`: run scenarios from a per-test scratch directory.
 - `gateway`: start the gateway process (default config pointing at `prosody`).
+- `postgres`: one throw-away PostgreSQL for the session (tests/harness/postgres.py),
+  started again for the next test if a test stopped it; `create_database()` per test.
 A missing binary skips locally and fails in CI (tests.harness.require_binary).
 """
 
@@ -24,6 +26,7 @@ import pytest
 from tests.harness import require_binary
 from tests.harness.ejabberd import EjabberdServer
 from tests.harness.gateway_proc import GatewayProcess, gateway_config, merge
+from tests.harness.postgres import PostgresServer
 from tests.harness.prosody import ProsodyServer
 from tests.harness.sipp import Sipp
 from tests.harness.xmpp_client import XmppTestClient
@@ -54,6 +57,22 @@ class Account:
 
 
 # -- Prosody -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _postgres_session() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres(_postgres_session: PostgresServer) -> PostgresServer:
+    if not _postgres_session.running:
+        _postgres_session.restart()
+    return _postgres_session
 
 
 @pytest.fixture(scope="session")
