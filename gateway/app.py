@@ -33,6 +33,7 @@ from gateway.bridge.pager.names import SeenNames
 from gateway.bridge.pager.service import Pager
 from gateway.bridge.presence.context import domain_maps, presence_config
 from gateway.bridge.presence.service import PresenceService
+from gateway.bridge.regevent.service import RegEventService
 from gateway.bridge.routing import SipRouter
 from gateway.config import Config, ConfigError, Transport, read_config
 from gateway.logs import WireTrace, event, set_level
@@ -48,7 +49,9 @@ from gateway.store.api import Binding, Store, StoreError, SubscriptionRecord
 from gateway.store.configured import open_configured
 from gateway.xmpp.disco import Features, prompt_translator
 from gateway.xmpp.links import XmppLinks
+from mappings.dialoginfo import MEDIA_TYPE as DIALOG_INFO_MEDIA_TYPE
 from mappings.jid import Jid
+from mappings.reginfo import MEDIA_TYPE as REGINFO_MEDIA_TYPE
 from mappings.vcard import first_name
 from mappings.winfo import MEDIA_TYPE as WINFO_MEDIA_TYPE
 
@@ -161,18 +164,21 @@ GATEWAY_UAS_POLICY = replace(
         {"MESSAGE", "SUBSCRIBE", "NOTIFY", "REGISTER", "PUBLISH", "OPTIONS", "ACK", "CANCEL"}
     ),
     # SUBSCRIBE also for presence.winfo: its NOTIFYs carry RFC 3858 documents
-    # (bridge/presence/winfo.py)
+    # (bridge/presence/winfo.py), and for the reg event: RFC 3680 (bridge/regevent/)
     response_types=MappingProxyType(
         {
             **GATEWAY_POLICY.response_types,
-            "SUBSCRIBE": GATEWAY_POLICY.response_types["SUBSCRIBE"] | {WINFO_MEDIA_TYPE},
+            "SUBSCRIBE": GATEWAY_POLICY.response_types["SUBSCRIBE"]
+            | {WINFO_MEDIA_TYPE, REGINFO_MEDIA_TYPE},
         }
     ),
+    # dialog-info in PUBLISH and NOTIFY: call activity (docs/call-activity.md)
+    content_types=GATEWAY_POLICY.content_types | {DIALOG_INFO_MEDIA_TYPE},
 )
 
 # Stop order on SIGTERM: presence first (the endpoint and links still up), the SIP endpoint
 # before the links (XMPP->SIP messages in flight get their answer), the store last but one.
-DRAIN_ORDER = ("presence", "bridge", "offline", "registrar", "sip", "xmpp", "store")
+DRAIN_ORDER = ("presence", "reg_event", "bridge", "offline", "registrar", "sip", "xmpp", "store")
 
 
 class InFlight:
@@ -304,7 +310,14 @@ def build(cfg: Config) -> Gateway:
     if presence.hosted is not None:  # `/allow`, `/deny` from hosted users (docs/presence.md)
         deliver = presence.hosted.message_command(pager.sip_message)
     dispatcher.add("MESSAGE", message_handler(registrar, deliver, seen_names.saw))
-    dispatcher.add("SUBSCRIBE", presence.handle_subscribe)
+    subscribe: Callable[[Any], Awaitable[None] | None] = presence.handle_subscribe
+    reg_event = None
+    if cfg.reg_event.enabled and cfg.sip.hosted_domains:  # RFC 3680 (docs/registrar.md)
+        reg_event = RegEventService(
+            cfg.reg_event, presence.ctx, registrar, authorize=registrar.authorize
+        )
+        subscribe = reg_event.route(subscribe)
+    dispatcher.add("SUBSCRIBE", subscribe)
     dispatcher.add("NOTIFY", presence.handle_notify)
     gw.endpoint = endpoint
     gw.registrar = registrar
@@ -313,6 +326,8 @@ def build(cfg: Config) -> Gateway:
     gw.services.append(("presence", presence))
     gw.services.append(("xmpp", links))
     gw.services.append(("registrar", registrar))
+    if reg_event is not None:  # after the registrar: bindings restored
+        gw.services.append(("reg_event", reg_event))
     if offline is not None:  # after the registrar (bindings restored), before SIP listens
         gw.services.append(("offline", offline))
     gw.services.append(("sip", endpoint))

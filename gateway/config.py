@@ -201,6 +201,31 @@ class OfflineSection:
     notice: bool = True  # tell the XMPP sender "stored" with a headline message
 
 
+@dataclass(frozen=True)
+class RegEventSection:
+    """The reg event (RFC 3680) for hosted AORs (docs/registrar.md, "The reg event")."""
+
+    enabled: bool = True  # serve SUBSCRIBE Event: reg to hosted AORs
+    default_expires: int = 3761  # RFC 3680 §4.4
+    min_expires: int = 60  # shorter requests get 423 with Min-Expires
+    max_expires: int = 86400  # longer requests are shortened
+    notify_interval: float = 5.0  # at most one NOTIFY per subscription (RFC 3680 §4.10)
+
+
+CALL_SHOWS = ("dnd", "away", "xa")
+DIALOG_SUBSCRIBE = ("auto", "always", "never")
+
+
+@dataclass(frozen=True)
+class CallActivitySection:
+    """Calls of hosted users shown in their XMPP presence (docs/call-activity.md)."""
+
+    enabled: bool = True  # PUBLISH Event: dialog accepted; calls shown on XMPP
+    show: str = "dnd"  # the <show/> during a call
+    status: str = "On the phone"  # the <status/> during a call (the user's own in brackets)
+    subscribe_dialog: str = "auto"  # auto: SUBSCRIBE to devices whose Allow-Events has dialog
+
+
 STORE_BACKENDS = ("sqlite", "postgresql")
 
 
@@ -262,6 +287,8 @@ class Config:
     presence: PresenceSection = PresenceSection()
     offline: OfflineSection = OfflineSection()
     store: StoreConfig = StoreConfig()
+    reg_event: RegEventSection = RegEventSection()
+    call_activity: CallActivitySection = CallActivitySection()
 
     def component(self, domain: str) -> ComponentConfig | None:
         return next((c for c in self.xmpp.components if c.domain == domain.lower()), None)
@@ -767,6 +794,43 @@ def _load_presence(sec: _Section) -> PresenceSection:
     return out
 
 
+def _load_reg_event(sec: _Section) -> RegEventSection:
+    out = RegEventSection(
+        enabled=sec.get("enabled", bool, True),
+        default_expires=sec.get("default_expires", int, 3761),
+        min_expires=sec.get("min_expires", int, 60),
+        max_expires=sec.get("max_expires", int, 86400),
+        notify_interval=sec.get("notify_interval", float, 5.0),
+    )
+    if not 0 < out.min_expires <= out.default_expires <= out.max_expires:
+        raise ConfigError(
+            sec.key("default_expires"), "need 0 < min_expires <= default_expires <= max_expires"
+        )
+    if out.notify_interval < 0:
+        raise ConfigError(sec.key("notify_interval"), "must not be negative")
+    sec.done()
+    return out
+
+
+def _load_call_activity(sec: _Section) -> CallActivitySection:
+    out = CallActivitySection(
+        enabled=sec.get("enabled", bool, True),
+        show=sec.get("show", str, "dnd"),
+        status=sec.get("status", str, "On the phone"),
+        subscribe_dialog=sec.get("subscribe_dialog", str, "auto"),
+    )
+    if out.show not in CALL_SHOWS:
+        raise ConfigError(sec.key("show"), f"must be one of {', '.join(CALL_SHOWS)}")
+    if not out.status.strip() or len(out.status) > 200:
+        raise ConfigError(sec.key("status"), "must be 1 to 200 characters, not blank")
+    if out.subscribe_dialog not in DIALOG_SUBSCRIBE:
+        raise ConfigError(
+            sec.key("subscribe_dialog"), f"must be one of {', '.join(DIALOG_SUBSCRIBE)}"
+        )
+    sec.done()
+    return out
+
+
 def _load_dns(sec: _Section) -> DnsConfig:
     servers = tuple(
         _host_port(f"{sec.key('servers')}[{i}]", s, 53)
@@ -862,6 +926,8 @@ def load_config(
         dns=_load_dns(root.table("dns")),
         admin=_load_admin(root.table("admin"), base_dir, env),
         store=_load_store(root.table("store"), base_dir, env),
+        reg_event=_load_reg_event(root.table("reg_event")),
+        call_activity=_load_call_activity(root.table("call_activity")),
         source=source,
     )
     root.done()

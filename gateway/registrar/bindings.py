@@ -32,6 +32,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from email.utils import formatdate
+from typing import Literal
 
 from gateway.config import RegistrarConfig, SipConfig
 from gateway.sip import abnf
@@ -44,6 +45,7 @@ from gateway.store.api import Binding, Flow
 __all__ = [
     "SUPPORTED_OPTIONS",
     "BindingChanges",
+    "BindingsChange",
     "RegisterOutcome",
     "RegistrarPolicy",
     "canonical_aor",
@@ -96,9 +98,25 @@ class BindingChanges:
     added: tuple[Binding, ...] = ()
     refreshed: tuple[Binding, ...] = ()  # updated: new expiry, Call-ID/CSeq, flow...
     removed: tuple[Binding, ...] = ()  # explicit removal, `*`, eviction or found expired
+    evicted: tuple[Binding, ...] = ()  # those of `removed` dropped beyond `max_bindings`
 
     def __bool__(self) -> bool:
         return bool(self.added or self.refreshed or self.removed)
+
+
+@dataclass(frozen=True)
+class BindingsChange:
+    """What `Registrar.on_bindings_change` observers get: the AOR's live bindings before
+    and after one change, and why (RFC 3680 §4.7.1 needs the cause of every contact's
+    transition). `cause`: "register" (an accepted REGISTER; `changes` is its outcome's),
+    "expired" (the expiry timer), "rejected" (the user left the user file)."""
+
+    aor: str
+    before: tuple[Binding, ...]
+    after: tuple[Binding, ...]
+    cause: Literal["register", "expired", "rejected"]
+    now: float
+    changes: BindingChanges = BindingChanges()
 
 
 @dataclass(frozen=True)
@@ -362,14 +380,18 @@ def _apply_contact(
 
 def _evict(
     table: list[Binding], policy: RegistrarPolicy, origin: dict[int, Binding | None]
-) -> None:
+) -> list[Binding]:
     """Drop the least recently registered bindings beyond `max_bindings`; the request's
-    own contacts are never dropped (too many of them: 403)."""
+    own contacts are never dropped (too many of them: 403). Returns the dropped ones."""
+    evicted: list[Binding] = []
     while len(table) > policy.max_bindings:
         old = [b for b in table if id(b) not in origin]
         if not old:
             raise _Abort(_fail(403, "Too many contacts"))
-        table.remove(min(old, key=lambda b: b.updated_at))
+        oldest = min(old, key=lambda b: b.updated_at)
+        table.remove(oldest)
+        evicted.append(oldest)
+    return evicted
 
 
 def _contact_value(b: Binding, now: float, gruu: bool) -> str:
@@ -441,6 +463,7 @@ def process_register(
         return replace(abort.outcome, bindings=tuple(current))
     table = list(current)
     origin: dict[int, Binding | None] = {}
+    evicted: list[Binding] = []
     try:
         if star:
             if request.expires != 0 or "Expires" not in request.headers:
@@ -453,7 +476,7 @@ def process_register(
                 raise _Abort(_fail(400, "One Contact per flow registration"))
             for contact in contacts:
                 _apply_contact(table, origin, contact, req, policy)
-        _evict(table, policy, origin)
+        evicted = _evict(table, policy, origin)
     except _Abort as abort:
         return replace(abort.outcome, aor=req.aor, bindings=tuple(current))
     headers: list[tuple[str, str]] = [("Contact", _contact_value(b, now, req.gruu)) for b in table]
@@ -476,5 +499,6 @@ def process_register(
             added=tuple(b for b in table if id(b) in origin and origin[id(b)] is None),
             refreshed=tuple(b for b in table if origin.get(id(b)) is not None),
             removed=tuple(b for b in existing if id(b) not in kept),
+            evicted=tuple(evicted),
         ),
     )

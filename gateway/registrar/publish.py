@@ -25,12 +25,15 @@ from gateway.sip.headers import split_comma
 from gateway.sip.message import REASON_PHRASES, SipRequest, SipResponse, make_response
 from gateway.sip.uri import SipUri
 from gateway.store.api import Binding, Publication
+from mappings.dialoginfo import MEDIA_TYPE as DIALOG_INFO
+from mappings.dialoginfo import parse_dialog_info
 from mappings.pidf import MEDIA_TYPE as PIDF
 from mappings.pidf import Note, PresenceDocument, Tuple, parse_pidf
 from mappings.presence import tuple_id_for_resource
 from mappings.xmlsafe import FormatError
 
 __all__ = [
+    "PRESENCE_AND_DIALOG",
     "PublishKind",
     "PublishOutcome",
     "PublishPolicy",
@@ -41,6 +44,11 @@ __all__ = [
 
 PublishKind = Literal["initial", "refresh", "modify", "remove"]
 _PRESENCE_TYPES: Mapping[str, frozenset[str]] = MappingProxyType({"presence": frozenset({PIDF})})
+# With call activity (docs/call-activity.md): devices also publish their dialogs (RFC 4235
+# documents under the dialog package, RFC 3903 §4 applies to any event package).
+PRESENCE_AND_DIALOG: Mapping[str, frozenset[str]] = MappingProxyType(
+    {**_PRESENCE_TYPES, "dialog": frozenset({DIALOG_INFO})}
+)
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,11 @@ def _check_body(request: SipRequest, event: str, policy: PublishPolicy) -> Publi
             parse_pidf(request.body)
         except FormatError as exc:  # 413 for an oversized body, 400 for the rest
             return _fail(exc.sip_status, "Malformed PIDF" if exc.sip_status == 400 else None)
+    elif ctype.mime == DIALOG_INFO:
+        try:
+            parse_dialog_info(request.body)
+        except FormatError as exc:
+            return _fail(exc.sip_status, "Malformed dialog-info" if exc.sip_status == 400 else None)
     return None
 
 

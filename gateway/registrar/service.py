@@ -23,7 +23,7 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from gateway.memo import Memo
 from gateway.metrics import Metrics
 from gateway.registrar import trust
 from gateway.registrar.bindings import (
+    BindingsChange,
     RegistrarPolicy,
     canonical_aor,
     delivery_order,
@@ -42,7 +43,12 @@ from gateway.registrar.bindings import (
     resource_of,
 )
 from gateway.registrar.delivery import NoBinding, NoSuchUser, deliver
-from gateway.registrar.publish import PublishPolicy, effective_presence, process_publish
+from gateway.registrar.publish import (
+    PRESENCE_AND_DIALOG,
+    PublishPolicy,
+    effective_presence,
+    process_publish,
+)
 from gateway.registrar.ratelimit import Kind, Limit, RateLimitConfig, RateLimiter, Verdict
 from gateway.registrar.users import User, UserDirectory, UsersFileError, read_users
 from gateway.sip.auth import (
@@ -218,6 +224,8 @@ class Registrar:
             max_expires=reg.publish_max_expires,
             default_expires=reg.publish_default_expires,
         )
+        if cfg.call_activity.enabled:  # devices publish their dialogs (docs/call-activity.md)
+            self.publish_policy = replace(self.publish_policy, events=PRESENCE_AND_DIALOG)
         self.trust = trust.TrustConfig.from_config(
             cfg, federation=cfg.sip.federation, trusted_tls_names=cfg.sip.trusted_tls_names
         )
@@ -236,6 +244,7 @@ class Registrar:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listeners: list[Callable[[str], None]] = []
         self._register_listeners: list[Callable[[str, SipRequest], None]] = []
+        self._binding_listeners: list[Callable[[BindingsChange], None]] = []
         # Connection ids restart at 1 in every process: prefixing them with a per-process
         # epoch keeps a restored binding from matching an unrelated new connection.
         self._epoch = secrets.token_hex(4)
@@ -334,6 +343,7 @@ class Registrar:
             dropped += len(current)
             gone = ",".join(resource_of(b) for b in current)
             event(log, logging.INFO, "registration removed with its user", aor=key, resources=gone)
+            self._bindings_changed(BindingsChange(key, current, (), "rejected", self._clock()))
             self._changed(key)
         return dropped
 
@@ -418,6 +428,7 @@ class Registrar:
         self._cache_bindings(aor, live)
         gone = [resource_of(b) for b in current if b not in live]
         event(log, logging.INFO, "registration expired", aor=aor, resources=",".join(gone))
+        self._bindings_changed(BindingsChange(aor, current, live, "expired", now))
         self._changed(aor)
 
     def _expire_publications(self, aor: str, now: float) -> None:
@@ -496,6 +507,30 @@ class Registrar:
                 callback(aor, req)
             except Exception:  # error boundary, as `_changed`
                 log.exception("register callback failed", extra={"fields": {"aor": aor}})
+
+    def on_bindings_change(self, callback: Callable[[BindingsChange], None]) -> None:
+        """`callback(change)` after the AOR's bindings changed: an accepted REGISTER that
+        changed them, an expiry, or the user's removal (the reg event, RFC 3680)."""
+        self._binding_listeners.append(callback)
+
+    def _bindings_changed(self, change: BindingsChange) -> None:
+        for callback in list(self._binding_listeners):
+            try:
+                callback(change)
+            except Exception:  # error boundary, as `_changed`
+                log.exception("bindings callback failed", extra={"fields": {"aor": change.aor}})
+
+    def publications(self, aor: str, event_package: str) -> tuple[Publication, ...]:
+        """The live publications of `aor` for one event package (oldest first): what a
+        device PUBLISHed, e.g. its dialog state (call activity, docs/call-activity.md)."""
+        key, _ = _normalise(aor)
+        now = self._clock()
+        live = (
+            p
+            for p in self._publications.get(key, ())
+            if p.event == event_package and p.expires_at > now
+        )
+        return tuple(sorted(live, key=lambda p: p.updated_at))
 
     def on_presence_change(self, callback: Callable[[str], None]) -> None:
         """`callback(aor)` after a registration, unregistration, expiry or publication
@@ -586,6 +621,9 @@ class Registrar:
                 bindings=len(outcome.bindings),
             )
             self._registered(outcome.aor, req)
+            self._bindings_changed(
+                BindingsChange(outcome.aor, existing, outcome.bindings, "register", now, changes)
+            )
             if changes.added or changes.removed:
                 self._changed(outcome.aor)
         elif outcome.status == 403:

@@ -33,6 +33,7 @@ __all__ = [
     "hosted_key",
     "hosted_record",
     "is_hosted_record",
+    "is_presence_record",
     "is_winfo_record",
     "notifier_record",
     "subscriber_record",
@@ -127,6 +128,12 @@ def hosted_record(watcher: Jid, aor: str, status: str) -> SubscriptionRecord:
 
 def is_hosted_record(rec: SubscriptionRecord) -> bool:
     return rec.direction == "x2s" and rec.call_id.startswith(HOSTED_CALL_ID_PREFIX)
+
+
+def is_presence_record(rec: SubscriptionRecord) -> bool:
+    """Presence's own records (presence, presence.winfo); other event packages' records
+    (the reg event, gateway/bridge/regevent/) share the table and are left to them."""
+    return rec.event.split(";")[0].strip().lower() in ("presence", WINFO_EVENT)
 
 
 def is_winfo_record(rec: SubscriptionRecord) -> bool:

@@ -45,7 +45,7 @@ from gateway.bridge.presence.hosted import (
     is_hosted_record,
 )
 from gateway.bridge.presence.notifying import Authorize
-from gateway.bridge.presence.records import is_winfo_record
+from gateway.bridge.presence.records import is_presence_record, is_winfo_record
 from gateway.bridge.presence.s2x import S2x
 from gateway.bridge.presence.scheduler import Scheduler
 from gateway.bridge.presence.winfo import Winfo
@@ -232,6 +232,8 @@ class PresenceService:
             nonlocal seen
             for r in self.ctx.store.all_subscriptions():
                 seen += 1
+                if not is_presence_record(r):
+                    continue  # another event package's (the reg event's)
                 if is_hosted_record(r):
                     hosted.append(r)
                 elif is_winfo_record(r):
