@@ -305,7 +305,10 @@ def build(cfg: Config) -> Gateway:
         registrar=registrar,
         auto_approve_hosted=cfg.presence.auto_approve_hosted,
         departure_grace=cfg.gateway.drain_timeout / 2,  # within presence's stop timeout
+        call_activity=cfg.call_activity,  # calls in XMPP presence (docs/call-activity.md)
     )
+    if presence.activity is not None:  # subscribe to devices' dialogs (RFC 4235)
+        registrar.on_register(presence.activity.saw_register)
     deliver: Callable[[IncomingRequest, str | None], Awaitable[None]] = pager.sip_message
     if presence.hosted is not None:  # `/allow`, `/deny` from hosted users (docs/presence.md)
         deliver = presence.hosted.message_command(pager.sip_message)

@@ -141,8 +141,12 @@ class Hosted:
         *,
         auto_approve: bool = AUTO_APPROVE_HOSTED,
         watching: Callable[[Jid, Jid], bool] = lambda _sip, _xmpp: False,
+        activity: Callable[[str, PresenceDocument | None], list[XmppPresence]] | None = None,
     ) -> None:
         self.ctx = ctx
+        # Call activity (docs/call-activity.md): the presence shown, made from the base
+        # presence and the user's calls (activity.CallActivity.presences).
+        self.activity = activity
         self.registrar = registrar
         self.auto_approve = auto_approve
         self.watching = watching  # (hosted user's JID, XMPP user) -> has an S2X watch
@@ -329,6 +333,8 @@ class Hosted:
 
     def _presences(self, aor: str) -> list[XmppPresence]:
         doc = self.registrar.presence_of(aor)
+        if self.activity is not None:
+            return self.activity(aor, doc)
         if doc is None:
             return [XmppPresence(available=False)]
         presences = pidf_to_xmpp(doc)

@@ -28,8 +28,9 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
+from gateway.bridge.presence.activity import ActivityRegistrar, CallActivity
 from gateway.bridge.presence.context import (
     PresenceConfig,
     PresenceContext,
@@ -50,6 +51,7 @@ from gateway.bridge.presence.s2x import S2x
 from gateway.bridge.presence.scheduler import Scheduler
 from gateway.bridge.presence.winfo import Winfo
 from gateway.bridge.presence.x2s import X2s
+from gateway.config import CallActivitySection
 from gateway.logs import event
 from gateway.metrics import Metrics
 from gateway.store.api import Store, SubscriptionRecord
@@ -60,6 +62,7 @@ from gateway.xmpp.presence_convert import (
     read_presence,
 )
 from mappings.addresses import DomainMap
+from mappings.callactivity import CallDisplay, CallShow
 from mappings.jid import Jid
 from mappings.presence import XmppPresence
 
@@ -94,6 +97,7 @@ class PresenceService:
         registrar: HostedRegistrar | None = None,
         auto_approve_hosted: bool = AUTO_APPROVE_HOSTED,
         departure_grace: float = DEPARTURE_GRACE,
+        call_activity: CallActivitySection | None = None,
     ) -> None:
         self.links = links
         self.departure_grace = departure_grace
@@ -115,9 +119,22 @@ class PresenceService:
         # see and decide who watches them through presence.winfo (hosted.py).
         self.hosted: Hosted | None = None
         self.winfo: Winfo | None = None
+        self.activity: CallActivity | None = None
         if registrar is not None:
+            if call_activity is not None and call_activity.enabled:  # docs/call-activity.md
+                self.activity = CallActivity(
+                    CallDisplay(cast(CallShow, call_activity.show), call_activity.status),
+                    self.ctx,
+                    cast(ActivityRegistrar, registrar),
+                    subscribe_dialog=call_activity.subscribe_dialog,
+                    changed=self._call_changed,
+                )
             self.hosted = Hosted(
-                self.ctx, registrar, auto_approve=auto_approve_hosted, watching=self._watching
+                self.ctx,
+                registrar,
+                auto_approve=auto_approve_hosted,
+                watching=self._watching,
+                activity=None if self.activity is None else self.activity.presences,
             )
             self.winfo = Winfo(self.ctx, self.hosted, authorize=authorize)
         on_watch = None if self.hosted is None else self.hosted.on_sip_watch
@@ -129,6 +146,8 @@ class PresenceService:
             "s2x-throttle": self.s2x.handle_throttle,
             "s2x-flush": self.s2x.handle_flush,
         }
+        if self.activity is not None:
+            self._timers["activity"] = self.activity.handle_timer
         if self.winfo is not None:
             self._timers["winfo"] = self.winfo.handle_timer
             self._timers["winfo-throttle"] = self.winfo.handle_throttle
@@ -151,6 +170,8 @@ class PresenceService:
         tasks = [*self.x2s._tasks, *self.s2x._tasks]
         if self.winfo is not None:
             tasks += self.winfo._tasks
+        if self.activity is not None:
+            tasks += self.activity.stop()
         for task in tasks:
             task.cancel()
         if tasks:
@@ -263,7 +284,13 @@ class PresenceService:
         """Does the SIP user (as its component JID) watch the XMPP user?"""
         return (str(sip_user.bare), str(xmpp_user.bare)) in self.s2x.watches
 
+    def _call_changed(self, aor: str) -> None:
+        if self.hosted is not None:
+            self.hosted.on_change(aor)
+
     def handle_notify(self, incoming: Any) -> None:
+        if self.activity is not None and self.activity.handle_notify(incoming):
+            return
         if not self.x2s.handle_notify(incoming):
             incoming.reply(481)  # RFC 6665 §4.1.3: no such subscription
 
