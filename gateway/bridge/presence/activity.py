@@ -28,7 +28,7 @@ from gateway.logs import event
 from gateway.registrar.bindings import BindingsChange
 from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.headers import NameAddr
-from gateway.sip.message import SipRequest, make_response
+from gateway.sip.message import SipRequest, SipResponse, make_response
 from gateway.sip.subscriber import Subscriber, SubscriberConfig
 from gateway.sip.subscription import (
     Action,
@@ -38,6 +38,7 @@ from gateway.sip.subscription import (
     Terminated,
 )
 from gateway.sip.uri import SipUri, parse_uri
+from gateway.sip.useragent import MessageTooLarge, TransactionTimeout, TransportFailure
 from gateway.store.api import Publication
 from mappings.callactivity import CallDisplay, in_call, show_call, split_rpid_call
 from mappings.dialoginfo import (
@@ -46,6 +47,7 @@ from mappings.dialoginfo import (
     merge,
     parse_dialog_info,
 )
+from mappings.errors import MappingError
 from mappings.pidf import PresenceDocument
 from mappings.presence import XmppPresence, pidf_to_xmpp
 from mappings.xmlsafe import FormatError
@@ -66,6 +68,12 @@ class ActivityRegistrar(Protocol):
     def publications(self, aor: str, event_package: str) -> tuple[Publication, ...]: ...
 
     def on_bindings_change(self, callback: Callable[[BindingsChange], None]) -> None: ...
+
+    def resource_for(self, aor: str, contact_or_instance: str) -> str | None: ...
+
+    async def send_to_user(
+        self, aor: str, build: Callable[[str], SipRequest], *, resource: str | None = None
+    ) -> SipResponse: ...
 
 
 @dataclass(eq=False)
@@ -252,12 +260,24 @@ class CallActivity:
             self.changed(watch.aor)
 
     async def _subscribe_task(self, watch: DialogWatch, request: SipRequest) -> None:
+        """An initial SUBSCRIBE goes to the device over its registered flow (the location
+        service, `Registrar.send_to_user`: NAT and Path as for any request to a hosted
+        user); in-dialog ones to the dialog's remote target (`PresenceContext.send`)."""
         try:
-            response = await self.ctx.send(request)
-        except SendFailed as exc:
+            if request.to_tag is None:
+                resource = self.registrar.resource_for(watch.aor, watch.contact)
+                response = await self.registrar.send_to_user(
+                    watch.aor, lambda contact: request.replace(uri=parse_uri(contact)),
+                    resource=resource,
+                )  # fmt: skip
+            else:
+                response = await self.ctx.send(request)
+        except (SendFailed, MappingError, TransactionTimeout, TransportFailure,
+                MessageTooLarge) as exc:  # fmt: skip
+            status = _status(exc)
             event(log, logging.INFO, "dialog SUBSCRIBE failed", target=str(request.uri),
-                  error=str(exc))  # fmt: skip
-            response = make_response(request, exc.status)
+                  status=status, error=str(exc) or type(exc).__name__)  # fmt: skip
+            response = make_response(request, status)
         if self.watches.get(watch.sub.key) is not watch:
             return
         self._run(watch, watch.sub.receive_response(response, self.ctx.clock()))
@@ -265,3 +285,12 @@ class CallActivity:
     def stop(self) -> list[Any]:
         """Tasks in flight, for the presence service to cancel."""
         return list(self._tasks)
+
+
+def _status(exc: Exception) -> int:
+    """The local final response for a SUBSCRIBE that got none (RFC 3261 §8.1.3.1)."""
+    if isinstance(exc, SendFailed):
+        return exc.status
+    if isinstance(exc, MappingError):
+        return exc.sip_status or 480
+    return 408 if isinstance(exc, TransactionTimeout) else 503
