@@ -227,6 +227,7 @@ class InviteSession:
         self.offer_pending = False  # our offer went in a 2xx; the answer is due in the ACK
         self.answering: int | None = None  # CSeq of a re-INVITE not yet answered (§14.2)
         self.local_sdp = b""  # the last session description we sent
+        self.cancel_sent = False  # UAC: our CANCEL is out (once, §9.1)
 
     # ---------------------------------------------------------------- table
 
@@ -368,9 +369,12 @@ class InviteSession:
         2xx (dialog, ACK; a cancelled one is hung up, §15), or a failure."""
         status = response.status
         if status < 200:
-            wanted = self.phase is Phase.CANCELLING
+            wanted = self.phase is Phase.CANCELLING and not self.cancel_sent
             self._go(Input.PROVISIONAL)
-            return [SendCancel()] if wanted else []
+            if not wanted:
+                return []
+            self.cancel_sent = True
+            return [SendCancel()]
         self.final_status = status
         if status < 300:
             was_cancelling = self.phase is Phase.CANCELLING
@@ -402,6 +406,7 @@ class InviteSession:
         early = self.phase is Phase.EARLY
         if not self._go(Input.CANCEL_OUT):
             return []
+        self.cancel_sent = early
         return [SendCancel()] if early else []
 
     # ---------------------------------------------------------------- both
