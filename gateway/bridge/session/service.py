@@ -151,17 +151,20 @@ class SessionService:
     async def start(self) -> None:
         return None
 
-    async def stop(self) -> None:
-        """Hang up every session that is up (BYE); forget the others."""
+    async def stop(self, grace: float = 5.0) -> None:
+        """Hang up every session that is up (BYE, answers awaited up to `grace` seconds);
+        forget the others."""
         for entry in list(self._dialogs):
             self._apply(entry, entry.session.hangup())
         for entry in list(self._pending.values()):
             if entry.session.role is Role.UAC:
                 self._apply(entry, entry.session.cancel())
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=64 * self.timers.t1)
+            await asyncio.wait(list(self._tasks), timeout=grace)
         for entry in [*self._dialogs, *self._pending.values()]:
             self._finish(entry, Ended(EndReason.BYE_OUT, None, "stopping"))
+        self._pending.clear()
+        self._dialogs = DialogTable()
 
     # ------------------------------------------------------------------ UAS
 
@@ -180,6 +183,9 @@ class SessionService:
             return None
         if self.media is None:
             self._refuse(incoming, 488, NOT_ENABLED[1], (self._warning(*NOT_ENABLED),))
+            return None
+        if not req.contacts:  # §8.1.1.8: the dialog's remote target; none, no dialog
+            self._refuse(incoming, 400, "no Contact", ())
             return None
         media = self.media
         session = InviteSession(
@@ -403,6 +409,7 @@ class SessionService:
             elif isinstance(action, Ended):
                 self._finish(entry, action)
         self._arm(entry)
+        self._forget(entry)
         if sends:
             self._spawn(self._send_in_order(entry, sends))
 
@@ -423,6 +430,7 @@ class SessionService:
                       error=str(exc) or type(exc).__name__)  # fmt: skip
             if req.method == "BYE":
                 entry.session.bye_done()
+                self._forget(entry)
 
     async def _first_hop(self, req: SipRequest) -> list[Target]:
         """The first Route, else the Request-URI (the remote target), by RFC 3263."""
@@ -436,6 +444,8 @@ class SessionService:
         return targets
 
     def _finish(self, entry: _Entry, ended: Ended) -> None:
+        """The session is over for the media (once); the tables keep it while our BYE is
+        out (a BYE crossing it gets 200, §15), `_forget` drops it once ENDED."""
         if entry.ended is not None:
             return
         entry.ended, entry.ended_status, entry.ended_detail = (
@@ -444,10 +454,6 @@ class SessionService:
             ended.detail,
         )
         call = entry.call
-        self._pending.pop((call.call_id, call.local_tag), None)
-        dialog = entry.session.dialog
-        if dialog is not None:
-            self._dialogs.remove(dialog.id)
         if entry.timer is not None:
             entry.timer.cancel()
             entry.timer = None
@@ -456,6 +462,18 @@ class SessionService:
         if self.media is not None:
             self.media.ended(call, ended.reason.value)
         entry.done.set()
+
+    def _forget(self, entry: _Entry) -> None:
+        """Drop an ENDED session from the tables (they stay bounded by max_sessions)."""
+        if entry.session.phase is not Phase.ENDED and entry.ended is None:
+            return
+        if entry.session.phase is Phase.ENDING:
+            return  # our BYE is out: kept until it is answered or times out
+        call = entry.call
+        self._pending.pop((call.call_id, call.local_tag), None)
+        dialog = entry.session.dialog
+        if dialog is not None and self._dialogs.get(dialog.id) is entry:
+            self._dialogs.remove(dialog.id)
 
     # ------------------------------------------------------------------ timers
 
