@@ -56,11 +56,14 @@ class Rig:
         return {"to_uri": self.uri, "from_uri": "sip:romeo@127.0.0.1"}
 
 
-async def make_rig(media: FixedMedia | None, max_sessions: int = 10) -> Rig:
+async def make_rig(media: FixedMedia | None, max_sessions: int = 10, t1: float = T1) -> Rig:
     port = free_port()
     sip = SipConfig(
-        listeners=(ListenerConfig(T.UDP, "127.0.0.1", port),),
-        timers=SipTimers(t1=T1, t2=4.0, t4=5.0),
+        listeners=(
+            ListenerConfig(T.UDP, "127.0.0.1", port),
+            ListenerConfig(T.TCP, "127.0.0.1", port),
+        ),
+        timers=SipTimers(t1=t1, t2=4.0, t4=5.0),
     )
     dispatcher = SipDispatcher()
     endpoint = SipEndpoint(sip, dispatcher)
@@ -70,7 +73,7 @@ async def make_rig(media: FixedMedia | None, max_sessions: int = 10) -> Rig:
         Resolver(DnsConfig()),
         media=media,
         contact=f"sip:session@127.0.0.1:{port}",
-        timers=TimerConfig(t1=T1, t2=4.0, t4=5.0),
+        timers=TimerConfig(t1=t1, t2=4.0, t4=5.0),
     )
     dispatcher.add("INVITE", service.handle_invite)
     dispatcher.add("ACK", service.handle_ack)
@@ -100,9 +103,16 @@ def fill(template: str, dest: Path, **fields: str) -> Path:
     return path
 
 
-async def run(sipp: Sipp, rig: Rig, scenario: str | Path, timeout: float = 20) -> SippResult:
+async def run(
+    sipp: Sipp, rig: Rig, scenario: str | Path, timeout: float = 20, transport: str = "u1"
+) -> SippResult:
     return await asyncio.to_thread(
-        sipp.run, scenario, remote=f"127.0.0.1:{rig.port}", keys=rig.keys(), timeout=timeout
+        sipp.run,
+        scenario,
+        remote=f"127.0.0.1:{rig.port}",
+        keys=rig.keys(),
+        timeout=timeout,
+        transport=transport,
     )
 
 
@@ -191,13 +201,23 @@ async def test_cancel_before_the_answer_is_487(sipp: Sipp, rig: Rig) -> None:
 # ---------------------------------------------------------------- sessions
 
 
-async def test_invite_200_ack_bye(sipp: Sipp, rig: Rig, tmp_path: Path) -> None:
-    scenario = fill("session_invite_bye_uac.xml", tmp_path, ACK_DELAY="0")
-    result = await run(sipp, rig, scenario)
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+async def test_invite_200_ack_bye(sipp: Sipp, tmp_path: Path, transport: str) -> None:
+    """T1 = 500 ms here: sipp over TCP takes a retransmitted 2xx for an unexpected message
+    (it expects none on a reliable transport; RFC 3261 §13.3.1.4 sends them anyway), so
+    the ACK must come before the first retransmission."""
+    rig = await make_rig(FixedMedia(), t1=0.5)
+    try:
+        scenario = fill("session_invite_bye_uac.xml", tmp_path, ACK_DELAY="0")
+        result = await run(sipp, rig, scenario, transport=transport)
+    finally:
+        await rig.service.stop()
+        await rig.endpoint.stop()
     assert result.ok, result.describe()
     assert rig.media is not None
     (call,) = rig.media.seen("started")
     assert call.role == "uas" and call.remote_uri == "sip:romeo@127.0.0.1"
+    assert call.transport == ("udp" if transport == "u1" else "tcp")
     assert [d for w, _, d in rig.media.calls if w == "ended"] == ["bye-received"]
     assert "m=message 2855 TCP/MSRP" in result.messages  # the Media's answer in the 200
     assert len(rig.service) == 0
@@ -222,6 +242,18 @@ async def test_no_ack_ends_the_session_with_bye_after_64_t1(sipp: Sipp, rig: Rig
     assert not rig.media.seen("started")
     assert result.messages.count("SIP/2.0 200 OK") >= 6  # retransmitted meanwhile
     assert "BYE sip:sipp@127.0.0.1" in result.messages  # to the remote target (Contact)
+
+
+async def test_invite_without_offer_gets_ours_and_the_answer_from_the_ack(
+    sipp: Sipp, rig: Rig
+) -> None:
+    result = await run(sipp, rig, "session_invite_nooffer_uac")
+    assert result.ok, result.describe()
+    assert rig.media is not None
+    assert [w for w, _, _ in rig.media.calls] == ["offer", "accepted", "started", "ended"]
+    (answer,) = [d for w, _, d in rig.media.calls if w == "accepted"]
+    assert isinstance(answer, bytes) and b"m=message 7397" in answer
+    assert "m=message 2855 TCP/MSRP" in result.messages  # our offer in the 200
 
 
 async def test_gateway_hangs_up_with_bye(sipp: Sipp, rig: Rig) -> None:
