@@ -198,6 +198,23 @@ async def test_cancel_before_the_answer_is_487(sipp: Sipp, rig: Rig) -> None:
     assert len(rig.service) == 0 and not rig.media.seen("started")
 
 
+async def test_media_silent_for_64_t1_is_500(sipp: Sipp, rig: Rig, tmp_path: Path) -> None:
+    assert rig.media is not None
+    rig.media.hold = asyncio.Event()  # never set: the Media never answers
+    scenario = fill(
+        "session_invite_refused_uac.xml",
+        tmp_path,
+        CONTENT_TYPE="application/sdp",
+        BODY=MESSAGE_SDP,
+        STATUS="500",
+        HEADER_RE="CSeq: 1 INVITE",
+    )
+    result = await run(sipp, rig, scenario)
+    assert result.ok, result.describe()
+    assert [d for w, _, d in rig.media.calls if w == "ended"] == ["refused"]
+    assert len(rig.service) == 0
+
+
 # ---------------------------------------------------------------- sessions
 
 
@@ -301,6 +318,26 @@ async def test_uac_session_with_a_sipp_uas(sipp: Sipp, rig: Rig) -> None:
     assert result.ok, result.describe()
     assert "m=message 2855 TCP/MSRP" in result.messages  # our offer, from Media.offer
     assert [d for w, _, d in rig.media.calls if w == "ended"] == ["bye-sent"]
+
+
+async def test_uac_cancel_goes_out_after_the_first_provisional(sipp: Sipp, rig: Rig) -> None:
+    assert rig.media is not None
+    port = free_port()
+    with sipp.uas("session_uas_cancelled", local_port=port) as uas:
+        task = asyncio.ensure_future(
+            rig.service.invite("sip:juliet@127.0.0.1", f"sip:bob@127.0.0.1:{port}")
+        )
+        async with asyncio.timeout(30):
+            while len(rig.service) == 0:  # the INVITE is out once the session is counted
+                await asyncio.sleep(0.01)
+        (call,) = rig.media.seen("offer")
+        rig.service.cancel(call)  # before any 1xx: the CANCEL waits for the 180
+        outcome = await asyncio.wait_for(task, 30)
+        result = await asyncio.to_thread(uas.wait)
+    assert (outcome.kind, outcome.status) == ("cancelled", 487), outcome
+    assert result.ok, result.describe()
+    assert [d for w, _, d in rig.media.calls if w == "ended"] == ["cancelled"]
+    assert len(rig.service) == 0
 
 
 async def test_uac_488_is_the_pager_fallback(sipp: Sipp, rig: Rig) -> None:

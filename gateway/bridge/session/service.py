@@ -208,11 +208,18 @@ class SessionService:
     async def _answer(self, entry: _Entry, incoming: IncomingRequest, media: Media) -> None:
         req, session, call = incoming.request, entry.session, entry.call
         try:
-            if req.body:
-                result = await media.answer(req.body, SDP, call)
-            else:  # RFC 3261 §13.2.1: no offer in the INVITE, ours goes in the 2xx
-                result = MediaAnswer(await media.offer(call))
-                session.offered_in_answer()
+            # bounded: past 64*T1 the caller's Timer B has given up (§17.1.1.2)
+            async with asyncio.timeout(64 * self.timers.t1):
+                if req.body:
+                    result = await media.answer(req.body, SDP, call)
+                else:  # RFC 3261 §13.2.1: no offer in the INVITE, ours goes in the 2xx
+                    result = MediaAnswer(await media.offer(call))
+                    session.offered_in_answer()
+        except TimeoutError:
+            if session.phase is Phase.OFFERED:
+                self._refuse(incoming, 500, "media did not answer in 64*T1")
+                self._apply(entry, _some(session.refused(500)))
+            return
         except Exception:
             self._apply(entry, _some(session.refused(500)))
             raise  # the error boundary answers 500 and logs it
