@@ -314,6 +314,9 @@ class SessionService:
             except Exception:
                 session.refused(500)
                 raise
+        if not session.live or entry.ended is not None:
+            incoming.reply(487)  # §15.1.2: the session ended while we answered
+            return
         if isinstance(result, MediaRefusal):
             self._media_refusal(incoming, result)
             session.refused(result.status)
