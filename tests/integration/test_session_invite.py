@@ -285,6 +285,21 @@ async def test_gateway_hangs_up_with_bye(sipp: Sipp, rig: Rig) -> None:
     assert "CSeq: 1 BYE" in result.messages  # our first request in the dialog
 
 
+async def test_stop_hangs_up_every_session(sipp: Sipp) -> None:
+    r = await make_rig(FixedMedia())
+    assert r.media is not None
+    try:
+        run_task = asyncio.ensure_future(run(sipp, r, "session_invite_hangup_uac"))
+        await r.media.wait_for("started")
+        await r.service.stop()
+        result = await run_task
+    finally:
+        await r.endpoint.stop()
+    assert result.ok, result.describe()
+    assert [d for w, _, d in r.media.calls if w == "ended"] == ["bye-sent"]
+    assert len(r.service) == 0
+
+
 async def test_reinvite_answered_in_the_session(sipp: Sipp, rig: Rig) -> None:
     result = await run(sipp, rig, "session_invite_reinvite_uac")
     assert result.ok, result.describe()

@@ -399,3 +399,38 @@ def test_uas_any_order_ends_at_most_once_and_phases_follow_the_table(
         assert ends <= 1
         if s.phase is Phase.ENDED:
             assert s.deadline is None and ends == 1
+
+
+UAC_STEPS = st.lists(
+    st.sampled_from([100, 180, 200, 486, 487, 488, "cancel", "hangup", "bye_done", "fail"]),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, derandomize=True)
+@given(UAC_STEPS)
+def test_uac_any_order_one_end_one_cancel_ack_per_2xx(steps: list[int | str]) -> None:
+    s = outgoing()
+    ends = cancels = acks = successes = 0
+    for step in steps:
+        if step == "cancel":
+            acts = s.cancel()
+        elif step == "hangup":
+            acts = s.hangup()
+        elif step == "bye_done":
+            s.bye_done()
+            acts = []
+        elif step == "fail":
+            acts = s.failed("timeout")
+        else:
+            assert isinstance(step, int)
+            before = s.phase
+            acts = s.on_response(response(s, step))
+            successes += step == 200 and before in (Phase.CALLING, Phase.EARLY, Phase.CANCELLING)
+        ends += sum(isinstance(a, Ended) for a in acts)
+        cancels += sum(isinstance(a, SendCancel) for a in acts)
+        acks += sum(isinstance(a, SendAck) for a in acts)
+        assert ends <= 1 and cancels <= 1
+        assert acks == successes <= 1  # one dialog: the first 2xx is ACKed by us
+        if cancels:
+            assert s.phase is not Phase.CALLING
