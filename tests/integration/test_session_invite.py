@@ -10,6 +10,7 @@ the running gateway is in test_gateway_methods.py.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +214,24 @@ async def test_media_silent_for_64_t1_is_500(sipp: Sipp, rig: Rig, tmp_path: Pat
     assert result.ok, result.describe()
     assert [d for w, _, d in rig.media.calls if w == "ended"] == ["refused"]
     assert len(rig.service) == 0
+
+
+async def test_invite_with_a_content_length_past_its_body_is_400(rig: Rig) -> None:
+    """A malformed INVITE is the SIP core's (RFC 3261 §18.3 over UDP): 400, no session."""
+    invite = (
+        f"INVITE {rig.uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKbadlen\r\n"
+        "From: <sip:romeo@127.0.0.1>;tag=r1\r\nTo: <sip:juliet@127.0.0.1>\r\n"
+        "Call-ID: badlen@t\r\nCSeq: 1 INVITE\r\nContact: <sip:romeo@127.0.0.1:9>\r\n"
+        "Content-Type: application/sdp\r\nContent-Length: 500\r\n\r\nv=0\r\n"
+    ).encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendto(sock, invite, ("127.0.0.1", rig.port))
+        answer = await asyncio.wait_for(loop.sock_recv(sock, 65536), 10)
+    assert answer.startswith(b"SIP/2.0 400 "), answer
+    assert rig.media is not None and rig.media.calls == [] and len(rig.service) == 0
 
 
 # ---------------------------------------------------------------- sessions
