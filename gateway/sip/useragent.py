@@ -316,6 +316,7 @@ class UserAgent:
         self._incoming: dict[ev.ServerKeyT, IncomingRequest] = {}
         # INVITE client transactions by (Call-ID, CSeq number): what `cancel_invite` finds
         self._invites: dict[tuple[str, int], ClientKey] = {}
+        self._invite_ids: dict[ClientKey, tuple[str, int]] = {}  # the reverse, to forget
         # ACKs we sent for 2xx, by (Call-ID, CSeq number, To tag): each 2xx retransmission
         # gets the same ACK again (§13.2.2.4); bounded, as a peer may retransmit for 64*T1
         self._acks: Memo[tuple[str, int, str], tuple[bytes, Address, str, SipRequest]] = Memo(4096)
@@ -523,8 +524,9 @@ class UserAgent:
         self._send_errors.pop(e.key, None)
         if isinstance(e.key, ClientKey):
             self._clients.pop(e.key, None)
-            if e.key.method == "INVITE":
-                self._invites = {k: v for k, v in self._invites.items() if v != e.key}
+            ids = self._invite_ids.pop(e.key, None) if e.key.method == "INVITE" else None
+            if ids is not None and self._invites.get(ids) == e.key:
+                del self._invites[ids]
         else:
             self._incoming.pop(e.key, None)
 
@@ -689,7 +691,9 @@ class UserAgent:
         self._clients[key] = _Waiter(on_final, on_provisional)
         req = ready.request
         if req.method == "INVITE" and req.call_id is not None and req.cseq is not None:
-            self._invites[(req.call_id, req.cseq.seq)] = key
+            ids = (req.call_id, req.cseq.seq)
+            self._invites[ids] = key
+            self._invite_ids[key] = ids
         return key
 
     def cancel_invite(self, call_id: str, seq: int, now: float) -> bool:
