@@ -35,12 +35,14 @@ from gateway.bridge.presence.context import domain_maps, presence_config
 from gateway.bridge.presence.service import PresenceService
 from gateway.bridge.regevent.service import RegEventService
 from gateway.bridge.routing import SipRouter
+from gateway.bridge.session.service import SessionService, default_contact
 from gateway.config import Config, ConfigError, Transport, read_config
 from gateway.logs import WireTrace, event, set_level
 from gateway.metrics import Metrics
 from gateway.registrar.service import Registrar
 from gateway.registrar.users import UsersFileError, read_users
 from gateway.resolver.resolver import Resolver
+from gateway.sip.timers import TimerConfig
 from gateway.sip.transport.endpoint import SipEndpoint
 from gateway.sip.transport.tls import load_client_ca, server_context
 from gateway.sip.useragent import IncomingRequest, RequestHandler
@@ -91,6 +93,7 @@ class Gateway:
     endpoint: SipEndpoint | None = None
     registrar: Registrar | None = None
     inflight: InFlight | None = None
+    sessions: SessionService | None = None  # INVITE sessions (docs/sessions.md)
     trace: WireTrace = field(default_factory=WireTrace)
     draining: bool = False
     # Set by `run`: what SIGTERM does (drain, then stop); the console's drain action.
@@ -156,12 +159,14 @@ class Gateway:
 
 
 # What the gateway answers (its Allow): the dispatcher's methods plus what the endpoint and
-# transaction layer handle themselves. INVITE (MSRP chat sessions, RFC 7573) is not built
-# yet, so it gets 405 with this Allow rather than being advertised.
+# transaction layer handle themselves. INVITE/ACK/BYE go to the session service
+# (docs/sessions.md): without a Media every INVITE gets 488 with a Warning, which RFC 7573
+# peers take as "use pager mode".
 GATEWAY_UAS_POLICY = replace(
     GATEWAY_POLICY,
     methods=frozenset(
         {"MESSAGE", "SUBSCRIBE", "NOTIFY", "REGISTER", "PUBLISH", "OPTIONS", "ACK", "CANCEL"}
+        | {"INVITE", "BYE"}
     ),
     # SUBSCRIBE also for presence.winfo: its NOTIFYs carry RFC 3858 documents
     # (bridge/presence/winfo.py), and for the reg event: RFC 3680 (bridge/regevent/)
@@ -178,7 +183,17 @@ GATEWAY_UAS_POLICY = replace(
 
 # Stop order on SIGTERM: presence first (the endpoint and links still up), the SIP endpoint
 # before the links (XMPP->SIP messages in flight get their answer), the store last but one.
-DRAIN_ORDER = ("presence", "reg_event", "bridge", "offline", "registrar", "sip", "xmpp", "store")
+DRAIN_ORDER = (
+    "presence",
+    "reg_event",
+    "sessions",
+    "bridge",
+    "offline",
+    "registrar",
+    "sip",
+    "xmpp",
+    "store",
+)
 
 
 class InFlight:
@@ -322,11 +337,26 @@ def build(cfg: Config) -> Gateway:
         subscribe = reg_event.route(subscribe)
     dispatcher.add("SUBSCRIBE", subscribe)
     dispatcher.add("NOTIFY", presence.handle_notify)
+    # INVITE sessions (issue 18, docs/sessions.md); the Media (SDP + MSRP) is not wired yet
+    t = cfg.sip.timers
+    sessions = SessionService(
+        cfg.sessions,
+        endpoint,
+        resolver,
+        media=None,
+        contact=cfg.sessions.contact or default_contact(cfg.sip),
+        timers=TimerConfig(t1=t.t1, t2=t.t2, t4=t.t4),
+    )
+    dispatcher.add("INVITE", sessions.handle_invite)
+    dispatcher.add("ACK", sessions.handle_ack)
+    dispatcher.add("BYE", sessions.handle_bye)
+    gw.sessions = sessions
     gw.endpoint = endpoint
     gw.registrar = registrar
     gw.services.append(("store", store))
     gw.services.append(("bridge", BridgeHandlers(pager)))
     gw.services.append(("presence", presence))
+    gw.services.append(("sessions", sessions))
     gw.services.append(("xmpp", links))
     gw.services.append(("registrar", registrar))
     if reg_event is not None:  # after the registrar: bindings restored

@@ -226,6 +226,15 @@ class CallActivitySection:
     subscribe_dialog: str = "auto"  # auto: SUBSCRIBE to devices whose Allow-Events has dialog
 
 
+@dataclass(frozen=True)
+class SessionsSection:
+    """The INVITE leg of message sessions (issue 18, docs/sessions.md)."""
+
+    max_sessions: int = 1000  # concurrent INVITE sessions; the next INVITE gets 503
+    retry_after: int = 30  # seconds, in the Retry-After of that 503 (RFC 3261 §21.5.4)
+    contact: str | None = None  # our Contact URI in session dialogs; derived if absent
+
+
 STORE_BACKENDS = ("sqlite", "postgresql")
 
 
@@ -289,6 +298,7 @@ class Config:
     store: StoreConfig = StoreConfig()
     reg_event: RegEventSection = RegEventSection()
     call_activity: CallActivitySection = CallActivitySection()
+    sessions: SessionsSection = SessionsSection()
 
     def component(self, domain: str) -> ComponentConfig | None:
         return next((c for c in self.xmpp.components if c.domain == domain.lower()), None)
@@ -893,6 +903,21 @@ def _load_offline(sec: _Section) -> OfflineSection:
     return out
 
 
+def _load_sessions(sec: _Section) -> SessionsSection:
+    out = SessionsSection(
+        max_sessions=sec.get("max_sessions", int, 1000),
+        retry_after=sec.get("retry_after", int, 30),
+        contact=_sip_uri(sec, "contact") if "contact" in sec.data else None,
+    )
+    sec.used.add("contact")
+    if out.max_sessions < 0:
+        raise ConfigError(sec.key("max_sessions"), "must not be negative")
+    if out.retry_after <= 0:
+        raise ConfigError(sec.key("retry_after"), "must be positive")
+    sec.done()
+    return out
+
+
 def _load_store(sec: _Section, base: Path, env: Mapping[str, str]) -> StoreConfig:
     backend = sec.choice("backend", STORE_BACKENDS, "sqlite")
     dsn = _secret(sec, "dsn", base, env)
@@ -928,6 +953,7 @@ def load_config(
         store=_load_store(root.table("store"), base_dir, env),
         reg_event=_load_reg_event(root.table("reg_event")),
         call_activity=_load_call_activity(root.table("call_activity")),
+        sessions=_load_sessions(root.table("sessions")),
         source=source,
     )
     root.done()

@@ -6,7 +6,8 @@ drain policy, `SipEndpoint.begin_drain`). Here:
 
 * a method with a registered handler goes to it (`add(method, handler)`: MESSAGE -> the
   pager behind the trust gate, REGISTER/PUBLISH -> the registrar, SUBSCRIBE/NOTIFY -> the
-  presence bridge);
+  presence bridge, INVITE/ACK/BYE -> the session service, docs/sessions.md; a CANCEL
+  matching an INVITE is answered by the transaction layer, §9.2);
 * a CANCEL that reached us matched no transaction: 481 (§9.2);
 * any other method the endpoint let through: 405 with the Allow of what is registered.
 

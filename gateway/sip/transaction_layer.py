@@ -46,6 +46,7 @@ from gateway.sip.transaction import (
     TransactionKey,
     client_key_for_response,
     make_ack,
+    make_cancel,
     server_key_for_request,
 )
 from gateway.sip.transaction_events import (
@@ -245,6 +246,32 @@ class TransactionLayer:
     def send_stateless(self, message: SipMessage, dest: Address, transport: str) -> None:
         """Send outside any transaction (ACK for a 2xx, stateless 4xx for bad requests)."""
         self._out.append(Outgoing(self._encode(message), dest, transport, message))
+
+    def cancel_client(self, key: ClientKey, now: float) -> ClientKey | None:
+        """Start the CANCEL of the INVITE client transaction `key` (§9.1): the INVITE's
+        top Via (same branch), Request-URI, Call-ID, From, To, CSeq number and Routes, to
+        the INVITE's destination over its transport. Only in Proceeding: a CANCEL "SHOULD
+        NOT be sent" before a provisional response, and is useless after a final one.
+        None when there is nothing to cancel."""
+        tx = self._txs.get(key)
+        if tx is None or tx.kind is not Kind.ICT or tx.state is not State.PROCEEDING:
+            return None
+        assert tx.request is not None
+        cancel = make_cancel(tx.request)
+        return self.send_request(cancel, tx.dest, tx.transport, now, branch=key.branch)
+
+    def send_raw(
+        self,
+        data: bytes,
+        dest: Address,
+        transport: str,
+        message: SipMessage,
+        *,
+        retransmission: bool = False,
+    ) -> None:
+        """Send bytes already encoded outside any transaction (an ACK for a 2xx, again for
+        each retransmission of that 2xx, §13.2.2.4)."""
+        self._out.append(Outgoing(data, dest, transport, message, None, retransmission))
 
     def transport_error(self, key: TransactionKey, now: float) -> None:
         """The glue failed to send an `Outgoing` of this transaction (§17.1.4, §17.2.4)."""

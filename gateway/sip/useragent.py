@@ -54,6 +54,7 @@ from gateway.sip.validate import (
 
 __all__ = [
     "DEFAULT_RETRY_AFTER",
+    "DialogSender",
     "Driver",
     "EndpointStats",
     "FinalCallback",
@@ -128,6 +129,22 @@ class RequestSender(Protocol):
     ) -> None: ...
 
 
+class DialogSender(RequestSender, Protocol):
+    """What an INVITE dialog usage sends through, beyond `RequestSender` (`SipEndpoint`
+    is one): the CANCEL of an INVITE we sent (§9.1) and the ACK for a 2xx, which is no
+    transaction (§13.2.2.4, §17.1.1.3)."""
+
+    def cancel(self, invite: SipRequest) -> bool:
+        """CANCEL the pending client INVITE with `invite`'s Call-ID and CSeq (as given to
+        `request`). False when there is none in Proceeding (no 1xx yet, or already
+        final): the caller retries after the first provisional response."""
+
+    async def ack(self, ack: SipRequest, target: Target) -> None:
+        """Send the ACK for a 2xx (built from the dialog: its route set, the INVITE's
+        CSeq number) with our Via and a fresh branch; each retransmission of that 2xx is
+        answered with the same ACK by the core. Raises TransportFailure."""
+
+
 class Driver(Protocol):
     """The I/O side of a `UserAgent` (the asyncio `SipEndpoint`, or a test double)."""
 
@@ -177,6 +194,9 @@ class IncomingRequest:
     to_tag: str = field(default_factory=lambda: secrets.token_hex(6))
     final_sent: bool = False
     cancelled: bool = False
+    # called once when a CANCEL ended this INVITE (the layer answered 200 and 487, §9.2)
+    on_cancel: Callable[[], None] | None = None
+    _success: SipResponse | None = field(default=None, repr=False)
 
     def respond(self, response: SipResponse) -> bool:
         """Send `response` through the server transaction; a second final response (or
@@ -195,7 +215,17 @@ class IncomingRequest:
             return False
         if response.status >= 200:
             self.final_sent = True
+        if 200 <= response.status < 300 and self.request.method == "INVITE":
+            self._success = response
         return self._ua.respond(self.server_key, response)
+
+    def resend_success(self) -> bool:
+        """Retransmit the 2xx sent to this INVITE (the TU's job until the ACK, RFC 3261
+        §13.3.1.4) through its server transaction, which accepts it in the RFC 6026
+        Accepted state. False once that transaction is gone (Timer L, 64*T1)."""
+        if self._success is None or self.server_key is None:
+            return False
+        return self._ua.respond(self.server_key, self._success)
 
     def reply(
         self,
@@ -284,6 +314,12 @@ class UserAgent:
         self.unsent = 0  # client requests started (by the driver) since the last send
         self._clients: dict[ClientKey, _Waiter] = {}
         self._incoming: dict[ev.ServerKeyT, IncomingRequest] = {}
+        # INVITE client transactions by (Call-ID, CSeq number): what `cancel_invite` finds
+        self._invites: dict[tuple[str, int], ClientKey] = {}
+        self._invite_ids: dict[ClientKey, tuple[str, int]] = {}  # the reverse, to forget
+        # ACKs we sent for 2xx, by (Call-ID, CSeq number, To tag): each 2xx retransmission
+        # gets the same ACK again (§13.2.2.4); bounded, as a peer may retransmit for 64*T1
+        self._acks: Memo[tuple[str, int, str], tuple[bytes, Address, str, SipRequest]] = Memo(4096)
         self._send_errors: dict[Any, str] = {}
         self._allow = tuple(sorted(self.policy.methods))
 
@@ -452,6 +488,7 @@ class UserAgent:
     def _on_response(self, e: ev.ResponseReceived) -> None:
         waiter = self._clients.get(e.client_key)
         if waiter is None:
+            self._reack(e.response)
             return
         if e.response.status < 200:
             if waiter.on_provisional is not None:
@@ -465,6 +502,8 @@ class UserAgent:
         if incoming is not None:
             incoming.cancelled = True
             incoming.final_sent = True  # the layer answered 487
+            if incoming.on_cancel is not None:
+                incoming.on_cancel()
 
     def _fail_client(self, key: Any, exc: Exception) -> None:
         waiter = self._clients.pop(key, None) if isinstance(key, ClientKey) else None
@@ -485,10 +524,15 @@ class UserAgent:
         self._send_errors.pop(e.key, None)
         if isinstance(e.key, ClientKey):
             self._clients.pop(e.key, None)
+            ids = self._invite_ids.pop(e.key, None) if e.key.method == "INVITE" else None
+            if ids is not None and self._invites.get(ids) == e.key:
+                del self._invites[ids]
         else:
             self._incoming.pop(e.key, None)
 
     def _on_stray(self, e: ev.StrayResponse) -> None:
+        if self._reack(e.response):
+            return
         log.debug("stray response %s from %s dropped", e.response.status, e.source)
 
     # ------------------------------------------------------------------ the error boundary
@@ -645,7 +689,48 @@ class UserAgent:
             ready.request, ready.dest, transport, now, data=ready.data, branch=ready.branch
         )
         self._clients[key] = _Waiter(on_final, on_provisional)
+        req = ready.request
+        if req.method == "INVITE" and req.call_id is not None and req.cseq is not None:
+            ids = (req.call_id, req.cseq.seq)
+            self._invites[ids] = key
+            self._invite_ids[key] = ids
         return key
+
+    def cancel_invite(self, call_id: str, seq: int, now: float) -> bool:
+        """CANCEL our INVITE (Call-ID, CSeq number) if it is in Proceeding (§9.1); the
+        CANCEL's own response is of no interest (the INVITE gets 487 or a final)."""
+        key = self._invites.get((call_id, seq))
+        if key is None:
+            return False
+        cancel = self.layer.cancel_client(key, now)
+        if cancel is None:
+            return False
+        self._clients[cancel] = _Waiter(lambda response, exc: None, None)
+        self.process()
+        return True
+
+    def send_ack(self, ready: Prepared, transport: str) -> None:
+        """Send the ACK for a 2xx (no transaction, §17.1.1.3) and remember it for the 2xx
+        retransmissions (`_reack`)."""
+        ack = ready.request
+        data = ready.data or serialize(ack)
+        cseq, tag = ack.cseq, ack.to_tag
+        if ack.call_id is not None and cseq is not None and tag is not None:
+            self._acks.put((ack.call_id, cseq.seq, tag), (data, ready.dest, transport, ack))
+        self.layer.send_raw(data, ready.dest, transport, ack)
+        self.process()
+
+    def _reack(self, response: SipResponse) -> bool:
+        """A 2xx to an INVITE nobody waits for any more: a retransmission (§13.2.2.4)."""
+        cseq, tag = response.cseq, response.to_tag
+        if not response.is_success or cseq is None or cseq.method != "INVITE" or tag is None:
+            return False
+        sent = self._acks.peek((response.call_id or "", cseq.seq, tag))
+        if sent is None:
+            return False
+        data, dest, transport, ack = sent
+        self.layer.send_raw(data, dest, transport, ack, retransmission=True)
+        return True
 
     def forget_client(self, key: ClientKey) -> None:
         """The TU no longer waits (its task was cancelled): later responses are dropped."""

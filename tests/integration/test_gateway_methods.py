@@ -1,7 +1,7 @@
 """What the running gateway says it does matches what it does (RFC 3261 §8.2.1, §11):
-OPTIONS lists the methods it handles in Allow; INVITE (chat sessions are not built)
-gets 405 with that same Allow, and the ACK for the 405 is absorbed by the INVITE
-server transaction (no answer, no error)."""
+OPTIONS lists the methods it handles in Allow, INVITE and BYE among them; without a
+Media for message sessions (docs/sessions.md) an INVITE gets 488 with Warning 304, and
+the ACK for the 488 is absorbed by the INVITE server transaction (no answer, no error)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from tests.harness.gateway_proc import GatewayProcess
 from tests.harness.ports import free_port
 
 LOOPBACK = "127.0.0.1"
-HANDLED = {"MESSAGE", "SUBSCRIBE", "NOTIFY", "REGISTER", "PUBLISH", "OPTIONS", "ACK", "CANCEL"}
+HANDLED = {"MESSAGE", "SUBSCRIBE", "NOTIFY", "REGISTER", "PUBLISH", "OPTIONS", "ACK", "CANCEL"} | {
+    "INVITE",
+    "BYE",
+}
 
 
 def _request(method: str, local: int, branch: str, call_id: str, cseq: str) -> bytes:
@@ -38,7 +41,7 @@ def _allow(response: bytes) -> set[str]:
     raise AssertionError(f"no Allow in {response!r}")
 
 
-def test_options_allow_matches_invite_405(gateway: Callable[..., GatewayProcess]) -> None:
+def test_options_allow_and_invite_488_without_media(gateway: Callable[..., GatewayProcess]) -> None:
     port = free_port()
     sip: dict[str, Any] = {
         "listeners": [{"transport": "udp", "address": LOOPBACK, "port": port}],
@@ -62,8 +65,8 @@ def test_options_allow_matches_invite_405(gateway: Callable[..., GatewayProcess]
         while answers[-1].startswith(b"SIP/2.0 1"):
             answers.append(sock.recv(65536))
         final = answers[-1]
-        assert final.startswith(b"SIP/2.0 405 "), final
-        assert _allow(final) == HANDLED
+        assert final.startswith(b"SIP/2.0 488 "), final
+        assert b'\r\nWarning: 304 gateway "message sessions not enabled"\r\n' in final, final
 
         to_tag = next(
             line.split("tag=")[1] for line in final.decode().split("\r\n") if line.startswith("To:")

@@ -315,6 +315,21 @@ def test_offline_section(tmp_path: Path) -> None:
         assert error_of(MINIMAL + "[offline]\n" + text, tmp_path).path == path
 
 
+def test_sessions_section(tmp_path: Path) -> None:
+    default = load(MINIMAL, tmp_path).sessions
+    assert (default.max_sessions, default.retry_after, default.contact) == (1000, 30, None)
+    text = "[sessions]\nmax_sessions = 0\nretry_after = 5\ncontact = 'sip:s@gw.example'\n"
+    cfg = load(MINIMAL + text, tmp_path).sessions
+    assert (cfg.max_sessions, cfg.retry_after, cfg.contact) == (0, 5, "sip:s@gw.example")
+    for bad, path in [
+        ("max_sessions = -1", "sessions.max_sessions"),
+        ("retry_after = 0", "sessions.retry_after"),
+        ("contact = 'mailto:x@y'", "sessions.contact"),
+        ("limit = 3", "sessions.limit"),
+    ]:
+        assert error_of(MINIMAL + "[sessions]\n" + bad, tmp_path).path == path
+
+
 def test_tls_listener_client_ca(tmp_path: Path) -> None:
     for name in ("c.pem", "k.pem", "ca.pem"):
         (tmp_path / name).write_text("x")

@@ -397,6 +397,23 @@ class SipEndpoint:
         self._client_tasks.add(task)
         task.add_done_callback(partial(self._client_task_done, on_final))
 
+    def cancel(self, invite: SipRequest) -> bool:
+        """`DialogSender.cancel`: the core's `cancel_invite` for `invite`'s Call-ID and CSeq."""
+        cseq = invite.cseq
+        if self._loop is None or invite.call_id is None or cseq is None:
+            return False
+        return self.ua.cancel_invite(invite.call_id, cseq.seq, self.now())
+
+    async def ack(self, ack: SipRequest, target: Target) -> None:
+        """`DialogSender.ack`: the ACK for a 2xx with our Via and a fresh branch, over
+        the target's transport (never switched: an ACK is small), no transaction."""
+        ip, plan, _, ready = self._plan(ack, target, allow_tcp=False)
+        if ready is None:
+            dest = (ip, target.port)
+            sent_by = await self._sent_by(plan.transport, dest, target.host)
+            ready = self.ua.prepare(ack, plan.transport, dest, sent_by)
+        self.ua.send_ack(ready, plan.transport)
+
     def _deferred_process(self) -> None:
         self._drain_soon = False
         self.ua.process()

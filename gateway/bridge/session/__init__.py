@@ -1,0 +1,1 @@
+"""Message sessions: the INVITE leg (docs/sessions.md)."""
