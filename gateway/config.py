@@ -872,7 +872,7 @@ def _load_store(sec: _Section, base: Path, env: Mapping[str, str]) -> StoreConfi
 
 def _load_msrp(sec: _Section, base: Path, env: Mapping[str, str]) -> MsrpConfig:
     cert, key = sec.opt("certificate", str), sec.opt("private_key", str)
-    tls_port = _port(sec, "tls_port", 2856) if "tls_port" in sec.data else None
+    tls_port = _bounded(sec, "tls_port", 2856, 0, 65535) if "tls_port" in sec.data else None
     sec.used.add("tls_port")
     if tls_port is not None and (cert is None or key is None):
         missing = "certificate" if cert is None else "private_key"
@@ -887,7 +887,7 @@ def _load_msrp(sec: _Section, base: Path, env: Mapping[str, str]) -> MsrpConfig:
         enabled=sec.get("enabled", bool, False),
         address=_ip(sec, "address", "127.0.0.1"),
         host=sec.opt("host", str),
-        port=_port(sec, "port", 2855),
+        port=_bounded(sec, "port", 2855, 0, 65535),  # 0: any free port (tests)
         tls_port=tls_port,
         certificate=_readable_file(sec.key("certificate"), cert, base) if cert else None,
         private_key=_readable_file(sec.key("private_key"), key, base) if key else None,
