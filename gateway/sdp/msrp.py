@@ -1,6 +1,7 @@
 """SDP offer/answer for MSRP media (RFC 3264, RFC 4975 §8, RFC 4145, RFC 6135, RFC 4572).
 
-Three entry points, all pure:
+Entry points, all pure (`offered_tls(offer)` first tells which URI scheme to give the
+session):
 
 - `make_offer(local, ...) -> (bytes, Offer)`: one `m=message <port> TCP[/TLS]/MSRP *`
   stream with a=accept-types, a=accept-wrapped-types, a=path, a=setup:actpass (RFC 6135
@@ -49,6 +50,7 @@ __all__ = [
     "answer_offer",
     "fingerprint_of",
     "make_offer",
+    "offered_tls",
     "parse_answer",
     "type_accepted",
 ]
@@ -284,6 +286,22 @@ def make_offer(local: LocalMedia) -> tuple[bytes, Offer]:
         _origin(local), "-", _connection(local), media=(_our_media(local, "actpass"),)
     )
     return sdp.serialize(), Offer(sdp, local)
+
+
+def offered_tls(offer: bytes) -> bool | None:
+    """Whether the offer's first message stream is TCP/TLS/MSRP (True) or TCP/MSRP (False);
+    None when it has none or does not parse. Lets the caller make a session with the right
+    URI scheme (msrps with TLS, RFC 4975 §6) before `answer_offer`."""
+    try:
+        sdp = parse_sdp(offer)
+    except SdpError:
+        return None
+    for media in sdp.media:
+        if media.media == "message" and media.port != 0:
+            proto = media.proto.upper()
+            if proto in (PROTO_TCP, PROTO_TLS):
+                return proto == PROTO_TLS
+    return None
 
 
 def answer_offer(offer: bytes, local: LocalMedia) -> Answer | Refusal:

@@ -18,7 +18,16 @@ import pytest
 from gateway.config import MsrpConfig
 from gateway.msrp.transport import IncomingMessage, MsrpConnectError, MsrpService, MsrpSession
 from gateway.msrp.uri import parse_uri
-from gateway.sdp.msrp import fingerprint_of
+from gateway.sdp.msrp import (
+    Answer,
+    Negotiated,
+    Offer,
+    answer_offer,
+    fingerprint_of,
+    make_offer,
+    offered_tls,
+    parse_answer,
+)
 from tests.harness import require_binary
 from tests.harness.msrpclient import MsrpClient, build, listen, new_id
 
@@ -353,3 +362,48 @@ async def test_idle_timeout_and_connection_loss(certs: dict[str, tuple[Path, Pat
         assert inbox.closed and inbox.closed[0].startswith("connection lost")  # §5.4
     finally:
         await svc.stop()
+
+
+@pytest.mark.parametrize(("tls", "prefer_active"), [(False, False), (True, False), (True, True)])
+async def test_two_services_negotiated_by_sdp(
+    certs: dict[str, tuple[Path, Path]], tls: bool, prefer_active: bool
+) -> None:
+    """The wiring the INVITE leg does: make_offer -> answer_offer -> parse_answer, then
+    each side connects with what was negotiated (RFC 6135 roles, §14.2 fingerprints)."""
+    peer_cert, peer_key = certs["client"]
+    offerer = MsrpService(_config(certs))
+    answerer = MsrpService(_config(certs, certificate=peer_cert, private_key=peer_key))
+    await offerer.start()
+    await answerer.start()
+    try:
+        o_session, o_inbox = await _session(offerer, tls=tls)
+        body, offer = make_offer(o_session.local_media())
+        assert offered_tls(body) is tls
+        a_session, a_inbox = await _session(answerer, tls=tls)
+        answer = answer_offer(body, a_session.local_media(prefer_active=prefer_active))
+        assert isinstance(answer, Answer)
+        ours = parse_answer_checked(answer.body, offer)
+        assert {ours.setup, answer.stream.setup} == {"active", "passive"}
+        for session, stream in ((o_session, ours), (a_session, answer.stream)):
+            if stream.setup == "passive":
+                await session.connect(stream.remote_path, "passive", stream.fingerprints)
+        for session, stream in ((o_session, ours), (a_session, answer.stream)):
+            if stream.setup == "active":
+                await session.connect(stream.remote_path, "active", stream.fingerprints)
+        await a_session.wait_connected()
+        await o_session.wait_connected()
+        for sender, inbox in ((o_session, a_inbox), (a_session, o_inbox)):
+            sending = asyncio.create_task(sender.send_message("text/plain", b"via sdp"))
+            msg = await inbox.get()
+            assert msg.body == b"via sdp"
+            msg.accept()
+            assert (await asyncio.wait_for(sending, 10)).ok
+    finally:
+        await offerer.stop()
+        await answerer.stop()
+
+
+def parse_answer_checked(body: bytes, offer: Offer) -> Negotiated:
+    result = parse_answer(body, offer)
+    assert isinstance(result, Negotiated), result
+    return result

@@ -291,3 +291,12 @@ def test_fuzz_answer_offer(data: bytes) -> None:
 def test_fuzz_parse_answer(data: bytes) -> None:
     _, offer = make_offer(LOCAL)
     assert isinstance(parse_answer(data, offer), Negotiated | Refusal)
+
+
+def test_offered_tls() -> None:
+    from gateway.sdp.msrp import offered_tls
+
+    assert offered_tls(_v("rfc4975_fig19_tls.sdp")) is True
+    assert offered_tls(_v("audio_and_message.sdp")) is False
+    assert offered_tls(_v("audio_video_only.sdp")) is None
+    assert offered_tls(b"not sdp") is None

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from gateway.config import MsrpConfig
 from gateway.msrp import relay as relaylib
@@ -53,7 +53,7 @@ from gateway.msrp.framing import MsrpFramer
 from gateway.msrp.message import MsrpRequest, MsrpResponse
 from gateway.msrp.serializer import serialize
 from gateway.msrp.uri import MsrpUri, parse_uri
-from gateway.sdp.msrp import Fingerprint, fingerprint_of
+from gateway.sdp.msrp import Fingerprint, LocalMedia, fingerprint_of
 
 __all__ = ["IncomingMessage", "MsrpConnectError", "MsrpService", "MsrpSession", "SendOutcome"]
 
@@ -215,6 +215,20 @@ class MsrpSession:
     @property
     def remote_path(self) -> tuple[MsrpUri, ...]:
         return self._core.remote_path
+
+    def local_media(self, **overrides: Any) -> LocalMedia:
+        """Our side for gateway.sdp.msrp (`make_offer`, `answer_offer`): this session's
+        path, the service's host, TLS with our certificate's fingerprint, and a=max-size;
+        `overrides` replace LocalMedia fields (accept_types, prefer_active, version...)."""
+        fields: dict[str, Any] = {
+            "path": self.local_path,
+            "address": self.service.host,
+            "tls": self.tls,
+            "fingerprint": self.service.fingerprint if self.tls else None,
+            "max_size": self.service.config.max_message_size,
+        }
+        fields.update(overrides)
+        return LocalMedia(**fields)
 
     @property
     def connected(self) -> bool:
