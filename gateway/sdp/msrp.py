@@ -6,6 +6,8 @@ session):
 - `make_offer(local, ...) -> (bytes, Offer)`: one `m=message <port> TCP[/TLS]/MSRP *`
   stream with a=accept-types, a=accept-wrapped-types, a=path, a=setup:actpass (RFC 6135
   §4.2.2 "MUST use actpass" when reachable), a=max-size and, with TLS, a=fingerprint.
+  Usable streams must carry an a=fingerprint when TLS goes straight to the peer (a
+  one-URI path); a path through relays need not.
 - `answer_offer(offer_bytes, local) -> Answer | Refusal`: the first usable message stream
   is accepted; every other m-line (audio, video, a second message stream, an unknown
   proto) is refused with port 0 (RFC 3264 §6). No usable stream: `Refusal(488, warning)`
@@ -110,7 +112,8 @@ def _parse_fingerprint(value: str) -> Fingerprint:
 @dataclass(frozen=True)
 class LocalMedia:
     """Our side of a stream. `path` is our a=path (relay URIs first, ours last, RFC 4976
-    §5.2); `tls` offers/accepts TCP/TLS/MSRP with `fingerprint` (required with TLS)."""
+    §5.2); `tls` offers/accepts TCP/TLS/MSRP with `fingerprint` (required with TLS when
+    the path has no relay)."""
 
     path: tuple[MsrpUri, ...]
     address: str  # for o= and c=
@@ -237,8 +240,10 @@ def _stream(sdp: SessionDescription, index: int, media: Media, tls_ok: bool) -> 
         raise SdpError(f"bad a=max-size:{max_size[:20]}", 488, W_PARAMETER)
     prints = media.attribute_values("fingerprint") or sdp.attribute_values("fingerprint")
     fingerprints = tuple(_parse_fingerprint(v) for v in prints)
-    if tls and not fingerprints:
-        # §14.2: with self-signed certificates the fingerprint is the only check we have
+    if tls and not fingerprints and len(path) == 1:
+        # §14.2/§14.4: peer to peer, the fingerprint is the only check of a self-signed
+        # certificate; a path through relays starts at a relay, which is checked by its
+        # certificate's name instead (RFC 4976 §9.2; its §11 example has no fingerprint)
         raise SdpError("TLS stream without a=fingerprint (RFC 4975 §14.2)", 488, W_PARAMETER)
     return Negotiated(
         index,
@@ -262,8 +267,8 @@ def _connection(local: LocalMedia) -> str:
 
 
 def _our_media(local: LocalMedia, setup: str) -> Media:
-    if local.tls and local.fingerprint is None:
-        raise ValueError("a TLS stream needs our certificate's fingerprint")
+    if local.tls and local.fingerprint is None and len(local.path) == 1:
+        raise ValueError("a direct TLS stream needs our certificate's fingerprint")
     attrs: list[tuple[str, str | None]] = [("accept-types", " ".join(local.accept_types))]
     if local.accept_wrapped_types:
         attrs.append(("accept-wrapped-types", " ".join(local.accept_wrapped_types)))

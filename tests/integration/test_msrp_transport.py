@@ -407,3 +407,93 @@ def parse_answer_checked(body: bytes, offer: Offer) -> Negotiated:
     result = parse_answer(body, offer)
     assert isinstance(result, Negotiated), result
     return result
+
+
+def _ca_signed(d: Path) -> tuple[Path, tuple[Path, Path]]:
+    """A CA and a certificate it signed for 127.0.0.1 (a relay's, RFC 4976 §9.2)."""
+    run = lambda *a: subprocess.run(["openssl", *a], cwd=d, check=True,  # noqa: E731
+                                    capture_output=True, timeout=60)  # fmt: skip
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=Test MSRP CA",
+    )
+    run(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "relay.key",
+        "-out",
+        "relay.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", "relay.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "relay.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
+    return d / "ca.pem", (d / "relay.pem", d / "relay.key")
+
+
+async def test_tls_path_through_a_relay_is_verified_by_ca(
+    certs: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
+    """The peer's a=path starts at its relay and carries no fingerprint: the relay's
+    certificate is checked against `relay_ca` and its address, not by fingerprint."""
+    ca, relay_cert = _ca_signed(tmp_path)
+    server, accepted, port = await listen(HOST, tls=_server_ctx(relay_cert))
+    path = [parse_uri(f"msrps://{HOST}:{port}/relayslot;tcp"),
+            parse_uri("msrps://peer.example.org:2855/peer1;tcp")]  # fmt: skip
+    untrusting = MsrpService(_config(certs))  # system store: our test CA is unknown
+    trusting = MsrpService(_config(certs, relay_ca=ca))
+    await untrusting.start()
+    await trusting.start()
+    try:
+        s1, _ = await _session(untrusting, tls=True)
+        with pytest.raises(MsrpConnectError, match="cannot connect"):
+            await s1.connect(path, "active")
+        s2, _ = await _session(trusting, tls=True)
+        await s2.connect(path, "active")
+        client = await asyncio.wait_for(accepted.get(), 5)
+        while (first := await client.message()).get("To-Path") is None:
+            pass
+        assert first.get("To-Path") == " ".join(map(str, path))  # whole path (RFC 4976 §6)
+        await client.close()
+    finally:
+        await untrusting.stop()
+        await trusting.stop()
+        server.close()
+
+
+async def test_reused_tls_connection_still_checks_fingerprints(
+    service: MsrpService, certs: dict[str, tuple[Path, Path]]
+) -> None:
+    server, accepted, port = await listen(HOST, tls=_server_ctx(certs["client"]))
+    try:
+        good = fingerprint_of(_der(certs["client"][0]))
+        wrong = fingerprint_of(_der(certs["mallory"][0]))
+        s1, _ = await _session(service, tls=True)
+        await s1.connect([parse_uri(f"msrps://{HOST}:{port}/one;tcp")], "active", [good])
+        s2, _ = await _session(service, tls=True)
+        with pytest.raises(MsrpConnectError, match="fingerprint"):
+            await s2.connect([parse_uri(f"msrps://{HOST}:{port}/two;tcp")], "active", [wrong])
+        assert service.connections == 1 and s1.connected  # the good one is untouched
+        client = await asyncio.wait_for(accepted.get(), 5)
+        await client.close()
+    finally:
+        server.close()

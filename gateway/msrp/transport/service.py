@@ -129,6 +129,7 @@ class _Conn:
         self.closed = False
         self.opened = service._clock()
         self.waiters: dict[str, asyncio.Future[MsrpResponse]] = {}  # relay AUTH responses
+        self.der: bytes | None = None  # the peer's certificate (outbound msrps)
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -310,7 +311,10 @@ class MsrpSession:
             if not conn.core.bound and conn is not self.service._relay_conn:
                 conn.close()
         if self.on_close is not None:
-            self.on_close(reason)
+            try:
+                self.on_close(reason)
+            except Exception:
+                log.exception("msrp on_close failed")
 
     # -- glue -------------------------------------------------------------------------
 
@@ -405,11 +409,14 @@ class MsrpService:
         *,
         tls: bool = False,
     ) -> MsrpSession:
-        """A session with a fresh URI (msrps when `tls`); via the relay when configured."""
+        """A session with a fresh URI (msrps when `tls`); via the relay when configured,
+        then `tls` follows the relay URI's scheme."""
         cfg = self.config
         if len(self._sessions) >= cfg.max_sessions:
             raise MsrpConnectError(f"more than {cfg.max_sessions} MSRP sessions")
-        if tls and self.tls_port is None and cfg.relay is None:
+        if cfg.relay is not None:
+            tls = parse_uri(cfg.relay).secure  # the path's schemes agree (RFC 4975 §6)
+        elif tls and self.tls_port is None:
             raise MsrpConnectError("no MSRP TLS listener configured")
         port = self.tls_port if tls and self.tls_port is not None else self.port
         local = MsrpUri.make(self.host, port, random_id(20), scheme="msrps" if tls else "msrp")
@@ -443,38 +450,63 @@ class MsrpService:
         self._arm()
 
     async def _outbound(self, hop: MsrpUri, fingerprints: tuple[Fingerprint, ...]) -> _Conn:
-        key = hop.key()[:3]  # scheme, host, port (§5.4)
+        """A connection to `hop`, reused when one to the same scheme, host and port is
+        open (§5.4). msrps: with `fingerprints` (peer to peer, §14.4) the certificate must
+        match one; without (the peer's path starts at its relay) it is verified by CA and
+        name (RFC 4976 §9.2, `relay_ca`)."""
+        key = hop.key()[:3]
         conn = self._outbound_conns.get(key)
         if conn is not None and not conn.closed:
+            if hop.secure and fingerprints and not _matches(conn.der, fingerprints):
+                raise MsrpConnectError(f"{hop}: certificate does not match a=fingerprint")
             return conn
         if not self._admit():
             raise MsrpConnectError("too many MSRP connections")
         if hop.port is None:
             raise MsrpConnectError(f"no port in {hop}")  # §6.2 lookup is not supported
-        ctx = None
-        if hop.secure:
+        ctx: ssl.SSLContext | None = None
+        host = hop.host[1:-1] if hop.host.startswith("[") else hop.host
+        if hop.secure and fingerprints:
             if self._client_ctx is None:
                 raise MsrpConnectError("msrps peer but no TLS certificate configured")
             ctx = self._client_ctx
-        host = hop.host[1:-1] if hop.host.startswith("[") else hop.host
+        elif hop.secure:
+            ctx = self._verifying_context()
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, hop.port, ssl=ctx, limit=_READ),
+                asyncio.open_connection(
+                    host, hop.port, ssl=ctx, limit=_READ,
+                    server_hostname=host if ctx is not None else None,
+                ),
                 self.config.connect_timeout,
-            )
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            )  # fmt: skip
+        except (OSError, TimeoutError, ssl.SSLError, ssl.CertificateError) as exc:
             raise MsrpConnectError(f"cannot connect to {hop}: {exc}") from None
+        der = None
         if hop.secure:
             der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-            if not fingerprints or der is None or not any(f.matches(der) for f in fingerprints):
+            if fingerprints and not _matches(der, fingerprints):
                 writer.close()
                 log.warning("msrp peer %s: certificate does not match a=fingerprint", hop)
                 raise MsrpConnectError(f"{hop}: certificate does not match a=fingerprint")
         conn = _Conn(self, reader, writer, key)
+        conn.der = der
         self._conns.add(conn)
         self._outbound_conns[key] = conn
         conn.start()
         return conn
+
+    def _verifying_context(self) -> ssl.SSLContext:
+        """CA and host name verification (relays, RFC 4976 §9.2), our certificate offered."""
+        cfg = self.config
+        ctx = ssl.create_default_context(cafile=None if cfg.relay_ca is None else str(cfg.relay_ca))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if cfg.certificate is not None and cfg.private_key is not None:
+            ctx.load_cert_chain(str(cfg.certificate), str(cfg.private_key))
+        if not cfg.relay_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
 
     def _lost(self, conn: _Conn, reason: str) -> None:
         conn.close()
@@ -521,23 +553,17 @@ class MsrpService:
 
     async def _open_relay(self, relay: MsrpUri) -> _Conn:
         cfg = self.config
-        ctx = None
-        if relay.secure:
-            ctx = ssl.create_default_context(
-                cafile=None if cfg.relay_ca is None else str(cfg.relay_ca)
-            )
-            if self._client_ctx is not None and cfg.certificate and cfg.private_key:
-                ctx.load_cert_chain(str(cfg.certificate), str(cfg.private_key))
-            if not cfg.relay_verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
+        ctx = self._verifying_context() if relay.secure else None
         host = relay.host[1:-1] if relay.host.startswith("[") else relay.host
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, relay.port or 2855, ssl=ctx, limit=_READ),
+                asyncio.open_connection(
+                    host, relay.port or 2855, ssl=ctx, limit=_READ,
+                    server_hostname=host if ctx is not None else None,
+                ),
                 cfg.connect_timeout,
-            )
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            )  # fmt: skip
+        except (OSError, TimeoutError, ssl.SSLError, ssl.CertificateError) as exc:
             raise MsrpConnectError(f"cannot connect to relay {relay}: {exc}") from None
         conn = _Conn(self, reader, writer, None)
         self._conns.add(conn)
@@ -614,6 +640,10 @@ class MsrpService:
                         self._event(event)
             if now - session.last_activity > cfg.idle_timeout:
                 session.close("idle timeout")
+
+
+def _matches(der: bytes | None, fingerprints: Sequence[Fingerprint]) -> bool:
+    return der is not None and any(f.matches(der) for f in fingerprints)
 
 
 def _der(certificate: Path) -> bytes:
