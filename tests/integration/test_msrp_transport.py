@@ -411,39 +411,14 @@ def parse_answer_checked(body: bytes, offer: Offer) -> Negotiated:
 
 def _ca_signed(d: Path) -> tuple[Path, tuple[Path, Path]]:
     """A CA and a certificate it signed for 127.0.0.1 (a relay's, RFC 4976 §9.2)."""
-    run = lambda *a: subprocess.run(["openssl", *a], cwd=d, check=True,  # noqa: E731
-                                    capture_output=True, timeout=60)  # fmt: skip
-    run(
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-subj",
-        "/CN=Test MSRP CA",
-    )
-    run(
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "relay.key",
-        "-out",
-        "relay.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    )
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    run("req", "-x509", *ec, "-days", "2", "-keyout", "ca.key", "-out", "ca.pem",
+        "-subj", "/CN=Test MSRP CA")  # fmt: skip
+    run("req", *ec, "-keyout", "relay.key", "-out", "relay.csr", "-subj", "/CN=127.0.0.1")
     (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
     run("x509", "-req", "-in", "relay.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
         "-CAcreateserial", "-out", "relay.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
@@ -465,14 +440,15 @@ async def test_tls_path_through_a_relay_is_verified_by_ca(
     await trusting.start()
     try:
         s1, _ = await _session(untrusting, tls=True)
-        with pytest.raises(MsrpConnectError, match="cannot connect"):
+        with pytest.raises(MsrpConnectError, match="certificate verify failed"):
             await s1.connect(path, "active")
         s2, _ = await _session(trusting, tls=True)
         await s2.connect(path, "active")
         client = await asyncio.wait_for(accepted.get(), 5)
-        while (first := await client.message()).get("To-Path") is None:
-            pass
-        assert first.get("To-Path") == " ".join(map(str, path))  # whole path (RFC 4976 §6)
+        first = await client.message()  # the bodiless binding SEND (§5.4)
+        assert first.body is None and first.get("To-Path") == " ".join(
+            map(str, path)
+        )  # whole path (RFC 4976 §6)
         await client.close()
     finally:
         await untrusting.stop()
