@@ -257,6 +257,7 @@ async def test_malformed_frames(service: MsrpService) -> None:
     client.raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     await asyncio.wait_for(client.closed.wait(), 5)
     assert inbox.queue.empty()
+    await client.close()
 
 
 async def test_chunk_over_limits_413(certs: dict[str, tuple[Path, Path]]) -> None:
@@ -274,6 +275,7 @@ async def test_chunk_over_limits_413(certs: dict[str, tuple[Path, Path]]) -> Non
         tid, _ = client.send(str(session.local_uri), b"ok")
         assert (await client.response(tid)).code == 200
         assert (await inbox.get()).body == b"ok"
+        await client.close()
     finally:
         await svc.stop()
 
@@ -293,6 +295,7 @@ async def test_overlapping_byte_ranges_400(service: MsrpService) -> None:
     tid, _ = client.send(to, b"45678", message_id=mid, byte_range="4-8/8")
     assert (await client.response(tid)).code == 200
     assert (await inbox.get()).body == b"12345678"
+    await client.close()
 
 
 async def test_slowloris_closed_at_framer_deadline(service: MsrpService) -> None:
@@ -310,6 +313,7 @@ async def test_slowloris_closed_at_framer_deadline(service: MsrpService) -> None
         client.raw(frame[piece : piece + 1])
     await asyncio.wait_for(client.closed.wait(), 5)
     assert client.responses.empty()
+    await client.close()
 
 
 async def test_failure_report_and_timeout_outcomes(certs: dict[str, tuple[Path, Path]]) -> None:
@@ -334,6 +338,7 @@ async def test_failure_report_and_timeout_outcomes(certs: dict[str, tuple[Path, 
         await client.message()
         session.close("bye")
         assert (await asyncio.wait_for(pending, 5)).code == 481
+        await client.close()
     finally:
         await svc.stop()
 
