@@ -478,3 +478,22 @@ async def test_reused_tls_connection_still_checks_fingerprints(
         await client.close()
     finally:
         server.close()
+
+
+async def test_peer_reuses_one_connection_for_two_passive_sessions(service: MsrpService) -> None:
+    """§5.4 from the other side: a peer binds two of our sessions on one connection."""
+    s1, in1 = await _session(service)
+    s2, in2 = await _session(service)
+    client = MsrpClient(f"msrp://{HOST}:9/twosessions;tcp")
+    await s1.connect([parse_uri(client.path)], "passive")
+    await s2.connect([parse_uri(client.path)], "passive")
+    await client.connect(HOST, service.port)
+    await _exchange(s1, in1, client)
+    await _exchange(s2, in2, client)
+    assert service.connections == 1
+    s1.close()
+    tid, _ = client.send(str(s2.local_uri), b"still bound")
+    assert (await client.response(tid)).code == 200  # s2 keeps the connection
+    tid, _ = client.send(str(s1.local_uri), b"gone")
+    assert (await client.response(tid)).code == 481
+    await client.close()

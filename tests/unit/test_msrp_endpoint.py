@@ -186,3 +186,43 @@ def test_any_chunking_and_any_segmentation_deliver_once(
     delivered = [e for e in events if isinstance(e, Delivered)]
     assert len(delivered) == 1 and delivered[0].message.body == body
     assert len(_writes(events)) == len(chunks)  # one 200 per chunk
+
+
+_HOSTILE = st.sampled_from([
+    b"\r\n", b"-------", b"$\r\n", b"+\r\n", b"#\r\n", b"MSRP ", b" SEND\r\n", b"To-Path: ",
+    b"Byte-Range: 1-*/*\r\n", b"Message-ID: x\r\n", b"\r\n\r\n", b"\x00", b"\xff",
+    b"Status: 000 200 OK\r\n", b" REPORT\r\n", b" 200 OK\r\n",
+])  # fmt: skip
+
+
+@st.composite
+def _mutated_stream(draw: st.DrawFn) -> bytes:
+    alice, _, _, _ = _pair(chunk_size=draw(st.integers(1, 64)))
+    _, chunks = alice.send("text/plain", draw(st.binary(max_size=200)), 0.0)
+    data = bytearray(b"".join(chunks))
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(0, len(data)))
+        if draw(st.booleans()) and data:
+            del data[at : at + draw(st.integers(1, 16))]
+        else:
+            data[at:at] = draw(_HOSTILE | st.binary(max_size=8))
+    return bytes(data)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(_mutated_stream(), st.lists(st.integers(1, 64), max_size=20))
+def test_fuzz_connection_feed(data: bytes, cuts: list[int]) -> None:
+    """Hostile streams: no exception escapes `feed`; every Write parses back; after a
+    fatal error the caller closes (nothing more is fed)."""
+    _, bob, _, _ = _pair()
+    conn = Connection("fuzz", {B: bob}, MsrpFramer(max_chunk_size=256, max_header_size=512))
+    at = 0
+    for cut in [*cuts, len(data)]:
+        piece, at = data[at : at + cut], at + cut
+        if not piece or conn.fatal is not None:
+            break
+        for event in conn.feed(piece, 0.0):
+            if isinstance(event, Write):
+                assert isinstance(parse_message(event.data), MsrpRequest | MsrpResponse)
+    if conn.fatal is None:  # the framer's bound: a head, a chunk, an end-line, one feed
+        assert conn.framer.buffered <= 512 + 256 + 64 + max([*cuts, len(data)])
