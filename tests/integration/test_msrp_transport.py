@@ -497,3 +497,26 @@ async def test_peer_reuses_one_connection_for_two_passive_sessions(service: Msrp
     tid, _ = client.send(str(s1.local_uri), b"gone")
     assert (await client.response(tid)).code == 481
     await client.close()
+
+
+async def test_connection_bounds(certs: dict[str, tuple[Path, Path]]) -> None:
+    """An accepted connection that binds no session within connect_timeout is closed, and
+    connections over max_connections are closed at once (memory stays bounded)."""
+    svc = MsrpService(_config(certs, connect_timeout=1.0, max_connections=2))
+    await svc.start()
+    try:
+        silent = MsrpClient(f"msrp://{HOST}:9/silent;tcp")
+        await silent.connect(HOST, svc.port)
+        other = MsrpClient(f"msrp://{HOST}:9/other;tcp")
+        await other.connect(HOST, svc.port)
+        third = MsrpClient(f"msrp://{HOST}:9/third;tcp")
+        await third.connect(HOST, svc.port)
+        await asyncio.wait_for(third.closed.wait(), 5)  # over max_connections
+        assert not silent.closed.is_set()
+        await asyncio.wait_for(silent.closed.wait(), 5)  # nothing bound in 1 s
+        await asyncio.wait_for(other.closed.wait(), 5)
+        assert svc.connections == 0
+        for c in (silent, other, third):
+            await c.close()
+    finally:
+        await svc.stop()
