@@ -149,3 +149,11 @@ def test_domain_code_imports_no_sip_transport(path: Path) -> None:
 
 def test_there_are_domain_modules() -> None:
     assert len(_domain_modules()) >= 10
+
+
+def test_msrp_test_client_is_independent() -> None:
+    """Issue 18: the MSRP client of the tests must not import the code it tests."""
+    client = ROOT / "tests" / "harness" / "msrpclient.py"
+    bad = {n for n in _imports(client) if _under(n, "gateway") or _under(n, "mappings")}
+    assert not bad, f"tests/harness/msrpclient.py imports {sorted(bad)}"
+    assert {"asyncio", "hashlib", "ssl"} <= _imports(client)
