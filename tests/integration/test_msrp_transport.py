@@ -520,3 +520,21 @@ async def test_connection_bounds(certs: dict[str, tuple[Path, Path]]) -> None:
             await c.close()
     finally:
         await svc.stop()
+
+
+async def test_send_before_the_peer_connects(certs: dict[str, tuple[Path, Path]]) -> None:
+    """A passive session's message waits for the peer: 408 when it never comes within
+    connect_timeout, 481 when the session is closed meanwhile."""
+    svc = MsrpService(_config(certs, connect_timeout=0.5))
+    await svc.start()
+    try:
+        session, _ = await _session(svc)
+        await session.connect([parse_uri(f"msrp://{HOST}:9/nobody;tcp")], "passive")
+        assert (await session.send_message("text/plain", b"x")).code == 408
+        waiting = asyncio.create_task(session.send_message("text/plain", b"y"))
+        await asyncio.sleep(0.1)
+        session.close("bye")
+        assert (await asyncio.wait_for(waiting, 5)).code == 481
+        assert (await session.send_message("text/plain", b"z")).code == 481
+    finally:
+        await svc.stop()

@@ -280,9 +280,10 @@ class MsrpSession:
             try:
                 await self.wait_connected()
             except MsrpConnectError as exc:
-                return SendOutcome("", 408, str(exc))
+                return SendOutcome("", 481 if self.closed else 408, str(exc))
         conn = self._conn
-        assert conn is not None
+        if conn is None or self.closed:
+            return SendOutcome("", 481, self.close_reason or "session ended")
         self.last_activity = self.service._clock()
         mid, chunks = self._core.send(content_type, body, self.service._clock())
         future: asyncio.Future[SendOutcome] = asyncio.get_running_loop().create_future()
