@@ -263,6 +263,7 @@ class MsrpConfig:
     idle_timeout: float = 600.0  # seconds without a message before a session ends
     partial_timeout: float = 30.0  # a started frame must end within this (slowloris)
     transaction_timeout: float = 30.0  # a chunk's response must come within this
+    report_timeout: float = 30.0  # after the last chunk's 200, wait this for its REPORT
     connect_timeout: float = 10.0  # connecting, TLS, relay AUTH, first request (passive)
 
 
@@ -904,6 +905,7 @@ def _load_msrp(sec: _Section, base: Path, env: Mapping[str, str]) -> MsrpConfig:
         idle_timeout=_positive(sec, "idle_timeout", 600.0),
         partial_timeout=_positive(sec, "partial_timeout", 30.0),
         transaction_timeout=_positive(sec, "transaction_timeout", 30.0),
+        report_timeout=_positive(sec, "report_timeout", 30.0),
         connect_timeout=_positive(sec, "connect_timeout", 10.0),
     )
     if (out.relay_username is None) != (out.relay_password is None):

@@ -16,7 +16,9 @@ back; everything it must decide is here, with time as an input:
   `Outcome` is 200 when a success REPORT covers every byte, the error's code on a
   non-200 response or failure REPORT, 408 when a chunk's response does not come within
   `transaction_timeout` (§7.1.1 leaves the value to us, 30 s by default), 481 when the
-  session ends first.
+  session ends first; 200 with `reported=False` when every chunk got its 200 but no
+  REPORT came within `report_timeout` (the peer need not honour Success-Report; the
+  table of messages in flight stays bounded).
 - Methods other than SEND and REPORT are 501 (§10.9; AUTH is for relays, RFC 4976 §5).
 """
 
@@ -77,6 +79,7 @@ class Outcome:
     message_id: str
     code: int
     comment: str | None = None
+    reported: bool = True  # False: every chunk got its 200, no REPORT within report_timeout
 
     @property
     def ok(self) -> bool:
@@ -110,7 +113,7 @@ EndpointEvent: TypeAlias = Write | Delivered | Outcome | Unmatched | Bound | Ans
 
 
 class _Outgoing:
-    __slots__ = ("chunks", "failed", "first", "total", "unanswered")
+    __slots__ = ("acked_at", "chunks", "failed", "first", "total", "unanswered")
 
     def __init__(self, chunks: list[MsrpRequest]) -> None:
         self.first = chunks[0]
@@ -118,6 +121,7 @@ class _Outgoing:
         self.total = sum(len(c.body or b"") for c in chunks)
         self.unanswered = {c.transaction_id for c in chunks}
         self.failed = False
+        self.acked_at: float | None = None  # when the last chunk's 200 came
 
 
 class Session:
@@ -130,6 +134,7 @@ class Session:
         max_message_size: int = 1 << 20,
         chunk_size: int = 2048,
         transaction_timeout: float = 30.0,
+        report_timeout: float = 30.0,
         new_id: Callable[[], str] = random_id,
     ) -> None:
         self.local_path = local_path  # our a=path: relays first, our URI last
@@ -138,6 +143,7 @@ class Session:
         self.reassembler = Reassembler(max_message_size=max_message_size)
         self.chunk_size = chunk_size
         self.transaction_timeout = transaction_timeout
+        self.report_timeout = report_timeout
         self.new_id = new_id
         self.connection: object | None = None  # the glue's connection token, once bound
         self._out: dict[str, _Outgoing] = {}
@@ -197,6 +203,9 @@ class Session:
     @property
     def deadline(self) -> float | None:
         times = [t + self.transaction_timeout for _, t in self._tids.values()]
+        acked = [o.acked_at for o in self._out.values() if o.acked_at is not None]
+        if acked:
+            times.append(min(acked) + self.report_timeout)
         if (r := self.reassembler.deadline) is not None:
             times.append(r)
         return min(times) if times else None
@@ -207,6 +216,15 @@ class Session:
         for tid in late:
             mid, _ = self._tids.pop(tid)
             events += self._fail(mid, 408, "no response to a chunk")
+        unreported = [
+            m for m, o in self._out.items()
+            if o.acked_at is not None and now >= o.acked_at + self.report_timeout
+        ]  # fmt: skip
+        for mid in unreported:
+            # delivered hop by hop, but the success REPORT we asked for never came: the
+            # outcome is bounded in time (and `_out` in size) whatever the peer does
+            del self._out[mid]
+            events.append(Outcome(self, mid, 200, "no success report", reported=False))
         for gone in self.reassembler.expire(now):
             events += self._expired(gone)
         return events
@@ -234,7 +252,7 @@ class Session:
 
     # -- receiving --------------------------------------------------------------------
 
-    def on_response(self, response: MsrpResponse) -> list[EndpointEvent]:
+    def on_response(self, response: MsrpResponse, now: float) -> list[EndpointEvent]:
         entry = self._tids.pop(response.transaction_id, None)
         if entry is None:
             return []
@@ -245,6 +263,8 @@ class Session:
         out.unanswered.discard(response.transaction_id)
         if response.code != 200:
             return self._fail(mid, response.code, response.comment)
+        if not out.unanswered:
+            out.acked_at = now
         return []
 
     def on_request(self, request: MsrpRequest, now: float) -> list[EndpointEvent]:
@@ -339,7 +359,7 @@ class Connection:
         if isinstance(msg, MsrpResponse):
             to = msg.to_path
             session = self.bound.get(to[0]) if len(to) == 1 else None
-            return [Answered(msg)] if session is None else session.on_response(msg)
+            return [Answered(msg)] if session is None else session.on_response(msg, now)
         return self._request(msg, now)
 
     def _request(self, request: MsrpRequest, now: float) -> list[EndpointEvent]:

@@ -317,7 +317,7 @@ async def test_slowloris_closed_at_framer_deadline(service: MsrpService) -> None
 
 
 async def test_failure_report_and_timeout_outcomes(certs: dict[str, tuple[Path, Path]]) -> None:
-    svc = MsrpService(_config(certs, transaction_timeout=1.0))
+    svc = MsrpService(_config(certs, transaction_timeout=1.0, report_timeout=1.0))
     await svc.start()
     try:
         session, _ = await _session(svc)
@@ -331,6 +331,9 @@ async def test_failure_report_and_timeout_outcomes(certs: dict[str, tuple[Path, 
         client.report(got, 415)
         outcome = await asyncio.wait_for(sending, 10)
         assert (outcome.ok, outcome.code) == (False, 415)
+        unreported = await asyncio.wait_for(session.send_message("text/plain", b"no report"), 10)
+        assert (unreported.ok, unreported.reported) == (True, False)  # after report_timeout
+        await client.message()
         client.auto_answer = False  # no 200 to the chunk: 408 after transaction_timeout
         outcome = await asyncio.wait_for(session.send_message("text/plain", b"lost"), 10)
         assert outcome.code == 408

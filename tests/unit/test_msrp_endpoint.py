@@ -94,6 +94,20 @@ def test_failures_reach_the_sender() -> None:
     assert alice.close() == [Outcome(alice, mid, 481, "session ended")]
 
 
+def test_no_report_after_every_200_is_bounded() -> None:
+    """A peer that ignores Success-Report: the outcome comes `report_timeout` after the
+    last chunk's 200, as delivered without a report; nothing stays in flight."""
+    alice, _, at_alice, at_bob = _pair(chunk_size=4)
+    alice.report_timeout = 10.0
+    mid, chunks = alice.send("text/plain", b"12345678", 0.0)
+    oks = [e.data for e in _feed_all(at_bob, chunks) if isinstance(e, Write)]
+    assert at_alice.feed(oks[0], 1.0) == [] and alice.deadline == 30.0  # one chunk open
+    assert at_alice.feed(oks[1], 2.0) == [] and alice.deadline == 12.0
+    assert alice.expire(11.9) == []
+    assert alice.expire(12.0) == [Outcome(alice, mid, 200, "no success report", reported=False)]
+    assert alice.deadline is None and alice.close() == []
+
+
 def test_partial_success_report_waits() -> None:
     alice, _, at_alice, _ = _pair()
     mid, _ = alice.send("text/plain", b"0123456789", 0.0)

@@ -69,12 +69,14 @@ class MsrpConnectError(Exception):
 @dataclass(frozen=True)
 class SendOutcome:
     """What became of a message we sent: `code` 200 delivered (a success REPORT covered
-    it), else the failure (a response or failure REPORT code, 408 timeout, 481 session
-    ended); for RFC 7573 §8 receipt and error mapping."""
+    it; `reported` False when every chunk was acknowledged but no REPORT came within
+    `report_timeout`), else the failure (a response or failure REPORT code, 408 timeout,
+    481 session ended); for RFC 7573 §7/§8 receipt and error mapping."""
 
     message_id: str
     code: int
     comment: str | None = None
+    reported: bool = True  # False: acknowledged hop by hop, no success REPORT in time
 
     @property
     def ok(self) -> bool:
@@ -335,7 +337,9 @@ class MsrpSession:
     def _outcome(self, event: Outcome) -> None:
         future = self._pending.pop(event.message_id, None)
         if future is not None and not future.done():
-            future.set_result(SendOutcome(event.message_id, event.code, event.comment))
+            future.set_result(
+                SendOutcome(event.message_id, event.code, event.comment, event.reported)
+            )
 
 
 class MsrpService:
@@ -430,6 +434,7 @@ class MsrpService:
             max_message_size=cfg.max_message_size,
             chunk_size=cfg.chunk_size,
             transaction_timeout=cfg.transaction_timeout,
+            report_timeout=cfg.report_timeout,
         )
         session = MsrpSession(self, core, tls, on_message, on_close)
         self._sessions[local] = core
