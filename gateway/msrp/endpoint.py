@@ -113,14 +113,13 @@ EndpointEvent: TypeAlias = Write | Delivered | Outcome | Unmatched | Bound | Ans
 
 
 class _Outgoing:
-    __slots__ = ("acked_at", "chunks", "failed", "first", "total", "unanswered")
+    """A message we sent, until its outcome: its size and the chunks still unanswered."""
+
+    __slots__ = ("acked_at", "total", "unanswered")
 
     def __init__(self, chunks: list[MsrpRequest]) -> None:
-        self.first = chunks[0]
-        self.chunks = chunks
         self.total = sum(len(c.body or b"") for c in chunks)
         self.unanswered = {c.transaction_id for c in chunks}
-        self.failed = False
         self.acked_at: float | None = None  # when the last chunk's 200 came
 
 
