@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -273,6 +274,34 @@ class AdminConfig:
 
 
 @dataclass(frozen=True)
+class MsrpConfig:
+    """MSRP session media (issue 18, docs/msrp.md): listeners, relay, limits."""
+
+    enabled: bool = False
+    address: str = "127.0.0.1"  # listen address, also the host of our MSRP URIs
+    host: str | None = None  # the host written in our URIs when not `address`
+    port: int = 2855  # msrp (TCP) listener; 0: any free port
+    tls_port: int | None = None  # msrps listener; None: no TLS
+    certificate: Path | None = None  # TLS: our certificate (its fingerprint goes in SDP)
+    private_key: Path | None = None
+    relay: str | None = None  # RFC 4976 relay URI (msrp[s]://host:port;tcp); None: direct
+    relay_username: str | None = None
+    relay_password: str | None = field(default=None, repr=False)
+    relay_ca: Path | None = None  # CA bundle verifying an msrps relay; None: system store
+    relay_verify: bool = True
+    max_message_size: int = 1_048_576  # octets of a whole message (413 beyond, RFC 4975 §10.5)
+    max_chunk_size: int = 1_048_576  # octets of one chunk's body held while framing
+    chunk_size: int = 2048  # octets per SEND chunk we write (RFC 4975 §7.1.1)
+    max_sessions: int = 10_000
+    max_connections: int = 10_000
+    idle_timeout: float = 600.0  # seconds without a message before a session ends
+    partial_timeout: float = 30.0  # a started frame must end within this (slowloris)
+    transaction_timeout: float = 30.0  # a chunk's response must come within this
+    report_timeout: float = 30.0  # after the last chunk's 200, wait this for its REPORT
+    connect_timeout: float = 10.0  # connecting, TLS, relay AUTH, first request (passive)
+
+
+@dataclass(frozen=True)
 class GatewaySection:
     state_dir: Path = Path("state")
     log_level: str = "info"
@@ -299,6 +328,7 @@ class Config:
     reg_event: RegEventSection = RegEventSection()
     call_activity: CallActivitySection = CallActivitySection()
     sessions: SessionsSection = SessionsSection()
+    msrp: MsrpConfig = MsrpConfig()
 
     def component(self, domain: str) -> ComponentConfig | None:
         return next((c for c in self.xmpp.components if c.domain == domain.lower()), None)
@@ -930,6 +960,51 @@ def _load_store(sec: _Section, base: Path, env: Mapping[str, str]) -> StoreConfi
     return out
 
 
+def _load_msrp(sec: _Section, base: Path, env: Mapping[str, str]) -> MsrpConfig:
+    cert, key = sec.opt("certificate", str), sec.opt("private_key", str)
+    tls_port = _bounded(sec, "tls_port", 2856, 0, 65535) if "tls_port" in sec.data else None
+    sec.used.add("tls_port")
+    if tls_port is not None and (cert is None or key is None):
+        missing = "certificate" if cert is None else "private_key"
+        raise ConfigError(sec.key(missing), "required with tls_port")
+    relay = sec.opt("relay", str)
+    if relay is not None and not re.fullmatch(r"msrps?://[^/\s]+;tcp", relay, re.IGNORECASE):
+        raise ConfigError(
+            sec.key("relay"), f"not an MSRP relay URI (msrps://host:port;tcp): {relay!r}"
+        )
+    relay_ca = sec.opt("relay_ca", str)
+    out = MsrpConfig(
+        enabled=sec.get("enabled", bool, False),
+        address=_ip(sec, "address", "127.0.0.1"),
+        host=sec.opt("host", str),
+        port=_bounded(sec, "port", 2855, 0, 65535),  # 0: any free port (tests)
+        tls_port=tls_port,
+        certificate=_readable_file(sec.key("certificate"), cert, base) if cert else None,
+        private_key=_readable_file(sec.key("private_key"), key, base) if key else None,
+        relay=relay,
+        relay_username=sec.opt("relay_username", str),
+        relay_password=_secret(sec, "relay_password", base, env),
+        relay_ca=_readable_file(sec.key("relay_ca"), relay_ca, base) if relay_ca else None,
+        relay_verify=sec.get("relay_verify", bool, True),
+        max_message_size=_bounded(sec, "max_message_size", 1_048_576, 1, 1 << 30),
+        max_chunk_size=_bounded(sec, "max_chunk_size", 1_048_576, 1024, 1 << 30),
+        chunk_size=_bounded(sec, "chunk_size", 2048, 1, 1 << 20),
+        max_sessions=_bounded(sec, "max_sessions", 10_000, 1, 1_000_000),
+        max_connections=_bounded(sec, "max_connections", 10_000, 1, 1_000_000),
+        idle_timeout=_positive(sec, "idle_timeout", 600.0),
+        partial_timeout=_positive(sec, "partial_timeout", 30.0),
+        transaction_timeout=_positive(sec, "transaction_timeout", 30.0),
+        report_timeout=_positive(sec, "report_timeout", 30.0),
+        connect_timeout=_positive(sec, "connect_timeout", 10.0),
+    )
+    if (out.relay_username is None) != (out.relay_password is None):
+        raise ConfigError(
+            sec.key("relay_username"), "give relay_username and relay_password together"
+        )
+    sec.done()
+    return out
+
+
 def load_config(
     data: Mapping[str, Any],
     *,
@@ -954,6 +1029,7 @@ def load_config(
         reg_event=_load_reg_event(root.table("reg_event")),
         call_activity=_load_call_activity(root.table("call_activity")),
         sessions=_load_sessions(root.table("sessions")),
+        msrp=_load_msrp(root.table("msrp"), base_dir, env),
         source=source,
     )
     root.done()

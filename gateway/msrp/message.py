@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Final, Literal, TypeAlias
 
 from gateway.msrp.errors import LocalProtocolError, RemoteProtocolError
@@ -143,13 +144,18 @@ class _Fields:
 
     headers: tuple[HeaderPair, ...]
 
+    @cached_property
+    def _first_values(self) -> dict[str, str]:
+        """Lower-cased name -> first value, built once per (immutable) message: the views
+        below and `request_problem` look fields up dozens of times per message."""
+        index: dict[str, str] = {}
+        for n, v in self.headers:
+            index.setdefault(n.lower(), v)
+        return index
+
     def get(self, name: str) -> str | None:
         """The first value of header `name`, or None."""
-        key = name.lower()
-        for n, v in self.headers:
-            if n.lower() == key:
-                return v
-        return None
+        return self._first_values.get(name.lower())
 
     @property
     def to_path(self) -> tuple[MsrpUri, ...]:

@@ -17,6 +17,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from gateway.memo import Memo, memoize
 from gateway.msrp.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = ["MsrpUri", "parse_uri"]
@@ -56,6 +57,7 @@ def _decode_unreserved(text: str) -> str:
     return _pct_re.sub(repl, text)
 
 
+@memoize(4096)
 def _host_key(host: str) -> str:
     literal = host[1:-1] if host.startswith("[") else host
     try:
@@ -133,9 +135,20 @@ class MsrpUri:
         return text
 
 
+# Paths are re-read from header text on every access (message.py keeps headers as
+# written), so the same few URIs of a session parse again and again: remember them.
+_parsed: Memo[str, MsrpUri] = Memo(4096)
+
+
 def parse_uri(text: str) -> MsrpUri:
     """Parse an MSRP URI; `RemoteProtocolError` (400) when it breaks the §9 grammar or when
-    a numeric IP address comes without a port (§6: "it MUST also contain a port")."""
+    a numeric IP address comes without a port (§6: "it MUST also contain a port").
+    Successful results are remembered (`gateway.memo.Memo`; failures are not)."""
+    uri = _parsed.peek(text)
+    return uri if uri is not None else _parsed.put(text, _parse_uri(text))
+
+
+def _parse_uri(text: str) -> MsrpUri:
     m = _uri_re.fullmatch(text)
     if m is None:
         raise RemoteProtocolError(f"malformed MSRP URI {text[:80]!r}")

@@ -2,6 +2,8 @@
 
 * The pure cores import no I/O: mappings/, gateway/sip/ minus transport/, gateway/msrp/
   minus transport/, and the bounded-cache helper gateway/memo.py.
+* gateway/sdp/ (SDP for MSRP media) is pure too; it may use the MSRP core's URIs, never
+  the SIP core (the INVITE glue joins them).
 * The pure MSRP core is protocol only: it imports neither `mappings` nor the SIP core
   (SDP and INVITE glue will join them elsewhere).
 * The pure SIP core is protocol only: gateway/sip/ minus transport/ imports nothing from
@@ -47,13 +49,18 @@ def _msrp_core() -> list[Path]:
     return sorted(p for p in msrp.rglob("*.py") if "transport" not in p.relative_to(msrp).parts)
 
 
+def _sdp() -> list[Path]:
+    return sorted((ROOT / "gateway" / "sdp").rglob("*.py"))
+
+
 def _mappings() -> list[Path]:
     return sorted((ROOT / "mappings").rglob("*.py"))
 
 
 def _pure_modules() -> list[Path]:
     offline = ROOT / "gateway" / "bridge" / "offline" / "policy.py"
-    return [*_mappings(), *_sip_core(), *_msrp_core(), ROOT / "gateway" / "memo.py", offline]
+    pure = [*_mappings(), *_sip_core(), *_msrp_core(), *_sdp()]
+    return [*pure, ROOT / "gateway" / "memo.py", offline]
 
 
 def _imports(path: Path) -> set[str]:
@@ -77,6 +84,13 @@ def _rel(path: Path) -> str:
 
 def test_there_are_pure_modules() -> None:
     assert len(_sip_core()) >= 10 and len(_mappings()) >= 5 and len(_msrp_core()) >= 8
+    assert len(_sdp()) >= 3
+
+
+@pytest.mark.parametrize("path", _sdp(), ids=_rel)
+def test_sdp_imports_no_sip_and_no_mappings(path: Path) -> None:
+    bad = {n for n in _imports(path) if _under(n, "mappings") or _under(n, "gateway.sip")}
+    assert not bad, f"{_rel(path)} imports {sorted(bad)}: SDP uses only the MSRP core"
 
 
 @pytest.mark.parametrize("path", _msrp_core(), ids=_rel)
@@ -135,3 +149,11 @@ def test_domain_code_imports_no_sip_transport(path: Path) -> None:
 
 def test_there_are_domain_modules() -> None:
     assert len(_domain_modules()) >= 10
+
+
+def test_msrp_test_client_is_independent() -> None:
+    """Issue 18: the MSRP client of the tests must not import the code it tests."""
+    client = ROOT / "tests" / "harness" / "msrpclient.py"
+    bad = {n for n in _imports(client) if _under(n, "gateway") or _under(n, "mappings")}
+    assert not bad, f"tests/harness/msrpclient.py imports {sorted(bad)}"
+    assert {"asyncio", "hashlib", "ssl"} <= _imports(client)
