@@ -513,9 +513,7 @@ class PostgresStore:
 
     # -- XCAP documents (docs/xcap.md): committed before the HTTP 2xx
     def xcap_document(self, auid: str, aor: str, name: str) -> XcapDocument | None:
-        sql = (
-            f"SELECT {_XCAP_COLS} FROM xcap_documents WHERE auid = %s AND aor = %s AND name = %s"
-        )
+        sql = f"SELECT {_XCAP_COLS} FROM xcap_documents WHERE auid = %s AND aor = %s AND name = %s"
         found = self._read(sql, (auid, aor, name), _xcap)
         return found[0] if found else None
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, cast
 from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
@@ -42,6 +42,7 @@ from mappings.xmlsafe import XmlRejected, XmlTooLarge, parse_xml
 __all__ = [
     "ATT_MEDIA_TYPE",
     "EL_MEDIA_TYPE",
+    "NO_PRECONDITIONS",
     "NS_MEDIA_TYPE",
     "Preconditions",
     "Reply",
@@ -93,6 +94,7 @@ def etag_of(document: bytes) -> str:
     return '"' + hashlib.sha256(document).hexdigest()[:32] + '"'
 
 
+NO_PRECONDITIONS: Final = Preconditions()
 _TAG = re.compile(r'\s*(W/)?("[^"]*")\s*(?:,|\Z)')
 
 
@@ -257,7 +259,7 @@ def handle(
     *,
     body: bytes = b"",
     content_type: str | None = None,
-    preconditions: Preconditions = Preconditions(),
+    preconditions: Preconditions = NO_PRECONDITIONS,
     max_bytes: int = 256 * 1024,
 ) -> Reply:
     """One XCAP request (GET / PUT / DELETE) against ``current``; never raises XcapError."""
@@ -272,8 +274,18 @@ def handle(
         if method == "PUT":
             _check_size(body, max_bytes)
         if uri.node is None:
-            return _document(method, current, usage, body, content_type, max_bytes)
-        return _node(method, uri.node, current, usage, body, content_type, max_bytes)
+            return _document(
+                method, current, usage, body=body, content_type=content_type, max_bytes=max_bytes
+            )
+        return _node(
+            method,
+            uri.node,
+            current,
+            usage,
+            body=body,
+            content_type=content_type,
+            max_bytes=max_bytes,
+        )
     except XcapError as exc:
         return error_reply(exc)
 
@@ -282,6 +294,7 @@ def _document(
     method: str,
     current: Stored | None,
     usage: Usage,
+    *,
     body: bytes,
     content_type: str | None,
     max_bytes: int,
@@ -306,6 +319,7 @@ def _node(
     node: NodeSelector,
     current: Stored | None,
     usage: Usage,
+    *,
     body: bytes,
     content_type: str | None,
     max_bytes: int,
@@ -339,7 +353,7 @@ def _get_node(node: NodeSelector, root: etree._Element, current: Stored) -> Repl
         text = etree.tostring(element, encoding="UTF-8", with_tail=False)
         return Reply(200, bytes(text), EL_MEDIA_TYPE, current.etag)
     if node.kind == "namespace":
-        bindings = etree.Element(element.tag, nsmap=element.nsmap)
+        bindings = etree.Element(element.tag, nsmap=cast("dict[str, str]", element.nsmap))
         return Reply(200, bytes(etree.tostring(bindings)), NS_MEDIA_TYPE, current.etag)
     name = node.terminal.name  # type: ignore[union-attr]
     value = element.get(name)

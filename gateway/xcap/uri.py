@@ -76,7 +76,7 @@ class Step:
     value: str | None = None
 
     def matches_name(self, tag: object) -> bool:
-        return isinstance(tag, str) and (self.name == "*" or tag == self.name)
+        return isinstance(tag, str) and self.name in ("*", tag)
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,9 @@ def parse_bindings(query: str) -> dict[str, str]:
 
 def _split_steps(text: str) -> list[str]:
     """Split on "/" outside quoted attribute values."""
-    parts, current, quote = [], [], ""
+    parts: list[str] = []
+    current: list[str] = []
+    quote = ""
     for ch in text:
         if quote:
             if ch == quote:
