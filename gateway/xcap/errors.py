@@ -106,9 +106,9 @@ def cannot_delete(reason: str) -> XcapError:
     return _conflict("cannot-delete", reason)
 
 
-def uniqueness_failure(reason: str, field: str | None = None) -> XcapError:
+def uniqueness_failure(reason: str, field: str) -> XcapError:
     """§11: ``<exists field=...>`` names the node selector of the duplicated value."""
-    inner = "" if field is None else f"<exists field={quoteattr(field)}/>"
+    inner = f"<exists field={quoteattr(field)}/>"
     return _conflict("uniqueness-failure", reason, inner)
 
 

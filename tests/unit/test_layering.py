@@ -1,7 +1,8 @@
 """Layering (STYLE.md, docs/architecture.md): pure SIP core -> mappings -> glue -> bridge -> app.
 
 * The pure cores import no I/O: mappings/, gateway/sip/ minus transport/, gateway/msrp/
-  minus transport/, and the bounded-cache helper gateway/memo.py.
+  minus transport/, gateway/xcap/ minus its glue (server, service, source, command), and
+  the bounded-cache helper gateway/memo.py.
 * The pure MSRP core is protocol only: it imports neither `mappings` nor the SIP core
   (SDP and INVITE glue will join them elsewhere).
 * The pure SIP core is protocol only: gateway/sip/ minus transport/ imports nothing from
@@ -51,9 +52,24 @@ def _mappings() -> list[Path]:
     return sorted((ROOT / "mappings").rglob("*.py"))
 
 
+# The XCAP package's glue modules; the rest of gateway/xcap/ is its pure core.
+XCAP_GLUE = ("server.py", "service.py", "source.py", "command.py")
+
+
+def _xcap_core() -> list[Path]:
+    return sorted(p for p in (ROOT / "gateway" / "xcap").glob("*.py") if p.name not in XCAP_GLUE)
+
+
 def _pure_modules() -> list[Path]:
     offline = ROOT / "gateway" / "bridge" / "offline" / "policy.py"
-    return [*_mappings(), *_sip_core(), *_msrp_core(), ROOT / "gateway" / "memo.py", offline]
+    return [
+        *_mappings(),
+        *_sip_core(),
+        *_msrp_core(),
+        *_xcap_core(),
+        ROOT / "gateway" / "memo.py",
+        offline,
+    ]
 
 
 def _imports(path: Path) -> set[str]:
@@ -77,6 +93,7 @@ def _rel(path: Path) -> str:
 
 def test_there_are_pure_modules() -> None:
     assert len(_sip_core()) >= 10 and len(_mappings()) >= 5 and len(_msrp_core()) >= 8
+    assert {p.name for p in _xcap_core()} >= {"core.py", "uri.py", "errors.py", "usages.py"}
 
 
 @pytest.mark.parametrize("path", _msrp_core(), ids=_rel)
