@@ -32,6 +32,7 @@ from gateway.bridge.offline.service import OfflineService
 from gateway.bridge.pager.names import SeenNames
 from gateway.bridge.pager.service import Pager
 from gateway.bridge.presence.context import domain_maps, presence_config
+from gateway.bridge.presence.presrules import settle
 from gateway.bridge.presence.service import PresenceService
 from gateway.bridge.routing import SipRouter
 from gateway.config import Config, ConfigError, Transport, read_config
@@ -340,16 +341,8 @@ def _add_xcap(cfg: Config, gw: Gateway, store: Store, presence: PresenceService)
         hosted.rules = documents.watcher_decision
 
         def rules_changed(auid: str, aor: str, name: str) -> None:
-            # RFC 5025 §3.2.1 applies to existing requests too: settle what the new
-            # rules settle (pending -> allow / block; active -> block).
-            if auid != "pres-rules":
-                return
-            for entry in hosted.watchers(aor):
-                verdict = documents.watcher_decision(aor, entry.sip_uri)
-                if verdict == "allow" and entry.status == "pending":
-                    hosted.decide(aor, entry.sip_uri, "allow")
-                elif verdict in ("block", "polite-block"):
-                    hosted.decide(aor, entry.sip_uri, "deny")
+            if auid == "pres-rules":  # existing requests too (docs/presence.md)
+                settle(hosted, aor, documents.watcher_decision)
 
         documents.on_change(rules_changed)
     if cfg.xcap.enabled and registrar is not None:
