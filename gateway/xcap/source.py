@@ -60,7 +60,7 @@ class XcapListSource:
     def __init__(self, documents: XcapDocuments, limits: ListLimits | None = None) -> None:
         self.documents = documents
         self.limits = limits or ListLimits(max_bytes=documents.max_bytes)
-        self._parsed: Memo[str, tuple[Entry, ...]] = Memo(4096)  # etag -> members
+        self._parsed: Memo[str, tuple[Entry, ...]] = Memo(1024)  # etag -> members
         self._callbacks: list[Callable[[str], None]] = []
         documents.on_change(self._changed)
 

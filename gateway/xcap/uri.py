@@ -10,7 +10,8 @@ Names are resolved here into Clark notation (``{ns}local``): an element name wit
 prefix is in the application usage's default document namespace (§6.4), an attribute
 name without a prefix is in no namespace, and a prefix must be bound by an ``xmlns()``
 expression of the query (else 400). A document selector that names no document of this
-server is 404; a node selector that does not follow the grammar is 400.
+server is 404 (documents are named ``index``: one per user and application usage); a
+node selector that does not follow the grammar is 400.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ __all__ = [
 SEPARATOR: Final = "/~~/"
 _NCNAME = r"[A-Za-z_][\w.\-]*"
 _QNAME = re.compile(rf"(?:({_NCNAME}):)?({_NCNAME})\Z")
-_DOC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,127}\Z")
+# One document per user and usage, the well-known name (RFC 4826 §3.7, RFC 5025 §9.7,
+# RFC 4825 §12.7): what the gateway reads, and a bound on what a user can store.
+DOCUMENT_NAME: Final = "index"
 _AUID = re.compile(r"[a-z0-9][a-z0-9.\-]{0,63}\Z")
 _XMLNS = re.compile(rf"\s*xmlns\(\s*({_NCNAME})\s*=\s*([^)\s]+)\s*\)")
 _ENTITIES: Final = {"&quot;": '"', "&apos;": "'"}
@@ -239,8 +242,8 @@ def parse_xcap_uri(
     else:
         raise not_found("documents are <auid>/users/<xui>/<name> or <auid>/global/<name>")
     name = segments[-1]
-    if not _DOC_NAME.match(name):
-        raise not_found(f"no document named {name!r}")
+    if name != DOCUMENT_NAME:
+        raise not_found(f"no document named {name!r}: this server keeps one, {DOCUMENT_NAME!r}")
     document = DocumentSelector(auid, xui, name)
     if not sep:
         return XcapUri(document)

@@ -101,7 +101,7 @@ async def test_the_digest_uri_must_name_the_request(make: Make) -> None:
     first = await client.get(URL)
     assert first.status == 404
     auth = first.request_info.headers["Authorization"]
-    other = "/xcap/resource-lists/users/sip:alice@sip.localhost/other"
+    other = "/xcap/pres-rules/users/sip:alice@sip.localhost/index"
     assert (await client.get(other, headers={"Authorization": auth}, middlewares=())).status == 401
 
 

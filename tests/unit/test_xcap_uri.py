@@ -55,6 +55,7 @@ def test_document_selectors() -> None:
         "/xcap/resource-lists/people/a@b/index",
         "/xcap/resource-lists/users//index",
         "/xcap/resource-lists/users/a@b/..",
+        "/xcap/resource-lists/users/a@b/other",  # one document per user and usage: index
         "/xcap/resource-lists/users/%FF@b/index",  # not UTF-8
     ],
 )
