@@ -28,6 +28,7 @@ from tests.harness.ports import free_port
 from tests.harness.prosody import ProsodyServer
 from tests.harness.xmpp_client import XmppTestClient
 from tests.integration.conftest import Account, ClientFactory
+from tests.integration.test_admin_running import make_cert
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,7 @@ def pres_rules(*rules: tuple[str, str]) -> bytes:
     ).encode()
 
 
-def config(tmp_path: Path, port: int, **overrides: Any) -> str:
+def config(tmp_path: Path, port: int, xcap: dict[str, Any] | None = None, **overrides: Any) -> str:
     users = tmp_path / "users.toml"
     users.write_text(
         "".join(
@@ -72,7 +73,8 @@ def config(tmp_path: Path, port: int, **overrides: Any) -> str:
     return gateway_config(
         gateway={"state_dir": str(tmp_path / "state")},
         registrar={"users_file": str(users)},
-        xcap={"enabled": True, "host": LOOPBACK, "port": port, "max_document_size": MAX},
+        xcap={"enabled": True, "host": LOOPBACK, "port": port, "max_document_size": MAX}
+        | (xcap or {}),
         admin={"enabled": False},
         **overrides,
     )
@@ -296,5 +298,33 @@ async def test_pres_rules_decide_an_xmpp_subscription(
         assert re.search(r"pres-rules decision.*verdict=allow", log)
         assert re.search(r"pres-rules decision.*verdict=block", log)
         assert "hosted watcher approved" in log
+    finally:
+        gw.terminate()
+
+
+def test_xcap_over_https(tmp_path: Path) -> None:
+    require_binary("openssl")
+    require_binary("curl")
+    cert, key = make_cert(tmp_path / "pki", "xcap.test")
+    port = free_port()
+    tls = {"certificate": str(cert), "private_key": str(key)}
+    gw = start(config(tmp_path, port, xcap=tls), tmp_path / "gw")
+    url = f"https://xcap.test:{port}/xcap/pres-rules/users/{ALICE}/index"
+    alice = ("--digest", "-u", f"alice:{PASSWORDS['alice']}")
+    verified = (*alice, "--cacert", str(cert), "--resolve", f"xcap.test:{port}:{LOOPBACK}")
+    doc = tmp_path / "rules.xml"
+    doc.write_bytes(pres_rules((BOB, "allow")))
+    try:
+        assert "xcap server listening url=https://" in gw.log_text()
+        put = ("-X", "PUT", "-H", f"Content-Type: {PR}", "--data-binary", f"@{doc}")
+        assert curl(*verified, *put, url)[0] == 201
+        assert curl(*verified, url) == (200, doc.read_text())
+        plain = subprocess.run(
+            ["curl", "-sS", "--max-time", "10", *verified, url.replace("https://", "http://")],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        assert plain.returncode != 0  # TLS only: a plain request gets no HTTP answer
     finally:
         gw.terminate()
