@@ -71,8 +71,8 @@ async def _document(request: web.Request) -> web.Response:
     if reply.status >= 300:
         headers = {} if reply.content_type is None else {"Content-Type": reply.content_type}
         return web.Response(status=reply.status, body=reply.body, headers=headers)
-    event(log, logging.WARNING, "admin wrote a user's document", aor=aor, auid=auid,
-          method=request.method, peer=request.remote)  # fmt: skip
+    fields = {"aor": aor, "auid": auid, "method": request.method, "peer": request.remote}
+    event(log, logging.WARNING, "admin wrote a user's document", **fields)
     return web.json_response({"aor": aor, "auid": auid, "status": reply.status, "etag": reply.etag})
 
 
