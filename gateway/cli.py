@@ -88,6 +88,9 @@ def summarise(cfg: Config) -> list[str]:
     lines.append(f"dns        {dns}")
     if cfg.admin.enabled:
         lines.append(f"admin      http://{cfg.admin.address}:{cfg.admin.port}/")
+    if cfg.xcap.enabled:
+        scheme = "https" if cfg.xcap.tls else "http"
+        lines.append(f"xcap       {scheme}://{cfg.xcap.host}:{cfg.xcap.port}{cfg.xcap.root}")
     lines.append(f"state      {cfg.gateway.state_dir}")
     if cfg.store.backend != "sqlite":
         from gateway.store.migrations import SCHEMA_VERSION  # no driver import

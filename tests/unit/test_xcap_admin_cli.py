@@ -139,3 +139,18 @@ def test_lists_command(tmp_path: Path) -> None:
     assert lists("put", ALICE, "nope", str(doc)).returncode == 1
     assert lists("delete", ALICE, "resource-lists").returncode == 0
     assert lists("get", ALICE, "resource-lists").returncode == 1
+
+
+def test_check_config_names_the_xcap_server(tmp_path: Path) -> None:
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(
+        '[[xmpp.components]]\ndomain = "sip.localhost"\nsecret = "s"\n'
+        '[xcap]\nenabled = true\nport = 8091\nroot = "/buddies"\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", str(cfg)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "xcap       http://127.0.0.1:8091/buddies" in out.stdout
