@@ -60,7 +60,8 @@ class XcapListSource:
     def __init__(self, documents: XcapDocuments, limits: ListLimits | None = None) -> None:
         self.documents = documents
         self.limits = limits or ListLimits(max_bytes=documents.max_bytes)
-        self._parsed: Memo[str, tuple[Entry, ...]] = Memo(1024)  # etag -> members
+        # (owner, etag) -> members: the owner too, as references resolve into its document
+        self._parsed: Memo[tuple[str, str], tuple[Entry, ...]] = Memo(1024)
         self._callbacks: list[Callable[[str], None]] = []
         documents.on_change(self._changed)
 
@@ -82,9 +83,10 @@ class XcapListSource:
         doc = self.documents.document(RESOURCE_LISTS, aor, DEFAULT_DOCUMENT)
         if doc is None:
             return None
-        found = self._parsed.peek(doc.etag)
+        key = (aor, doc.etag)
+        found = self._parsed.peek(key)
         if found is None:
-            found = self._parsed.put(doc.etag, self._members(aor, doc.body))
+            found = self._parsed.put(key, self._members(aor, doc.body))
         return found
 
     def _members(self, aor: str, body: bytes) -> tuple[Entry, ...]:
