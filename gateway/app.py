@@ -32,6 +32,7 @@ from gateway.bridge.offline.service import OfflineService
 from gateway.bridge.pager.names import SeenNames
 from gateway.bridge.pager.service import Pager
 from gateway.bridge.presence.context import domain_maps, presence_config
+from gateway.bridge.presence.presrules import settle
 from gateway.bridge.presence.service import PresenceService
 from gateway.bridge.regevent.service import RegEventService
 from gateway.bridge.routing import SipRouter
@@ -49,6 +50,9 @@ from gateway.sip.useragent import IncomingRequest, RequestHandler
 from gateway.sip.validate import GATEWAY_POLICY
 from gateway.store.api import Binding, Store, StoreError, SubscriptionRecord
 from gateway.store.configured import open_configured
+from gateway.xcap.server import XcapServer
+from gateway.xcap.service import XcapDocuments
+from gateway.xcap.source import XcapListSource
 from gateway.xmpp.disco import Features, prompt_translator
 from gateway.xmpp.links import XmppLinks
 from mappings.dialoginfo import MEDIA_TYPE as DIALOG_INFO_MEDIA_TYPE
@@ -98,6 +102,9 @@ class Gateway:
     draining: bool = False
     # Set by `run`: what SIGTERM does (drain, then stop); the console's drain action.
     request_stop: Callable[[], None] | None = None
+    # The users' XCAP documents (docs/xcap.md) and the RLS's ListSource over them.
+    documents: XcapDocuments | None = None
+    xcap_lists: XcapListSource | None = None
 
     def readiness(self) -> Readiness:
         checks = {name: bool(getattr(svc, "ready", True)) for name, svc in self.started}
@@ -364,11 +371,31 @@ def build(cfg: Config) -> Gateway:
     if offline is not None:  # after the registrar (bindings restored), before SIP listens
         gw.services.append(("offline", offline))
     gw.services.append(("sip", endpoint))
+    _add_xcap(cfg, gw, cast(Store, store), presence)
     sources = _observe(gw, links, resolver, cast(Store, store))
-    sources = _console_sources(gw, sources, pager, presence)
+    sources = replace(_console_sources(gw, sources, pager, presence), documents=gw.documents)
     if cfg.admin.enabled:
         gw.services.append(("admin", AdminServer(cfg.admin, gw.readiness, sources)))
     return gw
+
+
+def _add_xcap(cfg: Config, gw: Gateway, store: Store, presence: PresenceService) -> None:
+    """XCAP documents (issue 24, docs/xcap.md): pres-rules decide hosted users' watchers,
+    resource-lists feed the RLS (`gw.xcap_lists`); `[xcap] enabled` adds the HTTP server."""
+    documents = gw.documents = XcapDocuments(store, max_bytes=cfg.xcap.max_document_size)
+    gw.xcap_lists = XcapListSource(documents)
+    hosted, registrar = presence.hosted, gw.registrar
+    if hosted is not None:
+        hosted.rules = documents.watcher_decision
+
+        def rules_changed(auid: str, aor: str, name: str) -> None:
+            if auid == "pres-rules":  # existing requests too (docs/presence.md)
+                settle(hosted, aor, documents.watcher_decision)
+
+        documents.on_change(rules_changed)
+    if cfg.xcap.enabled and registrar is not None:
+        server = XcapServer(cfg.xcap, documents, lambda: registrar.users)
+        gw.services.append(("xcap", server))
 
 
 def _count_reconnects(metrics: Metrics) -> Callable[[str], None]:

@@ -1,5 +1,6 @@
 """The `cpim-gateway` command line: run, check-config, user (gateway/registrar/usercmd.py),
-db (the store's schema: `db status`, `db upgrade`; docs/operations.md "Database").
+db (the store's schema: `db status`, `db upgrade`; docs/operations.md "Database"),
+lists (users' XCAP documents: gateway/xcap/command.py, docs/xcap.md).
 
 Configuration errors are one line on stderr and exit status 2.
 """
@@ -37,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="the store's schema: status, upgrade")
     db.add_argument("action", choices=("status", "upgrade"))
     db.add_argument("--config", "-c", required=True, type=Path, help="TOML configuration file")
+    lists = sub.add_parser("lists", help="a user's resource-lists / pres-rules document")
+    lists.add_argument("action", choices=("get", "put", "delete"))
+    lists.add_argument("aor", help="the owner, sip:user@domain or user@domain")
+    lists.add_argument("auid", help="resource-lists or pres-rules")
+    lists.add_argument("file", nargs="?", type=Path, help="put: the document (default: stdin)")
+    lists.add_argument("--config", "-c", required=True, type=Path, help="TOML configuration")
     return p
 
 
@@ -81,6 +88,9 @@ def summarise(cfg: Config) -> list[str]:
     lines.append(f"dns        {dns}")
     if cfg.admin.enabled:
         lines.append(f"admin      http://{cfg.admin.address}:{cfg.admin.port}/")
+    if cfg.xcap.enabled:
+        scheme = "https" if cfg.xcap.tls else "http"
+        lines.append(f"xcap       {scheme}://{cfg.xcap.host}:{cfg.xcap.port}{cfg.xcap.root}")
     lines.append(f"state      {cfg.gateway.state_dir}")
     if cfg.store.backend != "sqlite":
         from gateway.store.migrations import SCHEMA_VERSION  # no driver import
@@ -101,6 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "db":
         return db_command(cfg, args.action)
+    if args.command == "lists":
+        from gateway.xcap import command  # loaded with its command only
+
+        return command.run(cfg, args)
     if args.command == "check-config":
         lines = summarise(cfg)
         users_file = cfg.registrar.users_file

@@ -302,6 +302,24 @@ class MsrpConfig:
 
 
 @dataclass(frozen=True)
+class XcapConfig:
+    """The XCAP server (RFC 4825, docs/xcap.md): users' resource lists and pres-rules
+    over HTTP(S) with Digest against the registrar's users."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8090
+    root: str = "/xcap"  # the XCAP root path (RFC 4825 §6.1)
+    max_document_size: int = 256 * 1024  # bytes of a document or a request body (413)
+    certificate: Path | None = None  # both set: HTTPS
+    private_key: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.certificate is not None
+
+
+@dataclass(frozen=True)
 class GatewaySection:
     state_dir: Path = Path("state")
     log_level: str = "info"
@@ -329,6 +347,7 @@ class Config:
     call_activity: CallActivitySection = CallActivitySection()
     sessions: SessionsSection = SessionsSection()
     msrp: MsrpConfig = MsrpConfig()
+    xcap: XcapConfig = XcapConfig()
 
     def component(self, domain: str) -> ComponentConfig | None:
         return next((c for c in self.xmpp.components if c.domain == domain.lower()), None)
@@ -948,6 +967,26 @@ def _load_sessions(sec: _Section) -> SessionsSection:
     return out
 
 
+def _load_xcap(sec: _Section, base: Path) -> XcapConfig:
+    root = sec.get("root", str, "/xcap")
+    if not re.fullmatch(r"(/[A-Za-z0-9._~\-]+)+", root):
+        raise ConfigError(sec.key("root"), f"must be an absolute path like /xcap, not {root!r}")
+    cert, key = sec.opt("certificate", str), sec.opt("private_key", str)
+    if (cert is None) != (key is None):
+        raise ConfigError(sec.key("certificate"), "give both certificate and private_key, or none")
+    out = XcapConfig(
+        enabled=sec.get("enabled", bool, False),
+        host=_ip(sec, "host", "127.0.0.1"),
+        port=_port(sec, "port", 8090),
+        root=root,
+        max_document_size=_bounded(sec, "max_document_size", 256 * 1024, 1024, 16 * 1024 * 1024),
+        certificate=_readable_file(sec.key("certificate"), cert, base) if cert else None,
+        private_key=_readable_file(sec.key("private_key"), key, base) if key else None,
+    )
+    sec.done()
+    return out
+
+
 def _load_store(sec: _Section, base: Path, env: Mapping[str, str]) -> StoreConfig:
     backend = sec.choice("backend", STORE_BACKENDS, "sqlite")
     dsn = _secret(sec, "dsn", base, env)
@@ -1030,6 +1069,7 @@ def load_config(
         call_activity=_load_call_activity(root.table("call_activity")),
         sessions=_load_sessions(root.table("sessions")),
         msrp=_load_msrp(root.table("msrp"), base_dir, env),
+        xcap=_load_xcap(root.table("xcap"), base_dir),
         source=source,
     )
     root.done()

@@ -42,6 +42,8 @@ APT_PACKAGES+=(prometheus)
 # /usr/lib/postgresql/15/bin on a free loopback port; the distro cluster is never left
 # running (SERVICES), so port 5432 stays free.
 APT_PACKAGES+=(postgresql)
+# tests/integration/test_xcap.py: XCAP over HTTP Digest with a second, independent client
+APT_PACKAGES+=(curl)
 SERVICES=(prosody ejabberd kamailio prometheus postgresql)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

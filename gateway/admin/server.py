@@ -7,6 +7,7 @@ listings from providers the composition root passes in. GET/POST /trace: the
 runtime switch of the SIP and XMPP wire traces. /web/: static files (the
 browser demo) when `[admin] web_root` is set (gateway/admin/webroot.py).
 /console/: the operator console, its data and its live stream (console.py).
+/documents/: users' XCAP documents, with a token only (documents.py).
 Everything but /healthz, /web/ and the console's static page needs the bearer token when one is
 configured. docs/admin-api.md describes it all.
 """
@@ -24,6 +25,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client.exposition import choose_encoder
 
 from gateway.admin import console
+from gateway.admin.documents import add_documents
 from gateway.admin.sources import AdminSources, json_default, rows, trace_wanted
 from gateway.admin.webroot import add_web_root, is_public
 from gateway.config import AdminConfig
@@ -159,6 +161,7 @@ def create_app(
     if cfg.web_root is not None:
         add_web_root(app, cfg.web_root)
     console.add_console(app, cfg, app[SOURCES])
+    add_documents(app, cfg, app[SOURCES])  # users' XCAP documents (docs/admin-api.md)
     return app
 
 

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.fates import FateRing
 from gateway.logs import WireTrace
+from gateway.xcap.service import XcapDocuments
 
 # A listing: rows (dataclasses or mappings), computed on demand, sync or async.
 Listing = Callable[[], Iterable[Any] | Awaitable[Iterable[Any]]]
@@ -34,7 +35,8 @@ class PendingAuthorization:
 class AdminSources:
     """The registry, the listings, the wire-trace switch and the console's inputs:
     `fates` (the pager's ring), `pending` and `decide` (hosted-user authorizations,
-    `Hosted.pending` / `Hosted.decide`), `drain` (the SIGTERM path: drain, then stop)."""
+    `Hosted.pending` / `Hosted.decide`), `drain` (the SIGTERM path: drain, then stop),
+    `documents` (the users' XCAP documents, `/documents/...`)."""
 
     registry: CollectorRegistry | None = None
     listings: Mapping[str, Listing] = field(default_factory=dict)
@@ -43,6 +45,7 @@ class AdminSources:
     pending: Callable[[], list[PendingAuthorization]] | None = None
     decide: Callable[[str, str, str], bool] | None = None
     drain: Callable[[], None] | None = None
+    documents: XcapDocuments | None = None  # users' XCAP documents (docs/xcap.md)
 
 
 def row(item: Any) -> Any:

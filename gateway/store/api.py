@@ -1,8 +1,9 @@
 """The store's small interface: record dataclasses and the `Store` protocol.
 
-Four kinds of records survive a restart: registrar bindings (RFC 3261 §10), presence
+Five kinds of records survive a restart: registrar bindings (RFC 3261 §10), presence
 subscriptions in both directions (RFC 6665 dialogs, RFC 8048), PUBLISH event state
-(RFC 3903) and messages stored for offline hosted users (docs/offline.md). Records are
+(RFC 3903), messages stored for offline hosted users (docs/offline.md) and the users'
+XCAP documents (RFC 4825: resource lists, pres-rules; docs/xcap.md). Records are
 frozen values; the store never interprets them.
 
 Writes that must be atomic per RFC 3261 §10.3 step 7 / RFC 3903 §6 step 5 replace the
@@ -28,6 +29,7 @@ __all__ = [
     "StoreError",
     "StoredMessage",
     "SubscriptionRecord",
+    "XcapDocument",
 ]
 
 
@@ -160,8 +162,27 @@ class StoredMessage:
         return len(self.body)
 
 
+@dataclass(frozen=True, slots=True)
+class XcapDocument:
+    """One XCAP document (RFC 4825 §6.2), keyed by (`auid`, `aor`, `name`): `aor` is the
+    canonical `sip:user@domain` of the owner (the XUI), `etag` the quoted entity tag the
+    server computed for `body`, `updated_at` when it was last written."""
+
+    auid: str
+    aor: str
+    name: str
+    body: bytes = field(repr=False)
+    etag: str
+    updated_at: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.auid, self.aor, self.name
+
+
 class Store(Protocol):
-    """Persistence for bindings, subscriptions, publications and stored messages.
+    """Persistence for bindings, subscriptions, publications, stored messages and XCAP
+    documents.
     Implementations: `gateway.store.sqlite.SqliteStore` (default),
     `gateway.store.postgresql.PostgresStore` (`[store] backend = "postgresql"`) and
     `gateway.store.memory.MemoryStore`. Every method raises `StoreError` on failure; a
@@ -206,6 +227,17 @@ class Store(Protocol):
     def delete_message(self, message_id: str) -> None: ...
 
     def all_messages(self) -> Iterator[StoredMessage]: ...
+
+    # -- XCAP documents (docs/xcap.md): committed before the HTTP 2xx
+    def xcap_document(self, auid: str, aor: str, name: str) -> XcapDocument | None: ...
+
+    def put_xcap_document(self, document: XcapDocument) -> None: ...
+
+    def delete_xcap_document(self, auid: str, aor: str, name: str) -> bool: ...
+
+    def xcap_documents(
+        self, *, aor: str | None = None, auid: str | None = None
+    ) -> tuple[XcapDocument, ...]: ...
 
     # -- housekeeping
     def expire_before(self, now: float) -> Expired: ...

@@ -15,6 +15,7 @@ from gateway.store.api import (
     StoredMessage,
     StoreError,
     SubscriptionRecord,
+    XcapDocument,
 )
 
 __all__ = ["MemoryStore"]
@@ -26,6 +27,7 @@ class MemoryStore:
         self._subs: dict[tuple[str, str], SubscriptionRecord] = {}
         self._pubs: dict[tuple[str, str], tuple[Publication, ...]] = {}
         self._messages: dict[str, StoredMessage] = {}  # insertion order = store order
+        self._xcap: dict[tuple[str, str, str], XcapDocument] = {}
         self._closed = False
 
     def _check(self) -> None:
@@ -129,6 +131,30 @@ class MemoryStore:
     def all_messages(self) -> Iterator[StoredMessage]:
         self._check()
         return iter(list(self._messages.values()))
+
+    # -- XCAP documents
+    def xcap_document(self, auid: str, aor: str, name: str) -> XcapDocument | None:
+        self._check()
+        return self._xcap.get((auid, aor, name))
+
+    def put_xcap_document(self, document: XcapDocument) -> None:
+        self._check()
+        self._xcap[document.key] = document
+
+    def delete_xcap_document(self, auid: str, aor: str, name: str) -> bool:
+        self._check()
+        return self._xcap.pop((auid, aor, name), None) is not None
+
+    def xcap_documents(
+        self, *, aor: str | None = None, auid: str | None = None
+    ) -> tuple[XcapDocument, ...]:
+        self._check()
+        found = (
+            d
+            for d in self._xcap.values()
+            if (aor is None or d.aor == aor) and (auid is None or d.auid == auid)
+        )
+        return tuple(sorted(found, key=lambda d: d.key))
 
     # -- housekeeping
     def expire_before(self, now: float) -> Expired:

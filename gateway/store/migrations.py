@@ -17,6 +17,7 @@ __all__ = ["DESCRIPTIONS", "SCHEMA_VERSION", "SchemaStatus"]
 DESCRIPTIONS: dict[int, str] = {
     1: "bindings, subscriptions, publications",
     2: "offline_messages (issue 17: store-and-forward)",
+    3: "xcap_documents (issue 24: resource lists and pres-rules over XCAP)",
 }
 SCHEMA_VERSION = max(DESCRIPTIONS)
 

@@ -36,6 +36,7 @@ from gateway.store.api import (
     StoredMessage,
     StoreError,
     SubscriptionRecord,
+    XcapDocument,
 )
 from gateway.store.migrations import DESCRIPTIONS, SCHEMA_VERSION, SchemaStatus
 
@@ -60,6 +61,8 @@ _MSG_COLS = (
     " call_id, content_type, body, subject, lang, call_info, receipt_id"
 )
 _SUB_UPDATE = ", ".join(f"{c.strip()} = EXCLUDED.{c.strip()}" for c in _SUB_COLS.split(",")[2:])
+
+_XCAP_COLS = "auid, aor, name, body, etag, updated_at"
 
 _MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at DOUBLE PRECISION)"""
@@ -104,6 +107,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             content_type TEXT NOT NULL,
             body BYTEA NOT NULL, subject TEXT, lang TEXT, call_info TEXT, receipt_id TEXT)""",
         "CREATE INDEX offline_messages_aor ON offline_messages (aor, seq)",
+    ),
+    3: (
+        """CREATE TABLE xcap_documents (
+            auid TEXT NOT NULL, aor TEXT NOT NULL, name TEXT NOT NULL,
+            body BYTEA NOT NULL, etag TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (auid, aor, name))""",
+        "CREATE INDEX xcap_documents_aor ON xcap_documents (aor)",
     ),
 }
 
@@ -189,6 +199,11 @@ def _msg(row: tuple[Any, ...]) -> StoredMessage:
         mid, aor, stored, exp, sender, sid, comp, rcpt, from_uri, call_id, ctype, bytes(body),
         subject, lang, call_info, receipt_id,
     )  # fmt: skip
+
+
+def _xcap(row: tuple[Any, ...]) -> XcapDocument:
+    auid, aor, name, body, etag, updated_at = row
+    return XcapDocument(auid, aor, name, bytes(body), etag, updated_at)
 
 
 def _placeholders(n: int) -> str:
@@ -495,6 +510,38 @@ class PostgresStore:
     def all_messages(self) -> Iterator[StoredMessage]:
         sql = f"SELECT seq, {_MSG_COLS} FROM offline_messages {{where}} ORDER BY seq"
         return self._pages(sql, lambda r: (r[0],), "seq > %s", lambda r: _msg(r[1:]))
+
+    # -- XCAP documents (docs/xcap.md): committed before the HTTP 2xx
+    def xcap_document(self, auid: str, aor: str, name: str) -> XcapDocument | None:
+        sql = f"SELECT {_XCAP_COLS} FROM xcap_documents WHERE auid = %s AND aor = %s AND name = %s"
+        found = self._read(sql, (auid, aor, name), _xcap)
+        return found[0] if found else None
+
+    def put_xcap_document(self, document: XcapDocument) -> None:
+        d = document
+        sql = (
+            f"INSERT INTO xcap_documents ({_XCAP_COLS}) VALUES ({_placeholders(6)})"
+            " ON CONFLICT (auid, aor, name) DO UPDATE SET body = EXCLUDED.body,"
+            " etag = EXCLUDED.etag, updated_at = EXCLUDED.updated_at"
+        )
+        row = (d.auid, d.aor, d.name, d.body, d.etag, d.updated_at)
+        self._write(lambda conn: conn.execute(sql, row))
+
+    def delete_xcap_document(self, auid: str, aor: str, name: str) -> bool:
+        sql = "DELETE FROM xcap_documents WHERE auid = %s AND aor = %s AND name = %s"
+        return self._write(lambda conn: conn.execute(sql, (auid, aor, name)).rowcount == 1)
+
+    def xcap_documents(
+        self, *, aor: str | None = None, auid: str | None = None
+    ) -> tuple[XcapDocument, ...]:
+        where, args = [], []
+        for column, value in (("aor", aor), ("auid", auid)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                args.append(value)
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT {_XCAP_COLS} FROM xcap_documents{cond} ORDER BY auid, aor, name"
+        return self._read(sql, tuple(args), _xcap)
 
     # -- housekeeping
     def expire_before(self, now: float) -> Expired:

@@ -35,6 +35,7 @@ from gateway.store.api import (
     StoredMessage,
     StoreError,
     SubscriptionRecord,
+    XcapDocument,
 )
 from gateway.store.migrations import DESCRIPTIONS, SCHEMA_VERSION, SchemaStatus
 
@@ -54,6 +55,7 @@ _SUB_COLS = (
     " content_type, xmpp_authorization"
 )
 _PUB_COLS = "aor, event, pos, etag, expires_at, body, content_type, updated_at"
+_XCAP_COLS = "auid, aor, name, body, etag, updated_at"
 _MSG_COLS = (
     "message_id, aor, stored_at, expires_at, sender, stanza_id, component, recipient, from_uri,"
     " call_id, content_type, body, subject, lang, call_info, receipt_id"
@@ -102,6 +104,14 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             content_type TEXT NOT NULL,
             body BLOB NOT NULL, subject TEXT, lang TEXT, call_info TEXT, receipt_id TEXT)""",
         "CREATE INDEX offline_messages_aor ON offline_messages (aor, seq)",
+    ),
+    # issue 24: XCAP documents (RFC 4825), one row per (auid, owner, document name).
+    3: (
+        """CREATE TABLE xcap_documents (
+            auid TEXT NOT NULL, aor TEXT NOT NULL, name TEXT NOT NULL,
+            body BLOB NOT NULL, etag TEXT NOT NULL, updated_at REAL NOT NULL,
+            PRIMARY KEY (auid, aor, name)) WITHOUT ROWID""",
+        "CREATE INDEX xcap_documents_aor ON xcap_documents (aor)",
     ),
 }
 
@@ -228,6 +238,11 @@ def _msg(row: tuple[Any, ...]) -> StoredMessage:
         mid, aor, stored, exp, sender, sid, comp, rcpt, from_uri, call_id, ctype, bytes(body),
         subject, lang, call_info, receipt_id,
     )  # fmt: skip
+
+
+def _xcap(row: tuple[Any, ...]) -> XcapDocument:
+    auid, aor, name, body, etag, updated_at = row
+    return XcapDocument(auid, aor, name, bytes(body), etag, updated_at)
 
 
 def open_store(state_dir: Path, filename: str = DEFAULT_FILENAME) -> SqliteStore:
@@ -467,6 +482,40 @@ class SqliteStore:
 
     def all_messages(self) -> Iterator[StoredMessage]:
         return self._iterate(f"SELECT {_MSG_COLS} FROM offline_messages ORDER BY seq", _msg)
+
+    # -- XCAP documents (docs/xcap.md): committed before the HTTP 2xx
+    def xcap_document(self, auid: str, aor: str, name: str) -> XcapDocument | None:
+        sql = f"SELECT {_XCAP_COLS} FROM xcap_documents WHERE auid = ? AND aor = ? AND name = ?"
+        found = self._query(sql, (auid, aor, name), _xcap)
+        return found[0] if found else None
+
+    def put_xcap_document(self, document: XcapDocument) -> None:
+        d = document
+        with self._tx() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO xcap_documents ({_XCAP_COLS}) VALUES (?,?,?,?,?,?)",
+                (d.auid, d.aor, d.name, d.body, d.etag, d.updated_at),
+            )
+
+    def delete_xcap_document(self, auid: str, aor: str, name: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "DELETE FROM xcap_documents WHERE auid = ? AND aor = ? AND name = ?",
+                (auid, aor, name),
+            )
+            return cur.rowcount == 1
+
+    def xcap_documents(
+        self, *, aor: str | None = None, auid: str | None = None
+    ) -> tuple[XcapDocument, ...]:
+        where, args = [], []
+        for column, value in (("aor", aor), ("auid", auid)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT {_XCAP_COLS} FROM xcap_documents{cond} ORDER BY auid, aor, name"
+        return self._query(sql, tuple(args), _xcap)
 
     # -- housekeeping
     def expire_before(self, now: float) -> Expired:

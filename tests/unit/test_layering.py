@@ -1,7 +1,8 @@
 """Layering (STYLE.md, docs/architecture.md): pure SIP core -> mappings -> glue -> bridge -> app.
 
 * The pure cores import no I/O: mappings/, gateway/sip/ minus transport/, gateway/msrp/
-  minus transport/, and the bounded-cache helper gateway/memo.py.
+  minus transport/, gateway/xcap/ minus its glue (server, service, source, command), and
+  the bounded-cache helper gateway/memo.py.
 * gateway/sdp/ (SDP for MSRP media) is pure too; it may use the MSRP core's URIs, never
   the SIP core (the INVITE glue joins them).
 * The pure MSRP core is protocol only: it imports neither `mappings` nor the SIP core
@@ -57,9 +58,17 @@ def _mappings() -> list[Path]:
     return sorted((ROOT / "mappings").rglob("*.py"))
 
 
+# The XCAP package's glue modules; the rest of gateway/xcap/ is its pure core.
+XCAP_GLUE = ("server.py", "service.py", "source.py", "command.py")
+
+
+def _xcap_core() -> list[Path]:
+    return sorted(p for p in (ROOT / "gateway" / "xcap").glob("*.py") if p.name not in XCAP_GLUE)
+
+
 def _pure_modules() -> list[Path]:
     offline = ROOT / "gateway" / "bridge" / "offline" / "policy.py"
-    pure = [*_mappings(), *_sip_core(), *_msrp_core(), *_sdp()]
+    pure = [*_mappings(), *_sip_core(), *_msrp_core(), *_sdp(), *_xcap_core()]
     return [*pure, ROOT / "gateway" / "memo.py", offline]
 
 
@@ -85,6 +94,7 @@ def _rel(path: Path) -> str:
 def test_there_are_pure_modules() -> None:
     assert len(_sip_core()) >= 10 and len(_mappings()) >= 5 and len(_msrp_core()) >= 8
     assert len(_sdp()) >= 3
+    assert {p.name for p in _xcap_core()} >= {"core.py", "uri.py", "errors.py", "usages.py"}
 
 
 @pytest.mark.parametrize("path", _sdp(), ids=_rel)

@@ -18,6 +18,7 @@ from gateway.store.api import (
     StoredMessage,
     StoreError,
     SubscriptionRecord,
+    XcapDocument,
 )
 from gateway.store.memory import MemoryStore
 from gateway.store.sqlite import SCHEMA_VERSION, SqliteStore, open_store
@@ -321,4 +322,37 @@ def test_sqlite_keeps_messages_across_reopen_and_migrates_v1(tmp_path: Path) -> 
     assert again.messages(AOR) == (stored(1),)
     again.close()
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-    assert int(version) == SCHEMA_VERSION == 2
+    assert int(version) == SCHEMA_VERSION == 3
+
+
+def xdoc(auid: str = "resource-lists", aor: str = AOR, body: bytes = b"<doc/>") -> XcapDocument:
+    return XcapDocument(auid, aor, "index", body, f'"{len(body)}"', 1234.5)
+
+
+def test_xcap_documents_put_get_replace_delete(store: Store) -> None:
+    assert store.xcap_document("resource-lists", AOR, "index") is None
+    store.put_xcap_document(xdoc())
+    store.put_xcap_document(xdoc("pres-rules"))
+    store.put_xcap_document(xdoc(aor="sip:juliet@sip.localhost"))
+    assert store.xcap_document("resource-lists", AOR, "index") == xdoc()
+    store.put_xcap_document(xdoc(body=b"<longer/>"))  # replaces: one row per key
+    assert store.xcap_document("resource-lists", AOR, "index") == xdoc(body=b"<longer/>")
+    assert [d.auid for d in store.xcap_documents(aor=AOR)] == ["pres-rules", "resource-lists"]
+    assert [d.aor for d in store.xcap_documents(auid="resource-lists")] == [
+        "sip:juliet@sip.localhost",  # ordered by key
+        AOR,
+    ]
+    assert len(store.xcap_documents()) == 3
+    assert store.delete_xcap_document("pres-rules", AOR, "index") is True
+    assert store.delete_xcap_document("pres-rules", AOR, "index") is False
+    assert store.xcap_document("pres-rules", AOR, "index") is None
+    assert len(store.xcap_documents()) == 2
+
+
+def test_sqlite_keeps_xcap_documents_across_reopen(tmp_path: Path) -> None:
+    s = open_store(tmp_path / "state")
+    s.put_xcap_document(xdoc(body=b"\x00binary-safe\xff"))
+    s.close()
+    again = open_store(tmp_path / "state")
+    assert again.xcap_documents() == (xdoc(body=b"\x00binary-safe\xff"),)
+    again.close()

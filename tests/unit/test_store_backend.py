@@ -80,14 +80,14 @@ def test_sqlite_records_migrations_and_backfills_older_files(tmp_path: Path) -> 
     old.commit()
     old.close()
     before = sqlite.read_status(path)
-    assert (before.version, before.pending) == (1, (2,))
+    assert (before.version, before.pending) == (1, (2, 3))
     assert before.applied == ((1, DESCRIPTIONS[1], None),)
     SqliteStore(path).close()
     rows = sqlite3.connect(path).execute("SELECT * FROM schema_migrations").fetchall()
-    assert [(v, at is None) for v, _, at in rows] == [(1, True), (2, False)]
+    assert [(v, at is None) for v, _, at in rows] == [(1, True), (2, False), (3, False)]
     after = sqlite.read_status(path)
-    assert (after.version, after.pending) == (2, ())
-    assert [v for v, _, _ in after.applied] == [1, 2]
+    assert (after.version, after.pending) == (3, ())
+    assert [v for v, _, _ in after.applied] == [1, 2, 3]
 
 
 def test_status_of_a_missing_file_creates_nothing(tmp_path: Path) -> None:

@@ -16,7 +16,12 @@ Authorization is the hosted SIP user's (docs/presence.md, "Hosted users"):
   with a MESSAGE `/deny` (both only while the request is pending or active);
 * a request from someone the hosted user already watches is approved at once (the SIP
   side of RFC 6121 §3.4 pre-approval);
-* with `AUTO_APPROVE_HOSTED` (module default False) every request is approved.
+* with `AUTO_APPROVE_HOSTED` (module default False) every request is approved;
+* first of all, when the hosted user has a pres-rules document (RFC 5025, served over
+  XCAP, docs/xcap.md), the injected `rules(aor, watcher_sip_uri)` decides: `allow`
+  approves, `block` answers `unsubscribed`, `polite-block` drops the request without an
+  answer (the watcher's request stays pending, as if unanswered), `confirm` (and None:
+  no document) goes on as above.
 
 Approved: `subscribed`, then one presence per tuple (RFC 8048 Table 2) now and at every
 change. Rejected or withdrawn by the hosted user: `unavailable` for what was shown, then
@@ -142,6 +147,7 @@ class Hosted:
         auto_approve: bool = AUTO_APPROVE_HOSTED,
         watching: Callable[[Jid, Jid], bool] = lambda _sip, _xmpp: False,
         activity: Callable[[str, PresenceDocument | None], list[XmppPresence]] | None = None,
+        rules: Callable[[str, str], str | None] = lambda _aor, _watcher: None,
     ) -> None:
         self.ctx = ctx
         # Call activity (docs/call-activity.md): the presence shown, made from the base
@@ -150,6 +156,7 @@ class Hosted:
         self.registrar = registrar
         self.auto_approve = auto_approve
         self.watching = watching  # (hosted user's JID, XMPP user) -> has an S2X watch
+        self.rules = rules  # (AOR, watcher's SIP URI) -> RFC 5025 sub-handling or None
         self.by_aor: dict[str, dict[str, HostedWatcher]] = {}
         self.listeners: list[Callable[[str, Watcher], None]] = []  # winfo: (aor, change)
         registrar.on_presence_change(self.on_change)
@@ -203,9 +210,14 @@ class Hosted:
             "pending",
             "subscribe",
         )
-        self.by_aor.setdefault(aor, {})[str(entry.watcher)] = entry
+        verdict = self.rules(aor, entry.sip_uri)
         event(log, logging.INFO, "hosted watcher asks", aor=aor, watcher=str(entry.watcher))
-        if self.auto_approve or self.watching(contact.bare, watcher.bare):
+        if verdict in ("block", "polite-block"):  # RFC 5025 §3.2.1; nothing is kept
+            if verdict == "block":
+                self._send(contact, watcher.bare, "unsubscribed")
+            return
+        self.by_aor.setdefault(aor, {})[str(entry.watcher)] = entry
+        if verdict == "allow" or self.auto_approve or self.watching(contact.bare, watcher.bare):
             self._approve(entry)
         else:
             self._save(entry)
