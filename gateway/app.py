@@ -28,6 +28,7 @@ from gateway.admin.collectors import register_collectors
 from gateway.admin.server import AdminServer, AdminSources, Readiness
 from gateway.admin.sources import PendingAuthorization
 from gateway.bridge.dispatch import SipDispatcher, message_handler
+from gateway.bridge.lists.service import ListServer, lists_policy
 from gateway.bridge.offline.service import OfflineService
 from gateway.bridge.pager.names import SeenNames
 from gateway.bridge.pager.service import Pager
@@ -161,13 +162,17 @@ GATEWAY_UAS_POLICY = replace(
         {"MESSAGE", "SUBSCRIBE", "NOTIFY", "REGISTER", "PUBLISH", "OPTIONS", "ACK", "CANCEL"}
     ),
     # SUBSCRIBE also for presence.winfo: its NOTIFYs carry RFC 3858 documents
-    # (bridge/presence/winfo.py)
+    # (bridge/presence/winfo.py), and for lists: RLMI in multipart/related (bridge/lists)
     response_types=MappingProxyType(
         {
             **GATEWAY_POLICY.response_types,
-            "SUBSCRIBE": GATEWAY_POLICY.response_types["SUBSCRIBE"] | {WINFO_MEDIA_TYPE},
+            "SUBSCRIBE": GATEWAY_POLICY.response_types["SUBSCRIBE"]
+            | {WINFO_MEDIA_TYPE, "multipart/related", "application/rlmi+xml"},
         }
     ),
+    # RFC 4662 §4.1 and RFC 5367 §3 (resource lists, docs/lists.md)
+    extensions=GATEWAY_POLICY.extensions | {"eventlist", "recipient-list-subscribe"},
+    content_types=GATEWAY_POLICY.content_types | {"application/resource-lists+xml"},
 )
 
 # Stop order on SIGTERM: presence first (the endpoint and links still up), the SIP endpoint
@@ -304,6 +309,15 @@ def build(cfg: Config) -> Gateway:
     if presence.hosted is not None:  # `/allow`, `/deny` from hosted users (docs/presence.md)
         deliver = presence.hosted.message_command(pager.sip_message)
     dispatcher.add("MESSAGE", message_handler(registrar, deliver, seen_names.saw))
+    if cfg.lists.enabled:  # the resource list server (docs/lists.md)
+        rls = ListServer(
+            presence.ctx,
+            presence.s2x,
+            policy=lists_policy(cfg.lists),
+            registrar=registrar,
+            authorize=registrar.authorize,
+        )
+        presence.extend(rls, rls.timers())
     dispatcher.add("SUBSCRIBE", presence.handle_subscribe)
     dispatcher.add("NOTIFY", presence.handle_notify)
     gw.endpoint = endpoint

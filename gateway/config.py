@@ -201,6 +201,18 @@ class OfflineSection:
     notice: bool = True  # tell the XMPP sender "stored" with a headline message
 
 
+@dataclass(frozen=True)
+class ListsSection:
+    """The resource list server (RFC 4662, RFC 5367; docs/lists.md)."""
+
+    enabled: bool = True  # serve list SUBSCRIBEs (Supported: eventlist)
+    max_entries: int = 1000  # members of one list; more: 413
+    max_depth: int = 8  # nested lists plus references followed; deeper: 403
+    max_bytes: int = 262_144  # a request-contained resource-lists body; larger: 413
+    max_per_user: int = 8  # concurrent list subscriptions of one user; more: 403
+    min_interval: float = 5.0  # least seconds between two NOTIFYs of one list (RFC 4662 §4.8)
+
+
 STORE_BACKENDS = ("sqlite", "postgresql")
 
 
@@ -262,6 +274,7 @@ class Config:
     presence: PresenceSection = PresenceSection()
     offline: OfflineSection = OfflineSection()
     store: StoreConfig = StoreConfig()
+    lists: ListsSection = ListsSection()
 
     def component(self, domain: str) -> ComponentConfig | None:
         return next((c for c in self.xmpp.components if c.domain == domain.lower()), None)
@@ -810,6 +823,24 @@ def _directory(path: str, value: str, base: Path) -> Path:
     return p
 
 
+def _load_lists(sec: _Section) -> ListsSection:
+    out = ListsSection(
+        enabled=sec.get("enabled", bool, True),
+        max_entries=sec.get("max_entries", int, 1000),
+        max_depth=sec.get("max_depth", int, 8),
+        max_bytes=sec.get("max_bytes", int, 262_144),
+        max_per_user=sec.get("max_per_user", int, 8),
+        min_interval=sec.get("min_interval", float, 5.0),
+    )
+    for name in ("max_entries", "max_depth", "max_bytes", "max_per_user"):
+        if getattr(out, name) <= 0:
+            raise ConfigError(sec.key(name), "must be positive")
+    if out.min_interval < 0:
+        raise ConfigError(sec.key("min_interval"), "must not be negative")
+    sec.done()
+    return out
+
+
 def _load_offline(sec: _Section) -> OfflineSection:
     out = OfflineSection(
         enabled=sec.get("enabled", bool, True),
@@ -862,6 +893,7 @@ def load_config(
         dns=_load_dns(root.table("dns")),
         admin=_load_admin(root.table("admin"), base_dir, env),
         store=_load_store(root.table("store"), base_dir, env),
+        lists=_load_lists(root.table("lists")),
         source=source,
     )
     root.done()

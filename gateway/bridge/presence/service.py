@@ -28,7 +28,7 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.bridge.presence.context import (
     PresenceConfig,
@@ -63,7 +63,7 @@ from mappings.addresses import DomainMap
 from mappings.jid import Jid
 from mappings.presence import XmppPresence
 
-__all__ = ["PresenceService"]
+__all__ = ["PresenceExtension", "PresenceService"]
 
 # The logger keeps its name from before the packages: log lines are the operators'
 # interface (docs/troubleshooting.md).
@@ -73,6 +73,22 @@ TimerKey = tuple[str, Hashable]
 # How long a stop waits for the server to confirm the departures (app.py passes half of
 # [gateway] drain_timeout, so that the rest of the drain keeps its time).
 DEPARTURE_GRACE = 2.0
+
+
+class PresenceExtension(Protocol):
+    """A part built on the presence service (the resource list server,
+    gateway/bridge/lists): it takes the SUBSCRIBEs it `owns` and its own store records,
+    and runs its timers on the presence scheduler."""
+
+    def owns(self, request: Any) -> bool: ...
+
+    def handle_subscribe(self, incoming: Any) -> Awaitable[None] | None: ...
+
+    def is_record(self, record: SubscriptionRecord) -> bool: ...
+
+    def restore(self, records: list[SubscriptionRecord], now: float) -> int: ...
+
+    def stop(self) -> None: ...
 
 
 class PresenceService:
@@ -132,7 +148,16 @@ class PresenceService:
         if self.winfo is not None:
             self._timers["winfo"] = self.winfo.handle_timer
             self._timers["winfo-throttle"] = self.winfo.handle_throttle
+        self.extensions: list[PresenceExtension] = []
         self.restored = 0
+
+    def extend(
+        self, part: PresenceExtension, timers: Mapping[str, Callable[[Any, float], None]]
+    ) -> None:
+        """Add `part` (before `start`: its records are restored there); `timers` are its
+        scheduler key kinds and handlers."""
+        self.extensions.append(part)
+        self._timers.update(timers)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -147,6 +172,8 @@ class PresenceService:
 
     async def stop(self) -> None:
         self.scheduler.stop()
+        for part in self.extensions:
+            part.stop()
         self.s2x.stop()  # NOTIFYs in flight: their outcomes are no longer handled
         tasks = [*self.x2s._tasks, *self.s2x._tasks]
         if self.winfo is not None:
@@ -224,6 +251,7 @@ class PresenceService:
         hosted: list[SubscriptionRecord] = []
         winfo: list[SubscriptionRecord] = []
         x2s: list[SubscriptionRecord] = []
+        extra: list[list[SubscriptionRecord]] = [[] for _ in self.extensions]
         seen = 0
 
         def s2x() -> Iterator[SubscriptionRecord]:
@@ -232,7 +260,10 @@ class PresenceService:
             nonlocal seen
             for r in self.ctx.store.all_subscriptions():
                 seen += 1
-                if is_hosted_record(r):
+                owner = next((i for i, p in enumerate(self.extensions) if p.is_record(r)), None)
+                if owner is not None:
+                    extra[owner].append(r)
+                elif is_hosted_record(r):
                     hosted.append(r)
                 elif is_winfo_record(r):
                     winfo.append(r)
@@ -246,6 +277,8 @@ class PresenceService:
             self.restored += self.x2s.restore(x2s, now)
             if self.hosted is not None and self.winfo is not None:
                 self.restored += self.hosted.restore(hosted) + self.winfo.restore(winfo)
+            for part, records in zip(self.extensions, extra, strict=True):
+                self.restored += part.restore(records, now)
         if seen:
             event(log, logging.INFO, "presence subscriptions restored", count=self.restored)
         return self.restored
@@ -253,6 +286,9 @@ class PresenceService:
     # ------------------------------------------------------------ SIP
 
     def handle_subscribe(self, incoming: Any) -> Awaitable[None] | None:
+        for part in self.extensions:
+            if part.owns(incoming.request):
+                return part.handle_subscribe(incoming)
         if self.winfo is not None and self.winfo.owns(incoming.request):
             return self.winfo.handle_subscribe(incoming)
         return self.s2x.handle_subscribe(incoming)
