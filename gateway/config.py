@@ -211,6 +211,7 @@ class ListsSection:
     max_bytes: int = 262_144  # a request-contained resource-lists body; larger: 413
     max_per_user: int = 8  # concurrent list subscriptions of one user; more: 403
     min_interval: float = 5.0  # least seconds between two NOTIFYs of one list (RFC 4662 §4.8)
+    linphone_quirks: bool = True  # liblinphone's reading of list NOTIFYs (docs/lists.md)
 
 
 STORE_BACKENDS = ("sqlite", "postgresql")
@@ -831,6 +832,7 @@ def _load_lists(sec: _Section) -> ListsSection:
         max_bytes=sec.get("max_bytes", int, 262_144),
         max_per_user=sec.get("max_per_user", int, 8),
         min_interval=sec.get("min_interval", float, 5.0),
+        linphone_quirks=sec.get("linphone_quirks", bool, True),
     )
     for name in ("max_entries", "max_depth", "max_bytes", "max_per_user"):
         if getattr(out, name) <= 0:

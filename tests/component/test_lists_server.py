@@ -296,3 +296,21 @@ async def test_list_subscription_survives_a_restart() -> None:
     body = again.bodies()[-1]
     assert body.rlmi.version == version + 1 and not body.rlmi.full_state
     assert states(body)[JULIET] == "active"
+
+
+async def test_linphone_gets_its_dialect_and_others_the_rfc_form() -> None:
+    """liblinphone 5.1 reads list NOTIFYs only with `Event: Presence` and bracket-less
+    `Content-Id` (docs/lists.md, "Linphone"); every other subscriber gets RFC 6665
+    §8.2.1 (the Event as subscribed) and RFC 2045 `Content-ID: <cid>`."""
+    rig = Rig(min_interval=0.0)
+    await rig.subscribe(rlist(BOB), User_Agent="Linphonec/5.1.65")
+    await rig.subscribe(rlist(BOB), Call_ID="list-2", User_Agent="baresip v1.0")
+    lp, other = rig.notifies
+    assert lp.headers.get("Event") == "Presence" and other.headers.get("Event") == "presence"
+    assert b"\r\nContent-Id: i" in lp.body and b"Content-ID: <" not in lp.body
+    assert b"\r\nContent-ID: <i" in other.body
+    parse_list_body(other.headers.get("Content-Type", ""), other.body)
+
+    off = Rig(min_interval=0.0, linphone_quirks=False)
+    await off.subscribe(rlist(BOB), User_Agent="Linphonec/5.1.65")
+    assert off.notifies[0].headers.get("Event") == "presence"

@@ -128,3 +128,12 @@ def test_request_lists_bounded_and_chained() -> None:
     assert chain.list_of("sip:none@gw") is None
     lists.remove("sip:l1@gw")
     assert len(lists) == 0
+
+
+def test_linphone_dialect_is_read_from_the_user_agent() -> None:
+    from gateway.bridge.lists.policy import linphone_dialect
+
+    assert linphone_dialect(subscribe(User_Agent="Linphonec/5.1.65"))
+    assert linphone_dialect(subscribe(User_Agent="LinphoneAndroid/5.2 (belle-sip/5.2)"))
+    assert not linphone_dialect(subscribe(User_Agent="baresip v1.0.0"))
+    assert not linphone_dialect(subscribe())

@@ -16,6 +16,7 @@ depth or on a loop, 400 for a malformed body or hostile XML).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Final
 
@@ -39,6 +40,7 @@ __all__ = [
     "ListRequestError",
     "check_in_dialog",
     "is_request_contained",
+    "linphone_dialect",
     "read_request_list",
     "require_eventlist",
     "supports_eventlist",
@@ -99,6 +101,19 @@ def read_request_list(req: SipRequest, limits: ListLimits, owner: str) -> tuple[
     doc = parse_resource_lists(req.body, limits)
     resolver = document_resolver(doc, f"resource-lists/users/{owner}/index")
     return expand(doc, resolver, limits).entries
+
+
+_LINPHONE = re.compile(r"linphone", re.IGNORECASE)
+
+
+def linphone_dialect(req: SipRequest) -> bool:
+    """A SUBSCRIBE from liblinphone (its User-Agent names it: "Linphonec/5.1.65",
+    "LinphoneAndroid/...", "Linphone Desktop/..."). liblinphone 5.1 reads list NOTIFYs
+    only with `Event: Presence` (it compares the package name to "Presence" byte by
+    byte) and finds a part only when its `Content-Id` equals the RLMI cid without angle
+    brackets; docs/lists.md, "Linphone"."""
+    agent = req.headers.get("User-Agent")
+    return agent is not None and _LINPHONE.search(agent) is not None
 
 
 def check_in_dialog(req: SipRequest) -> None:

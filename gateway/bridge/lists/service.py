@@ -37,6 +37,7 @@ from gateway.bridge.lists.policy import (
     ListRequestError,
     check_in_dialog,
     is_request_contained,
+    linphone_dialect,
     read_request_list,
     require_eventlist,
 )
@@ -99,6 +100,7 @@ class ListsPolicy:
     max_bytes: int = 256 * 1024  # a request-contained list body (413)
     max_per_user: int = 8  # concurrent list subscriptions of one user (403)
     min_interval: float = 5.0  # least seconds between two NOTIFYs of a list (RFC 4662 §4.8)
+    linphone_quirks: bool = True  # liblinphone's reading of list NOTIFYs (policy.py)
     package: PackageConfig = field(
         default_factory=lambda: PackageConfig(content_types=(MULTIPART_RELATED,))
     )
@@ -116,6 +118,7 @@ def lists_policy(section: ListsSection) -> ListsPolicy:
         max_bytes=section.max_bytes,
         max_per_user=section.max_per_user,
         min_interval=section.min_interval,
+        linphone_quirks=section.linphone_quirks,
     )
 
 
@@ -141,6 +144,7 @@ class ListSub:
     members: dict[str, Member] = field(default_factory=dict)
     hosted: dict[str, str] = field(default_factory=dict)  # AOR -> member URI
     ended: bool = False  # the final NOTIFY went out: back-ends torn down
+    linphone: bool = False  # liblinphone's dialect (policy.linphone_dialect)
     interval: float = 5.0
     max_rate: str | None = None  # reflected in Subscription-State (RFC 6446 §5.2)
     last_notify: float = float("-inf")
@@ -288,9 +292,11 @@ class ListServer:
         except AddressError:
             dm, watcher = None, None  # XMPP members stay unknown
         now = self.ctx.clock()
-        view = ListView(list_uri, entries, cid_domain=self.domain)
+        linphone = self.policy.linphone_quirks and linphone_dialect(req)
+        view = ListView(list_uri, entries, cid_domain=self.domain, bare_content_ids=linphone)
         notifier_probe = _placeholder(req, decision, incoming, self.ctx)
         sub = ListSub(owner, list_uri, contained, view, notifier_probe, watcher, dm)
+        sub.linphone = linphone
         self._pacing(sub, req, decision.expires)
         fetch = decision.expires == 0
         if contained and not fetch:
@@ -535,8 +541,12 @@ class ListServer:
             self._save_later(did)
 
     def _decorate(self, sub: ListSub, request: SipRequest) -> SipRequest:
-        """RFC 4662 §4.1 `Require: eventlist`; RFC 6446 §5.2 the reflected max-rate."""
+        """RFC 4662 §4.1 `Require: eventlist`; RFC 6446 §5.2 the reflected max-rate;
+        liblinphone's `Event: Presence` (policy.linphone_dialect)."""
         headers = request.headers.add("Require", "eventlist")
+        ev = headers.get("Event")
+        if sub.linphone and ev is not None and ev.startswith("presence"):
+            headers = headers.set("Event", "P" + ev[1:])
         state = headers.get("Subscription-State")
         if sub.max_rate is not None and state is not None and not state.startswith("term"):
             headers = headers.set("Subscription-State", f"{state};max-rate={sub.max_rate}")
@@ -637,6 +647,7 @@ class ListServer:
             "version": sub.view.version,
             "interval": sub.interval,
             "max_rate": sub.max_rate,
+            "linphone": sub.linphone,
             "members": [
                 [e.uri, None if e.display_name is None else e.display_name.text]
                 for e in sub.view.members
@@ -739,10 +750,12 @@ class ListServer:
                 watcher = sip_uri_to_jid(owner, domain_map=dm).bare
             except AddressError:
                 dm = None
+        linphone = bool(data.get("linphone", False))
         view = ListView(data["list"], members, version=int(data["version"]),
-                        cid_domain=self.domain)  # fmt: skip
+                        cid_domain=self.domain, bare_content_ids=linphone)  # fmt: skip
         return ListSub(owner, data["list"], bool(data["contained"]), view, notifier, watcher,
-                       dm, interval=float(data["interval"]), max_rate=data["max_rate"])  # fmt: skip
+                       dm, interval=float(data["interval"]), max_rate=data["max_rate"],
+                       linphone=linphone)  # fmt: skip
 
 
 def _hosted_aor(uri: str, registrar: HostedRegistrar | None) -> str | None:

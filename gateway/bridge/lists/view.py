@@ -60,7 +60,7 @@ def instance_id(uri: str) -> str:
 class ListView:
     """The members of one list subscription, their states and the RLMI version."""
 
-    __slots__ = ("_changed", "_ids", "cid_domain", "members", "states", "uri", "version")
+    __slots__ = ("_bare", "_changed", "_ids", "cid_domain", "members", "states", "uri", "version")
 
     def __init__(
         self,
@@ -69,7 +69,9 @@ class ListView:
         *,
         version: int = 0,
         cid_domain: str = "rls.invalid",
+        bare_content_ids: bool = False,
     ) -> None:
+        self._bare = bare_content_ids
         self.uri = uri
         self.members: tuple[Entry, ...] = tuple(members)
         self.states: dict[str, MemberState] = {e.uri: UNKNOWN for e in self.members}
@@ -105,6 +107,12 @@ class ListView:
         notifier may still refuse); `commit()` once it was."""
         return self._body(self.members, True, boundary, commit)
 
+    @property
+    def bare_content_ids(self) -> bool:
+        """Parts named `Content-Id: cid` without brackets (liblinphone's reading,
+        `mappings.rlmi.build_list_body`)."""
+        return self._bare
+
     def commit(self) -> None:
         """The body built with `commit=False` went out: next version, nothing changed."""
         self.version += 1
@@ -139,7 +147,11 @@ class ListView:
             resources.append(Resource(entry.uri, names, instances))
         rlmi = RlmiList(self.uri, version, full, resources=tuple(resources))
         body = build_list_body(
-            rlmi, parts, root_cid=f"rlmi.{version}@{self.cid_domain}", boundary=boundary
+            rlmi,
+            parts,
+            root_cid=f"rlmi.{version}@{self.cid_domain}",
+            boundary=boundary,
+            bare_content_ids=self._bare,
         )
         if commit:
             self.commit()
