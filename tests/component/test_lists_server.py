@@ -21,7 +21,7 @@ from gateway.sip.uri import parse_uri
 from gateway.store.memory import MemoryStore
 from gateway.xmpp.component import GatewayComponent
 from mappings.jid import parse_jid
-from mappings.pidf import PresenceDocument, Tuple, parse_pidf
+from mappings.pidf import PresenceDocument, Tuple, build_pidf, parse_pidf
 from mappings.presence import XmppPresence
 from mappings.resourcelists import NS
 from mappings.rlmi import ListBody, parse_list_body
@@ -314,3 +314,97 @@ async def test_linphone_gets_its_dialect_and_others_the_rfc_form() -> None:
     off = Rig(min_interval=0.0, linphone_quirks=False)
     await off.subscribe(rlist(BOB), User_Agent="Linphonec/5.1.65")
     assert off.notifies[0].headers.get("Event") == "presence"
+
+
+def carol_notify(subscribe: SipRequest, state: str, body: bytes, cseq: int) -> SipRequest:
+    """carol's notifier answering the back-end SUBSCRIBE (RFC 6665 §4.2)."""
+    headers = [
+        ("Via", "SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bKcarol" + str(cseq)),
+        ("Max-Forwards", "70"),
+        ("From", f"<{CAROL}>;tag=carol1"),
+        ("To", f"{subscribe.headers.get('From')}"),
+        ("Call-ID", subscribe.call_id or ""),
+        ("CSeq", f"{cseq} NOTIFY"),
+        ("Contact", "<sip:carol@127.0.0.1:5099>"),
+        ("Event", "presence"),
+        ("Subscription-State", state),
+    ]
+    if body:
+        headers.append(("Content-Type", "application/pidf+xml"))
+    return SipRequest.from_parts(
+        "NOTIFY", parse_uri("sip:presence@127.0.0.1:5060"), Headers(headers), body
+    )
+
+
+async def test_foreign_sip_member_is_followed_with_a_back_end_subscribe() -> None:
+    """A foreign SIP member: SUBSCRIBE from the list's owner to it (RFC 6665 §4.1), its
+    NOTIFYs become the member's instance (pending, active with its PIDF, terminated with
+    the reason), and the list's end unsubscribes (Expires: 0)."""
+    import asyncio
+
+    rig = Rig(min_interval=0.0)
+    sent: list[SipRequest] = []
+
+    async def send(request: SipRequest) -> Any:
+        sent.append(request)
+        return make_response(request, 200, to_tag="carol1", headers=[("Expires", "600")])
+
+    rig.svc.ctx.send = send  # type: ignore[method-assign]
+    await rig.subscribe(rlist(CAROL, BOB))
+    await asyncio.sleep(0)
+    (subscribe,) = sent
+    assert subscribe.method == "SUBSCRIBE" and str(subscribe.uri) == CAROL
+    assert ALICE in (subscribe.headers.get("From") or "")
+    assert states(rig.bodies()[0]) == {CAROL: None, BOB: "active"}  # nothing known yet
+
+    pending = Incoming(carol_notify(subscribe, "pending;expires=600", b"", 1))
+    assert rig.svc.handle_notify(pending) is None
+    assert pending.responses[0].status == 200
+    assert states(rig.bodies()[-1]) == {CAROL: "pending"}
+
+    doc = build_pidf(PresenceDocument("pres:carol@far.example", (Tuple("t1", "open"),)))
+    active = Incoming(carol_notify(subscribe, "active;expires=599", doc, 2))
+    rig.svc.handle_notify(active)
+    last = rig.bodies()[-1]
+    assert states(last) == {CAROL: "active"}
+    assert last.parts[last.rlmi.resources[0].instances[0].cid].body == doc
+
+    stray = Incoming(
+        carol_notify(subscribe, "active", doc, 3).replace(
+            headers=carol_notify(subscribe, "active", doc, 3).headers.set("Call-ID", "other")
+        )
+    )
+    rig.svc.handle_notify(stray)
+    assert stray.replies == [(481, [])]
+
+    rejected = Incoming(carol_notify(subscribe, "terminated;reason=rejected", b"", 4))
+    rig.svc.handle_notify(rejected)
+    last = rig.bodies()[-1]
+    inst = last.rlmi.resources[0].instances[0]
+    assert (inst.state, inst.reason) == ("terminated", "rejected")
+
+
+async def test_list_end_unsubscribes_the_foreign_member() -> None:
+    import asyncio
+
+    rig = Rig(min_interval=0.0)
+    sent: list[SipRequest] = []
+
+    async def send(request: SipRequest) -> Any:
+        sent.append(request)
+        return make_response(request, 200, to_tag="carol1", headers=[("Expires", "600")])
+
+    rig.svc.ctx.send = send  # type: ignore[method-assign]
+    await rig.subscribe(rlist(CAROL))
+    await asyncio.sleep(0)
+    rig.svc.handle_notify(Incoming(carol_notify(sent[0], "active;expires=600", b"", 1)))
+    unsub = Incoming(
+        list_subscribe(
+            b"", To=f"<sip:rls@{COMP}>;tag=rlstag", CSeq="2 SUBSCRIBE", Expires="0",
+            Require="", Content_Type="", Content_Disposition="",
+        )
+    )  # fmt: skip
+    rig.svc.handle_subscribe(unsub)
+    await asyncio.sleep(0)
+    assert sent[-1].headers.get("Expires") == "0" and sent[-1].to_tag == "carol1"
+    assert not rig.rls.sip.follows

@@ -43,6 +43,7 @@ from gateway.bridge.lists.policy import (
 )
 from gateway.bridge.lists.rate import due as rate_due
 from gateway.bridge.lists.rate import max_rate_of, notify_interval, reflected_max_rate
+from gateway.bridge.lists.sipmembers import SipFollow, SipMembers
 from gateway.bridge.lists.source import ListSource, RequestLists, SourceChain
 from gateway.bridge.lists.view import UNKNOWN, ListView, MemberState
 from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
@@ -125,8 +126,10 @@ def lists_policy(section: ListsSection) -> ListsPolicy:
 @dataclass(eq=False)
 class Member:
     uri: str
-    kind: str  # "xmpp", "hosted", "other"
+    kind: str  # "xmpp", "hosted", "sip", "other"
     watch: Watch | None = None
+    follow: SipFollow | None = None  # sip
+    on_sip: Callable[[SipFollow], None] | None = None
     listener: Callable[[Watch, str | None], None] | None = None
     aor: str | None = None  # hosted
     ended: str | None = None  # xmpp: the reason the authorization ended
@@ -196,6 +199,7 @@ class ListServer:
         self._unsaved: set[DialogId] = set()
         self._tasks = Tasks("lists")
         self._stopped = False
+        self.sip = SipMembers(ctx)
         host = parse_uri(ctx.config.contact)
         self.domain = host.host if isinstance(host, SipUri) else "rls.invalid"
         if registrar is not None:
@@ -203,7 +207,7 @@ class ListServer:
 
     def timers(self) -> dict[str, Callable[[Any, float], None]]:
         return {"rls": self.handle_timer, "rls-throttle": self.handle_throttle,
-                "rls-flush": self.handle_flush}  # fmt: skip
+                "rls-flush": self.handle_flush, **self.sip.timers()}  # fmt: skip
 
     # ------------------------------------------------------------ PresenceExtension
 
@@ -235,10 +239,15 @@ class ListServer:
         self._refresh(incoming, sub)
         return None
 
+    def handle_notify(self, incoming: Any) -> bool:
+        """NOTIFYs of the back-end SIP subscriptions (sipmembers.py)."""
+        return self.sip.handle_notify(incoming)
+
     def is_record(self, record: SubscriptionRecord) -> bool:
         return is_list_record(record)
 
     def stop(self) -> None:
+        self.sip.stop()
         self._stopped = True
         self._sending.clear()
         for task in self._tasks:
@@ -360,11 +369,18 @@ class ListServer:
             sub.hosted[aor] = uri
             if not fetch:
                 self.by_hosted.setdefault(aor, set()).add(sub.did)
+            return
+        if _is_sip(uri) and not fetch:  # a foreign SIP user: SUBSCRIBE on the owner's behalf
+            member.kind = "sip"
+            member.on_sip = partial(self._sip_changed, sub, uri)
+            member.follow = self.sip.follow(sub.owner, uri, member.on_sip)
 
     def _detach(self, sub: ListSub) -> None:
         for member in sub.members.values():
             if member.watch is not None and member.listener is not None:
                 self.s2x.unfollow(member.watch, member.listener)
+            if member.follow is not None and member.on_sip is not None:
+                self.sip.unfollow(member.follow, member.on_sip)
             if member.aor is not None:
                 dids = self.by_hosted.get(member.aor)
                 if dids is not None:
@@ -390,6 +406,8 @@ class ListServer:
             if member.ended is not None:
                 return MemberState("terminated", reason=member.ended)
             return UNKNOWN
+        if member.kind == "sip" and member.follow is not None:
+            return member.follow.state
         if member.kind == "hosted" and member.aor is not None and self.registrar is not None:
             pres = self.registrar.presence_of(member.aor)
             if pres is None:
@@ -409,6 +427,11 @@ class ListServer:
         if ended is not None:
             member.ended = ended
         self._member_changed(sub, uri, member)
+
+    def _sip_changed(self, sub: ListSub, uri: str, _follow: SipFollow) -> None:
+        member = sub.members.get(uri)
+        if member is not None and sub.did in self.by_dialog:
+            self._member_changed(sub, uri, member)
 
     def hosted_changed(self, aor: str) -> None:
         """`Registrar.on_presence_change`: every list holding `aor` learns its state."""
@@ -768,6 +791,14 @@ def _hosted_aor(uri: str, registrar: HostedRegistrar | None) -> str | None:
     if not isinstance(parsed, SipUri) or not registrar.is_hosted(parsed.host_bare):
         return None
     return canonical_aor(parsed)
+
+
+def _is_sip(uri: str) -> bool:
+    try:
+        parsed = parse_uri(uri)
+    except ValueError:
+        return False
+    return isinstance(parsed, SipUri) and bool(parsed.user)
 
 
 def _placeholder(req: SipRequest, decision: Any, incoming: Any, ctx: PresenceContext) -> Notifier:

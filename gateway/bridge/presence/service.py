@@ -84,6 +84,8 @@ class PresenceExtension(Protocol):
 
     def handle_subscribe(self, incoming: Any) -> Awaitable[None] | None: ...
 
+    def handle_notify(self, incoming: Any) -> bool: ...
+
     def is_record(self, record: SubscriptionRecord) -> bool: ...
 
     def restore(self, records: list[SubscriptionRecord], now: float) -> int: ...
@@ -298,7 +300,9 @@ class PresenceService:
         return (str(sip_user.bare), str(xmpp_user.bare)) in self.s2x.watches
 
     def handle_notify(self, incoming: Any) -> None:
-        if not self.x2s.handle_notify(incoming):
+        if self.x2s.handle_notify(incoming):
+            return
+        if not any(part.handle_notify(incoming) for part in self.extensions):
             incoming.reply(481)  # RFC 6665 §4.1.3: no such subscription
 
     # ------------------------------------------------------------ XMPP
