@@ -293,6 +293,9 @@ async def test_list_subscription_survives_a_restart() -> None:
     assert sub.view.version == version + 1
     assert (str(ALICE_JID), str(JULIET_JID), "subscribe") in again.links.told()
     again.svc.s2x.on_subscribed(JULIET_JID, ALICE_JID)
+    notify = again.notifies[-1]
+    assert notify.headers.get("From", "").startswith(f"<sip:rls@{COMP}>;tag=rlstag")
+    assert notify.headers.get("CSeq") == f"{len(rig.notifies) + 1} NOTIFY"  # CSeq goes on
     body = again.bodies()[-1]
     assert body.rlmi.version == version + 1 and not body.rlmi.full_state
     assert states(body)[JULIET] == "active"

@@ -55,7 +55,7 @@ from gateway.config import ListsSection
 from gateway.logs import event
 from gateway.registrar.bindings import canonical_aor
 from gateway.sip.dialog import Dialog, DialogId
-from gateway.sip.headers import NameAddr, parse_event, parse_name_addr
+from gateway.sip.headers import parse_event, parse_name_addr
 from gateway.sip.message import SipRequest, SipResponse
 from gateway.sip.notifier import Notifier, NState, PackageConfig
 from gateway.sip.subscription import (
@@ -665,6 +665,7 @@ class ListServer:
         base = notifier_record(sub.notifier, target=sub.uri, authorized=True)
         data = {
             "list": sub.uri,
+            "local": str(sub.notifier.dialog.local),  # the SUBSCRIBE's To (our From)
             "owner": sub.owner,
             "contained": sub.contained,
             "version": sub.view.version,
@@ -748,7 +749,7 @@ class ListServer:
                 members = list(current[: self.policy.max_entries])
         dialog = Dialog(
             id=DialogId(rec.call_id, rec.local_tag, rec.remote_tag or ""),
-            local=NameAddr(parse_uri(data["list"])),
+            local=parse_name_addr(data.get("local") or f"<{data['list']}>"),
             remote=rec.watcher,
             remote_target=rec.remote_target,
             route_set=tuple(parse_name_addr(r) for r in rec.route_set),
