@@ -11,7 +11,8 @@ and GRUU) and its own XMPP accounts; Linphone unregisters when it is stopped.
 - MESSAGE both ways: text/plain from Linphone (`linphone-daemon`'s `message` always
   sends text/plain), message/cpim with an IMDN request towards it;
 - presence both ways: juliet watches romeo (his PUBLISH, his unregistration), romeo
-  (`linphonec`, juliet in his friend list) watches juliet;
+  (`linphonec`, juliet in his friend list) watches juliet, also through the gateway's
+  resource list server (`[sip] rls_uri`: one RFC 5367 SUBSCRIBE, RLMI NOTIFYs; issue 24);
 - store-and-forward (docs/offline.md): messages stored while romeo has no binding reach
   Linphone in order, with their Date, when it registers; a file link goes to Linphone as
   RCS FT-HTTP (its REGISTER lists it in Accept; docs/pager.md "Files").
