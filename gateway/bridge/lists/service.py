@@ -534,6 +534,10 @@ class ListServer:
     ) -> None:
         did = sub.did
         removed = False
+        # Every NOTIFY's body is built when it is due (full state for a SUBSCRIBE or the
+        # end, partial for changes), so the machine need not hold the last one: 500 lists
+        # of 200 members would keep 40 MB of old bodies (bench/lists_bench.py).
+        sub.notifier.document = None
         for action in actions:
             if isinstance(action, SendResponse):
                 if incoming is not None:
