@@ -36,7 +36,7 @@ from typing import Any
 
 from bench.common import Row, dump_results, print_table
 
-__all__ = ["main", "run_child"]
+__all__ = ["main", "run", "run_child"]
 
 COMP = "sip.localhost"
 XMPP = "localhost"
@@ -236,20 +236,12 @@ def _child(mode: str, users: int, contacts: int) -> dict[str, Any]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-u", "--users", type=int, default=500)
-    parser.add_argument("-c", "--contacts", type=int, default=200)
-    parser.add_argument("--child", choices=("rls", "single"))
-    parser.add_argument("--no-json", action="store_true")
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(run_child(args.child, args.users, args.contacts)))
-        return 0
-    single = _child("single", args.users, args.contacts)
-    rls = _child("rls", args.users, args.contacts)
+def run(users: int = 500, contacts: int = 200) -> list[Row]:
+    """Both modes, the baseline first; the rows of the table."""
+    single = _child("single", users, contacts)
+    rls = _child("rls", users, contacts)
     rows = []
-    for res, base in ((single, single), (rls, single)):
+    for res in (single, rls):
         name = "single SUBSCRIBEs (baseline)" if res is single else "one list SUBSCRIBE each"
         resources = res["users"] * res["contacts"]
         rows.append(
@@ -260,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_ms=res["initial_s"] * 1000,
                 cpu_per_1k=res["initial_cpu_s"] / resources * 1000,
                 rss_mb=res["rss_added_mb"],
-                ratio=base["initial_s"] / res["initial_s"],
+                ratio=single["initial_s"] / res["initial_s"],
                 extra={"notifies": res["initial_notifies"], "resources": resources},
             )
         )
@@ -270,15 +262,25 @@ def main(argv: list[str] | None = None) -> int:
                 f"fan-out of one change: {name}",
                 rate=res["fanout_notifies"] / res["fanout_s"],
                 max_ms=res["fanout_s"] * 1000,
-                ratio=base["fanout_s"] / res["fanout_s"],
+                ratio=single["fanout_s"] / res["fanout_s"],
                 extra={"notifies": res["fanout_notifies"]},
             )
         )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-u", "--users", type=int, default=500)
+    parser.add_argument("-c", "--contacts", type=int, default=200)
+    parser.add_argument("--child", choices=("rls", "single"))
+    parser.add_argument("--no-json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(run_child(args.child, args.users, args.contacts)))
+        return 0
+    rows = run(args.users, args.contacts)
     print_table(rows)
-    print(
-        f"initial: {single['initial_notifies']} single NOTIFYs vs {rls['initial_notifies']} "
-        f"list NOTIFYs; fan-out: {single['fanout_notifies']} vs {rls['fanout_notifies']}"
-    )
     if not args.no_json:
         dump_results("lists", rows, {"users": args.users, "contacts": args.contacts})
     return 0
