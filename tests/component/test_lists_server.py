@@ -23,7 +23,7 @@ from gateway.xmpp.component import GatewayComponent
 from mappings.jid import parse_jid
 from mappings.pidf import PresenceDocument, Tuple, build_pidf, parse_pidf
 from mappings.presence import XmppPresence
-from mappings.resourcelists import NS
+from mappings.resourcelists import NS, Entry
 from mappings.rlmi import ListBody, parse_list_body
 
 COMP = "sip.localhost"
@@ -91,7 +91,7 @@ class Incoming:
 
 
 class Rig:
-    def __init__(self, store: MemoryStore | None = None, **policy: Any) -> None:
+    def __init__(self, store: MemoryStore | None = None, source: Any = None, **policy: Any) -> None:
         self.now = 1000.0
         comp = GatewayComponent(ComponentConfig(COMP, "secret"), server="127.0.0.1", port=1)
         self.links = Links(comp)
@@ -113,6 +113,7 @@ class Rig:
             self.svc.ctx,
             self.svc.s2x,
             policy=ListsPolicy(**{"min_interval": 5.0, **policy}),
+            source=source,
             registrar=self.registrar,
         )
         self.svc.extend(self.rls, self.rls.timers())
@@ -411,3 +412,66 @@ async def test_list_end_unsubscribes_the_foreign_member() -> None:
     await asyncio.sleep(0)
     assert sent[-1].headers.get("Expires") == "0" and sent[-1].to_tag == "carol1"
     assert not rig.rls.sip.follows
+
+
+class Source:
+    """A `ListSource` standing for the XCAP store of users' lists."""
+
+    def __init__(self) -> None:
+        self.lists: dict[str, tuple[Entry, ...]] = {}
+        self.callbacks: list[Callable[[str], None]] = []
+
+    def list_of(self, list_uri: str) -> tuple[Entry, ...] | None:
+        return self.lists.get(list_uri)
+
+    def on_change(self, callback: Callable[[str], None]) -> None:
+        self.callbacks.append(callback)
+
+    def change(self, list_uri: str, *uris: str | None) -> None:
+        if uris == (None,):
+            self.lists.pop(list_uri, None)
+        else:
+            self.lists[list_uri] = tuple(Entry(u) for u in uris if u is not None)
+        for cb in self.callbacks:
+            cb(list_uri)
+
+
+async def test_list_uri_from_the_source_and_its_changes() -> None:
+    """A SUBSCRIBE to a list URI the `ListSource` knows (RFC 4662 §4): 421 without
+    `Supported: eventlist`, full state with its members; a change of the list re-expands
+    it (full state with the new member); the list gone ends it with `noresource`."""
+    source = Source()
+    buddies = f"sip:alice-buddies@{COMP}"
+    source.lists[buddies] = (Entry(BOB),)
+    rig = Rig(source=source, min_interval=0.0)
+    plain = {"Require": "", "Content_Type": "", "Content_Disposition": ""}
+
+    async def subscribe(**extra: str) -> Incoming:
+        req = list_subscribe(b"", **{**plain, **extra})
+        req = req.replace(uri=parse_uri(buddies + ";transport=udp"))
+        assert rig.rls.owns(req)
+        incoming = Incoming(req)
+        result = rig.svc.handle_subscribe(incoming)
+        if result is not None:
+            await result
+        return incoming
+
+    refused = await subscribe(Supported="")
+    assert refused.replies == [(421, [("Require", "eventlist")])]
+    ok = await subscribe()
+    assert ok.responses[0].status == 200
+    first = rig.bodies()[0]
+    assert first.rlmi.uri == buddies and states(first) == {BOB: "active"}
+    other = list_subscribe(b"", **plain).replace(uri=parse_uri(f"sip:nolist@{COMP}"))
+    assert not rig.rls.owns(other)  # not a list: the single-resource path, as before
+
+    source.change(buddies, BOB, JULIET)
+    again = rig.bodies()[-1]
+    assert again.rlmi.full_state and again.rlmi.version == 1
+    assert states(again) == {BOB: "active", JULIET: "pending"}
+    assert (str(ALICE_JID), str(JULIET_JID), "subscribe") in rig.links.told()
+
+    source.change(buddies, None)
+    assert rig.notifies[-1].headers.get("Subscription-State") == "terminated;reason=noresource"
+    assert rig.bodies()[-1].rlmi.full_state  # RLMI in every NOTIFY (RFC 4662 §4.5)
+    assert not rig.svc.s2x.watches  # juliet's watch followed by nobody now

@@ -220,7 +220,7 @@ class ListServer:
             return did is not None and did in self.by_dialog
         if is_request_contained(request):
             return True
-        return self.source.list_of(_list_key(str(request.uri))) is not None
+        return self.source.list_of(canonical_aor(request.uri) or str(request.uri)) is not None
 
     def handle_subscribe(self, incoming: Any) -> Awaitable[None] | None:
         req: SipRequest = incoming.request
@@ -278,7 +278,7 @@ class ListServer:
                 entries = read_request_list(req, self.policy.limits, xui)
                 list_uri = f"sip:rls-{secrets.token_hex(8)}@{self.domain}"
             else:
-                list_uri = _list_key(str(req.uri))
+                list_uri = canonical_aor(req.uri) or str(req.uri)
                 entries = self.source.list_of(list_uri)
                 if entries is None:
                     raise ListRequestError("not a list", 404)
