@@ -267,6 +267,11 @@ async def test_refusals() -> None:
     assert second.replies[0][0] == 403  # one list subscription per user here
     assert rig.notifies and len(rig.rls.by_dialog) == 1
 
+    full = Rig()
+    full.rls.contained.limit = 0  # the bounded table of request-contained lists
+    refused = await full.subscribe(rlist(JULIET))
+    assert refused.replies[0][0] == 503 and not full.notifies and not full.svc.s2x.watches
+
 
 async def test_max_rate_is_reflected_and_paces() -> None:
     rig = Rig(min_interval=0.0)

@@ -309,7 +309,11 @@ class ListServer:
         self._pacing(sub, req, decision.expires)
         fetch = decision.expires == 0
         if contained and not fetch:
-            self.contained.add(list_uri, entries)
+            try:
+                self.contained.add(list_uri, entries)
+            except OverflowError:  # the bounded table of request-contained lists is full
+                self._refuse(incoming, ListRequestError("too many request lists", 503))
+                return
         for entry in entries:
             self._attach(sub, entry.uri, fetch=fetch)
         self._read_states(sub, now)
