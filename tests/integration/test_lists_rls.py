@@ -35,7 +35,7 @@ ALICE = f"alice@{COMPONENT}"
 LIMIT = 30.0
 
 
-def gateway(prosody: ProsodyServer, tmp_path: Path, port: int) -> str:
+def gateway(prosody: ProsodyServer, tmp_path: Path, port: int, **lists: object) -> str:
     return gateway_config(
         gateway={"state_dir": str(tmp_path / "state")},
         xmpp={
@@ -50,7 +50,7 @@ def gateway(prosody: ProsodyServer, tmp_path: Path, port: int) -> str:
             "timers": {"t1": 0.1},
         },
         presence={"notify_interval": 0.5},
-        lists={"min_interval": 0.5},
+        lists={"min_interval": 0.5, **lists},
         admin={"enabled": False},
     )
 
@@ -145,3 +145,27 @@ async def test_request_contained_list_carries_an_xmpp_contacts_presence(
     assert b"<show>away</show>" in pidf or b">away</" in pidf
     assert etree.fromstring(pidf).tag.endswith("presence")
     assert seen[-1][0]["subscription-state"].startswith("terminated")
+
+
+async def test_refused_list_subscriptions_get_their_status_and_a_log_line(
+    prosody: ProsodyServer, sipp: Sipp, tmp_path: Path
+) -> None:
+    """Bad input (issue 24) through the gateway process: 421 without eventlist, 400 for a
+    malformed body and for hostile XML, 413 past max_entries, 403 past max_depth and for a
+    loop (`lists_refused_uac.xml` checks each status), one log line per refusal."""
+    port = free_port()
+    config = gateway(prosody, tmp_path, port, max_entries=3, max_depth=2)
+    gw = GatewayProcess(config, tmp_path / "gw", log_level="info")
+    gw.start()
+    try:
+        gw.wait_for_log(rf"xmpp link {re.escape(COMPONENT)} up", timeout=LIMIT)
+        result = await asyncio.to_thread(
+            sipp.run, "lists_refused_uac.xml", remote=f"{LOOPBACK}:{port}", timeout=60
+        )
+        assert result.ok, result.describe()
+        log = gw.log_text()
+    finally:
+        gw.terminate()
+    refused = re.findall(r"list subscription refused status=(\d+)", log)
+    assert refused == ["421", "400", "413", "403", "403", "400"], log[-3000:]
+    assert "list subscribed" not in log
