@@ -480,3 +480,21 @@ async def test_list_uri_from_the_source_and_its_changes() -> None:
     assert rig.notifies[-1].headers.get("Subscription-State") == "terminated;reason=noresource"
     assert rig.bodies()[-1].rlmi.full_state  # RLMI in every NOTIFY (RFC 4662 §4.5)
     assert not rig.svc.s2x.watches  # juliet's watch followed by nobody now
+
+
+async def test_an_unusable_list_record_is_dropped_at_restore() -> None:
+    from gateway.bridge.lists.records import LIST_RECORD_TYPE as KIND
+    from gateway.store.api import SubscriptionRecord
+
+    store = MemoryStore()
+    for n, doc in enumerate((b"not json", b"[1, 2]", b'{"list": "sip:l@x"}')):
+        store.put_subscription(
+            SubscriptionRecord(
+                "s2x", ALICE, "sip:l@x", f"bad{n}", "t", remote_tag="r",
+                remote_target="sip:alice@127.0.0.1:5070", state="active",
+                expires_at=5000.0, last_document=doc, content_type=KIND,
+            )
+        )  # fmt: skip
+    rig = Rig(store=store)
+    assert rig.svc.restore() == 0
+    assert list(store.all_subscriptions()) == [] and not rig.rls.by_dialog

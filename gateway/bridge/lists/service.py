@@ -24,14 +24,13 @@ every NOTIFY (RFC 4662 §4.1). Expiry, unsubscribe and removal tear the back-end
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final
+from typing import Any
 
 from gateway.bridge.lists.policy import (
     ListRequestError,
@@ -43,13 +42,20 @@ from gateway.bridge.lists.policy import (
 )
 from gateway.bridge.lists.rate import due as rate_due
 from gateway.bridge.lists.rate import max_rate_of, notify_interval, reflected_max_rate
+from gateway.bridge.lists.records import (
+    LIST_RECORD_TYPE,
+    ListData,
+    is_list_record,
+    list_record,
+    read_list_data,
+)
 from gateway.bridge.lists.sipmembers import SipFollow, SipMembers
 from gateway.bridge.lists.source import ListSource, RequestLists, SourceChain
 from gateway.bridge.lists.view import UNKNOWN, ListView, MemberState
 from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
 from gateway.bridge.presence.hosted import HostedRegistrar
 from gateway.bridge.presence.notifying import Authorize, check_initial, identify
-from gateway.bridge.presence.records import notifier_record, write
+from gateway.bridge.presence.records import write
 from gateway.bridge.presence.s2x import S2x, Watch
 from gateway.config import ListsSection
 from gateway.logs import event
@@ -72,7 +78,7 @@ from mappings.errors import MappingError
 from mappings.jid import Jid
 from mappings.pidf import build_pidf
 from mappings.presence import xmpp_to_pidf
-from mappings.resourcelists import DisplayName, Entry, ListLimits
+from mappings.resourcelists import Entry, ListLimits
 from mappings.rlmi import MULTIPART_RELATED
 
 __all__ = [
@@ -86,9 +92,6 @@ __all__ = [
 
 log = logging.getLogger("gateway.bridge.lists")
 
-# Store records of list dialogs: direction s2x, this content type, the list in
-# `last_document` (JSON: list URI, members, RLMI version, pacing).
-LIST_RECORD_TYPE: Final = "application/vnd.cpim-gateway.list-subscription+json"
 FLUSH_DELAY = 1.0  # NOTIFY CSeq and RLMI version are written at most this late
 
 
@@ -155,10 +158,6 @@ class ListSub:
     @property
     def did(self) -> DialogId:
         return self.notifier.dialog.id
-
-
-def is_list_record(rec: SubscriptionRecord) -> bool:
-    return rec.direction == "s2x" and rec.content_type == LIST_RECORD_TYPE
 
 
 def _list_key(uri: str) -> str:
@@ -670,39 +669,18 @@ class ListServer:
     # ------------------------------------------------------------ persistence
 
     def record(self, sub: ListSub) -> SubscriptionRecord:
-        base = notifier_record(sub.notifier, target=sub.uri, authorized=True)
-        data = {
-            "list": sub.uri,
-            "local": str(sub.notifier.dialog.local),  # the SUBSCRIBE's To (our From)
-            "owner": sub.owner,
-            "contained": sub.contained,
-            "version": sub.view.version,
-            "interval": sub.interval,
-            "max_rate": sub.max_rate,
-            "linphone": sub.linphone,
-            "members": [
-                [e.uri, None if e.display_name is None else e.display_name.text]
-                for e in sub.view.members
-            ],
-        }
-        return SubscriptionRecord(
-            direction="s2x",
-            watcher=base.watcher,
-            target=sub.uri,
-            call_id=base.call_id,
-            local_tag=base.local_tag,
-            remote_tag=base.remote_tag,
-            event=base.event,
-            route_set=base.route_set,
-            remote_target=base.remote_target,
-            local_cseq=base.local_cseq,
-            remote_cseq=base.remote_cseq,
-            state=base.state,
-            expires_at=base.expires_at,
-            last_document=json.dumps(data, separators=(",", ":")).encode(),
-            content_type=LIST_RECORD_TYPE,
-            xmpp_authorization="none",
+        data = ListData(
+            list_uri=sub.uri,
+            local=str(sub.notifier.dialog.local),
+            owner=sub.owner,
+            contained=sub.contained,
+            version=sub.view.version,
+            interval=sub.interval,
+            max_rate=sub.max_rate,
+            linphone=sub.linphone,
+            members=sub.view.members,
         )
+        return list_record(sub.notifier, data)
 
     def _save_later(self, did: DialogId) -> None:
         if not self._unsaved:
@@ -745,19 +723,17 @@ class ListServer:
         return n
 
     def _from_record(self, rec: SubscriptionRecord) -> ListSub:
-        data = json.loads((rec.last_document or b"").decode())
+        data = read_list_data(rec)
         if rec.remote_target is None:
             raise ValueError(f"list record {rec.call_id} without a remote target")
-        members = [
-            Entry(uri, None if name is None else DisplayName(name)) for uri, name in data["members"]
-        ]
-        if not data["contained"]:
-            current = self.source.list_of(data["list"])
+        members: Sequence[Entry] = data.members
+        if not data.contained:  # the source's list as it is now
+            current = self.source.list_of(data.list_uri)
             if current is not None:
-                members = list(current[: self.policy.max_entries])
+                members = current[: self.policy.max_entries]
         dialog = Dialog(
             id=DialogId(rec.call_id, rec.local_tag, rec.remote_tag or ""),
-            local=parse_name_addr(data.get("local") or f"<{data['list']}>"),
+            local=parse_name_addr(data.local),
             remote=rec.watcher,
             remote_target=rec.remote_target,
             route_set=tuple(parse_name_addr(r) for r in rec.route_set),
@@ -773,21 +749,19 @@ class ListServer:
             state=NState(rec.state),
             expires_at=rec.expires_at,
         )
-        owner = data["owner"]
-        owner_uri = parse_uri(owner)
+        owner_uri = parse_uri(data.owner)
         watcher = dm = None
         if isinstance(owner_uri, SipUri):
             try:
                 dm = self.ctx.map_for_sip_user(owner_uri)
-                watcher = sip_uri_to_jid(owner, domain_map=dm).bare
+                watcher = sip_uri_to_jid(data.owner, domain_map=dm).bare
             except AddressError:
                 dm = None
-        linphone = bool(data.get("linphone", False))
-        view = ListView(data["list"], members, version=int(data["version"]),
-                        cid_domain=self.domain, bare_content_ids=linphone)  # fmt: skip
-        return ListSub(owner, data["list"], bool(data["contained"]), view, notifier, watcher,
-                       dm, interval=float(data["interval"]), max_rate=data["max_rate"],
-                       linphone=linphone)  # fmt: skip
+        view = ListView(data.list_uri, members, version=data.version, cid_domain=self.domain,
+                        bare_content_ids=data.linphone)  # fmt: skip
+        return ListSub(data.owner, data.list_uri, data.contained, view, notifier, watcher, dm,
+                       interval=data.interval, max_rate=data.max_rate,
+                       linphone=data.linphone)  # fmt: skip
 
 
 def _hosted_aor(uri: str, registrar: HostedRegistrar | None) -> str | None:
