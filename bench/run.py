@@ -16,7 +16,14 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import offline_bench, pager_bench, parser_bench, presence_bench, websocket_bench
+from bench import (
+    lists_bench,
+    offline_bench,
+    pager_bench,
+    parser_bench,
+    presence_bench,
+    websocket_bench,
+)
 from bench.common import Row, dump_results, machine_description, print_table
 
 __all__ = ["SCENARIOS", "Scenario", "main", "register"]
@@ -73,6 +80,11 @@ register(
     "one XMPP presence change -> 10,000 SIP watchers (NOTIFYs answered) through Prosody",
     presence_bench.run_fanout,
     presence_bench.summarize_fanout,
+)
+register(
+    "lists",
+    "RLS: 500 users x 200-contact lists, initial full state and one change's fan-out vs single",
+    lists_bench.run,
 )
 register(
     "websocket",

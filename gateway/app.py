@@ -28,6 +28,7 @@ from gateway.admin.collectors import register_collectors
 from gateway.admin.server import AdminServer, AdminSources, Readiness
 from gateway.admin.sources import PendingAuthorization
 from gateway.bridge.dispatch import SipDispatcher, message_handler
+from gateway.bridge.lists.service import ListServer, lists_policy
 from gateway.bridge.offline.service import OfflineService
 from gateway.bridge.pager.names import SeenNames
 from gateway.bridge.pager.service import Pager
@@ -53,6 +54,7 @@ from gateway.store.configured import open_configured
 from gateway.xcap.server import XcapServer
 from gateway.xcap.service import XcapDocuments
 from gateway.xcap.source import XcapListSource
+from gateway.xcap.source import owner_of as xcap_list_owner
 from gateway.xmpp.disco import Features, prompt_translator
 from gateway.xmpp.links import XmppLinks
 from mappings.dialoginfo import MEDIA_TYPE as DIALOG_INFO_MEDIA_TYPE
@@ -176,16 +178,21 @@ GATEWAY_UAS_POLICY = replace(
         | {"INVITE", "BYE"}
     ),
     # SUBSCRIBE also for presence.winfo: its NOTIFYs carry RFC 3858 documents
-    # (bridge/presence/winfo.py), and for the reg event: RFC 3680 (bridge/regevent/)
+    # (bridge/presence/winfo.py), for the reg event: RFC 3680 (bridge/regevent/), and for
+    # lists: RLMI in multipart/related (bridge/lists)
     response_types=MappingProxyType(
         {
             **GATEWAY_POLICY.response_types,
             "SUBSCRIBE": GATEWAY_POLICY.response_types["SUBSCRIBE"]
-            | {WINFO_MEDIA_TYPE, REGINFO_MEDIA_TYPE},
+            | {WINFO_MEDIA_TYPE, REGINFO_MEDIA_TYPE, "multipart/related", "application/rlmi+xml"},
         }
     ),
-    # dialog-info in PUBLISH and NOTIFY: call activity (docs/call-activity.md)
-    content_types=GATEWAY_POLICY.content_types | {DIALOG_INFO_MEDIA_TYPE},
+    # RFC 4662 §4.1 and RFC 5367 §3 (resource lists, docs/lists.md)
+    extensions=GATEWAY_POLICY.extensions | {"eventlist", "recipient-list-subscribe"},
+    # dialog-info in PUBLISH and NOTIFY: call activity (docs/call-activity.md); resource
+    # lists in SUBSCRIBE (RFC 5367)
+    content_types=GATEWAY_POLICY.content_types
+    | {DIALOG_INFO_MEDIA_TYPE, "application/resource-lists+xml"},
 )
 
 # Stop order on SIGTERM: presence first (the endpoint and links still up), the SIP endpoint
@@ -335,6 +342,22 @@ def build(cfg: Config) -> Gateway:
     if presence.hosted is not None:  # `/allow`, `/deny` from hosted users (docs/presence.md)
         deliver = presence.hosted.message_command(pager.sip_message)
     dispatcher.add("MESSAGE", message_handler(registrar, deliver, seen_names.saw))
+    # The users' XCAP documents (docs/xcap.md): their resource lists feed the RLS.
+    documents = gw.documents = XcapDocuments(
+        cast(Store, store), max_bytes=cfg.xcap.max_document_size
+    )
+    gw.xcap_lists = XcapListSource(documents)
+    if cfg.lists.enabled:  # the resource list server (docs/lists.md)
+        rls = ListServer(
+            presence.ctx,
+            presence.s2x,
+            policy=lists_policy(cfg.lists),
+            source=gw.xcap_lists,
+            list_owner=xcap_list_owner,
+            registrar=registrar,
+            authorize=registrar.authorize,
+        )
+        presence.extend(rls, rls.timers())
     subscribe: Callable[[Any], Awaitable[None] | None] = presence.handle_subscribe
     reg_event = None
     if cfg.reg_event.enabled and cfg.sip.hosted_domains:  # RFC 3680 (docs/registrar.md)
@@ -382,8 +405,8 @@ def build(cfg: Config) -> Gateway:
 def _add_xcap(cfg: Config, gw: Gateway, store: Store, presence: PresenceService) -> None:
     """XCAP documents (issue 24, docs/xcap.md): pres-rules decide hosted users' watchers,
     resource-lists feed the RLS (`gw.xcap_lists`); `[xcap] enabled` adds the HTTP server."""
-    documents = gw.documents = XcapDocuments(store, max_bytes=cfg.xcap.max_document_size)
-    gw.xcap_lists = XcapListSource(documents)
+    documents = gw.documents
+    assert documents is not None  # made in build(), before the RLS
     hosted, registrar = presence.hosted, gw.registrar
     if hosted is not None:
         hosted.rules = documents.watcher_decision

@@ -236,6 +236,19 @@ class SessionsSection:
     contact: str | None = None  # our Contact URI in session dialogs; derived if absent
 
 
+@dataclass(frozen=True)
+class ListsSection:
+    """The resource list server (RFC 4662, RFC 5367; docs/lists.md)."""
+
+    enabled: bool = True  # serve list SUBSCRIBEs (Supported: eventlist)
+    max_entries: int = 1000  # members of one list; more: 413
+    max_depth: int = 8  # nested lists plus references followed; deeper: 403
+    max_bytes: int = 262_144  # a request-contained resource-lists body; larger: 413
+    max_per_user: int = 8  # concurrent list subscriptions of one user; more: 403
+    min_interval: float = 5.0  # least seconds between two NOTIFYs of one list (RFC 4662 §4.8)
+    linphone_quirks: bool = True  # liblinphone's reading of list NOTIFYs (docs/lists.md)
+
+
 STORE_BACKENDS = ("sqlite", "postgresql")
 
 
@@ -348,6 +361,7 @@ class Config:
     sessions: SessionsSection = SessionsSection()
     msrp: MsrpConfig = MsrpConfig()
     xcap: XcapConfig = XcapConfig()
+    lists: ListsSection = ListsSection()
 
     def component(self, domain: str) -> ComponentConfig | None:
         return next((c for c in self.xmpp.components if c.domain == domain.lower()), None)
@@ -933,6 +947,25 @@ def _directory(path: str, value: str, base: Path) -> Path:
     return p
 
 
+def _load_lists(sec: _Section) -> ListsSection:
+    out = ListsSection(
+        enabled=sec.get("enabled", bool, True),
+        max_entries=sec.get("max_entries", int, 1000),
+        max_depth=sec.get("max_depth", int, 8),
+        max_bytes=sec.get("max_bytes", int, 262_144),
+        max_per_user=sec.get("max_per_user", int, 8),
+        min_interval=sec.get("min_interval", float, 5.0),
+        linphone_quirks=sec.get("linphone_quirks", bool, True),
+    )
+    for name in ("max_entries", "max_depth", "max_bytes", "max_per_user"):
+        if getattr(out, name) <= 0:
+            raise ConfigError(sec.key(name), "must be positive")
+    if out.min_interval < 0:
+        raise ConfigError(sec.key("min_interval"), "must not be negative")
+    sec.done()
+    return out
+
+
 def _load_offline(sec: _Section) -> OfflineSection:
     out = OfflineSection(
         enabled=sec.get("enabled", bool, True),
@@ -1070,6 +1103,7 @@ def load_config(
         sessions=_load_sessions(root.table("sessions")),
         msrp=_load_msrp(root.table("msrp"), base_dir, env),
         xcap=_load_xcap(root.table("xcap"), base_dir),
+        lists=_load_lists(root.table("lists")),
         source=source,
     )
     root.done()

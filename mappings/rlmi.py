@@ -60,6 +60,7 @@ DEFAULT_MAX_BYTES: Final = 1024 * 1024
 DEFAULT_MAX_PARTS: Final = 1024
 
 # RFC 2046 §5.1.1: bchars, 1..70 characters, not ending in a space.
+_TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")  # RFC 2045 §5.1 token
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
 
 
@@ -269,7 +270,12 @@ class ListBody:
 
 
 def build_list_body(
-    rlmi: RlmiList, parts: Iterable[BodyPart], *, root_cid: str, boundary: str
+    rlmi: RlmiList,
+    parts: Iterable[BodyPart],
+    *,
+    root_cid: str,
+    boundary: str,
+    bare_content_ids: bool = False,
 ) -> ListBody:
     """RFC 2387 multipart/related with the RLMI document first (the ``start`` part).
 
@@ -277,6 +283,10 @@ def build_list_body(
     RFC 2046 boundary that occurs in no part. Every cid the RLMI references must name
     one of ``parts`` and every part must be referenced (RFC 4662 §5: one part per
     instance with state).
+
+    ``bare_content_ids``: write ``Content-Id: cid`` without the RFC 2045 angle
+    brackets, the form liblinphone (5.1) matches the RLMI ``cid`` against
+    (docs/lists.md, "Linphone"); such a body is not for RFC-conforming readers.
     """
     if not _BOUNDARY.fullmatch(boundary):
         raise RlmiError(f"boundary {boundary!r} is not an RFC 2046 boundary")
@@ -300,13 +310,18 @@ def build_list_body(
             raise RlmiError("boundary occurs in a part")
         out += delimiter + b"\r\n"
         out += b"Content-Transfer-Encoding: binary\r\n"
-        out += f"Content-ID: <{part.content_id}>\r\n".encode("ascii")
+        if bare_content_ids:
+            out += f"Content-Id: {part.content_id}\r\n".encode("ascii")
+        else:
+            out += f"Content-ID: <{part.content_id}>\r\n".encode("ascii")
         out += f"Content-Type: {part.content_type}\r\n\r\n".encode()
         out += part.body + b"\r\n"
     out += delimiter + b"--\r\n"
-    content_type = (
-        f'{MULTIPART_RELATED};type="{MEDIA_TYPE}";start="<{root_cid}>";boundary="{boundary}"'
-    )
+    # RFC 2045 §5.1: a boundary that is a token goes unquoted. liblinphone's belle-sip
+    # (5.1) keeps the quotes of a quoted one as part of the boundary and cannot split
+    # the body (tests/integration/test_linphone.py, docs/lists.md).
+    param = boundary if _TOKEN.fullmatch(boundary) else f'"{boundary}"'
+    content_type = f'{MULTIPART_RELATED};type="{MEDIA_TYPE}";start="<{root_cid}>";boundary={param}'
     return ListBody(content_type, rlmi, MappingProxyType(by_cid), bytes(out))
 
 

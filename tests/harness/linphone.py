@@ -64,8 +64,12 @@ class Account:
         return self.identity.partition("@")[2]
 
 
-def linphonerc(sip_port: int, account: Account, friends: Sequence[str] = ()) -> str:
-    """A linphonerc for a loopback-only engine with one account and `friends` (URIs)."""
+def linphonerc(
+    sip_port: int, account: Account, friends: Sequence[str] = (), rls_uri: str | None = None
+) -> str:
+    """A linphonerc for a loopback-only engine with one account and `friends` (URIs);
+    with `rls_uri`, the friend list is subscribed to as one list there (RFC 4662/5367:
+    liblinphone's `[sip] rls_uri`, its friend list's RLS address fallback)."""
     host, port = account.proxy
     route = f"<sip:{host}:{port};transport=udp>"
     sections: list[tuple[str, dict[str, object]]] = [
@@ -81,6 +85,7 @@ def linphonerc(sip_port: int, account: Account, friends: Sequence[str] = ()) -> 
                 "ping_with_options": 0,
                 "register_only_when_network_is_up": 0,
                 "register_only_when_upnp_is_ok": 0,
+                **({} if rls_uri is None else {"rls_uri": rls_uri}),
             },
         ),
         ("net", {"firewall_policy": 0, "stun_server": "", "upnp": 0}),
@@ -123,10 +128,18 @@ class Linphone:
 
     program = ""
 
-    def __init__(self, workdir: Path, account: Account, *, friends: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        account: Account,
+        *,
+        friends: Sequence[str] = (),
+        rls_uri: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.account = account
         self.friends = list(friends)
+        self.rls_uri = rls_uri
         self.sip_port = 0
         self.home = workdir / "home"
         self.rc_path = workdir / "linphonerc"
@@ -143,7 +156,7 @@ class Linphone:
         binary = require_binary(self.program, package=PACKAGE)
         (self.home / ".local" / "share" / "linphone").mkdir(parents=True, exist_ok=True)
         self.sip_port = free_port()
-        self.rc_path.write_text(linphonerc(self.sip_port, self.account, self.friends))
+        self.rc_path.write_text(linphonerc(self.sip_port, self.account, self.friends, self.rls_uri))
         self._proc = await asyncio.create_subprocess_exec(
             *self._argv(binary),
             stdin=subprocess.PIPE,
@@ -260,8 +273,15 @@ class LinphoneDaemon(Linphone):
 
     program = "linphone-daemon"
 
-    def __init__(self, workdir: Path, account: Account, *, friends: Sequence[str] = ()) -> None:
-        super().__init__(workdir, account, friends=friends)
+    def __init__(
+        self,
+        workdir: Path,
+        account: Account,
+        *,
+        friends: Sequence[str] = (),
+        rls_uri: str | None = None,
+    ) -> None:
+        super().__init__(workdir, account, friends=friends, rls_uri=rls_uri)
         self.events: list[Block] = []
         self._answers: list[Block] = []
         self._current: Block | None = None

@@ -11,7 +11,8 @@ and GRUU) and its own XMPP accounts; Linphone unregisters when it is stopped.
 - MESSAGE both ways: text/plain from Linphone (`linphone-daemon`'s `message` always
   sends text/plain), message/cpim with an IMDN request towards it;
 - presence both ways: juliet watches romeo (his PUBLISH, his unregistration), romeo
-  (`linphonec`, juliet in his friend list) watches juliet;
+  (`linphonec`, juliet in his friend list) watches juliet, also through the gateway's
+  resource list server (`[sip] rls_uri`: one RFC 5367 SUBSCRIBE, RLMI NOTIFYs; issue 24);
 - store-and-forward (docs/offline.md): messages stored while romeo has no binding reach
   Linphone in order, with their Date, when it registers; a file link goes to Linphone as
   RCS FT-HTTP (its REGISTER lists it in Accept; docs/pager.md "Files").
@@ -100,9 +101,10 @@ async def linphone(
         *,
         password: str = "romeo",
         friends: tuple[str, ...] = (),
+        rls_uri: str | None = None,
     ) -> Linphone:
         account = Account(f"sip:{ROMEO}", (LOOPBACK, port), password)
-        lp = kind(tmp_path / f"linphone-{len(started)}", account, friends=friends)
+        lp = kind(tmp_path / f"linphone-{len(started)}", account, friends=friends, rls_uri=rls_uri)
         started.append(lp)
         return await lp.start()
 
@@ -272,6 +274,32 @@ async def test_linphone_watches_an_xmpp_client(
     seen = await lp.wait_friend_status(juliet_sip, "Away", after=seen + 1)
     juliet.xmpp.send_presence(ptype="unavailable")
     await lp.wait_friend_status(juliet_sip, "Offline", after=seen + 1)
+
+
+async def test_linphone_friend_list_through_the_list_server(
+    gateway: tuple[GatewayProcess, int], linphone: LinphoneFactory, xmpp_client: ClientFactory
+) -> None:
+    """Issue 24: with `[sip] rls_uri` Linphone subscribes to its whole friend list with one
+    SUBSCRIBE (RFC 5367, `Supported: eventlist`); the gateway's list server subscribes to
+    juliet on romeo's behalf and juliet's presence reaches Linphone in RLMI NOTIFYs
+    (multipart/related), which it shows as the friend's status."""
+    gw, _ = gateway
+    juliet = await xmpp_client(prefix="juliet")
+    juliet.xmpp.auto_authorize = None
+    juliet_sip = f"sip:{bare(juliet.jid)}"
+    lp = await linphone(Linphonec, friends=(juliet_sip,), rls_uri=f"sip:rls@{COMPONENT}")
+    assert isinstance(lp, Linphonec)
+    await gateway_line(gw, rf"list subscribed owner=sip:{re.escape(ROMEO)} .*members=1")
+    await juliet.wait_presence(_from_romeo("subscribe"), LIMIT)
+    juliet.xmpp.send_presence(pto=ROMEO, ptype="subscribed")
+    juliet.xmpp.send_presence(pto=ROMEO)
+    seen = await lp.wait_friend_status(juliet_sip, "Online")
+    juliet.xmpp.send_presence(pshow="away")
+    await lp.wait_friend_status(juliet_sip, "Away", after=seen + 1)
+    log = lp.sip_log()
+    assert "Require: recipient-list-subscribe" in log, lp.tail()
+    assert 'multipart/related;type="application/rlmi+xml"' in log, lp.tail()
+    assert "list subscription refused" not in gw.log_text()
 
 
 # -- store-and-forward and file links (issue 17) --------------------------------------

@@ -130,8 +130,16 @@ def test_build_list_body_round_trip() -> None:
     part = BodyPart("p1@gw.example", "application/pidf+xml", _pidf("xmpp:juliet@xmpp.example"))
     body = build_list_body(rlmi, [part], root_cid="root@gw.example", boundary="b-1")
     assert body.content_type == (
-        'multipart/related;type="application/rlmi+xml";start="<root@gw.example>";boundary="b-1"'
-    )
+        'multipart/related;type="application/rlmi+xml";start="<root@gw.example>";boundary=b-1'
+    )  # a token boundary unquoted (RFC 2045 §5.1; belle-sip keeps quotes, docs/lists.md)
+    spaced = build_list_body(rlmi, [part], root_cid="root@gw.example", boundary="b 1:x")
+    assert spaced.content_type.endswith(';boundary="b 1:x"')  # tspecials: quoted
+    assert parse_list_body(spaced.content_type, spaced.body).rlmi == rlmi
+    bare = build_list_body(
+        rlmi, [part], root_cid="root@gw.example", boundary="b-1", bare_content_ids=True
+    )  # liblinphone's reading (docs/lists.md): no brackets, not for RFC readers
+    assert b"\r\nContent-Id: p1@gw.example\r\n" in bare.body
+    assert b"Content-ID" not in bare.body and b"<p1@" not in bare.body
     assert body.body.startswith(b"--b-1\r\nContent-Transfer-Encoding: binary\r\n")
     assert body.body.endswith(b"\r\n--b-1--\r\n")
     assert_valid("rlmi", build_rlmi(rlmi))

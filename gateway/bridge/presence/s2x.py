@@ -76,13 +76,16 @@ from mappings.pidf import MEDIA_TYPE, build_pidf, parse_pidf
 from mappings.presence import XmppPresence, pidf_to_xmpp, xmpp_to_pidf
 from mappings.xmlsafe import FormatError
 
-__all__ = ["S2x", "Watch"]
+__all__ = ["S2x", "Watch", "WatchListener"]
 
 # The logger keeps its name from before the packages: log lines are the operators'
 # interface (docs/troubleshooting.md).
 log = logging.getLogger("gateway.bridge.presence_s2x")
 
 WatchKey = tuple[str, str]  # (watcher bare JID, contact bare JID)
+# listener(watch, ended): a change of the watch; `ended` the reason when the XMPP
+# authorization ended (rejected, noresource), else None.
+WatchListener = Callable[["Watch", str | None], None]
 DIRECTION = "sip_to_xmpp"  # metrics label: the subscription goes from SIP to XMPP
 # Dialog changes after NOTIFYs are written at most this late (a crash loses at most this
 # much CSeq progress; SUBSCRIBE-driven changes and removals are written at once).
@@ -110,6 +113,10 @@ class Watch:
     last_notify: float = float("-inf")
     dirty: bool = False
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    # Others following the watch without a dialog of their own (the resource list
+    # server's back-end subscriptions, gateway/bridge/lists): told of every change,
+    # with the reason when the authorization ended.
+    listeners: list[WatchListener] = field(default_factory=list)
 
     @property
     def key(self) -> WatchKey:
@@ -243,6 +250,45 @@ class S2x:
             if waiter in watch.waiters:
                 watch.waiters.remove(waiter)
 
+    # ------------------------------------------------------------ followers
+
+    def follow(self, watcher: Jid, contact: Jid, dm: DomainMap, listener: WatchListener) -> Watch:
+        """Follow `contact`'s presence on behalf of the SIP user `watcher` (its bare
+        component JID) without a SIP dialog: the resource list server's back-end
+        subscription (RFC 4662 §4). The XMPP side is the one a SUBSCRIBE gets (R8048-09:
+        `subscribe` from the watcher's JID; a probe when already authorized), and, as a
+        SUBSCRIBE does, it approves the contact's pending request to watch a hosted
+        user (`on_watch`, docs/presence.md)."""
+        key = (str(watcher), str(contact))
+        watch = self.watches.get(key)
+        if watch is None:
+            entity = str(jid_to_sip_uri(contact, domain_map=dm, scheme="pres"))
+            watch = Watch(watcher, contact, dm.component_domain, entity)
+            self.watches[key] = watch
+        watch.listeners.append(listener)
+        if not watch.authorized and not watch.asked:
+            watch.asked = True
+            self._stanza(watch, "subscribe")
+        elif watch.authorized and not watch.known:
+            self._stanza(watch, "probe")
+        if self.on_watch is not None:
+            self.on_watch(watch.watcher, watch.contact)
+        return watch
+
+    def unfollow(self, watch: Watch, listener: WatchListener) -> None:
+        if listener in watch.listeners:
+            watch.listeners.remove(listener)
+        if not watch.dialogs and not watch.listeners and watch.key in self.watches:
+            self._forget(watch)
+
+    def document(self, watch: Watch, now: float) -> StateDocument:
+        """The contact's PIDF as this watch holds it (shared with the dialogs' NOTIFYs)."""
+        return self._document(watch, now)
+
+    def _tell(self, watch: Watch, ended: str | None = None) -> None:
+        for listener in list(watch.listeners):
+            listener(watch, ended)
+
     # ------------------------------------------------------------ XMPP input
 
     def on_presence(self, sender: Jid, recipient: Jid, presence: XmppPresence) -> None:
@@ -269,6 +315,7 @@ class S2x:
                 self._authorized(watch)  # in answer to a subscribe it holds pending)
             return
         self._changed(watch)
+        self._tell(watch)
 
     def on_subscribed(self, sender: Jid, recipient: Jid) -> None:
         watch = self.watches.get((str(recipient.bare), str(sender.bare)))
@@ -295,6 +342,7 @@ class S2x:
         now = self.ctx.clock()
         for did, notifier in list(watch.dialogs.items()):
             self._run(watch, did, notifier.reject(now, reason))  # R8048-11
+        self._tell(watch, reason)
 
     def on_error(self, sender: Jid, recipient: Jid) -> None:
         watch = self.watches.get((str(recipient.bare), str(sender.bare)))
@@ -321,6 +369,7 @@ class S2x:
         watch.dirty = False
         if not watch.known:
             self._stanza(watch, "probe")
+        self._tell(watch)
 
     def _wake(self, watch: Watch) -> None:
         for waiter in watch.waiters:
@@ -502,12 +551,16 @@ class S2x:
             self._fetches.discard(did)
         else:
             write(log, self.ctx.store.delete_subscription, did.call_id, did.local_tag)
-        if not watch.dialogs:
-            if watch.authorized:
-                self._send_unavailable(watch)  # R8048-13
-            self.ctx.scheduler.cancel(("s2x-throttle", watch.key))
-            self.watches.pop(watch.key, None)
+        if not watch.dialogs and not watch.listeners:
+            self._forget(watch)
         self._count()
+
+    def _forget(self, watch: Watch) -> None:
+        """Nobody follows the watch any more: unavailable to the contact (R8048-13)."""
+        if watch.authorized:
+            self._send_unavailable(watch)  # R8048-13
+        self.ctx.scheduler.cancel(("s2x-throttle", watch.key))
+        self.watches.pop(watch.key, None)
 
     # ------------------------------------------------------------ output
 

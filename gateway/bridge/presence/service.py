@@ -28,7 +28,7 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from gateway.bridge.presence.activity import ActivityRegistrar, CallActivity
 from gateway.bridge.presence.context import (
@@ -66,7 +66,7 @@ from mappings.callactivity import CallDisplay, CallShow
 from mappings.jid import Jid
 from mappings.presence import XmppPresence
 
-__all__ = ["PresenceService"]
+__all__ = ["PresenceExtension", "PresenceService"]
 
 # The logger keeps its name from before the packages: log lines are the operators'
 # interface (docs/troubleshooting.md).
@@ -76,6 +76,24 @@ TimerKey = tuple[str, Hashable]
 # How long a stop waits for the server to confirm the departures (app.py passes half of
 # [gateway] drain_timeout, so that the rest of the drain keeps its time).
 DEPARTURE_GRACE = 2.0
+
+
+class PresenceExtension(Protocol):
+    """A part built on the presence service (the resource list server,
+    gateway/bridge/lists): it takes the SUBSCRIBEs it `owns` and its own store records,
+    and runs its timers on the presence scheduler."""
+
+    def owns(self, request: Any) -> bool: ...
+
+    def handle_subscribe(self, incoming: Any) -> Awaitable[None] | None: ...
+
+    def handle_notify(self, incoming: Any) -> bool: ...
+
+    def is_record(self, record: SubscriptionRecord) -> bool: ...
+
+    def restore(self, records: list[SubscriptionRecord], now: float) -> int: ...
+
+    def stop(self) -> None: ...
 
 
 class PresenceService:
@@ -151,7 +169,16 @@ class PresenceService:
         if self.winfo is not None:
             self._timers["winfo"] = self.winfo.handle_timer
             self._timers["winfo-throttle"] = self.winfo.handle_throttle
+        self.extensions: list[PresenceExtension] = []
         self.restored = 0
+
+    def extend(
+        self, part: PresenceExtension, timers: Mapping[str, Callable[[Any, float], None]]
+    ) -> None:
+        """Add `part` (before `start`: its records are restored there); `timers` are its
+        scheduler key kinds and handlers."""
+        self.extensions.append(part)
+        self._timers.update(timers)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -166,6 +193,8 @@ class PresenceService:
 
     async def stop(self) -> None:
         self.scheduler.stop()
+        for part in self.extensions:
+            part.stop()
         self.s2x.stop()  # NOTIFYs in flight: their outcomes are no longer handled
         tasks = [*self.x2s._tasks, *self.s2x._tasks]
         if self.winfo is not None:
@@ -245,6 +274,7 @@ class PresenceService:
         hosted: list[SubscriptionRecord] = []
         winfo: list[SubscriptionRecord] = []
         x2s: list[SubscriptionRecord] = []
+        extra: list[list[SubscriptionRecord]] = [[] for _ in self.extensions]
         seen = 0
 
         def s2x() -> Iterator[SubscriptionRecord]:
@@ -253,9 +283,12 @@ class PresenceService:
             nonlocal seen
             for r in self.ctx.store.all_subscriptions():
                 seen += 1
-                if not is_presence_record(r):
+                owner = next((i for i, p in enumerate(self.extensions) if p.is_record(r)), None)
+                if owner is not None:
+                    extra[owner].append(r)
+                elif not is_presence_record(r):
                     continue  # another event package's (the reg event's)
-                if is_hosted_record(r):
+                elif is_hosted_record(r):
                     hosted.append(r)
                 elif is_winfo_record(r):
                     winfo.append(r)
@@ -269,6 +302,8 @@ class PresenceService:
             self.restored += self.x2s.restore(x2s, now)
             if self.hosted is not None and self.winfo is not None:
                 self.restored += self.hosted.restore(hosted) + self.winfo.restore(winfo)
+            for part, records in zip(self.extensions, extra, strict=True):
+                self.restored += part.restore(records, now)
         if seen:
             event(log, logging.INFO, "presence subscriptions restored", count=self.restored)
         return self.restored
@@ -276,6 +311,9 @@ class PresenceService:
     # ------------------------------------------------------------ SIP
 
     def handle_subscribe(self, incoming: Any) -> Awaitable[None] | None:
+        for part in self.extensions:
+            if part.owns(incoming.request):
+                return part.handle_subscribe(incoming)
         if self.winfo is not None and self.winfo.owns(incoming.request):
             return self.winfo.handle_subscribe(incoming)
         return self.s2x.handle_subscribe(incoming)
@@ -291,7 +329,9 @@ class PresenceService:
     def handle_notify(self, incoming: Any) -> None:
         if self.activity is not None and self.activity.handle_notify(incoming):
             return
-        if not self.x2s.handle_notify(incoming):
+        if self.x2s.handle_notify(incoming):
+            return
+        if not any(part.handle_notify(incoming) for part in self.extensions):
             incoming.reply(481)  # RFC 6665 §4.1.3: no such subscription
 
     # ------------------------------------------------------------ XMPP
