@@ -1,0 +1,44 @@
+"""The optional mypyc build (issue 27): the run tests the build it was asked to test.
+
+`make test-compiled` sets CPIM_EXPECT_COMPILED=1 and puts build/mypyc first on the path;
+every module of `gateway.compiled.MODULES` must then come from a compiled extension, so
+that run cannot silently test pure Python. Every other run must import them all from
+their `.py` sources, so the pure run cannot silently test a stale compiled build either.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from gateway import compiled
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPECT_COMPILED = os.environ.get("CPIM_EXPECT_COMPILED", "") == "1"
+
+
+def test_listed_modules_have_sources_in_the_tree() -> None:
+    for name in compiled.MODULES:
+        assert (ROOT / (name.replace(".", "/") + ".py")).is_file(), name
+
+
+def test_report_follows_the_module_files() -> None:
+    done = set(compiled.compiled_modules())
+    assert done.isdisjoint(compiled.not_compiled())
+    for name in compiled.MODULES:
+        file = importlib.import_module(name).__file__ or ""
+        assert (name in done) == file.endswith(".so"), (name, file)
+
+
+def test_run_imports_the_build_it_was_asked_for() -> None:
+    if EXPECT_COMPILED:
+        assert compiled.not_compiled() == ()
+    else:
+        assert compiled.compiled_modules() == ()
+
+
+def test_main_requires_every_module_compiled(capsys: object) -> None:
+    rc = compiled.main(["--require"])
+    assert rc == (0 if EXPECT_COMPILED else 1)
+    assert compiled.main([]) == 0
