@@ -1,12 +1,14 @@
-"""Pure Python against the mypyc build (issue 27), in the same run: the parser and hot-path
-benchmarks (bench/parser_bench.py, bench/hotpath_bench.py) run in child processes, one on
-the checkout's `.py` sources, one with the compiled build (`make compiled`: build/mypyc)
-first on the path, alternating round by round so machine load hits both alike.
+"""Pure Python against the mypyc build (issue 27), in the same run: the parser, hot-path and
+SIP-stack benchmarks (bench/parser_bench.py, bench/hotpath_bench.py, bench/endpoint_bench.py
+as a rate from its best round) run in child processes, one on the checkout's `.py` sources,
+one with the compiled build (build/mypyc) first on the path, alternating round by round so
+machine load hits both alike.
 
 Each child checks that it imports the build it is labelled with (gateway.compiled), so a
-missing or stale build cannot pass for the compiled figures. Rates come from the child's
-CPU time; the table shows the median over rounds of each child's median, the range over
-rounds, and compiled / pure.
+missing build cannot pass for the compiled figures; run `make compiled` first (it rebuilds
+what changed, so the build matches the sources). Rates come from the child's CPU time; the
+table shows the median over rounds of each child's figure, the range over rounds, and
+compiled / pure.
 
     python -m bench.compiled_bench [-n 5000] [--repeat 3] [--rounds 3] [--cpu 1]
         [--build build/mypyc]
@@ -15,6 +17,7 @@ rounds, and compiled / pure.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
@@ -32,14 +35,14 @@ PARSER_ROWS = (
     "parse typical mix",
     "serialize typical mix",
     "parse+serialize typical mix",
-    "parse MESSAGE (text/plain)",
+    "parse MESSAGE",
     "parse 200 OK",
 )
 
 
 def _child(n: int, repeat: int, expect: str) -> int:
     """Measure in this process and print one JSON object {case: rate}."""
-    from bench import hotpath_bench, parser_bench
+    from bench import endpoint_bench, hotpath_bench, parser_bench
     from gateway import compiled
 
     wrong = compiled.compiled_modules() if expect == "pure" else compiled.not_compiled()
@@ -52,6 +55,9 @@ def _child(n: int, repeat: int, expect: str) -> int:
             rates[f"parser: {row.name}"] = row.rate
     for name, _bare, rate in hotpath_bench.run(n, repeat):
         rates[f"hotpath: {name}"] = rate
+    # the SIP stack end to end without sockets (bench/endpoint_bench.py): datagram -> 200
+    per_message = asyncio.run(endpoint_bench.run(n))["us_per_message_best_round"]
+    rates["endpoint: MESSAGE datagram -> 200 sent"] = 1e6 / per_message
     print(json.dumps(rates))
     return 0
 

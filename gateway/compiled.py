@@ -20,6 +20,7 @@ __all__ = ["MODULES", "compiled_modules", "main", "not_compiled"]
 # The hot pure modules, in dependency order (docs/performance.md says why each is here and
 # why others are not).
 MODULES: tuple[str, ...] = (
+    "gateway.memo",
     "gateway.sip.abnf",
     "gateway.sip.uri",
     "gateway.sip.headers",
@@ -28,6 +29,12 @@ MODULES: tuple[str, ...] = (
     "gateway.sip.serializer",
     "gateway.sip.validate",
     "gateway.sip.ua",
+    "gateway.sip.timers",
+    "gateway.sip.transaction_events",
+    "gateway.sip.transaction",
+    "gateway.sip.transaction_layer",
+    "gateway.sip.useragent",
+    "mappings.model",
     "mappings.jid",
     "mappings.addresses",
     "mappings.cpim",

@@ -9,14 +9,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEST="${CPIM_MYPYC_DEST:-$ROOT/build/mypyc}"
 cd "$ROOT"
 CPIM_MYPYC_DEST="$DEST" bash scripts/build-compiled.sh
-# The tests whose subject is a compiled module (parser, headers, URIs, messages,
-# serializer, validation, UA checks, JIDs, addresses, CPIM), plus the guard.
+# The unit tests whose subject is a compiled module (parser, headers, URIs, messages,
+# serializer, validation, UA checks, transactions, the user-agent core, the memo, the
+# neutral model, JIDs, addresses, CPIM), plus the guard.
 TESTS=(
     test_compiled_build
     test_sip_parser test_sip_headers test_sip_uri test_sip_message_fast
     test_sip_validate test_sip_ua_properties test_rfc4475 test_sip_grammar_properties
     test_sip_properties test_fuzz_sip test_parser_names_memo test_build_message
-    test_jid test_addresses test_address_properties test_cpim
+    test_sip_transactions test_transaction_compact test_useragent test_client_fastpaths
+    test_memo test_model test_jid test_addresses test_address_properties test_cpim
 )
 paths=()
 for name in "${TESTS[@]}"; do
