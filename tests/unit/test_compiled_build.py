@@ -9,10 +9,15 @@ their `.py` sources, so the pure run cannot silently test a stale compiled build
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
+import pytest
+
 from gateway import compiled
+from gateway.sip import compiling
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECT_COMPILED = os.environ.get("CPIM_EXPECT_COMPILED", "") == "1"
@@ -38,7 +43,24 @@ def test_run_imports_the_build_it_was_asked_for() -> None:
         assert compiled.compiled_modules() == ()
 
 
-def test_main_requires_every_module_compiled(capsys: object) -> None:
+def test_main_requires_every_module_compiled() -> None:
     rc = compiled.main(["--require"])
     assert rc == (0 if EXPECT_COMPILED else 1)
     assert compiled.main([]) == 0
+
+
+def test_native_class_mark_changes_nothing_in_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mypyc_attr` returns the class itself, with mypy_extensions and without it (a plain
+    `pip install` has no mypy): the pure-Python classes are the same either way."""
+
+    class Plain:
+        pass
+
+    assert compiling.mypyc_attr(native_class=False)(Plain) is Plain
+    monkeypatch.setitem(sys.modules, "mypy_extensions", None)  # import now fails
+    spec = importlib.util.spec_from_file_location("compiling_without", compiling.__file__)
+    assert spec is not None and spec.loader is not None
+    without = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(without)
+    assert without.mypyc_attr(native_class=False)(Plain) is Plain
+    assert without.mypyc_attr is not compiling.mypyc_attr
