@@ -21,6 +21,18 @@ for pkg in gateway mappings; do
     cp -r "$pkg" "$DEST/"
 done
 find "$DEST" -name __pycache__ -prune -exec rm -rf {} +
+# An extension of a module no longer in gateway/compiled.py would shadow its .py: remove it.
+"$VENV/bin/python" - "$DEST" <<'PY'
+import runpy, sys
+from pathlib import Path
+dest = Path(sys.argv[1])
+listed = set(runpy.run_path("gateway/compiled.py")["MODULES"])
+for so in [*dest.glob("gateway/**/*.so"), *dest.glob("mappings/**/*.so")]:
+    name = ".".join(so.relative_to(dest).with_name(so.name.split(".")[0]).parts)
+    if name not in listed:
+        so.unlink()
+        print(f"build-compiled: removed {so} (not in gateway/compiled.py)", file=sys.stderr)
+PY
 # mypyc writes its C under ./build (build/__native*.c, per module build/gateway/...).
 CPIM_MYPYC=1 "$VENV/bin/python" setup.py -q build_ext \
     --build-lib "$DEST" --build-temp "$ROOT/build/mypyc-temp" --parallel "${CPIM_MYPYC_JOBS:-2}"
