@@ -64,3 +64,12 @@ def test_native_class_mark_changes_nothing_in_python(monkeypatch: pytest.MonkeyP
     spec.loader.exec_module(without)
     assert without.mypyc_attr(native_class=False)(Plain) is Plain
     assert without.mypyc_attr is not compiling.mypyc_attr
+
+
+def test_benchmark_child_refuses_the_other_build(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/compiled_bench.py cannot label pure figures as compiled, or the reverse."""
+    from bench import compiled_bench
+
+    other = "pure" if EXPECT_COMPILED else "compiled"
+    assert compiled_bench.main(["--child", other, "-n", "1", "--repeat", "1"]) == 2
+    assert f"expected a {other} build" in capsys.readouterr().err
