@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: run test deps lint unit integration bench bench-parser clean-state
+.PHONY: run test deps lint unit integration bench bench-parser clean-state compiled test-compiled
 
 deps:
 	bash scripts/install-deps.sh
@@ -21,6 +21,15 @@ test: deps
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	bash scripts/pytest.sh
+	bash scripts/test-compiled.sh
+
+## make compiled: the optional mypyc build of the hot pure modules into build/mypyc
+## (docs/performance.md, "mypyc (issue 27)"); test-compiled: their unit tests against it.
+compiled: deps
+	bash scripts/build-compiled.sh
+
+test-compiled: deps
+	bash scripts/test-compiled.sh
 
 unit: deps
 	bash scripts/pytest.sh -m "unit or component"

@@ -41,7 +41,7 @@ _MEDIA_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}(?:\s*;.*)?", re.DOTALL)
 # Unicode general category Cc is exactly C0, DEL and C1 (fixed by Unicode's stability policy);
 # one compiled search replaces a per-character `unicodedata.category` loop (issue 11).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # re parses the escapes (mypyc refuses surrogates)
 _E164 = re.compile(r"\+[0-9]+")
 
 

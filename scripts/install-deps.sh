@@ -44,6 +44,10 @@ APT_PACKAGES+=(prometheus)
 APT_PACKAGES+=(postgresql)
 # tests/integration/test_xcap.py: XCAP over HTTP Digest with a second, independent client
 APT_PACKAGES+=(curl)
+# The mypyc build of the hot pure modules (issue 27; scripts/build-compiled.sh, run by
+# `make test`): a C compiler, and the Python headers when the interpreter lacks them
+# (python3-dev, added in install_apt).
+APT_PACKAGES+=(gcc)
 SERVICES=(prosody ejabberd kamailio prometheus postgresql)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
@@ -121,6 +125,8 @@ install_apt() {
         wanted+=(python3-venv)
         command -v "$PYTHON" >/dev/null 2>&1 || wanted+=(python3)
     fi
+    "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(
+        sysconfig.get_paths()["include"], "Python.h")))' >/dev/null 2>&1 || wanted+=(python3-dev)
     # A node that ships its own npm (e.g. a nodejs build from elsewhere) is kept.
     command -v npm >/dev/null 2>&1 || wanted+=(nodejs npm)
     for pkg in "${wanted[@]}"; do

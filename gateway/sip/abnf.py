@@ -57,10 +57,10 @@ PORT = r"[0-9]+"
 
 # paramchar = param-unreserved / unreserved / escaped ; param-unreserved = "[" / "]" / "/" /
 #             ":" / "&" / "+" / "$"
-PARAMCHAR = rf"(?:[{UNRESERVED}\[\]/:&+$]|{ESCAPED})"
+PARAMCHAR: str = rf"(?:[{UNRESERVED}\[\]/:&+$]|{ESCAPED})"
 # hname/hvalue chars: hnv-unreserved / unreserved / escaped ; hnv-unreserved = "[" / "]" /
 #                     "/" / "?" / ":" / "+" / "$"
-HNVCHAR = rf"(?:[{UNRESERVED}\[\]/?:+$]|{ESCAPED})"
+HNVCHAR: str = rf"(?:[{UNRESERVED}\[\]/?:+$]|{ESCAPED})"
 
 # generic-param = token [ EQUAL gen-value ] ; gen-value = token / host / quoted-string
 # EQUAL = SWS "=" SWS ; SEMI = SWS ";" SWS
@@ -79,11 +79,11 @@ GENERIC_PARAM = rf"{TOKEN}(?:{SWS}={SWS}{GEN_VALUE})?"
 POSSESSIVE_TOKEN = rf"[{TOKEN_CHARS}]++"
 POSSESSIVE_QUOTED_STRING = r'"(?:[^"\\\r\n]++|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*+"'
 POSSESSIVE_GEN_VALUE = rf"(?:{POSSESSIVE_TOKEN}|{IPV6_REFERENCE}|{POSSESSIVE_QUOTED_STRING})"
-POSSESSIVE_USER = rf"(?:[{UNRESERVED}&=+$,;?/]++|{ESCAPED})+"
-POSSESSIVE_PASSWORD = rf"(?:[{UNRESERVED}&=+$,]++|{ESCAPED})*"
+POSSESSIVE_USER: str = rf"(?:[{UNRESERVED}&=+$,;?/]++|{ESCAPED})+"
+POSSESSIVE_PASSWORD: str = rf"(?:[{UNRESERVED}&=+$,]++|{ESCAPED})*"
 # domainlabel as 1*alphanum *( 1*"-" 1*alphanum ): the same strings as _LABEL
 _POSSESSIVE_LABEL = r"[A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*"
-POSSESSIVE_HOST = rf"(?:{_POSSESSIVE_LABEL}(?:\.{_POSSESSIVE_LABEL})*\.?|{IPV6_REFERENCE})"
+POSSESSIVE_HOST: str = rf"(?:{_POSSESSIVE_LABEL}(?:\.{_POSSESSIVE_LABEL})*\.?|{IPV6_REFERENCE})"
 
 token_re = re.compile(TOKEN)
 quoted_string_re = re.compile(QUOTED_STRING)

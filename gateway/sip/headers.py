@@ -23,6 +23,7 @@ from gateway.sip.abnf import (
     SWS,
     TOKEN,
 )
+from gateway.sip.compiling import mypyc_attr
 from gateway.sip.errors import RemoteProtocolError
 from gateway.sip.uri import SipUri, Uri, parse_uri
 
@@ -253,6 +254,7 @@ _VIA_PARAMS = rf"(?:{SWS};{SWS}{POSSESSIVE_TOKEN}(?:{SWS}={SWS}{_VIA_VALUE})?)*{
 _via_param_iter_re = re.compile(rf";{SWS}({POSSESSIVE_TOKEN})(?:{SWS}={SWS}({_VIA_VALUE}))?")
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True)
 class Params:
     """Ordered header parameters. Names compare case-insensitively; values are raw
@@ -354,6 +356,7 @@ _via_re = re.compile(
 )
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True)
 class Via:
     """One via-parm. `transport` is upper-cased; `params` keeps branch, received, rport..."""
@@ -448,6 +451,7 @@ _name_addr_re = re.compile(
 _addr_spec_re = re.compile(rf"{SWS}([^\s;,<>\"?]+)({_PARAMS})")
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True)
 class NameAddr:
     """From/To/Contact/Route/Record-Route/Reply-To value: display name, URI, header params."""
@@ -523,6 +527,7 @@ def parse_name_addr_list(value: str) -> list[NameAddr]:
 _cseq_re = re.compile(rf"{SWS}([0-9]+){LWS}({TOKEN}){SWS}")
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True)
 class CSeq:
     seq: int

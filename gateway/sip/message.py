@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar, overload
 
 from gateway.sip import abnf
+from gateway.sip.compiling import mypyc_attr
 from gateway.sip.errors import LocalProtocolError, RemoteProtocolError
 from gateway.sip.headers import (
     COMPACT_FORMS,
@@ -60,6 +61,7 @@ HeaderPair: TypeAlias = tuple[str, str]
 _T = TypeVar("_T")
 
 
+@mypyc_attr(native_class=False)
 class _lazy(Generic[_T]):
     """`functools.cached_property` without its per-access lock (Python 3.11 takes an RLock
     on every first access; 3.12 dropped it): the value goes into the instance `__dict__`,
@@ -68,7 +70,8 @@ class _lazy(Generic[_T]):
 
     def __init__(self, func: Callable[[Any], _T]) -> None:
         self.func = func
-        self.attrname = func.__name__
+        # __set_name__ names it; a mypyc-compiled method object has no __name__ (issue 27)
+        self.attrname: str = getattr(func, "__name__", "")
         self.__doc__ = func.__doc__
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -94,6 +97,7 @@ for _name in (*LIST_HEADERS, *SINGLETON_HEADERS, *COMPACT_FORMS, "Via", "Route",
         _KEYS[_spelling] = canonical_name(_name).lower()
 
 
+@mypyc_attr(native_class=False)
 class Headers:
     """Immutable ordered header fields; names are canonical (`v` -> `Via`, `cseq` -> `CSeq`),
     unknown names kept verbatim; lookups are case-insensitive and accept compact forms."""
@@ -256,6 +260,7 @@ class Headers:
         return Headers._trusted(self._items[:i] + self._items[i + 1 :])
 
 
+@mypyc_attr(native_class=False)
 class _MessageViews:
     """Typed views shared by requests and responses, computed lazily from `headers`."""
 
@@ -403,6 +408,7 @@ _SENT_METHODS = frozenset(
 )
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True)
 class SipRequest(_MessageViews):
     """A request. `uri` is the parsed Request-URI; `method` is case-sensitive."""
@@ -441,6 +447,7 @@ class SipRequest(_MessageViews):
         return self._trusted(self.method, self.uri, headers, self.body)
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True)
 class SipResponse(_MessageViews):
     status: int

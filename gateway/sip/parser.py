@@ -154,7 +154,9 @@ def parse_message(
     if end < 0:
         if not data.endswith(b"\r\n"):
             raise RemoteProtocolError("no end of header section")
-        end = len(data) - 2  # lenient: datagram ends right after the last header line
+        # lenient: datagram ends right after the last header line; never before `start`
+        # (b"\r\n" alone): mypyc's bytes slice raises SystemError on end < start (issue 27)
+        end = max(len(data) - 2, start)
         body_start = len(data)
     else:
         body_start = end + 4

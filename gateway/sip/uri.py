@@ -13,6 +13,7 @@ from typing import TypeAlias
 from urllib.parse import unquote_to_bytes
 
 from gateway.sip import abnf
+from gateway.sip.compiling import mypyc_attr
 from gateway.sip.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
@@ -88,6 +89,7 @@ def _param_lookup(params: tuple[Param, ...], name: str) -> tuple[bool, str | Non
     return False, None
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True)
 class SipUri:
     """A sip: or sips: URI. `user`, `password`, params and headers keep their escapes."""

@@ -33,7 +33,7 @@ __all__ = [
 MANDATORY_REQUEST_HEADERS = ("To", "From", "CSeq", "Call-ID", "Via")
 MANDATORY_RESPONSE_HEADERS = ("To", "From", "CSeq", "Call-ID", "Via")
 # surrogateescape's range: the octets 0x80-0xFF that were not part of valid UTF-8
-_UNDECODED = re.compile("[\udc80-\udcff]")
+_UNDECODED = re.compile(r"[\udc80-\udcff]")  # re parses the escapes (mypyc refuses surrogates)
 
 
 @dataclass(frozen=True)

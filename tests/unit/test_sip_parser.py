@@ -118,3 +118,12 @@ def test_messages_are_immutable() -> None:
         m.method = "BYE"  # type: ignore[misc]
     changed = m.with_headers(m.headers.set("Max-Forwards", "69"))
     assert changed.max_forwards == 69 and m.max_forwards == 70
+
+
+@pytest.mark.parametrize("data", [b"\r\n", b"\r\n\r\n", b"\r\n\r\n\r\n"])
+def test_crlf_only_datagram_is_a_malformed_request_line(data: bytes) -> None:
+    """Only the CRLFs ignored before a start-line (§7.5): 400, never a crash (the mypyc
+    build raised SystemError here before the header end was kept at or after its start)."""
+    with pytest.raises(RemoteProtocolError) as info:
+        parse_message(data)
+    assert info.value.status == 400 and "Request-Line" in str(info.value)
