@@ -35,8 +35,11 @@ from gateway.bridge.presence.context import domain_maps, presence_config
 from gateway.bridge.presence.service import PresenceService
 from gateway.bridge.routing import SipRouter
 from gateway.config import Config, ConfigError, Transport, read_config
+from gateway.eventloop import loop_name
 from gateway.logs import WireTrace, event, set_level
 from gateway.metrics import Metrics
+from gateway.overload.monitor import LoadSources, OverloadMonitor
+from gateway.overload.policy import OverloadPolicy
 from gateway.registrar.service import Registrar
 from gateway.registrar.users import UsersFileError, read_users
 from gateway.resolver.resolver import Resolver
@@ -250,8 +253,8 @@ def build(cfg: Config) -> Gateway:
     gw = Gateway(cfg)
     store = StoreService(cfg)
     dispatcher = SipDispatcher()
-    gw.inflight = InFlight(dispatcher)
-    endpoint = SipEndpoint(cfg.sip, gw.inflight, policy=GATEWAY_UAS_POLICY)
+    gw.inflight = inflight = InFlight(dispatcher)
+    endpoint = SipEndpoint(cfg.sip, inflight, policy=GATEWAY_UAS_POLICY)
     registrar = Registrar(cfg, cast(Store, store), endpoint, gw.metrics)
     reconnects = _count_reconnects(gw.metrics)
 
@@ -316,11 +319,29 @@ def build(cfg: Config) -> Gateway:
     if offline is not None:  # after the registrar (bindings restored), before SIP listens
         gw.services.append(("offline", offline))
     gw.services.append(("sip", endpoint))
+    gw.services.append(("overload", _overload(gw, endpoint, inflight, links, pager)))
     sources = _observe(gw, links, resolver, cast(Store, store))
     sources = _console_sources(gw, sources, pager, presence)
     if cfg.admin.enabled:
         gw.services.append(("admin", AdminServer(cfg.admin, gw.readiness, sources)))
     return gw
+
+
+def _overload(
+    gw: Gateway, endpoint: SipEndpoint, inflight: InFlight, links: XmppLinks, pager: Pager
+) -> OverloadMonitor:
+    """Overload control (issue 27): the policy decides for the SIP core and the pager."""
+    policy = OverloadPolicy(gw.cfg.overload)
+    ua = endpoint.ua
+    if gw.cfg.overload.enabled:
+        ua.admission = lambda: policy.admit(inflight.count)
+        pager.admission = lambda: policy.admit_stanza(len(ua.clients))
+    sources = LoadSources(
+        pending=lambda: inflight.count + len(ua.clients),
+        xmpp_backlog=links.backlog,
+        udp_backlog=endpoint.udp_backlog,
+    )
+    return OverloadMonitor(policy, sources, gw.metrics)
 
 
 def _count_reconnects(metrics: Metrics) -> Callable[[str], None]:
@@ -516,6 +537,7 @@ async def run(cfg: Config) -> int:
         logging.INFO,
         "gateway ready",
         pid=os.getpid(),
+        loop=loop_name(loop),
         components=",".join(c.domain for c in cfg.xmpp.components),
         sip=",".join(li.name for li in gw.endpoint.listeners) if gw.endpoint else "",
         services=",".join(name for name, _ in gw.started),

@@ -13,7 +13,9 @@ request to answer, with where it came from), `RequestHandler` (the TU), `Request
 * the error boundary (`handler_failed`): an exception from the TU becomes a final response;
 * client transactions (`plan`, `start_client`): the §18.1.1 transport plan, and one waiter
   per `ClientKey` settled with the final response or an exception;
-* drain (`begin_drain`): THE policy, one Retry-After value for every 503 while draining.
+* drain (`begin_drain`): THE policy, one Retry-After value for every 503 while draining;
+* overload (`admission`, issue 27): a new request outside a dialog that the admission
+  callable refuses is answered 503 with its Retry-After before it reaches the layer.
 
 The asyncio side is the `Driver` protocol: it writes bytes (`transmit`), runs a handler's
 awaitable under `handler_failed` (`spawn`), re-arms its one timer (`timer_changed`), tells
@@ -160,6 +162,7 @@ class EndpointStats:
     retransmissions_in: int = 0  # request retransmissions absorbed by the layer
     parse_errors: int = 0
     handler_errors: int = 0
+    overload_refused: int = 0  # new requests answered 503 by overload control
 
 
 @dataclass(eq=False)
@@ -280,6 +283,11 @@ class UserAgent:
         self.layer = TransactionLayer(timers or TimerConfig())
         self.stats = EndpointStats()
         self.draining = False
+        # Overload control (issue 27, set by the composition root): called for each new
+        # request outside a dialog; None admits it, an int refuses it 503 with that
+        # Retry-After. In-dialog requests, ACK, CANCEL, BYE, NOTIFY, PRACK and
+        # retransmissions are never refused by it (they end work already admitted).
+        self.admission: Callable[[], int | None] | None = None
         self.processing = False  # inside `process`: what is queued will be sent
         self.unsent = 0  # client requests started (by the driver) since the last send
         self._clients: dict[ClientKey, _Waiter] = {}
@@ -336,7 +344,13 @@ class UserAgent:
         if len(data) > self.max_message_size:  # §18.1.1 / RFC 3261 §21.5.14
             self._stateless(make_response(msg, 513, to_tag=secrets.token_hex(6)), reply)
             return False
-        self._count_retransmission(msg)
+        if self._is_retransmission(msg):
+            self.stats.retransmissions_in += 1
+        elif self.admission is not None and not self.draining and _sheddable(msg):
+            retry_after = self.admission()
+            if retry_after is not None:  # overload: refused before any state is kept
+                self._refuse_overloaded(msg, retry_after, reply)
+                return False
         try:
             # `received` carries a bare IPv6 address (RFC 3261 §25.1 via-received).
             self.layer.receive(msg, source, transport, now, origin)
@@ -346,15 +360,27 @@ class UserAgent:
         self.process()
         return False
 
-    def _count_retransmission(self, req: SipRequest) -> None:
+    def _is_retransmission(self, req: SipRequest) -> bool:
+        """A retransmission of a request whose server transaction we keep (§17.2.3)."""
         if req.method in ("ACK", "CANCEL"):
-            return
+            return False
         try:
             key = server_key_for_request(req)
         except RemoteProtocolError:
-            return
-        if isinstance(key, ServerKey) and self.layer.state_of(key) is not None:
-            self.stats.retransmissions_in += 1
+            return False
+        return isinstance(key, ServerKey) and self.layer.state_of(key) is not None
+
+    def _refuse_overloaded(
+        self, req: SipRequest, retry_after: int, reply: Callable[[bytes], None]
+    ) -> None:
+        """503 + Retry-After (RFC 3261 §21.5.4) without a server transaction (§8.2.7: a
+        stateless answer; a retransmission of the request is answered again): nothing of
+        a refused request outlives this call, so overload cannot grow memory. An INVITE
+        keeps its transaction (the ACK of the 503 must be absorbed): `_on_request`."""
+        headers = [("Retry-After", str(retry_after))]
+        self.stats.overload_refused += 1
+        resp = make_response(req, 503, to_tag=secrets.token_hex(6), headers=headers)
+        self._stateless(resp, reply)
 
     def _stateless(self, response: SipResponse | None, reply: Callable[[bytes], None]) -> None:
         if response is None:
@@ -432,6 +458,12 @@ class UserAgent:
         if self.draining:
             self._refuse_draining(incoming)
             return
+        if req.method == "INVITE" and self.admission is not None:  # stateful, see above
+            retry_after = self.admission()
+            if retry_after is not None:
+                self.stats.overload_refused += 1
+                incoming.reply(503, headers=[("Retry-After", str(retry_after))])
+                return
         try:
             validate_request(req, self.policy)
             # a coded body (deflate, gzip) is decoded for the TU, within the size bound
@@ -656,6 +688,16 @@ class UserAgent:
         clients, self._clients = self._clients, {}
         for waiter in clients.values():
             waiter.on_final(None, exc)
+
+
+# Requests that end or continue work already admitted: never refused for overload.
+_NEVER_SHED = frozenset({"ACK", "CANCEL", "BYE", "NOTIFY", "PRACK", "INVITE"})
+
+
+def _sheddable(req: SipRequest) -> bool:
+    """A new request outside a dialog (no To tag, RFC 3261 §12.2), refused statelessly
+    under overload; INVITE is refused by `_on_request` with its transaction."""
+    return req.method not in _NEVER_SHED and req.to_tag is None
 
 
 _HANDLERS: dict[type, Callable[[UserAgent, Any], None]] = {

@@ -134,6 +134,12 @@ class SipEndpoint:
     def transactions_in_flight(self) -> int:
         return len(self.ua.layer)
 
+    def udp_backlog(self) -> float:
+        """The fullest UDP receive buffer's share in use (overload control, issue 27)."""
+        return max(
+            (li.backlog() for li in self.listeners if isinstance(li, UdpListener)), default=0.0
+        )
+
     @property
     def connections(self) -> ConnectionTable:
         if self._streams is None:

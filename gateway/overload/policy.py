@@ -1,0 +1,143 @@
+"""The overload policy (issue 27): measured load in, admit or reject(Retry-After) out.
+
+Pure: the glue (`gateway.overload.monitor`) samples the load every `interval` and calls
+`observe(now, load)`; the SIP core asks `admit(pending)` for every new request and the
+pager `admit_stanza(pending)` for every message stanza. Time is an input.
+
+States and hysteresis (no flapping between the marks):
+
+* admitting -> overloaded when ANY signal reaches its high mark;
+* overloaded -> admitting when EVERY signal stayed at or under its low mark for `hold`
+  seconds of consecutive samples (a signal between the marks keeps the state).
+
+While overloaded every new request is refused (RFC 3261 §21.5.4 503 with Retry-After;
+RFC 6120 §8.3.3.18 resource-constraint, type wait). Independently of the state, a request
+arriving while `pending_high` requests are already being handled is refused too: that
+bound holds between two samples, where a burst could otherwise queue up unboundedly.
+Refusals are counted here; the glue logs state changes only (`Transition`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.config import OverloadConfig
+
+__all__ = ["Load", "OverloadPolicy", "Transition"]
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """One sample of what the gateway carries."""
+
+    lag: float = 0.0  # seconds the sampling timer fired late (event-loop lag)
+    pending: int = 0  # SIP requests being handled, and our SIP requests awaiting answers
+    xmpp_backlog: int = 0  # bytes written to the fullest XMPP link, not yet sent
+    udp_backlog: float = 0.0  # share of the fullest UDP receive buffer in use (0..1)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The state changed at `at`: `overloaded` is the new state, `reasons` the signals at
+    or over their high mark (entering), `rejected` the refusals of the period that ended
+    (leaving: SIP requests and XMPP stanzas)."""
+
+    at: float
+    overloaded: bool
+    reasons: tuple[str, ...]
+    load: Load
+    rejected_requests: int = 0
+    rejected_stanzas: int = 0
+
+
+class OverloadPolicy:
+    """The state machine above; `rejected_*` count every refusal since creation."""
+
+    def __init__(self, cfg: OverloadConfig) -> None:
+        self.cfg = cfg
+        self.overloaded = False
+        self.since: float | None = None  # when the current state began (None: never changed)
+        self.load = Load()
+        self.rejected_requests = 0
+        self.rejected_stanzas = 0
+        self._calm_since: float | None = None  # first of the consecutive calm samples
+        self._period_requests = 0  # at the start of the current overloaded period
+        self._period_stanzas = 0
+
+    # -- sampling -----------------------------------------------------------------------
+
+    def high(self, load: Load) -> tuple[str, ...]:
+        """The signals at or over their high mark."""
+        c = self.cfg
+        out = []
+        if load.lag >= c.lag_high:
+            out.append("lag")
+        if load.pending >= c.pending_high:
+            out.append("pending")
+        if load.xmpp_backlog >= c.xmpp_backlog_high:
+            out.append("xmpp_backlog")
+        if load.udp_backlog >= c.udp_backlog_high:
+            out.append("udp_backlog")
+        return tuple(out)
+
+    def calm(self, load: Load) -> bool:
+        """Every signal at or under its low mark."""
+        c = self.cfg
+        return (
+            load.lag <= c.lag_low
+            and load.pending <= c.pending_low
+            and load.xmpp_backlog <= c.xmpp_backlog_low
+            and load.udp_backlog <= c.udp_backlog_low
+        )
+
+    def observe(self, now: float, load: Load) -> Transition | None:
+        """A new sample; the transition it causes, if any."""
+        self.load = load
+        if not self.cfg.enabled:
+            return None
+        if not self.overloaded:
+            reasons = self.high(load)
+            if not reasons:
+                return None
+            self.overloaded, self.since, self._calm_since = True, now, None
+            self._period_requests = self.rejected_requests
+            self._period_stanzas = self.rejected_stanzas
+            return Transition(now, True, reasons, load)
+        if not self.calm(load):
+            self._calm_since = None
+            return None
+        if self._calm_since is None or now < self._calm_since:  # a clock step back restarts
+            self._calm_since = now
+        if now - self._calm_since < self.cfg.hold:
+            return None
+        self.overloaded, self.since, self._calm_since = False, now, None
+        return Transition(
+            now,
+            False,
+            (),
+            load,
+            self.rejected_requests - self._period_requests,
+            self.rejected_stanzas - self._period_stanzas,
+        )
+
+    # -- decisions ------------------------------------------------------------------------
+
+    def admit(self, pending: int) -> int | None:
+        """A new SIP request while `pending` are being handled: None to admit it, else the
+        Retry-After (seconds) of its 503."""
+        if not self.cfg.enabled:
+            return None
+        if self.overloaded or pending >= self.cfg.pending_high:
+            self.rejected_requests += 1
+            return self.cfg.retry_after
+        return None
+
+    def admit_stanza(self, pending: int) -> bool:
+        """A message stanza to bridge while `pending` SIP requests of ours await their
+        answers: False to refuse it (resource-constraint, wait)."""
+        if not self.cfg.enabled:
+            return True
+        if self.overloaded or pending >= self.cfg.pending_high:
+            self.rejected_stanzas += 1
+            return False
+        return True
