@@ -362,3 +362,70 @@ def test_messages_are_only_bytes_to_the_driver() -> None:
     receive(ua, wire())
     assert all(isinstance(d, bytes) for _, _, d in driver.sent)
     assert isinstance(parse_message(driver.sent[0][2]), SipMessage)
+
+
+# -- overload control (issue 27) ------------------------------------------------------------
+
+
+def in_dialog(method: str, *, branch: str) -> bytes:
+    return wire(method, branch=branch).replace(
+        b"To: <sip:gw@192.0.2.1>", b"To: <sip:gw@192.0.2.1>;tag=t1"
+    )
+
+
+def test_overload_refuses_new_requests_statelessly_with_retry_after() -> None:
+    ua, driver, handler = make(lambda r: r.reply(200))
+    asked: list[int] = []
+
+    def admission() -> int | None:
+        asked.append(1)
+        return 9
+
+    ua.admission = admission
+    receive(ua, wire())
+    assert handler.seen == [] and len(asked) == 1
+    (resp,) = driver.responses()
+    assert resp.status == 503 and resp.headers.get("Retry-After") == "9"
+    assert driver.sent[0][0] == "stateless"  # back to the source, no transaction
+    assert len(ua.layer) == 0 and driver.deadline is None
+    assert ua.stats.overload_refused == 1
+    receive(ua, wire())  # the same request again: refused again, still nothing kept
+    assert [r.status for r in driver.responses()] == [503, 503] and len(ua.layer) == 0
+
+
+def test_overload_never_refuses_retransmissions_or_work_already_admitted() -> None:
+    ua, driver, handler = make(lambda r: r.reply(200))
+    receive(ua, wire(branch="z9hG4bK-first"))  # admitted before the overload
+    ua.admission = lambda: 5
+    receive(ua, wire(branch="z9hG4bK-first"))  # its retransmission: the layer answers
+    for i, method in enumerate(("BYE", "NOTIFY", "MESSAGE")):  # in a dialog: To tag
+        receive(ua, in_dialog(method, branch=f"z9hG4bK-d{i}"))
+    assert [r.request.method for r in handler.seen] == ["MESSAGE", "BYE", "NOTIFY", "MESSAGE"]
+    assert 503 not in [r.status for r in driver.responses()]
+    assert ua.stats.overload_refused == 0
+
+
+def test_overload_admits_when_the_admission_says_so() -> None:
+    ua, driver, handler = make(lambda r: r.reply(200))
+    ua.admission = lambda: None
+    receive(ua, wire())
+    assert len(handler.seen) == 1 and [r.status for r in driver.responses()] == [200]
+
+
+def test_draining_takes_precedence_over_overload() -> None:
+    ua, driver, _ = make(lambda r: r.reply(200), retry_after=44)
+    ua.admission = lambda: 5
+    ua.begin_drain()
+    receive(ua, wire())
+    (resp,) = driver.responses()
+    assert resp.headers.get("Retry-After") == "44" and ua.stats.overload_refused == 0
+
+
+def test_overload_refuses_invite_with_its_transaction() -> None:
+    ua, driver, handler = make(lambda r: r.reply(200))
+    ua.admission = lambda: 3
+    receive(ua, wire("INVITE"))
+    assert handler.seen == []
+    (resp,) = driver.responses()
+    assert resp.status == 503 and resp.headers.get("Retry-After") == "3"
+    assert driver.sent[0][0] == "udp" and len(ua.layer) == 1  # kept for the ACK (§17.2.1)

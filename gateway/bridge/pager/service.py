@@ -696,7 +696,9 @@ class Pager:
     def _refuse_overloaded(self, msg: Any) -> None:
         """Overload (issue 27): resource-constraint, type wait (RFC 6120 §8.3.3.18),
         instead of a queue that grows; counted by the policy, no fate line per stanza."""
-        error_reply(msg, _OVERLOADED).send()
+        domain = (msg.xml.get("to") or "").partition("/")[0].rpartition("@")[2].lower()
+        if domain in self._maps:  # a component domain: the error goes out on its link
+            self.links.send(domain, error_reply(msg, _OVERLOADED))
 
     def _x2s_route(
         self, mtype: str | None, to_text: str, from_text: str, stanza_id: str, start: float

@@ -1,0 +1,198 @@
+"""gateway.overload.policy: the pure overload state machine (issue 27).
+
+Table-driven cases for the marks, then Hypothesis properties over random sample streams:
+it only enters on a high mark, only leaves after `hold` seconds of calm samples, never
+changes state while every signal stays between its marks (no flapping), refuses exactly
+while overloaded or at the pending bound, and counts every refusal."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.config import OverloadConfig
+from gateway.overload.policy import Load, OverloadPolicy
+
+pytestmark = pytest.mark.unit
+
+CFG = OverloadConfig(
+    lag_high=0.5,
+    lag_low=0.1,
+    pending_high=100,
+    pending_low=20,
+    xmpp_backlog_high=1000,
+    xmpp_backlog_low=100,
+    udp_backlog_high=0.5,
+    udp_backlog_low=0.1,
+    hold=2.0,
+    retry_after=7,
+)
+CALM = Load()
+
+
+@pytest.mark.parametrize(
+    ("load", "reasons"),
+    [
+        (Load(), ()),
+        (Load(lag=0.49), ()),
+        (Load(lag=0.5), ("lag",)),
+        (Load(pending=99), ()),
+        (Load(pending=100), ("pending",)),
+        (Load(xmpp_backlog=1000), ("xmpp_backlog",)),
+        (Load(udp_backlog=0.5), ("udp_backlog",)),
+        (Load(lag=1.0, udp_backlog=0.9), ("lag", "udp_backlog")),
+        (Load(lag=0.4, pending=99, xmpp_backlog=999, udp_backlog=0.49), ()),
+    ],
+)
+def test_entering_names_the_signals_at_their_high_mark(
+    load: Load, reasons: tuple[str, ...]
+) -> None:
+    policy = OverloadPolicy(CFG)
+    change = policy.observe(10.0, load)
+    if not reasons:
+        assert change is None and not policy.overloaded
+    else:
+        assert change is not None and change.overloaded and change.reasons == reasons
+        assert policy.overloaded and policy.since == 10.0
+
+
+@pytest.mark.parametrize(
+    ("samples", "leaves_at"),
+    [
+        ([(1.0, CALM), (2.0, CALM), (3.0, CALM)], 3.0),  # calm from 1.0, hold 2 s
+        ([(1.0, CALM), (2.0, Load(lag=0.2)), (3.0, CALM), (4.0, CALM), (5.0, CALM)], 5.0),
+        ([(1.0, Load(pending=50)), (5.0, Load(pending=50))], None),  # between the marks
+        ([(1.0, CALM), (2.9, CALM)], None),
+        ([(1.0, Load(pending=20, lag=0.1, xmpp_backlog=100, udp_backlog=0.1)), (3.0, CALM)], 3.0),
+    ],
+)
+def test_leaving_needs_hold_seconds_of_calm(
+    samples: list[tuple[float, Load]], leaves_at: float | None
+) -> None:
+    policy = OverloadPolicy(CFG)
+    assert policy.observe(0.0, Load(lag=2.0)) is not None
+    left = None
+    for t, load in samples:
+        change = policy.observe(t, load)
+        if change is not None:
+            assert not change.overloaded and left is None
+            left = t
+    assert left == leaves_at
+    assert policy.overloaded is (leaves_at is None)
+
+
+def test_decisions_and_counts() -> None:
+    policy = OverloadPolicy(CFG)
+    assert policy.admit(0) is None and policy.admit_stanza(0)
+    assert policy.admit(100) == 7  # the pending bound holds between samples
+    assert not policy.admit_stanza(100)
+    assert policy.admit(99) is None
+    policy.observe(1.0, Load(udp_backlog=0.7))
+    assert [policy.admit(0) for _ in range(3)] == [7, 7, 7]
+    assert not policy.admit_stanza(0)
+    assert (policy.rejected_requests, policy.rejected_stanzas) == (4, 2)
+    policy.observe(2.0, CALM)
+    change = policy.observe(4.0, CALM)
+    assert change is not None and not change.overloaded
+    assert (change.rejected_requests, change.rejected_stanzas) == (3, 1)  # this period's
+    assert policy.admit(0) is None
+
+
+def test_disabled_admits_everything_and_never_changes_state() -> None:
+    policy = OverloadPolicy(replace(CFG, enabled=False))
+    assert policy.observe(1.0, Load(lag=9.0, pending=10**6)) is None
+    assert policy.admit(10**6) is None and policy.admit_stanza(10**6)
+    assert not policy.overloaded and policy.rejected_requests == 0
+
+
+def test_a_clock_step_back_restarts_the_calm_period() -> None:
+    policy = OverloadPolicy(CFG)
+    policy.observe(10.0, Load(lag=1.0))
+    assert policy.observe(11.0, CALM) is None
+    assert policy.observe(5.0, CALM) is None  # before the calm start: starts again at 5
+    assert policy.observe(6.0, CALM) is None
+    assert policy.observe(7.0, CALM) is not None
+
+
+# -- properties ---------------------------------------------------------------------------
+
+loads = st.builds(
+    Load,
+    lag=st.floats(0, 1.0),
+    pending=st.integers(0, 150),
+    xmpp_backlog=st.integers(0, 1500),
+    udp_backlog=st.floats(0, 1.0),
+)
+between = st.builds(  # every signal strictly between its marks
+    Load,
+    lag=st.floats(0.11, 0.49),
+    pending=st.integers(21, 99),
+    xmpp_backlog=st.integers(101, 999),
+    udp_backlog=st.floats(0.11, 0.49),
+)
+steps = st.floats(0.01, 1.5)
+
+
+@settings(derandomize=True, database=None, max_examples=300)
+@given(st.lists(st.tuples(steps, loads), max_size=60))
+def test_transitions_follow_the_marks(stream: list[tuple[float, Load]]) -> None:
+    policy = OverloadPolicy(CFG)
+    t = 0.0
+    history: list[tuple[float, Load]] = []
+    for dt, load in stream:
+        t += dt
+        was = policy.overloaded
+        change = policy.observe(t, load)
+        history.append((t, load))
+        assert (change is not None) == (policy.overloaded != was)
+        if change is None:
+            continue
+        if change.overloaded:  # entering: some signal at its high mark, named
+            assert change.reasons and change.reasons == policy.high(load)
+        else:  # leaving: every sample of the last `hold` seconds was calm
+            calm_run = list(reversed(history))
+            start = t
+            for st_t, st_load in calm_run:
+                if not policy.calm(st_load):
+                    break
+                start = st_t
+            assert t - start >= CFG.hold
+            assert policy.calm(load)
+
+
+@settings(derandomize=True, database=None, max_examples=200)
+@given(st.booleans(), st.lists(st.tuples(steps, between), max_size=60))
+def test_no_flapping_between_the_marks(
+    start_overloaded: bool, stream: list[tuple[float, Load]]
+) -> None:
+    policy = OverloadPolicy(CFG)
+    if start_overloaded:
+        policy.observe(0.0, Load(lag=1.0))
+    t = 0.0
+    for dt, load in stream:
+        t += dt
+        assert policy.observe(t, load) is None
+        assert policy.overloaded is start_overloaded
+
+
+@settings(derandomize=True, database=None, max_examples=200)
+@given(st.lists(st.one_of(st.tuples(steps, loads), st.integers(0, 150)), max_size=80))
+def test_refuses_exactly_while_overloaded_or_at_the_bound(
+    events: list[tuple[float, Load] | int],
+) -> None:
+    policy = OverloadPolicy(CFG)
+    t, refused = 0.0, 0
+    for e in events:
+        if isinstance(e, tuple):
+            t += e[0]
+            policy.observe(t, e[1])
+            continue
+        expect = policy.overloaded or e >= CFG.pending_high
+        decision = policy.admit(e)
+        assert (decision is not None) == expect
+        assert decision in (None, CFG.retry_after)
+        refused += expect
+    assert policy.rejected_requests == refused
