@@ -340,6 +340,7 @@ def _overload(
         pending=lambda: inflight.count + len(ua.clients),
         xmpp_backlog=links.backlog,
         udp_backlog=endpoint.udp_backlog,
+        stream_backlog=endpoint.stream_backlog,
     )
     return OverloadMonitor(policy, sources, gw.metrics)
 

@@ -265,6 +265,8 @@ class OverloadConfig:
     xmpp_backlog_low: int = 262_144
     udp_backlog_high: float = 0.05  # share of the fullest UDP receive buffer in use
     udp_backlog_low: float = 0.01
+    stream_backlog_high: int = 262_144  # bytes unread on all TCP/TLS connections together
+    stream_backlog_low: int = 32_768
     hold: float = 2.0  # seconds every signal must stay low before requests are admitted
     retry_after: int = 5  # Retry-After of the 503s (RFC 3261 §20.33), seconds
 
@@ -886,6 +888,8 @@ def _load_overload(sec: _Section) -> OverloadConfig:
         xmpp_backlog_low=_bounded(sec, "xmpp_backlog_low", d.xmpp_backlog_low, 0, 2**40),
         udp_backlog_high=_positive(sec, "udp_backlog_high", d.udp_backlog_high),
         udp_backlog_low=sec.get("udp_backlog_low", float, d.udp_backlog_low),
+        stream_backlog_high=_bounded(sec, "stream_backlog_high", d.stream_backlog_high, 1, 2**40),
+        stream_backlog_low=_bounded(sec, "stream_backlog_low", d.stream_backlog_low, 0, 2**40),
         hold=sec.get("hold", float, d.hold),
         retry_after=_bounded(sec, "retry_after", d.retry_after, 1, 86400),
     )
@@ -894,6 +898,7 @@ def _load_overload(sec: _Section) -> OverloadConfig:
         ("pending_low", "pending_high"),
         ("xmpp_backlog_low", "xmpp_backlog_high"),
         ("udp_backlog_low", "udp_backlog_high"),
+        ("stream_backlog_low", "stream_backlog_high"),
     ):
         if not 0 <= getattr(out, low) <= getattr(out, high):
             raise ConfigError(sec.key(low), f"must be 0..{high} ({getattr(out, high)})")

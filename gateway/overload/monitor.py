@@ -1,11 +1,11 @@
 """The asyncio side of overload control (issue 27): sample the load, feed the policy.
 
 Every `interval` seconds a `loop.call_at` timer samples: its own lateness (event-loop
-lag), the pending count, the largest XMPP link backlog and the fullest UDP receive
-buffer (the callables given by the composition root), and hands them to
-`OverloadPolicy.observe`. A state change is one log line (entering: which signals; leaving:
-how many requests and stanzas were refused meanwhile), never one per refusal: those are
-counted in the metrics (`cpim_overload_refused_total`).
+lag), the pending count, the largest XMPP link backlog, the fullest UDP receive buffer and
+the unread bytes of the TCP/TLS connections (callables given by the composition root), and
+hands them to `OverloadPolicy.observe`. A state change is one log line (entering: which
+signals; leaving: how many requests and stanzas were refused meanwhile), never one per
+refusal: those are counted in the metrics (`cpim_overload_refused_total`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class LoadSources:
     pending: Callable[[], int]
     xmpp_backlog: Callable[[], int]
     udp_backlog: Callable[[], float]
+    stream_backlog: Callable[[], int] = lambda: 0
 
 
 class OverloadMonitor:
@@ -60,6 +61,11 @@ class OverloadMonitor:
         self._udp = Gauge(
             "cpim_overload_udp_backlog_ratio",
             "Share of the fullest UDP receive buffer in use",
+            registry=r,
+        )
+        self._stream = Gauge(
+            "cpim_overload_stream_backlog_bytes",
+            "Bytes received on TCP/TLS connections, not read yet",
             registry=r,
         )
         self._refused = Counter(
@@ -99,6 +105,7 @@ class OverloadMonitor:
             pending=s.pending(),
             xmpp_backlog=s.xmpp_backlog(),
             udp_backlog=s.udp_backlog(),
+            stream_backlog=s.stream_backlog(),
         )
 
     def _tick(self) -> None:
@@ -118,6 +125,7 @@ class OverloadMonitor:
         self._pending.set(load.pending)
         self._xmpp.set(load.xmpp_backlog)
         self._udp.set(load.udp_backlog)
+        self._stream.set(load.stream_backlog)
         p = self.policy
         sip, xmpp = p.rejected_requests, p.rejected_stanzas
         if sip > self._counted[0]:
@@ -133,6 +141,7 @@ class OverloadMonitor:
             "pending": load.pending,
             "xmpp_backlog": load.xmpp_backlog,
             "udp_backlog": round(load.udp_backlog, 3),
+            "stream_backlog": load.stream_backlog,
         }
         if change.overloaded:
             self._transitions.labels("overloaded").inc()

@@ -34,6 +34,7 @@ class Load:
     pending: int = 0  # SIP requests being handled, and our SIP requests awaiting answers
     xmpp_backlog: int = 0  # bytes written to the fullest XMPP link, not yet sent
     udp_backlog: float = 0.0  # share of the fullest UDP receive buffer in use (0..1)
+    stream_backlog: int = 0  # bytes received on TCP/TLS connections, not read yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,8 @@ class OverloadPolicy:
             out.append("xmpp_backlog")
         if load.udp_backlog >= c.udp_backlog_high:
             out.append("udp_backlog")
+        if load.stream_backlog >= c.stream_backlog_high:
+            out.append("stream_backlog")
         return tuple(out)
 
     def calm(self, load: Load) -> bool:
@@ -88,6 +91,7 @@ class OverloadPolicy:
             and load.pending <= c.pending_low
             and load.xmpp_backlog <= c.xmpp_backlog_low
             and load.udp_backlog <= c.udp_backlog_low
+            and load.stream_backlog <= c.stream_backlog_low
         )
 
     def observe(self, now: float, load: Load) -> Transition | None:

@@ -27,6 +27,8 @@ CFG = OverloadConfig(
     xmpp_backlog_low=100,
     udp_backlog_high=0.5,
     udp_backlog_low=0.1,
+    stream_backlog_high=5000,
+    stream_backlog_low=500,
     hold=2.0,
     retry_after=7,
 )
@@ -43,6 +45,8 @@ CALM = Load()
         (Load(pending=100), ("pending",)),
         (Load(xmpp_backlog=1000), ("xmpp_backlog",)),
         (Load(udp_backlog=0.5), ("udp_backlog",)),
+        (Load(stream_backlog=4999), ()),
+        (Load(stream_backlog=5000), ("stream_backlog",)),
         (Load(lag=1.0, udp_backlog=0.9), ("lag", "udp_backlog")),
         (Load(lag=0.4, pending=99, xmpp_backlog=999, udp_backlog=0.49), ()),
     ],
@@ -67,6 +71,7 @@ def test_entering_names_the_signals_at_their_high_mark(
         ([(1.0, Load(pending=50)), (5.0, Load(pending=50))], None),  # between the marks
         ([(1.0, CALM), (2.9, CALM)], None),
         ([(1.0, Load(pending=20, lag=0.1, xmpp_backlog=100, udp_backlog=0.1)), (3.0, CALM)], 3.0),
+        ([(1.0, CALM), (2.0, Load(stream_backlog=501)), (3.5, CALM)], None),
     ],
 )
 def test_leaving_needs_hold_seconds_of_calm(
@@ -125,6 +130,7 @@ loads = st.builds(
     pending=st.integers(0, 150),
     xmpp_backlog=st.integers(0, 1500),
     udp_backlog=st.floats(0, 1.0),
+    stream_backlog=st.integers(0, 8000),
 )
 between = st.builds(  # every signal strictly between its marks
     Load,
@@ -132,6 +138,7 @@ between = st.builds(  # every signal strictly between its marks
     pending=st.integers(21, 99),
     xmpp_backlog=st.integers(101, 999),
     udp_backlog=st.floats(0.11, 0.49),
+    stream_backlog=st.integers(501, 4999),
 )
 steps = st.floats(0.01, 1.5)
 
