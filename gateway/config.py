@@ -252,8 +252,9 @@ class GatewaySection:
 @dataclass(frozen=True)
 class OverloadConfig:
     """Overload control (issue 27, docs/performance.md "Overload control"): past a high
-    mark new requests get 503 + Retry-After and message stanzas resource-constraint;
-    admitted again once every signal stayed under its low mark for `hold` seconds."""
+    mark a shrinking share of new requests is admitted, the rest get 503 + Retry-After
+    (message stanzas: resource-constraint); over once all are admitted again and every
+    signal stayed under its low mark for `hold` seconds (gateway/overload/policy.py)."""
 
     enabled: bool = True
     interval: float = 0.1  # seconds between samples of the load
@@ -267,7 +268,8 @@ class OverloadConfig:
     udp_backlog_low: float = 0.01
     stream_backlog_high: int = 262_144  # bytes unread on all TCP/TLS connections together
     stream_backlog_low: int = 32_768
-    hold: float = 2.0  # seconds every signal must stay low before requests are admitted
+    hold: float = 2.0  # seconds every signal must stay low before leaving the overload
+    recovery: float = 2.0  # seconds from refusing all to admitting all without a high sample
     retry_after: int = 5  # Retry-After of the 503s (RFC 3261 §20.33), seconds
 
 
@@ -891,6 +893,7 @@ def _load_overload(sec: _Section) -> OverloadConfig:
         stream_backlog_high=_bounded(sec, "stream_backlog_high", d.stream_backlog_high, 1, 2**40),
         stream_backlog_low=_bounded(sec, "stream_backlog_low", d.stream_backlog_low, 0, 2**40),
         hold=sec.get("hold", float, d.hold),
+        recovery=_positive(sec, "recovery", d.recovery),
         retry_after=_bounded(sec, "retry_after", d.retry_after, 1, 86400),
     )
     for low, high in (

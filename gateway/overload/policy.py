@@ -7,13 +7,21 @@ pager `admit_stanza(pending)` for every message stanza. Time is an input.
 States and hysteresis (no flapping between the marks):
 
 * admitting -> overloaded when ANY signal reaches its high mark;
-* overloaded -> admitting when EVERY signal stayed at or under its low mark for `hold`
-  seconds of consecutive samples (a signal between the marks keeps the state).
+* while overloaded, a share `admitted` of the new requests is admitted (AIMD, like the loss-based
+  scheme of SIP overload control, RFC 7339): it starts at 0 and is halved by every sample with
+  a signal at its high mark, and grows by `interval / recovery` per sample otherwise
+  (full admission `recovery` seconds after the last high sample), so the gateway serves
+  what it can and refuses the rest, instead of alternating between all and nothing;
+* overloaded -> admitting when the share is back to 1 and EVERY signal stayed at or under
+  its low mark for `hold` seconds of consecutive samples (a signal between the marks keeps
+  the state).
 
-While overloaded every new request is refused (RFC 3261 §21.5.4 503 with Retry-After;
-RFC 6120 §8.3.3.18 resource-constraint, type wait). Independently of the state, a request
-arriving while `pending_high` requests are already being handled is refused too: that
-bound holds between two samples, where a burst could otherwise queue up unboundedly.
+Refused requests get 503 with Retry-After (RFC 3261 §21.5.4), refused message stanzas
+resource-constraint, type wait (RFC 6120 §8.3.3.18). The share is applied without
+randomness: a credit grows by the share per request and admits when it reaches 1.
+Independently of the state, a request arriving while `pending_high` requests are already
+being handled is refused too: that bound holds between two samples, where a burst could
+otherwise queue up unboundedly.
 Refusals are counted here; the glue logs state changes only (`Transition`).
 """
 
@@ -61,6 +69,9 @@ class OverloadPolicy:
         self.load = Load()
         self.rejected_requests = 0
         self.rejected_stanzas = 0
+        self.admitted = 1.0  # share of new requests admitted (below 1 only when overloaded)
+        self._credit = 0.0
+        self._last: float | None = None  # time of the previous sample
         self._calm_since: float | None = None  # first of the consecutive calm samples
         self._period_requests = 0  # at the start of the current overloaded period
         self._period_stanzas = 0
@@ -97,22 +108,29 @@ class OverloadPolicy:
     def observe(self, now: float, load: Load) -> Transition | None:
         """A new sample; the transition it causes, if any."""
         self.load = load
+        step = 0.0 if self._last is None else max(0.0, now - self._last)
+        self._last = now
         if not self.cfg.enabled:
             return None
+        reasons = self.high(load)
         if not self.overloaded:
-            reasons = self.high(load)
             if not reasons:
                 return None
             self.overloaded, self.since, self._calm_since = True, now, None
+            self.admitted, self._credit = 0.0, 0.0
             self._period_requests = self.rejected_requests
             self._period_stanzas = self.rejected_stanzas
             return Transition(now, True, reasons, load)
+        if reasons:  # multiplicative decrease
+            self.admitted /= 2
+        else:  # additive increase
+            self.admitted = min(1.0, self.admitted + step / self.cfg.recovery)
         if not self.calm(load):
             self._calm_since = None
             return None
         if self._calm_since is None or now < self._calm_since:  # a clock step back restarts
             self._calm_since = now
-        if now - self._calm_since < self.cfg.hold:
+        if now - self._calm_since < self.cfg.hold or self.admitted < 1.0:
             return None
         self.overloaded, self.since, self._calm_since = False, now, None
         return Transition(
@@ -124,6 +142,18 @@ class OverloadPolicy:
             self.rejected_stanzas - self._period_stanzas,
         )
 
+    def _shed(self, pending: int) -> bool:
+        """True to refuse the next request: at the pending bound, or beyond the share."""
+        if pending >= self.cfg.pending_high:
+            return True
+        if not self.overloaded:
+            return False
+        self._credit += self.admitted
+        if self._credit >= 1.0:
+            self._credit -= 1.0
+            return False
+        return True
+
     # -- decisions ------------------------------------------------------------------------
 
     def admit(self, pending: int) -> int | None:
@@ -131,7 +161,7 @@ class OverloadPolicy:
         Retry-After (seconds) of its 503."""
         if not self.cfg.enabled:
             return None
-        if self.overloaded or pending >= self.cfg.pending_high:
+        if self._shed(pending):
             self.rejected_requests += 1
             return self.cfg.retry_after
         return None
@@ -141,7 +171,7 @@ class OverloadPolicy:
         answers: False to refuse it (resource-constraint, wait)."""
         if not self.cfg.enabled:
             return True
-        if self.overloaded or pending >= self.cfg.pending_high:
+        if self._shed(pending):
             self.rejected_stanzas += 1
             return False
         return True

@@ -30,6 +30,7 @@ CFG = OverloadConfig(
     stream_backlog_high=5000,
     stream_backlog_low=500,
     hold=2.0,
+    recovery=2.0,
     retry_after=7,
 )
 CALM = Load()
@@ -91,6 +92,7 @@ def test_leaving_needs_hold_seconds_of_calm(
 
 def test_decisions_and_counts() -> None:
     policy = OverloadPolicy(CFG)
+    assert policy.admitted == 1.0
     assert policy.admit(0) is None and policy.admit_stanza(0)
     assert policy.admit(100) == 7  # the pending bound holds between samples
     assert not policy.admit_stanza(100)
@@ -159,7 +161,8 @@ def test_transitions_follow_the_marks(stream: list[tuple[float, Load]]) -> None:
             continue
         if change.overloaded:  # entering: some signal at its high mark, named
             assert change.reasons and change.reasons == policy.high(load)
-        else:  # leaving: every sample of the last `hold` seconds was calm
+        else:  # leaving: all admitted, every sample of the last `hold` seconds was calm
+            assert policy.admitted == 1.0
             calm_run = list(reversed(history))
             start = t
             for st_t, st_load in calm_run:
@@ -187,19 +190,50 @@ def test_no_flapping_between_the_marks(
 
 @settings(derandomize=True, database=None, max_examples=200)
 @given(st.lists(st.one_of(st.tuples(steps, loads), st.integers(0, 150)), max_size=80))
-def test_refuses_exactly_while_overloaded_or_at_the_bound(
-    events: list[tuple[float, Load] | int],
-) -> None:
+def test_refuses_at_the_bound_and_beyond_the_share(events: list[tuple[float, Load] | int]) -> None:
     policy = OverloadPolicy(CFG)
     t, refused = 0.0, 0
     for e in events:
         if isinstance(e, tuple):
             t += e[0]
             policy.observe(t, e[1])
+            assert 0.0 <= policy.admitted <= 1.0
+            assert policy.overloaded or policy.admitted == 1.0
             continue
-        expect = policy.overloaded or e >= CFG.pending_high
+        share = policy.admitted
         decision = policy.admit(e)
-        assert (decision is not None) == expect
         assert decision in (None, CFG.retry_after)
-        refused += expect
+        if e >= CFG.pending_high or (policy.overloaded and share == 0.0):
+            assert decision is not None
+        if not policy.overloaded and e < CFG.pending_high:
+            assert decision is None
+        refused += decision is not None
     assert policy.rejected_requests == refused
+
+
+@settings(derandomize=True, database=None, max_examples=200)
+@given(st.integers(0, 6), st.integers(1, 400))
+def test_the_share_admitted_is_applied_evenly(halvings: int, n: int) -> None:
+    policy = OverloadPolicy(CFG)
+    policy.observe(0.0, Load(lag=1.0))
+    policy.observe(0.2, CALM)  # +0.1: the share is 0.1 ...
+    for i in range(halvings):  # ... halved per high sample
+        policy.observe(0.2 + 0.0001 * (i + 1), Load(lag=1.0))
+    share = policy.admitted
+    admitted = sum(policy.admit(0) is None for _ in range(n))
+    assert abs(admitted - n * share) <= 1
+
+
+def test_aimd_share_while_overloaded() -> None:
+    policy = OverloadPolicy(CFG)  # recovery 2 s (default)
+    policy.observe(0.0, Load(lag=1.0))
+    assert policy.overloaded and policy.admitted == 0.0
+    assert [policy.admit(0) for _ in range(4)] == [7, 7, 7, 7]  # refuses all at first
+    policy.observe(1.0, Load(pending=50))  # not high: +1 s / 2 s
+    assert policy.admitted == 0.5
+    assert [policy.admit(0) is None for _ in range(4)] == [False, True, False, True]
+    policy.observe(1.1, Load(udp_backlog=0.6))  # high: halved
+    assert policy.admitted == 0.25 and policy.overloaded
+    policy.observe(3.0, Load(pending=50))  # back to 1, but between the marks: still on
+    assert policy.admitted == 1.0 and policy.overloaded
+    assert all(policy.admit(0) is None for _ in range(10))
