@@ -157,7 +157,7 @@ def run_sipp(port: int, transport: str, seconds: int, inst: int, workdir: Path) 
         transport=transport,
         calls=RATE * seconds,
         rate=RATE,
-        keys={"to_uri": TO, "from_uri": "sip:romeo@sip.example", "inst": str(inst)},
+        keys={"to_uri": TO, "from_uri": f"sip:romeo@{COMPONENT}", "inst": str(inst)},
         extra_args=["-l", "200000", "-trace_counts", "-max_recv_loops", "10000"],
         timeout=seconds + 40,
         workdir=workdir,
