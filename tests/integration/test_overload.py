@@ -47,7 +47,7 @@ SECRET = "overload-secret"
 SCENARIO = ROOT / "tests" / "sipp" / "overload_message_uac.xml"
 # Offered load: far above what the gateway sustains on a 2-core machine (2,000-4,300
 # MESSAGE/s in docs/performance.md), as in the 3x experiment.
-RATE = 5000
+RATE = 8000
 TO = "sip:juliet@localhost"
 UDP_SECONDS = 15
 TCP_SECONDS = 6
