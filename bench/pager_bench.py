@@ -18,7 +18,7 @@ Every process's CPU (gateway or baseline, Prosody, sipp, the XMPP generator) is 
 from /proc during each step; any that used >= 85 % of a core is named as saturated.
 
     python -m bench.pager_bench [s2x|x2s ...] [--step-seconds 4] [--max-steps 9]
-        [--profile DIR] [--skip-baseline] [--no-json]
+        [--profile DIR] [--skip-baseline] [--skip-kamailio] [--event-loop uvloop] [--no-json]
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ class Options:
     profile: Path | None = None  # write gateway cProfile stats here
     baseline: bool = True
     kamailio: bool = True  # Kamailio as the third system (bench/kamailio_bench.py)
+    event_loop: str = "asyncio"  # the gateway's [runtime] event_loop (issue 27: uvloop)
     keep: bool = False  # keep the scratch directory (logs) for a post-mortem
     criteria: Criteria = field(default_factory=Criteria)
 
@@ -314,6 +315,7 @@ class GatewaySut(Sut):
                 "routes": [{"domain": COMPONENT, "target": f"sip:{LOOPBACK}:{uas_port}"}],
             },
             admin={"enabled": False},
+            runtime={"event_loop": opts.event_loop},
         )
         argv = None
         if opts.profile is not None:
@@ -916,6 +918,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--profile", type=Path, default=None, help="cProfile the gateway into DIR")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--skip-kamailio", action="store_true", help="no Kamailio rows")
+    ap.add_argument("--event-loop", choices=["asyncio", "uvloop", "auto"], default="asyncio")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ap.add_argument("--no-json", action="store_true")
     args = ap.parse_args(argv)
@@ -926,6 +929,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=args.profile,
         baseline=not args.skip_baseline,
         kamailio=not args.skip_kamailio,
+        event_loop=args.event_loop,
         keep=args.keep,
     )
     status = 0

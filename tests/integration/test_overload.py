@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import re
 import signal
 import subprocess
@@ -33,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from scripts.soak import proc_rss, scrape
-from tests.harness import LOOPBACK, stop_group
+from tests.harness import LOOPBACK, in_ci, stop_group
 from tests.harness.gateway_proc import GatewayProcess, config_of, gateway_config
 from tests.harness.ports import free_port
 from tests.harness.prosody import ProsodyServer
@@ -71,7 +72,9 @@ def rig(prosody_factory: Callable[..., ProsodyServer], tmp_path: Path) -> Prosod
     return server
 
 
-def _config(prosody: ProsodyServer, tmp_path: Path, udp: int, tcp: int) -> str:
+def _config(
+    prosody: ProsodyServer, tmp_path: Path, udp: int, tcp: int, event_loop: str = "asyncio"
+) -> str:
     off = {"burst": 0.0, "rate": 1.0}
     return gateway_config(
         gateway={"state_dir": str(tmp_path / "state")},
@@ -93,6 +96,7 @@ def _config(prosody: ProsodyServer, tmp_path: Path, udp: int, tcp: int) -> str:
         },
         # the defaults of [overload], written out so that the test shows what it runs
         overload={"enabled": True, "retry_after": 5},
+        runtime={"event_loop": event_loop},
     )
 
 
@@ -150,13 +154,15 @@ def counts(result: SippResult) -> dict[str, int]:
     return out
 
 
-def run_sipp(port: int, transport: str, seconds: int, inst: int, workdir: Path) -> SippResult:
+def run_sipp(
+    port: int, transport: str, seconds: int, inst: int, workdir: Path, rate: int = RATE
+) -> SippResult:
     proc = SippProcess(
         SCENARIO,
         remote=f"{LOOPBACK}:{port}",
         transport=transport,
-        calls=RATE * seconds,
-        rate=RATE,
+        calls=rate * seconds,
+        rate=rate,
         keys={"to_uri": TO, "from_uri": f"sip:romeo@{COMPONENT}", "inst": str(inst)},
         extra_args=["-l", "200000", "-trace_counts", "-max_recv_loops", "10000"],
         timeout=seconds + 40,
@@ -235,3 +241,35 @@ def test_sustained_overload_every_request_answered_every_2xx_delivered(
     left = log.count("overload over: admitting again")
     assert entered >= 1 and left >= 1 and entered - left in (0, 1), summary
     assert entered < 200, f"one line per state change, not per refusal: {entered}\n{summary}"
+
+
+def test_the_gateway_runs_under_uvloop(rig: ProsodyServer, tmp_path: Path) -> None:
+    """`[runtime] event_loop = "uvloop"` (the `fast` extra, gateway/eventloop.py): the same
+    gateway on uvloop answers and delivers over UDP and TCP, with overload control on."""
+    if importlib.util.find_spec("uvloop") is None:
+        if in_ci():
+            pytest.fail("CI: uvloop not installed (the test extra installs it)")
+        pytest.skip("uvloop not installed (pip install -e '.[fast]')")
+    udp, tcp = free_port(), free_port()
+    gw = GatewayProcess(
+        _config(rig, tmp_path, udp, tcp, "uvloop"), tmp_path / "gw", log_level="info"
+    )
+    gw.start()
+    arrivals = tmp_path / "arrivals.txt"
+    try:
+        assert re.search(r"gateway ready .*loop=uvloop", gw.log_text()), gw.tail()
+        with receiver(rig, arrivals) as recv:
+            results = [
+                run_sipp(udp, "u1", 2, 1, tmp_path / "sipp-udp", rate=100),
+                run_sipp(tcp, "t1", 2, 2, tmp_path / "sipp-tcp", rate=100),
+            ]
+            for result in results:
+                assert result.ok and result.successful_calls == 200, result.describe()
+                assert counts(result).get("200") == 200, result.describe()
+            time.sleep(2.0)  # every 200 came after Prosody took the stanza: it is on its way
+            recv.send_signal(signal.SIGTERM)  # the receiver writes its file now
+            recv.wait(30)
+        seen = delivered(arrivals)
+        assert len(seen) == 400 and all(n == 1 for n in seen.values())
+    finally:
+        gw.terminate()

@@ -22,7 +22,7 @@ import ssl
 import struct
 import termios
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from gateway.config import ListenerConfig
 from gateway.sip.errors import RemoteProtocolError
@@ -117,8 +117,8 @@ class StreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # a stream transport (uvloop's is not an asyncio.Transport subclass: no isinstance)
+        self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.peer = (str(peer[0]), int(peer[1]))
