@@ -264,8 +264,10 @@ class OverloadConfig:
     pending_low: int = 500
     xmpp_backlog_high: int = 4_194_304  # bytes written to a link, not yet sent (largest link)
     xmpp_backlog_low: int = 262_144
-    udp_backlog_high: float = 0.05  # share of the fullest UDP receive buffer in use
-    udp_backlog_low: float = 0.01
+    # share of the fullest UDP receive buffer in use; with the 8 MB buffer the gateway asks
+    # for, 0.15 is about 1,000 requests: several hundred ms of work, near T1 (500 ms)
+    udp_backlog_high: float = 0.15
+    udp_backlog_low: float = 0.03
     stream_backlog_high: int = 262_144  # bytes unread on all TCP/TLS connections together
     stream_backlog_low: int = 32_768
     hold: float = 2.0  # seconds every signal must stay low before leaving the overload

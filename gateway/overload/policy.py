@@ -7,11 +7,12 @@ pager `admit_stanza(pending)` for every message stanza. Time is an input.
 States and hysteresis (no flapping between the marks):
 
 * admitting -> overloaded when ANY signal reaches its high mark;
-* while overloaded, a share `admitted` of the new requests is admitted (AIMD, like the loss-based
-  scheme of SIP overload control, RFC 7339): it starts at 0 and is halved by every sample with
-  a signal at its high mark, and grows by `interval / recovery` per sample otherwise
-  (full admission `recovery` seconds after the last high sample), so the gateway serves
-  what it can and refuses the rest, instead of alternating between all and nothing;
+* while overloaded, a share `admitted` of the new requests is admitted (AIMD, like the
+  loss-based scheme of SIP overload control, RFC 7339): one half at the sample that
+  entered, halved by every further sample with a signal at its high mark, grown by
+  `interval / recovery` per sample otherwise (full admission `recovery` seconds after the
+  last high sample), so the gateway serves what it can and refuses the rest, instead of
+  alternating between all and nothing;
 * overloaded -> admitting when the share is back to 1 and EVERY signal stayed at or under
   its low mark for `hold` seconds of consecutive samples (a signal between the marks keeps
   the state).
@@ -117,7 +118,7 @@ class OverloadPolicy:
             if not reasons:
                 return None
             self.overloaded, self.since, self._calm_since = True, now, None
-            self.admitted, self._credit = 0.0, 0.0
+            self.admitted, self._credit = 0.5, 0.0
             self._period_requests = self.rejected_requests
             self._period_stanzas = self.rejected_stanzas
             return Transition(now, True, reasons, load)

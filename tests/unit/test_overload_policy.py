@@ -97,14 +97,17 @@ def test_decisions_and_counts() -> None:
     assert policy.admit(100) == 7  # the pending bound holds between samples
     assert not policy.admit_stanza(100)
     assert policy.admit(99) is None
-    policy.observe(1.0, Load(udp_backlog=0.7))
+    policy.observe(1.0, Load(udp_backlog=0.7))  # entering: half admitted
+    policy.observe(1.1, Load(udp_backlog=0.7))  # still high: a quarter
+    assert policy.admitted == 0.25
     assert [policy.admit(0) for _ in range(3)] == [7, 7, 7]
-    assert not policy.admit_stanza(0)
-    assert (policy.rejected_requests, policy.rejected_stanzas) == (4, 2)
+    assert policy.admit_stanza(0)  # the credit (0.25 a request) reaches 1 at the 4th
+    assert policy.admit(0) == 7
+    assert (policy.rejected_requests, policy.rejected_stanzas) == (5, 1)
     policy.observe(2.0, CALM)
     change = policy.observe(4.0, CALM)
     assert change is not None and not change.overloaded
-    assert (change.rejected_requests, change.rejected_stanzas) == (3, 1)  # this period's
+    assert (change.rejected_requests, change.rejected_stanzas) == (4, 0)  # this period's
     assert policy.admit(0) is None
 
 
@@ -200,10 +203,9 @@ def test_refuses_at_the_bound_and_beyond_the_share(events: list[tuple[float, Loa
             assert 0.0 <= policy.admitted <= 1.0
             assert policy.overloaded or policy.admitted == 1.0
             continue
-        share = policy.admitted
         decision = policy.admit(e)
         assert decision in (None, CFG.retry_after)
-        if e >= CFG.pending_high or (policy.overloaded and share == 0.0):
+        if e >= CFG.pending_high:
             assert decision is not None
         if not policy.overloaded and e < CFG.pending_high:
             assert decision is None
@@ -215,8 +217,8 @@ def test_refuses_at_the_bound_and_beyond_the_share(events: list[tuple[float, Loa
 @given(st.integers(0, 6), st.integers(1, 400))
 def test_the_share_admitted_is_applied_evenly(halvings: int, n: int) -> None:
     policy = OverloadPolicy(CFG)
-    policy.observe(0.0, Load(lag=1.0))
-    policy.observe(0.2, CALM)  # +0.1: the share is 0.1 ...
+    policy.observe(0.0, Load(lag=1.0))  # 0.5
+    policy.observe(0.2, CALM)  # +0.1: the share is 0.6 ...
     for i in range(halvings):  # ... halved per high sample
         policy.observe(0.2 + 0.0001 * (i + 1), Load(lag=1.0))
     share = policy.admitted
@@ -227,13 +229,17 @@ def test_the_share_admitted_is_applied_evenly(halvings: int, n: int) -> None:
 def test_aimd_share_while_overloaded() -> None:
     policy = OverloadPolicy(CFG)  # recovery 2 s (default)
     policy.observe(0.0, Load(lag=1.0))
-    assert policy.overloaded and policy.admitted == 0.0
-    assert [policy.admit(0) for _ in range(4)] == [7, 7, 7, 7]  # refuses all at first
-    policy.observe(1.0, Load(pending=50))  # not high: +1 s / 2 s
-    assert policy.admitted == 0.5
-    assert [policy.admit(0) is None for _ in range(4)] == [False, True, False, True]
-    policy.observe(1.1, Load(udp_backlog=0.6))  # high: halved
-    assert policy.admitted == 0.25 and policy.overloaded
-    policy.observe(3.0, Load(pending=50))  # back to 1, but between the marks: still on
+    assert policy.overloaded and policy.admitted == 0.5
+    policy.observe(0.1, Load(lag=1.0))
+    policy.observe(0.2, Load(lag=1.0))
+    policy.observe(0.3, Load(lag=1.0))
+    policy.observe(0.4, Load(lag=1.0))  # 1/32: a refusal for 31 of 32
+    assert [policy.admit(0) for _ in range(31)] == [7] * 31
+    assert policy.admit(0) is None
+    policy.observe(1.4, Load(pending=50))  # not high: +1 s / 2 s
+    assert policy.admitted == 0.5 + 1 / 32
+    policy.observe(1.5, Load(udp_backlog=0.6))  # high: halved
+    assert policy.admitted == (0.5 + 1 / 32) / 2 and policy.overloaded
+    policy.observe(3.5, Load(pending=50))  # back to 1, but between the marks: still on
     assert policy.admitted == 1.0 and policy.overloaded
     assert all(policy.admit(0) is None for _ in range(10))
