@@ -123,7 +123,7 @@ class CpuSampler:
             cpu = cpu_seconds_of(pid)
             if cpu > 0:
                 self.last[pid] = max(self.last[pid], cpu)
-                self.peak_rss[pid] = max(self.peak_rss.get(pid, 0), rss_bytes_of(pid))
+            self.peak_rss[pid] = max(self.peak_rss.get(pid, 0), rss_bytes_of(pid))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period):
