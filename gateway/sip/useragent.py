@@ -77,6 +77,9 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 # Seconds a client is asked to wait before retrying while we drain (RFC 3261 §20.33).
 DEFAULT_RETRY_AFTER = 30
+# Keys of requests refused for overload, remembered per generation (two generations): at
+# 8,000 refusals/s that is 4 s or more, longer than a copy waits in a receive buffer.
+REFUSED_MEMO = 32768
 
 
 class TransportFailure(Exception):
@@ -288,6 +291,8 @@ class UserAgent:
         # Retry-After. In-dialog requests, ACK, CANCEL, BYE, NOTIFY, PRACK and
         # retransmissions are never refused by it (they end work already admitted).
         self.admission: Callable[[], int | None] | None = None
+        self._refused: Memo[ev.ServerKeyT, int] = Memo(REFUSED_MEMO)
+        self._refused_old: Memo[ev.ServerKeyT, int] = Memo(REFUSED_MEMO)
         self.processing = False  # inside `process`: what is queued will be sent
         self.unsent = 0  # client requests started (by the driver) since the last send
         self._clients: dict[ClientKey, _Waiter] = {}
@@ -344,12 +349,17 @@ class UserAgent:
         if len(data) > self.max_message_size:  # §18.1.1 / RFC 3261 §21.5.14
             self._stateless(make_response(msg, 513, to_tag=secrets.token_hex(6)), reply)
             return False
-        if self._is_retransmission(msg):
-            self.stats.retransmissions_in += 1
+        key = _server_key(msg)
+        if key is not None and self.layer.state_of(key) is not None:
+            self.stats.retransmissions_in += 1  # the layer answers it again (§17.2.3)
         elif self.admission is not None and not self.draining and _sheddable(msg):
-            retry_after = self.admission()
+            retry_after = self._refused_before(key)
+            if retry_after is None:
+                retry_after = self.admission()
+            else:
+                self.stats.retransmissions_in += 1
             if retry_after is not None:  # overload: refused before any state is kept
-                self._refuse_overloaded(msg, retry_after, reply)
+                self._refuse_overloaded(msg, key, retry_after, reply)
                 return False
         try:
             # `received` carries a bare IPv6 address (RFC 3261 §25.1 via-received).
@@ -360,23 +370,30 @@ class UserAgent:
         self.process()
         return False
 
-    def _is_retransmission(self, req: SipRequest) -> bool:
-        """A retransmission of a request whose server transaction we keep (§17.2.3)."""
-        if req.method in ("ACK", "CANCEL"):
-            return False
-        try:
-            key = server_key_for_request(req)
-        except RemoteProtocolError:
-            return False
-        return isinstance(key, ServerKey) and self.layer.state_of(key) is not None
+    def _refused_before(self, key: ev.ServerKeyT | None) -> int | None:
+        """The Retry-After a copy of this request was refused with, recently."""
+        if key is None:
+            return None
+        return self._refused.peek(key) or self._refused_old.peek(key)
 
     def _refuse_overloaded(
-        self, req: SipRequest, retry_after: int, reply: Callable[[bytes], None]
+        self,
+        req: SipRequest,
+        key: ev.ServerKeyT | None,
+        retry_after: int,
+        reply: Callable[[bytes], None],
     ) -> None:
         """503 + Retry-After (RFC 3261 §21.5.4) without a server transaction (§8.2.7: a
-        stateless answer; a retransmission of the request is answered again): nothing of
-        a refused request outlives this call, so overload cannot grow memory. An INVITE
-        keeps its transaction (the ACK of the 503 must be absorbed): `_on_request`."""
+        stateless answer): nothing of a refused request but its key outlives this call,
+        so overload cannot grow memory. The key (in two `Memo` generations, at least
+        `REFUSED_MEMO` requests) makes a retransmission that was already queued behind
+        the refused copy get the same 503, never an admission (its sender would see a 503
+        for a message that was delivered). An INVITE keeps its transaction (the ACK of
+        the 503 must be absorbed): `_on_request`."""
+        if key is not None and self._refused.peek(key) is None:
+            if len(self._refused) >= REFUSED_MEMO:
+                self._refused_old, self._refused = self._refused, Memo(REFUSED_MEMO)
+            self._refused.put(key, retry_after)
         headers = [("Retry-After", str(retry_after))]
         self.stats.overload_refused += 1
         resp = make_response(req, 503, to_tag=secrets.token_hex(6), headers=headers)
@@ -688,6 +705,18 @@ class UserAgent:
         clients, self._clients = self._clients, {}
         for waiter in clients.values():
             waiter.on_final(None, exc)
+
+
+def _server_key(req: SipRequest) -> ev.ServerKeyT | None:
+    """The server transaction key of a request (§17.2.3); None for ACK, CANCEL (matched
+    by the layer against the INVITE) and requests without a usable Via."""
+    if req.method in ("ACK", "CANCEL"):
+        return None
+    try:
+        key = server_key_for_request(req)
+    except RemoteProtocolError:
+        return None
+    return key if isinstance(key, ServerKey) else None
 
 
 # Requests that end or continue work already admitted: never refused for overload.

@@ -429,3 +429,35 @@ def test_overload_refuses_invite_with_its_transaction() -> None:
     (resp,) = driver.responses()
     assert resp.status == 503 and resp.headers.get("Retry-After") == "3"
     assert driver.sent[0][0] == "udp" and len(ua.layer) == 1  # kept for the ACK (§17.2.1)
+
+
+def test_a_copy_of_a_refused_request_is_refused_again_even_once_admitting() -> None:
+    """The copy queued behind the refused one must not be delivered: its sender saw 503."""
+    ua, driver, handler = make(lambda r: r.reply(200))
+    answers = iter([4, None, None])
+    ua.admission = lambda: next(answers)
+    receive(ua, wire(branch="z9hG4bK-a"))  # refused
+    receive(ua, wire(branch="z9hG4bK-a"))  # its retransmission: refused again, not asked
+    receive(ua, wire(branch="z9hG4bK-b"))  # a new request: admitted
+    assert [r.request.call_id for r in handler.seen] == ["z9hG4bK-b@example.org"]
+    statuses = [(r.status, r.headers.get("Retry-After")) for r in driver.responses()]
+    assert statuses == [(503, "4"), (503, "4"), (200, None)]
+    assert ua.stats.overload_refused == 2 and ua.stats.retransmissions_in == 1
+
+
+def test_refused_keys_are_kept_in_two_bounded_generations(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.sip.useragent as core
+
+    monkeypatch.setattr(core, "REFUSED_MEMO", 2)
+    ua, _driver, handler = make(lambda r: r.reply(200))
+    refusing = [True]
+    ua.admission = lambda: 6 if refusing[0] else None
+    for i in range(5):  # generations: [0, 1] -> [2, 3] (old [0, 1]) -> [4] (old [2, 3])
+        receive(ua, wire(branch=f"z9hG4bK-{i}"))
+    refusing[0] = False
+    for i in range(5):
+        receive(ua, wire(branch=f"z9hG4bK-{i}"))
+    assert sorted(r.request.call_id for r in handler.seen) == [
+        "z9hG4bK-0@example.org",
+        "z9hG4bK-1@example.org",
+    ]
