@@ -101,3 +101,41 @@ def test_udp_backlog_is_the_share_of_the_receive_buffer_in_use() -> None:
 
     empty, full = asyncio.run(scenario())
     assert empty == 0.0 and 0.0 < full < 1.0
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_stream_backlog_counts_bytes_the_kernel_holds_for_us(loop_name: str) -> None:
+    import socket
+
+    from gateway.eventloop import loop_factory
+    from gateway.sip.transport.stream import ConnectionTable, StreamConnection
+
+    if loop_name == "uvloop":
+        pytest.importorskip("uvloop")
+    frames: list[bytes] = []
+    table = ConnectionTable(
+        on_frame=lambda conn, data: frames.append(data),
+        on_framing_error=lambda conn, exc: None,
+        max_message_size=65535,
+        clock=time.monotonic,
+    )
+
+    async def scenario() -> tuple[int, int, int]:
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            peer = socket.create_connection(server.getsockname())
+            ours, _ = server.accept()
+        loop = asyncio.get_running_loop()
+        await loop.connect_accepted_socket(lambda: StreamConnection(table, "tcp", None), ours)
+        await asyncio.sleep(0)
+        empty = table.backlog()
+        peer.sendall(b"\r\n\r\n" * 250)  # keep-alives, queued: the loop has not run since
+        queued = table.backlog()
+        await asyncio.sleep(0.05)  # read now
+        drained = table.backlog()
+        peer.close()
+        await asyncio.sleep(0.05)
+        return empty, queued, drained
+
+    with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
+        empty, queued, drained = runner.run(scenario())
+    assert (empty, queued, drained) == (0, 1000, 0)
