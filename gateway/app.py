@@ -337,7 +337,8 @@ def _overload(
         ua.admission = lambda: policy.admit(inflight.count)
         pager.admission = lambda: policy.admit_stanza(len(ua.clients))
     sources = LoadSources(
-        pending=lambda: inflight.count + len(ua.clients),
+        pending=lambda: inflight.count,
+        clients=lambda: len(ua.clients),
         xmpp_backlog=links.backlog,
         udp_backlog=endpoint.udp_backlog,
         stream_backlog=endpoint.stream_backlog,

@@ -262,6 +262,10 @@ class OverloadConfig:
     lag_low: float = 0.1
     pending_high: int = 2000  # SIP requests being handled (e.g. waiting for the XMPP server)
     pending_low: int = 500
+    # our SIP requests awaiting answers (XMPP -> SIP messages, NOTIFYs of a presence fan-out
+    # to thousands of watchers: a burst the fan-out target expects to absorb)
+    clients_high: int = 20000
+    clients_low: int = 5000
     xmpp_backlog_high: int = 4_194_304  # bytes written to a link, not yet sent (largest link)
     xmpp_backlog_low: int = 262_144
     # share of the fullest UDP receive buffer in use; with the 8 MB buffer the gateway asks
@@ -888,6 +892,8 @@ def _load_overload(sec: _Section) -> OverloadConfig:
         lag_low=_positive(sec, "lag_low", d.lag_low),
         pending_high=_bounded(sec, "pending_high", d.pending_high, 1, 10_000_000),
         pending_low=_bounded(sec, "pending_low", d.pending_low, 0, 10_000_000),
+        clients_high=_bounded(sec, "clients_high", d.clients_high, 1, 10_000_000),
+        clients_low=_bounded(sec, "clients_low", d.clients_low, 0, 10_000_000),
         xmpp_backlog_high=_bounded(sec, "xmpp_backlog_high", d.xmpp_backlog_high, 1, 2**40),
         xmpp_backlog_low=_bounded(sec, "xmpp_backlog_low", d.xmpp_backlog_low, 0, 2**40),
         udp_backlog_high=_positive(sec, "udp_backlog_high", d.udp_backlog_high),
@@ -901,6 +907,7 @@ def _load_overload(sec: _Section) -> OverloadConfig:
     for low, high in (
         ("lag_low", "lag_high"),
         ("pending_low", "pending_high"),
+        ("clients_low", "clients_high"),
         ("xmpp_backlog_low", "xmpp_backlog_high"),
         ("udp_backlog_low", "udp_backlog_high"),
         ("stream_backlog_low", "stream_backlog_high"),

@@ -1,11 +1,12 @@
 """The asyncio side of overload control (issue 27): sample the load, feed the policy.
 
 Every `interval` seconds a `loop.call_at` timer samples: its own lateness (event-loop
-lag), the pending count, the largest XMPP link backlog, the fullest UDP receive buffer and
-the unread bytes of the TCP/TLS connections (callables given by the composition root), and
-hands them to `OverloadPolicy.observe`. A state change is one log line (entering: which
-signals; leaving: how many requests and stanzas were refused meanwhile), never one per
-refusal: those are counted in the metrics (`cpim_overload_refused_total`).
+lag), the SIP requests being handled, our SIP requests awaiting answers, the largest
+XMPP link backlog, the fullest UDP receive buffer and the unread bytes of the TCP/TLS
+connections (callables given by the composition root), and hands them to
+`OverloadPolicy.observe`. A state change is one log line (entering: which signals;
+leaving: how many requests and stanzas were refused meanwhile), never one per refusal:
+those are counted in the metrics (`cpim_overload_refused_total`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class LoadSources:
     """Where the load is read, each a cheap call (no I/O but one getsockopt)."""
 
     pending: Callable[[], int]
+    clients: Callable[[], int]
     xmpp_backlog: Callable[[], int]
     udp_backlog: Callable[[], float]
     stream_backlog: Callable[[], int] = lambda: 0
@@ -50,8 +52,9 @@ class OverloadMonitor:
         self._lag = Gauge(
             "cpim_overload_event_loop_lag_seconds", "Lateness of the last load sample", registry=r
         )
-        self._pending = Gauge(
-            "cpim_overload_pending", "SIP requests being handled or awaiting answers", registry=r
+        self._pending = Gauge("cpim_overload_pending", "SIP requests being handled", registry=r)
+        self._clients = Gauge(
+            "cpim_overload_clients", "Our SIP requests awaiting their answers", registry=r
         )
         self._xmpp = Gauge(
             "cpim_overload_xmpp_backlog_bytes",
@@ -103,6 +106,7 @@ class OverloadMonitor:
         return Load(
             lag=max(0.0, now - self._due),
             pending=s.pending(),
+            clients=s.clients(),
             xmpp_backlog=s.xmpp_backlog(),
             udp_backlog=s.udp_backlog(),
             stream_backlog=s.stream_backlog(),
@@ -123,6 +127,7 @@ class OverloadMonitor:
     def _publish(self, load: Load, change: Transition | None) -> None:
         self._lag.set(load.lag)
         self._pending.set(load.pending)
+        self._clients.set(load.clients)
         self._xmpp.set(load.xmpp_backlog)
         self._udp.set(load.udp_backlog)
         self._stream.set(load.stream_backlog)
@@ -139,6 +144,7 @@ class OverloadMonitor:
         fields = {
             "lag_ms": round(load.lag * 1000, 1),
             "pending": load.pending,
+            "clients": load.clients,
             "xmpp_backlog": load.xmpp_backlog,
             "udp_backlog": round(load.udp_backlog, 3),
             "stream_backlog": load.stream_backlog,

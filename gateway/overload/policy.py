@@ -2,7 +2,7 @@
 
 Pure: the glue (`gateway.overload.monitor`) samples the load every `interval` and calls
 `observe(now, load)`; the SIP core asks `admit(pending)` for every new request and the
-pager `admit_stanza(pending)` for every message stanza. Time is an input.
+pager `admit_stanza(clients)` for every message stanza. Time is an input.
 
 States and hysteresis (no flapping between the marks):
 
@@ -20,9 +20,10 @@ States and hysteresis (no flapping between the marks):
 Refused requests get 503 with Retry-After (RFC 3261 §21.5.4), refused message stanzas
 resource-constraint, type wait (RFC 6120 §8.3.3.18). The share is applied without
 randomness: a credit grows by the share per request and admits when it reaches 1.
-Independently of the state, a request arriving while `pending_high` requests are already
-being handled is refused too: that bound holds between two samples, where a burst could
-otherwise queue up unboundedly.
+Independently of the state, a SIP request arriving while `pending_high` requests are
+being handled, or a stanza while `clients_high` SIP requests of ours await answers, is
+refused too: those bounds hold between two samples, where a burst could otherwise queue
+up unboundedly.
 Refusals are counted here; the glue logs state changes only (`Transition`).
 """
 
@@ -40,7 +41,8 @@ class Load:
     """One sample of what the gateway carries."""
 
     lag: float = 0.0  # seconds the sampling timer fired late (event-loop lag)
-    pending: int = 0  # SIP requests being handled, and our SIP requests awaiting answers
+    pending: int = 0  # SIP requests being handled (their handlers still running)
+    clients: int = 0  # our own SIP requests awaiting their final answers
     xmpp_backlog: int = 0  # bytes written to the fullest XMPP link, not yet sent
     udp_backlog: float = 0.0  # share of the fullest UDP receive buffer in use (0..1)
     stream_backlog: int = 0  # bytes received on TCP/TLS connections, not read yet
@@ -87,6 +89,8 @@ class OverloadPolicy:
             out.append("lag")
         if load.pending >= c.pending_high:
             out.append("pending")
+        if load.clients >= c.clients_high:
+            out.append("clients")
         if load.xmpp_backlog >= c.xmpp_backlog_high:
             out.append("xmpp_backlog")
         if load.udp_backlog >= c.udp_backlog_high:
@@ -101,6 +105,7 @@ class OverloadPolicy:
         return (
             load.lag <= c.lag_low
             and load.pending <= c.pending_low
+            and load.clients <= c.clients_low
             and load.xmpp_backlog <= c.xmpp_backlog_low
             and load.udp_backlog <= c.udp_backlog_low
             and load.stream_backlog <= c.stream_backlog_low
@@ -143,9 +148,9 @@ class OverloadPolicy:
             self.rejected_stanzas - self._period_stanzas,
         )
 
-    def _shed(self, pending: int) -> bool:
-        """True to refuse the next request: at the pending bound, or beyond the share."""
-        if pending >= self.cfg.pending_high:
+    def _shed(self, at_bound: bool) -> bool:
+        """True to refuse the next request: at its bound, or beyond the share."""
+        if at_bound:
             return True
         if not self.overloaded:
             return False
@@ -162,17 +167,17 @@ class OverloadPolicy:
         Retry-After (seconds) of its 503."""
         if not self.cfg.enabled:
             return None
-        if self._shed(pending):
+        if self._shed(pending >= self.cfg.pending_high):
             self.rejected_requests += 1
             return self.cfg.retry_after
         return None
 
-    def admit_stanza(self, pending: int) -> bool:
-        """A message stanza to bridge while `pending` SIP requests of ours await their
+    def admit_stanza(self, clients: int) -> bool:
+        """A message stanza to bridge while `clients` SIP requests of ours await their
         answers: False to refuse it (resource-constraint, wait)."""
         if not self.cfg.enabled:
             return True
-        if self._shed(pending):
+        if self._shed(clients >= self.cfg.clients_high):
             self.rejected_stanzas += 1
             return False
         return True

@@ -36,7 +36,7 @@ def test_lag_enters_refusals_are_counted_calm_leaves(caplog: pytest.LogCaptureFi
     metrics = Metrics()
     policy = OverloadPolicy(CFG)
     pending = [0]
-    sources = LoadSources(lambda: pending[0], lambda: 123, lambda: 0.004)
+    sources = LoadSources(lambda: pending[0], lambda: 7, lambda: 123, lambda: 0.004)
     monitor = OverloadMonitor(policy, sources, metrics)
 
     async def scenario() -> None:
@@ -44,6 +44,7 @@ def test_lag_enters_refusals_are_counted_calm_leaves(caplog: pytest.LogCaptureFi
         await asyncio.sleep(0.1)
         assert not policy.overloaded
         assert value(metrics, "cpim_overload_xmpp_backlog_bytes") == 123
+        assert value(metrics, "cpim_overload_clients") == 7
         time.sleep(0.4)  # the loop blocked: the next sample fires late by ~0.4 s
         await _until(lambda: policy.overloaded)
         answers = [policy.admit(0) for _ in range(50)]  # half admitted at first
@@ -70,7 +71,7 @@ def test_lag_enters_refusals_are_counted_calm_leaves(caplog: pytest.LogCaptureFi
 def test_disabled_monitor_does_not_sample() -> None:
     calls: list[int] = []
     policy = OverloadPolicy(OverloadConfig(enabled=False))
-    sources = LoadSources(lambda: calls.append(1) or 0, lambda: 0, lambda: 0.0)
+    sources = LoadSources(lambda: calls.append(1) or 0, lambda: 0, lambda: 0, lambda: 0.0)
     monitor = OverloadMonitor(policy, sources, Metrics())
 
     async def scenario() -> None:

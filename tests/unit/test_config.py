@@ -384,6 +384,7 @@ def test_overload_and_runtime_defaults_and_keys(tmp_path: Path) -> None:
         + "pending_low = 2\nxmpp_backlog_high = 2048\nxmpp_backlog_low = 0\n"
         + "udp_backlog_high = 0.2\nudp_backlog_low = 0.05\nhold = 0\nretry_after = 60\n"
         + "stream_backlog_high = 4096\nstream_backlog_low = 1024\n"
+        + "clients_high = 900\nclients_low = 100\n"
         + 'interval = 0.5\n[runtime]\nevent_loop = "uvloop"\n'
     )
     cfg = load(text, tmp_path)
@@ -394,6 +395,7 @@ def test_overload_and_runtime_defaults_and_keys(tmp_path: Path) -> None:
     assert (o.xmpp_backlog_high, o.xmpp_backlog_low, o.udp_backlog_high) == (2048, 0, 0.2)
     assert (o.udp_backlog_low, o.hold, o.retry_after, o.interval) == (0.05, 0.0, 60, 0.5)
     assert (o.stream_backlog_high, o.stream_backlog_low) == (4096, 1024)
+    assert (o.clients_high, o.clients_low) == (900, 100)
     assert cfg.runtime.event_loop == "uvloop"
 
 
@@ -402,6 +404,7 @@ def test_overload_and_runtime_defaults_and_keys(tmp_path: Path) -> None:
     [
         ("[overload]\npending_low = 50\npending_high = 10", "overload.pending_low"),
         ("[overload]\nlag_low = 2.0", "overload.lag_low"),
+        ("[overload]\nclients_low = 30000", "overload.clients_low"),
         ("[overload]\nstream_backlog_low = 300000", "overload.stream_backlog_low"),
         ("[overload]\nudp_backlog_high = 1.5", "overload.udp_backlog_high"),
         ("[overload]\nretry_after = 0", "overload.retry_after"),

@@ -23,6 +23,8 @@ CFG = OverloadConfig(
     lag_low=0.1,
     pending_high=100,
     pending_low=20,
+    clients_high=300,
+    clients_low=60,
     xmpp_backlog_high=1000,
     xmpp_backlog_low=100,
     udp_backlog_high=0.5,
@@ -44,6 +46,8 @@ CALM = Load()
         (Load(lag=0.5), ("lag",)),
         (Load(pending=99), ()),
         (Load(pending=100), ("pending",)),
+        (Load(clients=299), ()),
+        (Load(clients=300), ("clients",)),
         (Load(xmpp_backlog=1000), ("xmpp_backlog",)),
         (Load(udp_backlog=0.5), ("udp_backlog",)),
         (Load(stream_backlog=4999), ()),
@@ -95,7 +99,8 @@ def test_decisions_and_counts() -> None:
     assert policy.admitted == 1.0
     assert policy.admit(0) is None and policy.admit_stanza(0)
     assert policy.admit(100) == 7  # the pending bound holds between samples
-    assert not policy.admit_stanza(100)
+    assert policy.admit_stanza(100)  # stanzas have their own bound: our requests
+    assert not policy.admit_stanza(300)
     assert policy.admit(99) is None
     policy.observe(1.0, Load(udp_backlog=0.7))  # entering: half admitted
     policy.observe(1.1, Load(udp_backlog=0.7))  # still high: a quarter
@@ -133,6 +138,7 @@ loads = st.builds(
     Load,
     lag=st.floats(0, 1.0),
     pending=st.integers(0, 150),
+    clients=st.integers(0, 400),
     xmpp_backlog=st.integers(0, 1500),
     udp_backlog=st.floats(0, 1.0),
     stream_backlog=st.integers(0, 8000),
@@ -141,6 +147,7 @@ between = st.builds(  # every signal strictly between its marks
     Load,
     lag=st.floats(0.11, 0.49),
     pending=st.integers(21, 99),
+    clients=st.integers(61, 299),
     xmpp_backlog=st.integers(101, 999),
     udp_backlog=st.floats(0.11, 0.49),
     stream_backlog=st.integers(501, 4999),
