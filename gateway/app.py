@@ -335,10 +335,10 @@ def _overload(
     ua = endpoint.ua
     if gw.cfg.overload.enabled:
         ua.admission = lambda: policy.admit(inflight.count)
-        pager.admission = lambda: policy.admit_stanza(len(ua.clients))
+        pager.admission = lambda: policy.admit_stanza(pager.x2s_pending)
     sources = LoadSources(
         pending=lambda: inflight.count,
-        clients=lambda: len(ua.clients),
+        clients=lambda: len(ua.clients) + pager.x2s_pending,
         xmpp_backlog=links.backlog,
         udp_backlog=endpoint.udp_backlog,
         stream_backlog=endpoint.stream_backlog,

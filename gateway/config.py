@@ -262,8 +262,8 @@ class OverloadConfig:
     lag_low: float = 0.1
     pending_high: int = 2000  # SIP requests being handled (e.g. waiting for the XMPP server)
     pending_low: int = 500
-    # our SIP requests awaiting answers (XMPP -> SIP messages, NOTIFYs of a presence fan-out
-    # to thousands of watchers: a burst the fan-out target expects to absorb)
+    # our SIP requests awaiting answers plus XMPP -> SIP messages being bridged (queued per
+    # destination, RFC 3428 §8); high: a presence fan-out starts thousands of NOTIFYs
     clients_high: int = 20000
     clients_low: int = 5000
     xmpp_backlog_high: int = 4_194_304  # bytes written to a link, not yet sent (largest link)

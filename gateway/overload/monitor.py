@@ -54,7 +54,9 @@ class OverloadMonitor:
         )
         self._pending = Gauge("cpim_overload_pending", "SIP requests being handled", registry=r)
         self._clients = Gauge(
-            "cpim_overload_clients", "Our SIP requests awaiting their answers", registry=r
+            "cpim_overload_clients",
+            "Our SIP requests awaiting answers plus XMPP -> SIP messages being bridged",
+            registry=r,
         )
         self._xmpp = Gauge(
             "cpim_overload_xmpp_backlog_bytes",

@@ -21,8 +21,8 @@ Refused requests get 503 with Retry-After (RFC 3261 §21.5.4), refused message s
 resource-constraint, type wait (RFC 6120 §8.3.3.18). The share is applied without
 randomness: a credit grows by the share per request and admits when it reaches 1.
 Independently of the state, a SIP request arriving while `pending_high` requests are
-being handled, or a stanza while `clients_high` SIP requests of ours await answers, is
-refused too: those bounds hold between two samples, where a burst could otherwise queue
+being handled, or a stanza while `clients_high` XMPP -> SIP messages are being bridged,
+is refused too: those bounds hold between two samples, where a burst could otherwise queue
 up unboundedly.
 Refusals are counted here; the glue logs state changes only (`Transition`).
 """
@@ -42,7 +42,7 @@ class Load:
 
     lag: float = 0.0  # seconds the sampling timer fired late (event-loop lag)
     pending: int = 0  # SIP requests being handled (their handlers still running)
-    clients: int = 0  # our own SIP requests awaiting their final answers
+    clients: int = 0  # our SIP requests awaiting answers + XMPP -> SIP messages being bridged
     xmpp_backlog: int = 0  # bytes written to the fullest XMPP link, not yet sent
     udp_backlog: float = 0.0  # share of the fullest UDP receive buffer in use (0..1)
     stream_backlog: int = 0  # bytes received on TCP/TLS connections, not read yet
@@ -173,8 +173,9 @@ class OverloadPolicy:
         return None
 
     def admit_stanza(self, clients: int) -> bool:
-        """A message stanza to bridge while `clients` SIP requests of ours await their
-        answers: False to refuse it (resource-constraint, wait)."""
+        """A message stanza to bridge while `clients` XMPP -> SIP messages are being
+        bridged (queued or awaiting their answer): False to refuse it (resource-constraint,
+        wait)."""
         if not self.cfg.enabled:
             return True
         if self._shed(clients >= self.cfg.clients_high):

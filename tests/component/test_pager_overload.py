@@ -98,3 +98,35 @@ def test_refused_stanza_gets_resource_constraint_wait_and_nothing_reaches_sip() 
         assert len(router.sent) == 1 and links.sent == []
     finally:
         loop.close()
+
+
+def test_x2s_pending_counts_messages_being_bridged() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        comp = GatewayComponent(
+            ComponentConfig(COMP, "secret", Addressing.MIRRORED), server="127.0.0.1", port=1
+        )
+        pager, _links, router = _pager()
+        gate = asyncio.Event()
+        plain_send = router.send
+
+        async def slow_send(aor: Any, build: Callable[[str], SipRequest], **kw: Any) -> Any:
+            await gate.wait()
+            return await plain_send(aor, build, **kw)
+
+        router.send = slow_send  # type: ignore[method-assign]
+
+        async def scenario() -> list[int]:
+            seen = [pager.x2s_pending]
+            tasks = [asyncio.ensure_future(pager.on_stanza(_stanza(comp))) for _ in range(3)]
+            await asyncio.sleep(0.01)
+            seen.append(pager.x2s_pending)  # one awaiting its answer, two queued (RFC 3428 §8)
+            gate.set()
+            await asyncio.gather(*tasks)
+            seen.append(pager.x2s_pending)
+            return seen
+
+        assert loop.run_until_complete(scenario()) == [0, 3, 0]
+        assert len(router.sent) == 3
+    finally:
+        loop.close()

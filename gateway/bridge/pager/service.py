@@ -323,6 +323,9 @@ class Pager:
         # Overload control (issue 27, set by the composition root): False refuses a
         # message stanza with resource-constraint before any work is queued for it.
         self.admission: Callable[[], bool] | None = None
+        # XMPP -> SIP messages being bridged: queued per destination or awaiting their
+        # SIP answer (what overload control bounds on this side)
+        self.x2s_pending = 0
 
     def attach(self) -> None:
         """Register the message handler on every component, inside the XMPP boundary.
@@ -681,17 +684,21 @@ class Pager:
                 receipt_id=message_id if op.receipt_request else None,
             )
 
-        await self._send_x2s(
-            msg,
-            aor=route.aor,
-            build=build,
-            kind=kind,
-            peer=peer,
-            domain=route.domain,
-            start=start,
-            ids=ids,
-            keep=keep if kind == "content" and route.aor.gr is None else None,
-        )
+        self.x2s_pending += 1
+        try:
+            await self._send_x2s(
+                msg,
+                aor=route.aor,
+                build=build,
+                kind=kind,
+                peer=peer,
+                domain=route.domain,
+                start=start,
+                ids=ids,
+                keep=keep if kind == "content" and route.aor.gr is None else None,
+            )
+        finally:
+            self.x2s_pending -= 1
 
     def _refuse_overloaded(self, msg: Any) -> None:
         """Overload (issue 27): resource-constraint, type wait (RFC 6120 §8.3.3.18),
