@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import re
 import signal
 import subprocess
@@ -73,7 +74,12 @@ def rig(prosody_factory: Callable[..., ProsodyServer], tmp_path: Path) -> Prosod
 
 
 def _config(
-    prosody: ProsodyServer, tmp_path: Path, udp: int, tcp: int, event_loop: str = "asyncio"
+    prosody: ProsodyServer,
+    tmp_path: Path,
+    udp: int,
+    tcp: int,
+    event_loop: str = "asyncio",
+    uas_port: int | None = None,
 ) -> str:
     off = {"burst": 0.0, "rate": 1.0}
     return gateway_config(
@@ -89,6 +95,9 @@ def _config(
             ],
             "hosted_domains": [],
             "trusted_peers": [LOOPBACK],
+            "routes": []
+            if uas_port is None
+            else [{"domain": COMPONENT, "target": f"sip:{LOOPBACK}:{uas_port}"}],
         },
         rate_limits={
             "per_source": {"message": off, "subscribe": off},
@@ -273,3 +282,65 @@ def test_the_gateway_runs_under_uvloop(rig: ProsodyServer, tmp_path: Path) -> No
         assert len(seen) == 400 and all(n == 1 for n in seen.values())
     finally:
         gw.terminate()
+
+
+X2S_RATE = 4000
+X2S_SECONDS = 6
+DESTINATIONS = 2000  # RFC 3428 §8 queues per destination: many, so none of them fills
+
+
+def test_sustained_xmpp_overload_is_refused_with_resource_constraint(
+    rig: ProsodyServer, tmp_path: Path
+) -> None:
+    """XMPP -> SIP at a rate far above what the gateway sustains: the stanzas it cannot
+    serve get an error (resource-constraint, counted by its overload control), the others
+    reach the SIP UAS; every stanza is one or the other, none is left without an answer."""
+    rig.add_user("nurse", "pw")
+    udp, tcp, uas_port = free_port(), free_port(), free_port()
+    config = _config(rig, tmp_path, udp, tcp, uas_port=uas_port)
+    gw = GatewayProcess(config, tmp_path / "gw", log_level="info")
+    gw.start()
+    gw.wait_for_log(r"xmpp link sip.localhost up", timeout=30)
+    admin = config_of(gw.config_path.read_text())["admin"]["listen"]
+    arrivals = tmp_path / "uas-arrivals.log"
+    uas = SippProcess(
+        ROOT / "bench" / "sipp" / "message_uas.xml",
+        local_port=uas_port,
+        calls=10**6,
+        extra_args=["-trace_logs", "-log_file", str(arrivals)],
+        timeout=300,
+        workdir=tmp_path / "sipp-uas",
+        trace_messages=False,
+    )
+    try:
+        uas.wait_listening()
+        send = subprocess.run(
+            [sys.executable, "-m", "bench.loadgen_xmpp", "send", "--port", str(rig.c2s_port),
+             "--account", "nurse@localhost:pw", "--to", f"romeo{{}}@{COMPONENT}",
+             "--destinations", str(DESTINATIONS), "--rate", str(X2S_RATE),
+             "--count", str(X2S_RATE * X2S_SECONDS), "--linger", "40"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        metrics = asyncio.run(scrape(admin, ["cpim_overload_refused_total", "cpim_messages_total"]))
+    finally:
+        uas.stop()
+        gw.terminate()
+    got = [line for line in send.stdout.splitlines() if line.startswith("{")]
+    assert got, send.stdout + send.stderr
+    result = json.loads(got[-1])
+    seen: Counter[tuple[str, str]] = Counter()
+    for line in arrivals.read_text(errors="replace").splitlines() if arrivals.exists() else []:
+        parts = line.split()
+        if len(parts) >= 2:
+            seen[(parts[0], parts[1])] += 1
+    summary = (
+        f"sent {result['sent']}, error stanzas {result['errors']}, at the UAS {len(seen)} "
+        f"(duplicates {sum(n - 1 for n in seen.values())}), gateway: {metrics}"
+    )
+    print(summary)
+    refused = metrics.get("cpim_overload_refused_total", 0.0)
+    assert result["errors"] > 0 and refused > 0, summary
+    assert all(n == 1 for n in seen.values()), summary
+    # every stanza reached SIP or came back as an error (the linger covers the queue)
+    assert len(seen) + result["errors"] >= result["sent"], summary
+    assert "overload: refusing new work" in gw.log_text(), summary
