@@ -475,7 +475,8 @@ class UserAgent:
         if self.draining:
             self._refuse_draining(incoming)
             return
-        if req.method == "INVITE" and self.admission is not None:  # stateful, see above
+        if req.method == "INVITE" and req.to_tag is None and self.admission is not None:
+            # a new INVITE (not a re-INVITE in a dialog) is refused with its transaction
             retry_after = self.admission()
             if retry_after is not None:
                 self.stats.overload_refused += 1
@@ -719,7 +720,8 @@ def _server_key(req: SipRequest) -> ev.ServerKeyT | None:
     return key if isinstance(key, ServerKey) else None
 
 
-# Requests that end or continue work already admitted: never refused for overload.
+# Never refused statelessly for overload: requests that end or continue work already
+# admitted, and INVITE (refused in `_on_request`, with the transaction its ACK needs).
 _NEVER_SHED = frozenset({"ACK", "CANCEL", "BYE", "NOTIFY", "PRACK", "INVITE"})
 
 

@@ -461,3 +461,11 @@ def test_refused_keys_are_kept_in_two_bounded_generations(monkeypatch: pytest.Mo
         "z9hG4bK-0@example.org",
         "z9hG4bK-1@example.org",
     ]
+
+
+def test_overload_never_refuses_a_re_invite_in_a_dialog() -> None:
+    ua, driver, handler = make(lambda r: r.reply(200))
+    ua.admission = lambda: 3
+    receive(ua, in_dialog("INVITE", branch="z9hG4bK-re"))
+    assert [r.request.method for r in handler.seen] == ["INVITE"]
+    assert [r.status for r in driver.responses()] == [200]
