@@ -9,7 +9,9 @@ States and hysteresis (no flapping between the marks):
 * admitting -> overloaded when ANY signal reaches its high mark;
 * while overloaded, a share `admitted` of the new requests is admitted (AIMD, like the
   loss-based scheme of SIP overload control, RFC 7339): one half at the sample that
-  entered, halved by every further sample with a signal at its high mark, grown by
+  entered, halved again by a sample with a signal at its high mark once `recovery / 4`
+  seconds passed since the last cut (the queue needs that long to show its effect;
+  cutting at every sample starved the gateway in the pager ramp), grown by
   `interval / recovery` per sample otherwise (full admission `recovery` seconds after the
   last high sample), so the gateway serves what it can and refuses the rest, instead of
   alternating between all and nothing;
@@ -76,6 +78,7 @@ class OverloadPolicy:
         self._credit = 0.0
         self._last: float | None = None  # time of the previous sample
         self._calm_since: float | None = None  # first of the consecutive calm samples
+        self._last_cut: float | None = None  # when the share was last halved
         self._period_requests = 0  # at the start of the current overloaded period
         self._period_stanzas = 0
 
@@ -123,12 +126,14 @@ class OverloadPolicy:
             if not reasons:
                 return None
             self.overloaded, self.since, self._calm_since = True, now, None
-            self.admitted, self._credit = 0.5, 0.0
+            self.admitted, self._credit, self._last_cut = 0.5, 0.0, now
             self._period_requests = self.rejected_requests
             self._period_stanzas = self.rejected_stanzas
             return Transition(now, True, reasons, load)
-        if reasons:  # multiplicative decrease
-            self.admitted /= 2
+        if reasons:  # multiplicative decrease, once the previous cut had time to act
+            if self._last_cut is None or now - self._last_cut >= self.cfg.recovery / 4:
+                self.admitted /= 2
+                self._last_cut = now
         else:  # additive increase
             self.admitted = min(1.0, self.admitted + step / self.cfg.recovery)
         if not self.calm(load):

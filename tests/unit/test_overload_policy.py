@@ -103,14 +103,14 @@ def test_decisions_and_counts() -> None:
     assert not policy.admit_stanza(300)
     assert policy.admit(99) is None
     policy.observe(1.0, Load(udp_backlog=0.7))  # entering: half admitted
-    policy.observe(1.1, Load(udp_backlog=0.7))  # still high: a quarter
+    policy.observe(1.5, Load(udp_backlog=0.7))  # still high, recovery / 4 later: a quarter
     assert policy.admitted == 0.25
     assert [policy.admit(0) for _ in range(3)] == [7, 7, 7]
     assert policy.admit_stanza(0)  # the credit (0.25 a request) reaches 1 at the 4th
     assert policy.admit(0) == 7
     assert (policy.rejected_requests, policy.rejected_stanzas) == (5, 1)
-    policy.observe(2.0, CALM)
-    change = policy.observe(4.0, CALM)
+    policy.observe(2.5, CALM)
+    change = policy.observe(4.5, CALM)
     assert change is not None and not change.overloaded
     assert (change.rejected_requests, change.rejected_stanzas) == (4, 0)  # this period's
     assert policy.admit(0) is None
@@ -226,8 +226,8 @@ def test_the_share_admitted_is_applied_evenly(halvings: int, n: int) -> None:
     policy = OverloadPolicy(CFG)
     policy.observe(0.0, Load(lag=1.0))  # 0.5
     policy.observe(0.2, CALM)  # +0.1: the share is 0.6 ...
-    for i in range(halvings):  # ... halved per high sample
-        policy.observe(0.2 + 0.0001 * (i + 1), Load(lag=1.0))
+    for i in range(halvings):  # ... halved per high sample, cuts spaced recovery / 4
+        policy.observe(0.5 * (i + 1), Load(lag=1.0))
     share = policy.admitted
     admitted = sum(policy.admit(0) is None for _ in range(n))
     assert abs(admitted - n * share) <= 1
@@ -237,16 +237,17 @@ def test_aimd_share_while_overloaded() -> None:
     policy = OverloadPolicy(CFG)  # recovery 2 s (default)
     policy.observe(0.0, Load(lag=1.0))
     assert policy.overloaded and policy.admitted == 0.5
-    policy.observe(0.1, Load(lag=1.0))
-    policy.observe(0.2, Load(lag=1.0))
-    policy.observe(0.3, Load(lag=1.0))
-    policy.observe(0.4, Load(lag=1.0))  # 1/32: a refusal for 31 of 32
+    policy.observe(0.1, Load(lag=1.0))  # too soon after the last cut (recovery / 4)
+    assert policy.admitted == 0.5
+    for t in (0.5, 0.7, 1.0, 1.5, 2.0):  # cuts at 0.5, 1.0, 1.5, 2.0
+        policy.observe(t, Load(lag=1.0))
+    assert policy.admitted == 1 / 32  # a refusal for 31 of 32
     assert [policy.admit(0) for _ in range(31)] == [7] * 31
     assert policy.admit(0) is None
-    policy.observe(1.4, Load(pending=50))  # not high: +1 s / 2 s
+    policy.observe(3.0, Load(pending=50))  # not high: +1 s / 2 s
     assert policy.admitted == 0.5 + 1 / 32
-    policy.observe(1.5, Load(udp_backlog=0.6))  # high: halved
+    policy.observe(3.1, Load(udp_backlog=0.6))  # high: halved
     assert policy.admitted == (0.5 + 1 / 32) / 2 and policy.overloaded
-    policy.observe(3.5, Load(pending=50))  # back to 1, but between the marks: still on
+    policy.observe(5.1, Load(pending=50))  # back to 1, but between the marks: still on
     assert policy.admitted == 1.0 and policy.overloaded
     assert all(policy.admit(0) is None for _ in range(10))
