@@ -18,7 +18,7 @@ Every process's CPU (gateway or baseline, Prosody, sipp, the XMPP generator) is 
 from /proc during each step; any that used >= 85 % of a core is named as saturated.
 
     python -m bench.pager_bench [s2x|x2s ...] [--step-seconds 4] [--max-steps 9]
-        [--profile DIR] [--skip-baseline] [--no-json]
+        [--profile DIR] [--skip-baseline] [--skip-kamailio] [--event-loop uvloop] [--no-json]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Row, cpu_seconds_of, dump_results, print_table, rss_bytes_of
+from bench.kamailio_bench import KamailioProcess, KamailioUnavailable, build_module, descendants
 from bench.ramp import Criteria, Ramp, StepResult, latency_ms, saturated, throughput
 from tests.harness import LOOPBACK, kill_group, stop_group
 from tests.harness.gateway_proc import GatewayProcess, gateway_config
@@ -62,6 +63,9 @@ SENDERS = 2  # XMPP accounts sending (x2s)
 # SIP users the XMPP senders write to (one outstanding MESSAGE each, RFC 3428 §8)
 DESTINATIONS = 200
 GEN_SPAN = 1000  # generator numbers per step: g in [step * GEN_SPAN, (step + 1) * GEN_SPAN)
+# seconds after an overloaded step before the next: the gateway's overload control is back
+# to admitting everything ([overload] hold + recovery, 2 s each by default)
+OVERLOAD_CLEAR = 4.5
 
 
 @dataclass
@@ -71,6 +75,8 @@ class Options:
     start_rate: float = 1000.0
     profile: Path | None = None  # write gateway cProfile stats here
     baseline: bool = True
+    kamailio: bool = True  # Kamailio as the third system (bench/kamailio_bench.py)
+    event_loop: str = "asyncio"  # the gateway's [runtime] event_loop (issue 27: uvloop)
     keep: bool = False  # keep the scratch directory (logs) for a post-mortem
     criteria: Criteria = field(default_factory=Criteria)
 
@@ -117,7 +123,7 @@ class CpuSampler:
             cpu = cpu_seconds_of(pid)
             if cpu > 0:
                 self.last[pid] = max(self.last[pid], cpu)
-                self.peak_rss[pid] = max(self.peak_rss.get(pid, 0), rss_bytes_of(pid))
+            self.peak_rss[pid] = max(self.peak_rss.get(pid, 0), rss_bytes_of(pid))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period):
@@ -281,13 +287,17 @@ class Sipp:
 
 
 class Sut:
-    """The gateway process or the bare baseline, answering SIP on `sip_port`."""
+    """The gateway process, the bare baseline or Kamailio, answering SIP on `sip_port`."""
 
     name: str
     sip_port: int
     pid: int | None
 
     def stop(self) -> None: ...
+
+    def all_pids(self) -> list[int]:
+        """Every process whose CPU counts as this system's."""
+        return [] if self.pid is None else [self.pid]
 
 
 class GatewaySut(Sut):
@@ -308,6 +318,7 @@ class GatewaySut(Sut):
                 "routes": [{"domain": COMPONENT, "target": f"sip:{LOOPBACK}:{uas_port}"}],
             },
             admin={"enabled": False},
+            runtime={"event_loop": opts.event_loop},
         )
         argv = None
         if opts.profile is not None:
@@ -374,6 +385,31 @@ class BaselineSut(Sut):
     def stop(self) -> None:
         stop_group(self.proc, 10)
         _finish(self.proc, 5)
+
+
+class KamailioSut(Sut):
+    """Kamailio with the patched xmpp module (bench/kamailio_bench.py); all its processes."""
+
+    name = "kamailio"
+
+    def __init__(self, prosody: ProsodyServer, workdir: Path, uas_port: int, module: Path):
+        self.kamailio = KamailioProcess(
+            workdir,
+            module=module,
+            component_port=prosody.component_port,
+            domain=COMPONENT,
+            secret=SECRET,
+            uas_port=uas_port,
+        )
+        self.kamailio.wait_ready()
+        self.sip_port = self.kamailio.sip_port
+        self.pid = self.kamailio.proc.pid
+
+    def all_pids(self) -> list[int]:
+        return descendants(self.pid) if self.pid is not None else []
+
+    def stop(self) -> None:
+        self.kamailio.stop()
 
 
 # ---------------------------------------------------------------- the rig
@@ -489,7 +525,8 @@ def step_s2x(r: Rig, sut: Sut, rate: float) -> Measured:
     _wait_line(recv, "READY", 20)
     n = max(1, math.ceil(rate / SIPP_RATE_PER_PROCESS))
     with CpuSampler() as sampler:
-        sampler.watch(sut.name, sut.pid)
+        for pid in sut.all_pids():
+            sampler.watch(sut.name, pid)
         sampler.watch("prosody", r.prosody.pid)
         sampler.watch("xmpp-recv", recv.pid, fresh=True)
         sipps = []
@@ -589,7 +626,8 @@ def step_x2s(r: Rig, sut: Sut, rate: float) -> Measured:
         "send.log",
     )
     with CpuSampler() as sampler:
-        sampler.watch(sut.name, sut.pid)
+        for pid in sut.all_pids():
+            sampler.watch(sut.name, pid)
         sampler.watch("prosody", r.prosody.pid)
         sampler.watch("sipp", uas.proc.pid, fresh=True)
         sampler.watch("xmpp-send", send.pid, fresh=True)
@@ -635,12 +673,13 @@ def settle(sut: Sut, timeout: float = 30.0) -> float:
     """Wait until the system under test is idle (< 2 % of a core over 0.5 s): queued work
     of an overloaded step must not land in the next one. The seconds waited."""
     start = time.monotonic()
-    if sut.pid is None:
+    pids = sut.all_pids()
+    if not pids:
         return 0.0
-    last = cpu_seconds_of(sut.pid)
+    last = sum(cpu_seconds_of(p) for p in pids)
     while time.monotonic() - start < timeout:
         time.sleep(0.5)
-        now = cpu_seconds_of(sut.pid)
+        now = sum(cpu_seconds_of(p) for p in pids)
         if now - last < 0.01:
             break
         last = now
@@ -669,12 +708,19 @@ def ramp(r: Rig, sut: Sut, step: Step) -> tuple[float, Measured | None, list[Mea
         m = step(r, sut, rate)
         settle(sut)
         ok = m.step.passes(r.opts.criteria)
+        if not ok and sut.name == "gateway":
+            time.sleep(OVERLOAD_CLEAR)  # its overload control admits all again (issue 27)
         rp.record(rate, ok)
         steps.append(m)
         print(f"#   {sut.name} {'pass' if ok else 'FAIL'} {_describe(m)}", flush=True)
         if ok and (best is None or rate >= best.step.offered):
             best = m
     return rp.sustained, best, steps
+
+
+def _sut_cpu(cpu: dict[str, float]) -> float:
+    """CPU seconds of the system under test (whichever of the three it was)."""
+    return next((cpu[n] for n in ("gateway", "bare", "kamailio") if n in cpu), 0.0)
 
 
 def _row(
@@ -696,7 +742,7 @@ def _row(
         p50_ms=s.p50_ms,
         p99_ms=s.p99_ms,
         max_ms=s.max_ms,
-        cpu_per_1k=m.cpu.get("gateway", m.cpu.get("bare", 0.0)) * 1000 / ops,
+        cpu_per_1k=_sut_cpu(m.cpu) * 1000 / ops,
         rss_mb=m.rss / 2**20,
         errors=s.errors,
         ratio=ratio,
@@ -740,6 +786,7 @@ def _direction(scenario: str, step: Step, opts: Options) -> list[Row]:
                 print(f"#   bare {_describe(bare_half)}", flush=True)
             finally:
                 bare.stop()
+        kam_rate, kam_best, kam_half = _kamailio(r, scenario, step, opts, half)
         ratio = gw_rate / bare_rate if bare_rate and bare_rate > 0 else None
         last = gw_steps[-1] if gw_steps else gw_half
         rows.append(
@@ -769,7 +816,45 @@ def _direction(scenario: str, step: Step, opts: Options) -> list[Row]:
             )
         if bare_half is not None:
             rows.append(_row(scenario, f"bare @ {half:,.0f}/s", bare_half))
+        if kam_best is not None or kam_half is not None:
+            kam_ratio = gw_rate / kam_rate if kam_rate > 0 else None
+            rows.append(
+                _row(
+                    scenario,
+                    "kamailio sustained",
+                    kam_best or kam_half,  # type: ignore[arg-type]
+                    rate=kam_rate,
+                    extra={"gateway_ratio": kam_ratio},
+                )
+            )
+        if kam_half is not None:
+            rows.append(_row(scenario, f"kamailio @ {half:,.0f}/s", kam_half))
     return rows
+
+
+def _kamailio(
+    r: Rig, scenario: str, step: Step, opts: Options, half: float
+) -> tuple[float, Measured | None, Measured | None]:
+    """Kamailio's ramp and its step at the gateway's half rate, or nothing (with a
+    message) when the patched module is not available outside CI."""
+    if not opts.kamailio:
+        return math.nan, None, None
+    try:
+        module = build_module()
+        print(f"# {scenario}: kamailio ramp (xmpp module {module})", flush=True)
+        kam = KamailioSut(r.prosody, r.workdir / "kamailio", r.uas_port, module)
+    except KamailioUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        print(f"# {scenario}: kamailio SKIPPED: {exc}", flush=True)
+        return math.nan, None, None
+    try:
+        rate, best, _ = ramp(r, kam, step)
+        at_half = step(r, kam, half)
+        print(f"#   kamailio {_describe(at_half)}", flush=True)
+    finally:
+        kam.stop()
+    return rate, best, at_half
 
 
 def run_s2x(opts: Options | None = None) -> list[Row]:
@@ -800,11 +885,33 @@ def summarize(rows: Sequence[Row]) -> str:
     )
     busy = sustained.extra.get("saturated") or []
     where = ", ".join(f"{n} {s:.0%}" for n, s in busy) or "no process at a full core"
-    return (
+    verdict = (
         f"{sustained.scenario}: sustained {rate:,.0f} msg/s ({rate_ok} {TARGET_RATE:,}), "
-        f"{ratio_txt}; p99 at half rate {half.p99_ms or 0:.2f} ms, added vs bare {lat}{lat_ok}; "
-        f"at the sustained step: {where}"
+        f"{ratio_txt}; p99 at half rate {half.p99_ms or 0:.2f} ms, "
+        f"added vs bare {lat}{lat_ok}; at the sustained step: {where}"
     )
+    ratios = _ratios(rows)
+    return f"{ratios}\n{verdict}" if ratios else verdict
+
+
+def _ratios(rows: Sequence[Row]) -> str:
+    """gateway/Kamailio and gateway/bare: delivered rate and CPU s per 1,000 messages
+    (at the sustained step, and at the gateway's half rate, the same offered load)."""
+    by = {r.name.split(" ")[0] + (" half" if "@" in r.name else ""): r for r in rows}
+    out = []
+    for other in ("kamailio", "bare"):
+        sus, half = by.get(f"{other}"), by.get(f"{other} half")
+        gw, gw_half = by.get("gateway"), by.get("gateway half")
+        if sus is None or gw is None or not sus.rate:
+            continue
+        parts = [f"rate {gw.rate / sus.rate:.2f}" if gw.rate else "rate n/a"]
+        if sus.cpu_per_1k:
+            parts.append(f"CPU/1k at sustained {gw.cpu_per_1k / sus.cpu_per_1k:.2f}")
+        if half is not None and gw_half is not None and half.cpu_per_1k:
+            parts.append(f"CPU/1k at {half.extra['offered']:,.0f}/s "
+                         f"{gw_half.cpu_per_1k / half.cpu_per_1k:.2f}")  # fmt: skip
+        out.append(f"gateway/{other}: " + ", ".join(parts))
+    return "; ".join(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -815,6 +922,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--start-rate", type=float, default=1000.0)
     ap.add_argument("--profile", type=Path, default=None, help="cProfile the gateway into DIR")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--skip-kamailio", action="store_true", help="no Kamailio rows")
+    ap.add_argument("--event-loop", choices=["asyncio", "uvloop", "auto"], default="asyncio")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ap.add_argument("--no-json", action="store_true")
     args = ap.parse_args(argv)
@@ -824,6 +933,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         start_rate=args.start_rate,
         profile=args.profile,
         baseline=not args.skip_baseline,
+        kamailio=not args.skip_kamailio,
+        event_loop=args.event_loop,
         keep=args.keep,
     )
     status = 0

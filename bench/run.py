@@ -59,13 +59,15 @@ register(
 )
 register(
     "pager-s2x",
-    "pager IM SIP->XMPP through Prosody: ramp to the sustained rate, latency at half, vs bare",
+    "pager IM SIP->XMPP through Prosody: ramp to the sustained rate, latency at half, "
+    "vs bare and vs Kamailio",
     pager_bench.run_s2x,
     pager_bench.summarize,
 )
 register(
     "pager-x2s",
-    "pager IM XMPP->SIP through Prosody: ramp to the sustained rate, latency at half, vs bare",
+    "pager IM XMPP->SIP through Prosody: ramp to the sustained rate, latency at half, "
+    "vs bare and vs Kamailio",
     pager_bench.run_x2s,
     pager_bench.summarize,
 )

@@ -39,8 +39,11 @@ from gateway.bridge.regevent.service import RegEventService
 from gateway.bridge.routing import SipRouter
 from gateway.bridge.session.service import SessionService, default_contact
 from gateway.config import Config, ConfigError, Transport, read_config
+from gateway.eventloop import loop_name
 from gateway.logs import WireTrace, event, set_level
 from gateway.metrics import Metrics
+from gateway.overload.monitor import LoadSources, OverloadMonitor
+from gateway.overload.policy import OverloadPolicy
 from gateway.registrar.service import Registrar
 from gateway.registrar.users import UsersFileError, read_users
 from gateway.resolver.resolver import Resolver
@@ -285,8 +288,8 @@ def build(cfg: Config) -> Gateway:
     gw = Gateway(cfg)
     store = StoreService(cfg)
     dispatcher = SipDispatcher()
-    gw.inflight = InFlight(dispatcher)
-    endpoint = SipEndpoint(cfg.sip, gw.inflight, policy=GATEWAY_UAS_POLICY)
+    gw.inflight = inflight = InFlight(dispatcher)
+    endpoint = SipEndpoint(cfg.sip, inflight, policy=GATEWAY_UAS_POLICY)
     registrar = Registrar(cfg, cast(Store, store), endpoint, gw.metrics)
     reconnects = _count_reconnects(gw.metrics)
 
@@ -395,6 +398,7 @@ def build(cfg: Config) -> Gateway:
         gw.services.append(("offline", offline))
     gw.services.append(("sip", endpoint))
     _add_xcap(cfg, gw, cast(Store, store), presence)
+    gw.services.append(("overload", _overload(gw, endpoint, inflight, links, pager)))
     sources = _observe(gw, links, resolver, cast(Store, store))
     sources = replace(_console_sources(gw, sources, pager, presence), documents=gw.documents)
     if cfg.admin.enabled:
@@ -419,6 +423,25 @@ def _add_xcap(cfg: Config, gw: Gateway, store: Store, presence: PresenceService)
     if cfg.xcap.enabled and registrar is not None:
         server = XcapServer(cfg.xcap, documents, lambda: registrar.users)
         gw.services.append(("xcap", server))
+
+
+def _overload(
+    gw: Gateway, endpoint: SipEndpoint, inflight: InFlight, links: XmppLinks, pager: Pager
+) -> OverloadMonitor:
+    """Overload control (issue 27): the policy decides for the SIP core and the pager."""
+    policy = OverloadPolicy(gw.cfg.overload)
+    ua = endpoint.ua
+    if gw.cfg.overload.enabled:
+        ua.admission = lambda: policy.admit(inflight.count)
+        pager.admission = lambda: policy.admit_stanza(pager.x2s_pending)
+    sources = LoadSources(
+        pending=lambda: inflight.count,
+        clients=lambda: len(ua.clients) + pager.x2s_pending,
+        xmpp_backlog=links.backlog,
+        udp_backlog=endpoint.udp_backlog,
+        stream_backlog=endpoint.stream_backlog,
+    )
+    return OverloadMonitor(policy, sources, gw.metrics)
 
 
 def _count_reconnects(metrics: Metrics) -> Callable[[str], None]:
@@ -614,6 +637,7 @@ async def run(cfg: Config) -> int:
         logging.INFO,
         "gateway ready",
         pid=os.getpid(),
+        loop=loop_name(loop),
         components=",".join(c.domain for c in cfg.xmpp.components),
         sip=",".join(li.name for li in gw.endpoint.listeners) if gw.endpoint else "",
         services=",".join(name for name, _ in gw.started),

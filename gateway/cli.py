@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.config import Config, ConfigError, read_config
+from gateway.eventloop import LoopChoiceError, loop_factory
 from gateway.logs import LOG_LEVEL_NAMES, setup_logging
 from gateway.registrar import usercmd
 from gateway.registrar.users import UsersFileError, read_users
@@ -134,6 +135,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gateway.app import run  # imported late: check-config stays light
 
     try:
-        return asyncio.run(run(cfg))
+        factory = loop_factory(cfg.runtime.event_loop)
+    except LoopChoiceError as exc:
+        print(f"cpim-gateway: {path}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(run(cfg))
     except KeyboardInterrupt:  # a second Ctrl-C while draining
         return 130

@@ -344,6 +344,46 @@ class GatewaySection:
 
 
 @dataclass(frozen=True)
+class OverloadConfig:
+    """Overload control (issue 27, docs/performance.md "Overload control"): past a high
+    mark a shrinking share of new requests is admitted, the rest get 503 + Retry-After
+    (message stanzas: resource-constraint); over once all are admitted again and every
+    signal stayed under its low mark for `hold` seconds (gateway/overload/policy.py)."""
+
+    enabled: bool = True
+    interval: float = 0.1  # seconds between samples of the load
+    lag_high: float = 0.5  # event-loop lag, seconds (how late the sampling timer fired)
+    lag_low: float = 0.1
+    pending_high: int = 2000  # SIP requests being handled (e.g. waiting for the XMPP server)
+    pending_low: int = 500
+    # our SIP requests awaiting answers plus XMPP -> SIP messages being bridged (queued per
+    # destination, RFC 3428 §8); high: a presence fan-out starts thousands of NOTIFYs
+    clients_high: int = 20000
+    clients_low: int = 5000
+    xmpp_backlog_high: int = 4_194_304  # bytes written to a link, not yet sent (largest link)
+    xmpp_backlog_low: int = 262_144
+    # share of the fullest UDP receive buffer in use; with the 8 MB buffer the gateway asks
+    # for, 0.15 is about 1,000 requests: several hundred ms of work, near T1 (500 ms)
+    udp_backlog_high: float = 0.15
+    udp_backlog_low: float = 0.03
+    stream_backlog_high: int = 262_144  # bytes unread on all TCP/TLS connections together
+    stream_backlog_low: int = 32_768
+    hold: float = 2.0  # seconds every signal must stay low before leaving the overload
+    recovery: float = 2.0  # seconds from refusing all to admitting all without a high sample
+    retry_after: int = 5  # Retry-After of the 503s (RFC 3261 §20.33), seconds
+
+
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    # asyncio: its default loop; uvloop: the `fast` extra (an error if not installed);
+    # auto: uvloop when installed, else asyncio's (gateway/eventloop.py)
+    event_loop: str = "asyncio"
+
+
+@dataclass(frozen=True)
 class Config:
     gateway: GatewaySection
     xmpp: XmppConfig
@@ -362,6 +402,8 @@ class Config:
     msrp: MsrpConfig = MsrpConfig()
     xcap: XcapConfig = XcapConfig()
     lists: ListsSection = ListsSection()
+    overload: OverloadConfig = OverloadConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
 
     def component(self, domain: str) -> ComponentConfig | None:
         return next((c for c in self.xmpp.components if c.domain == domain.lower()), None)
@@ -1077,6 +1119,51 @@ def _load_msrp(sec: _Section, base: Path, env: Mapping[str, str]) -> MsrpConfig:
     return out
 
 
+def _load_overload(sec: _Section) -> OverloadConfig:
+    d = OverloadConfig()
+    out = OverloadConfig(
+        enabled=sec.get("enabled", bool, d.enabled),
+        interval=_positive(sec, "interval", d.interval),
+        lag_high=_positive(sec, "lag_high", d.lag_high),
+        lag_low=_positive(sec, "lag_low", d.lag_low),
+        pending_high=_bounded(sec, "pending_high", d.pending_high, 1, 10_000_000),
+        pending_low=_bounded(sec, "pending_low", d.pending_low, 0, 10_000_000),
+        clients_high=_bounded(sec, "clients_high", d.clients_high, 1, 10_000_000),
+        clients_low=_bounded(sec, "clients_low", d.clients_low, 0, 10_000_000),
+        xmpp_backlog_high=_bounded(sec, "xmpp_backlog_high", d.xmpp_backlog_high, 1, 2**40),
+        xmpp_backlog_low=_bounded(sec, "xmpp_backlog_low", d.xmpp_backlog_low, 0, 2**40),
+        udp_backlog_high=_positive(sec, "udp_backlog_high", d.udp_backlog_high),
+        udp_backlog_low=sec.get("udp_backlog_low", float, d.udp_backlog_low),
+        stream_backlog_high=_bounded(sec, "stream_backlog_high", d.stream_backlog_high, 1, 2**40),
+        stream_backlog_low=_bounded(sec, "stream_backlog_low", d.stream_backlog_low, 0, 2**40),
+        hold=sec.get("hold", float, d.hold),
+        recovery=_positive(sec, "recovery", d.recovery),
+        retry_after=_bounded(sec, "retry_after", d.retry_after, 1, 86400),
+    )
+    for low, high in (
+        ("lag_low", "lag_high"),
+        ("pending_low", "pending_high"),
+        ("clients_low", "clients_high"),
+        ("xmpp_backlog_low", "xmpp_backlog_high"),
+        ("udp_backlog_low", "udp_backlog_high"),
+        ("stream_backlog_low", "stream_backlog_high"),
+    ):
+        if not 0 <= getattr(out, low) <= getattr(out, high):
+            raise ConfigError(sec.key(low), f"must be 0..{high} ({getattr(out, high)})")
+    if out.udp_backlog_high > 1:
+        raise ConfigError(sec.key("udp_backlog_high"), "is a share of the buffer: at most 1")
+    if out.hold < 0:
+        raise ConfigError(sec.key("hold"), "must not be negative")
+    sec.done()
+    return out
+
+
+def _load_runtime(sec: _Section) -> RuntimeConfig:
+    out = RuntimeConfig(event_loop=sec.choice("event_loop", EVENT_LOOPS, "asyncio"))
+    sec.done()
+    return out
+
+
 def load_config(
     data: Mapping[str, Any],
     *,
@@ -1104,6 +1191,8 @@ def load_config(
         msrp=_load_msrp(root.table("msrp"), base_dir, env),
         xcap=_load_xcap(root.table("xcap"), base_dir),
         lists=_load_lists(root.table("lists")),
+        overload=_load_overload(root.table("overload")),
+        runtime=_load_runtime(root.table("runtime")),
         source=source,
     )
     root.done()

@@ -13,7 +13,9 @@ request to answer, with where it came from), `RequestHandler` (the TU), `Request
 * the error boundary (`handler_failed`): an exception from the TU becomes a final response;
 * client transactions (`plan`, `start_client`): the §18.1.1 transport plan, and one waiter
   per `ClientKey` settled with the final response or an exception;
-* drain (`begin_drain`): THE policy, one Retry-After value for every 503 while draining.
+* drain (`begin_drain`): THE policy, one Retry-After value for every 503 while draining;
+* overload (`admission`, issue 27): a new request outside a dialog that the admission
+  callable refuses is answered 503 with its Retry-After before it reaches the layer.
 
 The asyncio side is the `Driver` protocol: it writes bytes (`transmit`), runs a handler's
 awaitable under `handler_failed` (`spawn`), re-arms its one timer (`timer_changed`), tells
@@ -76,6 +78,9 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 # Seconds a client is asked to wait before retrying while we drain (RFC 3261 §20.33).
 DEFAULT_RETRY_AFTER = 30
+# Keys of requests refused for overload, remembered per generation (two generations): at
+# 8,000 refusals/s that is 4 s or more, longer than a copy waits in a receive buffer.
+REFUSED_MEMO = 32768
 
 
 class TransportFailure(Exception):
@@ -177,6 +182,7 @@ class EndpointStats:
     retransmissions_in: int = 0  # request retransmissions absorbed by the layer
     parse_errors: int = 0
     handler_errors: int = 0
+    overload_refused: int = 0  # new requests answered 503 by overload control
 
 
 @dataclass(eq=False)
@@ -310,6 +316,13 @@ class UserAgent:
         self.layer = TransactionLayer(timers or TimerConfig())
         self.stats = EndpointStats()
         self.draining = False
+        # Overload control (issue 27, set by the composition root): called for each new
+        # request outside a dialog; None admits it, an int refuses it 503 with that
+        # Retry-After. In-dialog requests, ACK, CANCEL, BYE, NOTIFY, PRACK and
+        # retransmissions are never refused by it (they end work already admitted).
+        self.admission: Callable[[], int | None] | None = None
+        self._refused: Memo[ev.ServerKeyT, int] = Memo(REFUSED_MEMO)
+        self._refused_old: Memo[ev.ServerKeyT, int] = Memo(REFUSED_MEMO)
         self.processing = False  # inside `process`: what is queued will be sent
         self.unsent = 0  # client requests started (by the driver) since the last send
         self._clients: dict[ClientKey, _Waiter] = {}
@@ -372,7 +385,18 @@ class UserAgent:
         if len(data) > self.max_message_size:  # §18.1.1 / RFC 3261 §21.5.14
             self._stateless(make_response(msg, 513, to_tag=secrets.token_hex(6)), reply)
             return False
-        self._count_retransmission(msg)
+        key = _server_key(msg)
+        if key is not None and self.layer.state_of(key) is not None:
+            self.stats.retransmissions_in += 1  # the layer answers it again (§17.2.3)
+        elif self.admission is not None and not self.draining and _sheddable(msg):
+            retry_after = self._refused_before(key)
+            if retry_after is None:
+                retry_after = self.admission()
+            else:
+                self.stats.retransmissions_in += 1
+            if retry_after is not None:  # overload: refused before any state is kept
+                self._refuse_overloaded(msg, key, retry_after, reply)
+                return False
         try:
             # `received` carries a bare IPv6 address (RFC 3261 §25.1 via-received).
             self.layer.receive(msg, source, transport, now, origin)
@@ -382,15 +406,34 @@ class UserAgent:
         self.process()
         return False
 
-    def _count_retransmission(self, req: SipRequest) -> None:
-        if req.method in ("ACK", "CANCEL"):
-            return
-        try:
-            key = server_key_for_request(req)
-        except RemoteProtocolError:
-            return
-        if isinstance(key, ServerKey) and self.layer.state_of(key) is not None:
-            self.stats.retransmissions_in += 1
+    def _refused_before(self, key: ev.ServerKeyT | None) -> int | None:
+        """The Retry-After a copy of this request was refused with, recently."""
+        if key is None:
+            return None
+        return self._refused.peek(key) or self._refused_old.peek(key)
+
+    def _refuse_overloaded(
+        self,
+        req: SipRequest,
+        key: ev.ServerKeyT | None,
+        retry_after: int,
+        reply: Callable[[bytes], None],
+    ) -> None:
+        """503 + Retry-After (RFC 3261 §21.5.4) without a server transaction (§8.2.7: a
+        stateless answer): nothing of a refused request but its key outlives this call,
+        so overload cannot grow memory. The key (in two `Memo` generations, at least
+        `REFUSED_MEMO` requests) makes a retransmission that was already queued behind
+        the refused copy get the same 503, never an admission (its sender would see a 503
+        for a message that was delivered). An INVITE keeps its transaction (the ACK of
+        the 503 must be absorbed): `_on_request`."""
+        if key is not None and self._refused.peek(key) is None:
+            if len(self._refused) >= REFUSED_MEMO:
+                self._refused_old, self._refused = self._refused, Memo(REFUSED_MEMO)
+            self._refused.put(key, retry_after)
+        headers = [("Retry-After", str(retry_after))]
+        self.stats.overload_refused += 1
+        resp = make_response(req, 503, to_tag=secrets.token_hex(6), headers=headers)
+        self._stateless(resp, reply)
 
     def _stateless(self, response: SipResponse | None, reply: Callable[[bytes], None]) -> None:
         if response is None:
@@ -468,6 +511,13 @@ class UserAgent:
         if self.draining:
             self._refuse_draining(incoming)
             return
+        if req.method == "INVITE" and req.to_tag is None and self.admission is not None:
+            # a new INVITE (not a re-INVITE in a dialog) is refused with its transaction
+            retry_after = self.admission()
+            if retry_after is not None:
+                self.stats.overload_refused += 1
+                incoming.reply(503, headers=[("Retry-After", str(retry_after))])
+                return
         try:
             validate_request(req, self.policy)
             # a coded body (deflate, gzip) is decoded for the TU, within the size bound
@@ -741,6 +791,29 @@ class UserAgent:
         clients, self._clients = self._clients, {}
         for waiter in clients.values():
             waiter.on_final(None, exc)
+
+
+def _server_key(req: SipRequest) -> ev.ServerKeyT | None:
+    """The server transaction key of a request (§17.2.3); None for ACK, CANCEL (matched
+    by the layer against the INVITE) and requests without a usable Via."""
+    if req.method in ("ACK", "CANCEL"):
+        return None
+    try:
+        key = server_key_for_request(req)
+    except RemoteProtocolError:
+        return None
+    return key if isinstance(key, ServerKey) else None
+
+
+# Never refused statelessly for overload: requests that end or continue work already
+# admitted, and INVITE (refused in `_on_request`, with the transaction its ACK needs).
+_NEVER_SHED = frozenset({"ACK", "CANCEL", "BYE", "NOTIFY", "PRACK", "INVITE"})
+
+
+def _sheddable(req: SipRequest) -> bool:
+    """A new request outside a dialog (no To tag, RFC 3261 §12.2), refused statelessly
+    under overload; INVITE is refused by `_on_request` with its transaction."""
+    return req.method not in _NEVER_SHED and req.to_tag is None
 
 
 _HANDLERS: dict[type, Callable[[UserAgent, Any], None]] = {

@@ -300,6 +300,14 @@ class Link:
         self._queue.append(stanza)
         return True
 
+    def backlog(self) -> int:
+        """Bytes written to this link and not yet handed to the kernel (the transport's
+        write buffer and this turn's batch): what the server has not started reading.
+        Overload control reads it (issue 27)."""
+        transport = self.component.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return int(buffered) + sum(len(data) for data, _ in self._out)
+
     async def send_confirmed(self, stanza: Any, timeout: float | None = None) -> None:
         """Write `stanza` (a slixmpp stanza or serialized text) and wait for the ping that
         follows it to be answered."""
@@ -718,6 +726,10 @@ class XmppLinks:
 
     async def send_confirmed(self, domain: str, stanza: Any, timeout: float | None = None) -> None:
         await self._link(domain).send_confirmed(stanza, timeout)
+
+    def backlog(self) -> int:
+        """The largest `Link.backlog` (bytes) of all domains."""
+        return max((link.backlog() for link in self._links.values()), default=0)
 
     def send(self, domain: str, stanza: Any) -> bool:
         return self._link(domain).send(stanza)

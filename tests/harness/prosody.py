@@ -65,7 +65,11 @@ def render_config(
         "s2s_direct_tls_ports = {}",
         "http_ports = {}",
         "https_ports = {}",
-        'log = { { levels = { min = "debug" }, to = "file", '
+        # an `extra` that sets its own log replaces this one (Prosody 0.12 fails on a
+        # duplicate option: its warning's line-number lookup raises)
+        ""
+        if re.search(r"^log\s*=", extra, re.M)
+        else 'log = { { levels = { min = "debug" }, to = "file", '
         f"filename = {q(str(workdir / 'prosody.log'))} }} }}",
         'authentication = "internal_hashed"',
         "c2s_require_encryption = false",

@@ -119,6 +119,7 @@ class SippProcess:
         timeout: float = 30.0,
         workdir: Path | None = None,
         binary: str = "sipp",
+        trace_messages: bool = True,
     ) -> None:
         if transport not in TRANSPORTS:
             raise SippError(f"transport must be one of {sorted(TRANSPORTS)}, not {transport!r}")
@@ -137,7 +138,8 @@ class SippProcess:
         args += ["-timeout", f"{max(int(timeout * 1000), 1)}ms", "-timeout_error"]
         args += ["-mp", str(free_port_block((0, 2))), "-cp", str(free_port())]
         args += ["-trace_err", "-error_file", "errors.log"]
-        args += ["-trace_msg", "-message_file", "messages.log"]
+        if trace_messages:  # off for load runs: every message would be written
+            args += ["-trace_msg", "-message_file", "messages.log"]
         args += ["-trace_stat", "-stf", "stats.csv"]
         if rate is not None:
             args += ["-r", f"{rate:g}"]

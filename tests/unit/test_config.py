@@ -386,3 +386,48 @@ def test_websocket_listener_errors(extra: str, key: str, tmp_path: Path) -> None
 def test_websocket_keys_only_on_websocket_listeners(tmp_path: Path) -> None:
     err = error_of(MINIMAL + "[[sip.listeners]]\ntransport='tcp'\npath='/'\n", tmp_path)
     assert err.path == "sip.listeners[0].path"
+
+
+def test_overload_and_runtime_defaults_and_keys(tmp_path: Path) -> None:
+    cfg = load(MINIMAL, tmp_path)
+    assert cfg.overload.enabled and cfg.overload.retry_after == 5
+    assert cfg.overload.pending_low < cfg.overload.pending_high
+    assert cfg.runtime.event_loop == "asyncio"
+    text = (
+        MINIMAL
+        + "[overload]\nenabled = false\nlag_high = 1\nlag_low = 0.2\npending_high = 10\n"
+        + "pending_low = 2\nxmpp_backlog_high = 2048\nxmpp_backlog_low = 0\n"
+        + "udp_backlog_high = 0.2\nudp_backlog_low = 0.05\nhold = 0\nretry_after = 60\n"
+        + "stream_backlog_high = 4096\nstream_backlog_low = 1024\n"
+        + "clients_high = 900\nclients_low = 100\n"
+        + 'interval = 0.5\n[runtime]\nevent_loop = "uvloop"\n'
+    )
+    cfg = load(text, tmp_path)
+    o = cfg.overload
+    assert (o.enabled, o.lag_high, o.lag_low, o.pending_high, o.pending_low) == (
+        False, 1.0, 0.2, 10, 2,
+    )  # fmt: skip
+    assert (o.xmpp_backlog_high, o.xmpp_backlog_low, o.udp_backlog_high) == (2048, 0, 0.2)
+    assert (o.udp_backlog_low, o.hold, o.retry_after, o.interval) == (0.05, 0.0, 60, 0.5)
+    assert (o.stream_backlog_high, o.stream_backlog_low) == (4096, 1024)
+    assert (o.clients_high, o.clients_low) == (900, 100)
+    assert cfg.runtime.event_loop == "uvloop"
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ("[overload]\npending_low = 50\npending_high = 10", "overload.pending_low"),
+        ("[overload]\nlag_low = 2.0", "overload.lag_low"),
+        ("[overload]\nclients_low = 30000", "overload.clients_low"),
+        ("[overload]\nstream_backlog_low = 300000", "overload.stream_backlog_low"),
+        ("[overload]\nudp_backlog_high = 1.5", "overload.udp_backlog_high"),
+        ("[overload]\nretry_after = 0", "overload.retry_after"),
+        ("[overload]\nhold = -1", "overload.hold"),
+        ("[overload]\ninterval = 0", "overload.interval"),
+        ("[overload]\nthreshold = 3", "overload.threshold"),
+        ('[runtime]\nevent_loop = "trio"', "runtime.event_loop"),
+    ],
+)
+def test_overload_and_runtime_errors_name_the_key(table: str, key: str, tmp_path: Path) -> None:
+    assert error_of(MINIMAL + table + "\n", tmp_path).path == key

@@ -362,3 +362,110 @@ def test_messages_are_only_bytes_to_the_driver() -> None:
     receive(ua, wire())
     assert all(isinstance(d, bytes) for _, _, d in driver.sent)
     assert isinstance(parse_message(driver.sent[0][2]), SipMessage)
+
+
+# -- overload control (issue 27) ------------------------------------------------------------
+
+
+def in_dialog(method: str, *, branch: str) -> bytes:
+    return wire(method, branch=branch).replace(
+        b"To: <sip:gw@192.0.2.1>", b"To: <sip:gw@192.0.2.1>;tag=t1"
+    )
+
+
+def test_overload_refuses_new_requests_statelessly_with_retry_after() -> None:
+    ua, driver, handler = make(lambda r: r.reply(200))
+    asked: list[int] = []
+
+    def admission() -> int | None:
+        asked.append(1)
+        return 9
+
+    ua.admission = admission
+    receive(ua, wire())
+    assert handler.seen == [] and len(asked) == 1
+    (resp,) = driver.responses()
+    assert resp.status == 503 and resp.headers.get("Retry-After") == "9"
+    assert driver.sent[0][0] == "stateless"  # back to the source, no transaction
+    assert len(ua.layer) == 0 and driver.deadline is None
+    assert ua.stats.overload_refused == 1
+    receive(ua, wire())  # the same request again: refused again, still nothing kept
+    assert [r.status for r in driver.responses()] == [503, 503] and len(ua.layer) == 0
+
+
+def test_overload_never_refuses_retransmissions_or_work_already_admitted() -> None:
+    ua, driver, handler = make(lambda r: r.reply(200))
+    receive(ua, wire(branch="z9hG4bK-first"))  # admitted before the overload
+    ua.admission = lambda: 5
+    receive(ua, wire(branch="z9hG4bK-first"))  # its retransmission: the layer answers
+    for i, method in enumerate(("BYE", "NOTIFY", "MESSAGE")):  # in a dialog: To tag
+        receive(ua, in_dialog(method, branch=f"z9hG4bK-d{i}"))
+    assert [r.request.method for r in handler.seen] == ["MESSAGE", "BYE", "NOTIFY", "MESSAGE"]
+    assert 503 not in [r.status for r in driver.responses()]
+    assert ua.stats.overload_refused == 0
+
+
+def test_overload_admits_when_the_admission_says_so() -> None:
+    ua, driver, handler = make(lambda r: r.reply(200))
+    ua.admission = lambda: None
+    receive(ua, wire())
+    assert len(handler.seen) == 1 and [r.status for r in driver.responses()] == [200]
+
+
+def test_draining_takes_precedence_over_overload() -> None:
+    ua, driver, _ = make(lambda r: r.reply(200), retry_after=44)
+    ua.admission = lambda: 5
+    ua.begin_drain()
+    receive(ua, wire())
+    (resp,) = driver.responses()
+    assert resp.headers.get("Retry-After") == "44" and ua.stats.overload_refused == 0
+
+
+def test_overload_refuses_invite_with_its_transaction() -> None:
+    ua, driver, handler = make(lambda r: r.reply(200))
+    ua.admission = lambda: 3
+    receive(ua, wire("INVITE"))
+    assert handler.seen == []
+    (resp,) = driver.responses()
+    assert resp.status == 503 and resp.headers.get("Retry-After") == "3"
+    assert driver.sent[0][0] == "udp" and len(ua.layer) == 1  # kept for the ACK (§17.2.1)
+
+
+def test_a_copy_of_a_refused_request_is_refused_again_even_once_admitting() -> None:
+    """The copy queued behind the refused one must not be delivered: its sender saw 503."""
+    ua, driver, handler = make(lambda r: r.reply(200))
+    answers = iter([4, None, None])
+    ua.admission = lambda: next(answers)
+    receive(ua, wire(branch="z9hG4bK-a"))  # refused
+    receive(ua, wire(branch="z9hG4bK-a"))  # its retransmission: refused again, not asked
+    receive(ua, wire(branch="z9hG4bK-b"))  # a new request: admitted
+    assert [r.request.call_id for r in handler.seen] == ["z9hG4bK-b@example.org"]
+    statuses = [(r.status, r.headers.get("Retry-After")) for r in driver.responses()]
+    assert statuses == [(503, "4"), (503, "4"), (200, None)]
+    assert ua.stats.overload_refused == 2 and ua.stats.retransmissions_in == 1
+
+
+def test_refused_keys_are_kept_in_two_bounded_generations(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.sip.useragent as core
+
+    monkeypatch.setattr(core, "REFUSED_MEMO", 2)
+    ua, _driver, handler = make(lambda r: r.reply(200))
+    refusing = [True]
+    ua.admission = lambda: 6 if refusing[0] else None
+    for i in range(5):  # generations: [0, 1] -> [2, 3] (old [0, 1]) -> [4] (old [2, 3])
+        receive(ua, wire(branch=f"z9hG4bK-{i}"))
+    refusing[0] = False
+    for i in range(5):
+        receive(ua, wire(branch=f"z9hG4bK-{i}"))
+    assert sorted(r.request.call_id for r in handler.seen) == [
+        "z9hG4bK-0@example.org",
+        "z9hG4bK-1@example.org",
+    ]
+
+
+def test_overload_never_refuses_a_re_invite_in_a_dialog() -> None:
+    ua, driver, handler = make(lambda r: r.reply(200))
+    ua.admission = lambda: 3
+    receive(ua, in_dialog("INVITE", branch="z9hG4bK-re"))
+    assert [r.request.method for r in handler.seen] == ["INVITE"]
+    assert [r.status for r in driver.responses()] == [200]

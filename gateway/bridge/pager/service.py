@@ -78,6 +78,8 @@ from mappings.model import Address, ChatState, MessageOp
 
 __all__ = ["Pager"]
 
+_OVERLOADED = XmppErrorInfo.of("resource-constraint", text="gateway overloaded, retry later")
+
 # The logger keeps its name from before the packages: log lines are the operators'
 # interface (docs/troubleshooting.md).
 log = logging.getLogger("gateway.bridge.pager")
@@ -318,6 +320,12 @@ class Pager:
         # JIDs -> peer keys for `contact_features`; bounded, forgotten all at once
         self._imdn_peers: Memo[str, bool] = Memo(correlation_limit)
         self._peer_keys: Memo[Jid, str] = Memo(ROUTE_MEMO_LIMIT)
+        # Overload control (issue 27, set by the composition root): False refuses a
+        # message stanza with resource-constraint before any work is queued for it.
+        self.admission: Callable[[], bool] | None = None
+        # XMPP -> SIP messages being bridged: queued per destination or awaiting their
+        # SIP answer (what overload control bounds on this side)
+        self.x2s_pending = 0
 
     def attach(self) -> None:
         """Register the message handler on every component, inside the XMPP boundary.
@@ -594,6 +602,9 @@ class Pager:
         if mtype == "error":
             self._on_error_stanza(msg)
             return
+        if self.admission is not None and not self.admission():
+            self._refuse_overloaded(msg)
+            return
         start = self.clock()
         xml = msg.xml
         to_text = xml.get("to") or ""
@@ -673,17 +684,28 @@ class Pager:
                 receipt_id=message_id if op.receipt_request else None,
             )
 
-        await self._send_x2s(
-            msg,
-            aor=route.aor,
-            build=build,
-            kind=kind,
-            peer=peer,
-            domain=route.domain,
-            start=start,
-            ids=ids,
-            keep=keep if kind == "content" and route.aor.gr is None else None,
-        )
+        self.x2s_pending += 1
+        try:
+            await self._send_x2s(
+                msg,
+                aor=route.aor,
+                build=build,
+                kind=kind,
+                peer=peer,
+                domain=route.domain,
+                start=start,
+                ids=ids,
+                keep=keep if kind == "content" and route.aor.gr is None else None,
+            )
+        finally:
+            self.x2s_pending -= 1
+
+    def _refuse_overloaded(self, msg: Any) -> None:
+        """Overload (issue 27): resource-constraint, type wait (RFC 6120 §8.3.3.18),
+        instead of a queue that grows; counted by the policy, no fate line per stanza."""
+        domain = (msg.xml.get("to") or "").partition("/")[0].rpartition("@")[2].lower()
+        if domain in self._maps:  # a component domain: the error goes out on its link
+            self.links.send(domain, error_reply(msg, _OVERLOADED))
 
     def _x2s_route(
         self, mtype: str | None, to_text: str, from_text: str, stanza_id: str, start: float

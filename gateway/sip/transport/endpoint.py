@@ -134,6 +134,16 @@ class SipEndpoint:
     def transactions_in_flight(self) -> int:
         return len(self.ua.layer)
 
+    def udp_backlog(self) -> float:
+        """The fullest UDP receive buffer's share in use (overload control, issue 27)."""
+        return max(
+            (li.backlog() for li in self.listeners if isinstance(li, UdpListener)), default=0.0
+        )
+
+    def stream_backlog(self) -> int:
+        """Unread bytes on the TCP/TLS connections (overload control, issue 27)."""
+        return 0 if self._streams is None else self._streams.backlog()
+
     @property
     def connections(self) -> ConnectionTable:
         if self._streams is None:

@@ -15,11 +15,14 @@ by one sweep callback per table, re-armed only while connections exist.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import itertools
 import logging
 import ssl
+import struct
+import termios
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from gateway.config import ListenerConfig
 from gateway.sip.errors import RemoteProtocolError
@@ -114,8 +117,8 @@ class StreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # a stream transport (uvloop's is not an asyncio.Transport subclass: no isinstance)
+        self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.peer = (str(peer[0]), int(peer[1]))
@@ -164,6 +167,18 @@ class StreamConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def backlog(self) -> int:
+        """Bytes the kernel received on this connection and we have not read yet
+        (FIONREAD; 0 when unknown). Overload control reads it (issue 27)."""
+        sock = None if self._transport is None else self._transport.get_extra_info("socket")
+        if sock is None:
+            return 0
+        try:
+            raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except (OSError, ValueError):
+            return 0
+        return max(0, int(struct.unpack("i", raw)[0]))
+
 
 FrameHandler = Callable[[Connection, bytes], None]
 FramingErrorHandler = Callable[[Connection, RemoteProtocolError], None]
@@ -199,6 +214,10 @@ class ConnectionTable:
 
     def connections(self) -> list[Connection]:
         return list(self._conns.values())
+
+    def backlog(self) -> int:
+        """Unread bytes over every TCP/TLS connection (`StreamConnection.backlog`)."""
+        return sum(c.backlog() for c in self._conns.values() if isinstance(c, StreamConnection))
 
     def get(self, transport: str, addr: Address) -> Connection | None:
         conn = self._conns.get((transport, addr[0], addr[1]))

@@ -23,6 +23,7 @@ import asyncio
 import errno
 import logging
 import socket
+import struct
 from collections.abc import Callable
 
 from gateway.config import ListenerConfig
@@ -46,6 +47,10 @@ SNDBUF_BYTES = 1024 * 1024
 # rest of the loop (timers, the XMPP stream, other listeners).
 READ_BATCH = 64
 _MAX_DATAGRAM = 65535
+# getsockopt(SOL_SOCKET, SO_MEMINFO) (Linux, include/uapi/linux/sock_diag.h): u32 values
+# rmem_alloc, rcvbuf, wmem_alloc, sndbuf, fwd_alloc, wmem_queued, optmem, backlog, drops.
+_SO_MEMINFO = 55
+_MEMINFO_VARS = 9
 
 
 class UdpListener:
@@ -124,6 +129,29 @@ class UdpListener:
                 log.exception("udp datagram handler failed on %s", self.name)
             sock = self._sock
         return n
+
+    def backlog(self) -> float:
+        """Share of the receive buffer in use (0..1): datagrams waiting for us (Linux
+        SO_MEMINFO: rmem_alloc / rcvbuf; 0.0 where it cannot be read). Overload control
+        reads it (issue 27): a full buffer means requests waiting for seconds, then lost."""
+        if self._sock is None:
+            return 0.0
+        try:
+            raw = self._sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 4 * _MEMINFO_VARS)
+        except OSError:
+            return 0.0
+        rmem_alloc, rcvbuf = struct.unpack_from("2I", raw)
+        return rmem_alloc / rcvbuf if rcvbuf else 0.0
+
+    def drops(self) -> int:
+        """Datagrams the kernel dropped on this socket because its buffer was full."""
+        if self._sock is None:
+            return 0
+        try:
+            raw = self._sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 4 * _MEMINFO_VARS)
+        except OSError:
+            return 0
+        return int(struct.unpack_from(f"{_MEMINFO_VARS}I", raw)[_MEMINFO_VARS - 1])
 
     def _stun(self, data: bytes, source: Address) -> None:
         """Answer a STUN Binding request (RFC 5626 §8 keep-alive); drop anything else."""

@@ -1,0 +1,1 @@
+"""Overload control (issue 27): `policy` decides (pure), `monitor` measures (asyncio)."""
