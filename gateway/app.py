@@ -27,7 +27,7 @@ from gateway import heap
 from gateway.admin.collectors import register_collectors
 from gateway.admin.server import AdminServer, AdminSources, Readiness
 from gateway.admin.sources import PendingAuthorization
-from gateway.bridge.dispatch import SipDispatcher, message_handler
+from gateway.bridge.dispatch import SipDispatcher, invite_handler, message_handler
 from gateway.bridge.offline.service import OfflineService
 from gateway.bridge.pager.names import SeenNames
 from gateway.bridge.pager.service import Pager
@@ -35,10 +35,13 @@ from gateway.bridge.presence.context import domain_maps, presence_config
 from gateway.bridge.presence.service import PresenceService
 from gateway.bridge.regevent.service import RegEventService
 from gateway.bridge.routing import SipRouter
+from gateway.bridge.session.chat import SessionChat
+from gateway.bridge.session.msrp_media import MsrpMedia
 from gateway.bridge.session.service import SessionService, default_contact
 from gateway.config import Config, ConfigError, Transport, read_config
 from gateway.logs import WireTrace, event, set_level
 from gateway.metrics import Metrics
+from gateway.msrp.transport import MsrpService
 from gateway.registrar.service import Registrar
 from gateway.registrar.users import UsersFileError, read_users
 from gateway.resolver.resolver import Resolver
@@ -337,17 +340,28 @@ def build(cfg: Config) -> Gateway:
         subscribe = reg_event.route(subscribe)
     dispatcher.add("SUBSCRIBE", subscribe)
     dispatcher.add("NOTIFY", presence.handle_notify)
-    # INVITE sessions (issue 18, docs/sessions.md); the Media (SDP + MSRP) is not wired yet
+    # INVITE sessions (issue 18, docs/sessions.md): with `[msrp] enabled` the Media is SDP +
+    # MSRP bridged to XMPP chat by RFC 7573 (bridge/session/chat.py); without it, 488
     t = cfg.sip.timers
+    msrp = chat = media = None
+    if cfg.msrp.enabled:
+        msrp = MsrpService(cfg.msrp)
+        chat = SessionChat(pager, links, receipt_wait=cfg.sessions.receipt_wait)
+        media = MsrpMedia(msrp, chat)
+        pager.session_stanzas = chat.take
     sessions = SessionService(
         cfg.sessions,
         endpoint,
         resolver,
-        media=None,
+        media=media,
         contact=cfg.sessions.contact or default_contact(cfg.sip),
         timers=TimerConfig(t1=t.t1, t2=t.t2, t4=t.t4),
     )
-    dispatcher.add("INVITE", sessions.handle_invite)
+    if chat is not None:
+        chat.hangup = sessions.hangup
+        dispatcher.add("INVITE", invite_handler(registrar, sessions.handle_invite))
+    else:
+        dispatcher.add("INVITE", sessions.handle_invite)
     dispatcher.add("ACK", sessions.handle_ack)
     dispatcher.add("BYE", sessions.handle_bye)
     gw.sessions = sessions
@@ -356,7 +370,11 @@ def build(cfg: Config) -> Gateway:
     gw.services.append(("store", store))
     gw.services.append(("bridge", BridgeHandlers(pager)))
     gw.services.append(("presence", presence))
+    if msrp is not None:  # stops after the sessions (their BYEs close MSRP sessions)
+        gw.services.append(("msrp", msrp))
     gw.services.append(("sessions", sessions))
+    if chat is not None:  # stops first: held success REPORTs are dropped
+        gw.services.append(("session_chat", chat))
     gw.services.append(("xmpp", links))
     gw.services.append(("registrar", registrar))
     if reg_event is not None:  # after the registrar: bindings restored

@@ -234,6 +234,9 @@ class SessionsSection:
     max_sessions: int = 1000  # concurrent INVITE sessions; the next INVITE gets 503
     retry_after: int = 30  # seconds, in the Retry-After of that 503 (RFC 3261 §21.5.4)
     contact: str | None = None  # our Contact URI in session dialogs; derived if absent
+    # RFC 7573 §7: a success REPORT waits for the XMPP receipt at most this long after the
+    # XMPP server took the message (then it is sent: the server has it)
+    receipt_wait: float = 10.0
 
 
 STORE_BACKENDS = ("sqlite", "postgresql")
@@ -938,8 +941,11 @@ def _load_sessions(sec: _Section) -> SessionsSection:
         max_sessions=sec.get("max_sessions", int, 1000),
         retry_after=sec.get("retry_after", int, 30),
         contact=_sip_uri(sec, "contact") if "contact" in sec.data else None,
+        receipt_wait=sec.get("receipt_wait", float, 10.0),
     )
     sec.used.add("contact")
+    if out.receipt_wait < 0:
+        raise ConfigError(sec.key("receipt_wait"), "must not be negative")
     if out.max_sessions < 0:
         raise ConfigError(sec.key("max_sessions"), "must not be negative")
     if out.retry_after <= 0:

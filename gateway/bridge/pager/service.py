@@ -25,7 +25,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -318,6 +318,9 @@ class Pager:
         # JIDs -> peer keys for `contact_features`; bounded, forgotten all at once
         self._imdn_peers: Memo[str, bool] = Memo(correlation_limit)
         self._peer_keys: Memo[Jid, str] = Memo(ROUTE_MEMO_LIMIT)
+        # RFC 7573 sessions (issue 18, bridge/session/chat.py): sees every <message/>
+        # first; True when it took the stanza (a chat in a session, a session's bounce)
+        self.session_stanzas: Callable[[Any], Awaitable[bool]] | None = None
 
     def attach(self) -> None:
         """Register the message handler on every component, inside the XMPP boundary.
@@ -369,6 +372,17 @@ class Pager:
             xhtml_im=self._html_peers.get(peer) is True,
             chat_markers=imdn,  # XEP-0333 displayed <-> IMDN display: an IMDN-capable peer
         )
+
+    def session_route(self, sip_uri: str, xmpp_uri: str) -> tuple[str, Jid, Jid]:
+        """For an RFC 7573 session between a SIP user and an XMPP user's SIP URI: the
+        component domain, the SIP user's JID and the XMPP user's JID, mapped as pager mode
+        maps a MESSAGE's From and Request-URI; MappingError (403, 404...) otherwise."""
+        source = sm.uri_address(sip_uri)
+        destination = sm.uri_address(xmpp_uri)
+        comp, dmap = self._component_for(source)
+        assert comp is not None
+        to_jid = self._xmpp_recipient(destination, dmap, xmpp_uri)
+        return comp.domain, self._jids.user(source, dmap), to_jid
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -590,6 +604,8 @@ class Pager:
 
     async def on_stanza(self, msg: Any) -> None:
         """Every <message/> addressed to a component domain (boundary-wrapped)."""
+        if self.session_stanzas is not None and await self.session_stanzas(msg):
+            return
         mtype = msg.xml.get("type")
         if mtype == "error":
             self._on_error_stanza(msg)

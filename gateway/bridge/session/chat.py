@@ -1,0 +1,341 @@
+"""RFC 7573: an MSRP session between a SIP user and an XMPP user, bridged to XMPP chat
+(issue 18, docs/sessions.md "Chat over sessions").
+
+The `LegEvents` of `MsrpMedia`. Addresses are mapped as pager mode maps them
+(`Pager.session_route`): the SIP user's JID writes to the XMPP user's JID, `type="chat"`,
+the Call-ID as `<thread/>` (RFC 7573 §5).
+
+* MSRP -> XMPP: each complete message is unwrapped (`mappings.sessionchat.unwrap`) and
+  written with `send_confirmed`, like a pager MESSAGE. The per-chunk 200 is the transport's;
+  the success REPORT (when the sender asked, Success-Report: yes) waits for the XMPP
+  receipt (XEP-0184 <received/>, RFC 7573 §7), at most `receipt_wait` seconds after the
+  XMPP server took the stanza, then it is sent anyway (the server has it; a client
+  without receipts would otherwise hold it for ever). An error stanza (before the
+  confirmation or while the REPORT is held) becomes a failure REPORT with
+  `sessionchat.failure_code`; an unusable message a failure REPORT 400/403/415.
+* XMPP -> MSRP: while a session is up, messages from that XMPP user's bare JID to the SIP
+  user's bare JID go into it (text as message/cpim when the peer takes it wrapped, else
+  text/plain; chat states as isComposing); an MSRP failure goes back as an error stanza
+  (`sessionchat.xmpp_error`). `<gone/>` ends the session (BYE, §6.1); a BYE from SIP
+  sends `<gone/>` to the XMPP user.
+
+One INFO line per message ("session message", with its fate) and per end ("session ended").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.bridge.pager.service import Pager
+from gateway.bridge.pager.sip_message import uri_address
+from gateway.bridge.session.media import Call
+from gateway.bridge.session.msrp_media import Leg
+from gateway.logs import event
+from gateway.msrp.transport import IncomingMessage
+from gateway.xmpp.convert import error_reply, message_to_op, stanza_error
+from gateway.xmpp.fastwrite import message_xml
+from gateway.xmpp.links import LinkDown, XmppLinks
+from mappings import sessionchat as chat_fmt
+from mappings.errors import MappingError, XmppErrorInfo
+from mappings.jid import Jid, parse_jid
+from mappings.model import Address, BodyPart, ChatState, MessageOp, XmppMessageType
+
+__all__ = ["SessionChat"]
+
+log = logging.getLogger("gateway.bridge.session")
+
+
+@dataclass(eq=False)
+class _Chat:
+    leg: Leg
+    domain: str
+    sip_jid: Jid  # the SIP user as XMPP sees it (from of what we write)
+    xmpp_jid: Jid  # the XMPP user (to)
+    sip_address: Address
+    xmpp_address: Address
+    key: tuple[str, str]  # (XMPP user's bare JID, SIP user's bare JID)
+    held: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Pending:
+    bounce: XmppErrorInfo | None = None
+
+
+@dataclass(slots=True)
+class _Held:
+    message: IncomingMessage
+    timer: asyncio.TimerHandle
+    chat: _Chat
+
+
+class SessionChat:
+    """The RFC 7573 bridge; `take` is the pager's `session_stanzas` hook."""
+
+    def __init__(
+        self,
+        pager: Pager,
+        links: XmppLinks,
+        *,
+        receipt_wait: float = 10.0,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.pager = pager
+        self.links = links
+        self.receipt_wait = receipt_wait
+        self.now = now
+        self.hangup: Callable[[Call], None] = lambda call: None  # SessionService.hangup
+        self._chats: dict[tuple[str, str], _Chat] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._held: dict[str, _Held] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._prefix = secrets.token_hex(4)
+        self._ids = itertools.count(1)
+
+    def __len__(self) -> int:
+        return len(self._chats)
+
+    # -- LegEvents --------------------------------------------------------------------
+
+    def admit(self, call: Call) -> None:
+        self.pager.session_route(call.remote_uri, call.local_uri)
+
+    def up(self, leg: Leg) -> None:
+        call = leg.call
+        try:
+            domain, sip_jid, xmpp_jid = self.pager.session_route(call.remote_uri, call.local_uri)
+        except MappingError as exc:  # admitted already; the configuration changed?
+            event(log, logging.INFO, "session refused", call_id=call.call_id, reason=exc.reason)
+            self.hangup(call)
+            return
+        key = (str(xmpp_jid.bare), str(sip_jid.bare))
+        chat = _Chat(
+            leg,
+            domain,
+            sip_jid,
+            xmpp_jid,
+            uri_address(call.remote_uri).bare,
+            uri_address(call.local_uri).bare,
+            key,
+        )
+        leg.context = chat
+        self._chats[key] = chat  # a newer session between the two takes the replies
+        event(log, logging.INFO, "session up", call_id=call.call_id, role=call.role,
+              sip=key[1], xmpp=key[0], msrp=str(leg.session.local_uri))  # fmt: skip
+
+    def message(self, leg: Leg, msg: IncomingMessage) -> None:
+        chat = leg.context
+        if not isinstance(chat, _Chat):
+            msg.reject(481)  # a message before the ACK: no XMPP side yet
+            return
+        self._spawn(self._to_xmpp(chat, msg))
+
+    def lost(self, leg: Leg, reason: str) -> None:
+        event(log, logging.INFO, "session media ended", call_id=leg.call.call_id, reason=reason)
+        self.hangup(leg.call)
+
+    def down(self, leg: Leg, reason: str) -> None:
+        chat = leg.context
+        if not isinstance(chat, _Chat):
+            return
+        if self._chats.get(chat.key) is chat:
+            del self._chats[chat.key]
+        for stanza_id in chat.held:
+            held = self._held.pop(stanza_id, None)
+            if held is not None:
+                held.timer.cancel()
+        if reason == "bye-received":  # RFC 7573 §6.1: the SIP user left
+            op = MessageOp(
+                source=chat.sip_address,
+                destination=chat.xmpp_address,
+                trans_id=self._new_id(),
+                thread=leg.call.call_id,
+                xmpp_type=XmppMessageType.CHAT,
+                chat_state=ChatState.GONE,
+            )
+            xml = message_xml(op, mfrom=str(chat.sip_jid), mto=str(chat.xmpp_jid),
+                              stanza_id=op.trans_id)  # fmt: skip
+            self.links.send(chat.domain, xml)
+        event(log, logging.INFO, "session ended", call_id=leg.call.call_id, reason=reason,
+              sip=chat.key[1], xmpp=chat.key[0])  # fmt: skip
+
+    # -- MSRP -> XMPP -----------------------------------------------------------------
+
+    async def _to_xmpp(self, chat: _Chat, msg: IncomingMessage) -> None:
+        ids: dict[str, Any] = {"call_id": chat.leg.call.call_id, "msrp_id": msg.message_id}
+        try:
+            content = chat_fmt.unwrap(
+                msg.content_type, msg.body, sender=chat.sip_address, recipient=chat.xmpp_address
+            )
+        except MappingError as exc:
+            code = exc.sip_status if exc.sip_status in (400, 403, 415) else 400
+            msg.reject(code)
+            self._fate("sip_to_xmpp", "rejected", status=code, reason=exc.reason, **ids)
+            return
+        stanza_id = self._new_id()
+        ids["stanza_id"] = stanza_id
+        text = content.text
+        wants = bool(text) and msg.wants_success_report
+        op = MessageOp(
+            source=chat.sip_address,
+            destination=chat.xmpp_address,
+            trans_id=stanza_id,
+            parts=(BodyPart.plain(text, content.lang),) if text else (),
+            thread=chat.leg.call.call_id,
+            xmpp_type=XmppMessageType.CHAT,
+            receipt_request=wants and self.receipt_wait > 0,
+            chat_state=content.chat_state or (ChatState.ACTIVE if text else None),
+        )
+        if not self.links.is_up(chat.domain):
+            msg.reject(408)
+            self._fate("sip_to_xmpp", "failed", status=408, reason="xmpp link down", **ids)
+            return
+        xml = message_xml(op, mfrom=str(chat.sip_jid), mto=str(chat.xmpp_jid), stanza_id=stanza_id)
+        pending = self._pending[stanza_id] = _Pending()
+        try:
+            await self.links.send_confirmed(chat.domain, xml)
+        except LinkDown:
+            msg.reject(408)  # in doubt: the sender hears of it (RFC 4975 §7.1.4)
+            self._fate("sip_to_xmpp", "failed", status=408, reason="xmpp link lost", **ids)
+            return
+        finally:
+            self._pending.pop(stanza_id, None)
+        if pending.bounce is not None:
+            code = chat_fmt.failure_code(pending.bounce.condition)
+            msg.reject(code)
+            self._fate("sip_to_xmpp", "rejected", status=code,
+                       condition=pending.bounce.condition, **ids)  # fmt: skip
+            return
+        if op.receipt_request:
+            timer = asyncio.get_running_loop().call_later(
+                self.receipt_wait, self._release, stanza_id
+            )
+            self._held[stanza_id] = _Held(msg, timer, chat)
+            chat.held.add(stanza_id)
+            self._fate("sip_to_xmpp", "delivered", report="held", **ids)
+            return
+        msg.accept()
+        self._fate("sip_to_xmpp", "delivered", **ids)
+
+    def _release(self, stanza_id: str) -> None:
+        """No receipt within `receipt_wait`: the server took it, report success."""
+        held = self._held.pop(stanza_id, None)
+        if held is not None:
+            held.chat.held.discard(stanza_id)
+            held.message.accept()
+
+    # -- XMPP -> MSRP -----------------------------------------------------------------
+
+    async def take(self, msg: Any) -> bool:
+        """The pager's hook: True when the stanza belongs to a session."""
+        xml = msg.xml
+        if xml.get("type") == "error":
+            return self._error_stanza(msg, xml.get("id") or "")
+        if not self._chats:
+            return False
+        try:
+            key = (
+                str(parse_jid(xml.get("from") or "").bare),
+                str(parse_jid(xml.get("to") or "").bare),
+            )
+        except ValueError:
+            return False
+        chat = self._chats.get(key)
+        if chat is None:
+            return False
+        try:
+            op = message_to_op(msg, source=chat.xmpp_address, destination=chat.sip_address)
+        except ValueError:
+            return True  # nothing the session carries
+        if op.receipt_for is not None:
+            held = self._held.pop(op.receipt_for, None)
+            if held is not None and held.chat is chat:
+                held.timer.cancel()
+                chat.held.discard(op.receipt_for)
+                held.message.accept()  # RFC 7573 §7: <received/> -> success REPORT
+        text = op.text()
+        if text:
+            content = chat_fmt.wrap_text(
+                text,
+                cpim=chat.leg.takes_wrapped(chat_fmt.PLAIN),
+                sender_uri=chat.leg.call.local_uri,
+                recipient_uri=chat.leg.call.remote_uri,
+                now=self.now(),
+            )
+            self._spawn(self._to_msrp(chat, msg, content))
+        elif op.chat_state is ChatState.GONE:  # RFC 7573 §6.1: BYE
+            event(log, logging.INFO, "session gone", call_id=chat.leg.call.call_id, xmpp=key[0])
+            self.hangup(chat.leg.call)
+        elif op.chat_state is not None:
+            composing = chat_fmt.wrap_state(
+                op.chat_state,
+                cpim=chat.leg.takes_wrapped(chat_fmt.ISCOMPOSING),
+                sender_uri=chat.leg.call.local_uri,
+                recipient_uri=chat.leg.call.remote_uri,
+                now=self.now(),
+            )
+            if composing is not None:
+                self._spawn(self._to_msrp(chat, None, composing))
+        return True
+
+    def _error_stanza(self, msg: Any, stanza_id: str) -> bool:
+        pending = self._pending.get(stanza_id)
+        if pending is not None:
+            pending.bounce = stanza_error(msg)  # answered when the confirmation arrives
+            return True
+        held = self._held.pop(stanza_id, None)
+        if held is None:
+            return False
+        held.timer.cancel()
+        held.chat.held.discard(stanza_id)
+        condition = stanza_error(msg).condition
+        held.message.reject(chat_fmt.failure_code(condition))
+        self._fate("sip_to_xmpp", "rejected", stanza_id=stanza_id, condition=condition,
+                   call_id=held.chat.leg.call.call_id)  # fmt: skip
+        return True
+
+    async def _to_msrp(self, chat: _Chat, msg: Any | None, content: tuple[str, bytes]) -> None:
+        outcome = await chat.leg.send(*content)
+        ids = {"call_id": chat.leg.call.call_id, "msrp_id": outcome.message_id,
+               "kind": "content" if msg is not None else "chat-state"}  # fmt: skip
+        if outcome.ok:
+            self._fate("xmpp_to_sip", "delivered", status=200, **ids)
+            return
+        self._fate("xmpp_to_sip", "rejected", status=outcome.code, reason=outcome.comment, **ids)
+        if msg is not None and msg.xml.get("id"):
+            self.links.send(chat.domain, error_reply(msg, chat_fmt.xmpp_error(outcome.code)))
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        return f"s{self._prefix}-{next(self._ids)}"
+
+    def _fate(self, direction: str, fate: str, **fields: Any) -> None:
+        event(log, logging.INFO, "session message", direction=direction, fate=fate, **fields)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("session bridge task failed", exc_info=task.exception())
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        for held in self._held.values():
+            held.timer.cancel()
+        self._held.clear()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2.0)
