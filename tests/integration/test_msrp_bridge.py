@@ -1,0 +1,260 @@
+"""RFC 7573 chat sessions through the gateway process (issue 18, docs/sessions.md).
+
+Real peers: Prosody with slixmpp clients on the XMPP side; on the SIP side sipp for the
+INVITE/ACK/BYE leg, whose SDP a=path names the independent MSRP test client
+(tests/harness/msrpclient.py, which imports no gateway code) listening on loopback with
+a=setup:passive, so the gateway connects to it after the ACK. Everything waits for
+conditions with bounded timeouts; nothing asserts on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slixmpp.stanza import Message
+
+from tests.harness import LOOPBACK
+from tests.harness import msrpclient as mc
+from tests.harness.gateway_proc import GatewayProcess, gateway_config, merge
+from tests.harness.ports import free_port
+from tests.harness.prosody import ProsodyServer
+from tests.harness.sipp import SCENARIO_DIR, Sipp, SippResult
+from tests.integration.conftest import ClientFactory
+
+pytestmark = pytest.mark.asyncio
+
+COMPONENT = "sip.localhost"
+ROMEO = f"sip:romeo@{COMPONENT}"
+NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
+NS_RECEIPTS = "urn:xmpp:receipts"
+
+
+@dataclass
+class Rig:
+    gw: GatewayProcess
+    port: int
+    sipp: Sipp
+    scratch: Path
+
+    def scenario(self, template: str, fields: Mapping[str, str]) -> Path:
+        text = (SCENARIO_DIR / template).read_text(encoding="utf-8")
+        for key, value in fields.items():
+            text = text.replace(f"@@{key}@@", value)
+        assert "@@" not in text, f"unfilled field in {template}"
+        path = self.scratch / f"{secrets.token_hex(4)}-{template}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def invite(
+        self,
+        to: str,
+        msrp_port: int,
+        *,
+        template: str = "session_msrp_wait_bye_uac.xml",
+        **more: str,
+    ) -> asyncio.Task[SippResult]:
+        """sipp's INVITE with an offer naming the test client at `msrp_port`, in a thread."""
+        path = self.scenario(
+            template,
+            {"MSRP_PORT": str(msrp_port), "MSRP_PATH": f"msrp://127.0.0.1:{msrp_port}/passive1;tcp",
+             **more},
+        )  # fmt: skip
+        return asyncio.create_task(
+            asyncio.to_thread(
+                self.sipp.run,
+                path,
+                remote=f"{LOOPBACK}:{self.port}",
+                transport="u1",
+                keys={"to_uri": to, "from_uri": ROMEO},
+                timeout=40,
+            )
+        )
+
+    async def log(self, pattern: str, timeout: float = 15) -> str:
+        found = await asyncio.to_thread(self.gw.wait_for_log, pattern, timeout)
+        return found.group(0)
+
+
+@pytest.fixture
+def rig(prosody: ProsodyServer, sipp: Sipp, tmp_path: Path) -> Iterator[Callable[..., Rig]]:
+    procs: list[GatewayProcess] = []
+
+    def start(**over: Any) -> Rig:
+        port = free_port()
+        base: dict[str, Any] = {
+            "gateway": {"state_dir": str(tmp_path / "state")},
+            "xmpp": {
+                "port": prosody.component_port,
+                "components": [{"domain": COMPONENT, "secret": prosody.components[COMPONENT]}],
+            },
+            "sip": {
+                "listeners": [
+                    {"transport": "udp", "address": LOOPBACK, "port": port},
+                    {"transport": "tcp", "address": LOOPBACK, "port": port},
+                ],
+                "hosted_domains": [],
+                "trusted_peers": ["127.0.0.1"],
+                "timers": {"t1": 0.1},
+            },
+            "msrp": {"enabled": True, "address": LOOPBACK, "port": free_port()},
+            "sessions": {"receipt_wait": 20},
+            "admin": {"enabled": False},
+        }
+        gw = GatewayProcess(gateway_config(**merge(base, over)), tmp_path / "gw", log_level="info")
+        procs.append(gw)
+        gw.start()
+        gw.wait_for_log(rf"xmpp link {re.escape(COMPONENT)} up", timeout=20)
+        return Rig(gw, port, sipp, tmp_path / "scenarios")
+
+    try:
+        yield start
+    finally:
+        for gw in procs:
+            if gw.running:
+                gw.kill()
+
+
+async def connected_client() -> tuple[asyncio.Server, asyncio.Queue[mc.MsrpClient], int]:
+    return await mc.listen("127.0.0.1")
+
+
+async def gateway_leg(accepted: asyncio.Queue[mc.MsrpClient]) -> tuple[mc.MsrpClient, str]:
+    """The gateway's connection to the test client and its path (from the bodiless SEND
+    it binds the session with, RFC 4975 §5.4)."""
+    client = await asyncio.wait_for(accepted.get(), 15)
+    first = await client.message(timeout=15)
+    assert first.body is None
+    path = first.get("From-Path")
+    assert path is not None and path.startswith("msrp://127.0.0.1:")
+    return client, path
+
+
+def chat_state(msg: Message) -> str | None:
+    for child in msg.xml:
+        if child.tag.startswith(f"{{{NS_CHATSTATES}}}"):
+            return str(child.tag.split("}", 1)[1])
+    return None
+
+
+def status_code(report: mc.Msg) -> int:
+    status = report.get("Status") or ""
+    return int(status.split()[1])
+
+
+async def test_sip_initiated_session_both_ways(
+    rig: Callable[..., Rig], xmpp_client: ClientFactory
+) -> None:
+    """RFC 7573 §5: text over MSRP reaches the XMPP user as type=chat; its XEP-0184
+    receipt becomes the success REPORT (§7); the reply comes back as a message/cpim SEND;
+    isComposing <-> chat states (§6); <gone/> ends the session with a BYE (§6.1)."""
+    r = rig()
+    juliet = (await xmpp_client(prefix="juliet")).see_all_messages()
+    server, accepted, port = await connected_client()
+    try:
+        call = r.invite(f"sip:{juliet.jid.bare}", port)
+        client, gw_path = await gateway_leg(accepted)
+        _, mid = client.send(gw_path, b"What man art thou?", "text/plain")
+        msg = await juliet.wait_message(lambda m: m["body"] == "What man art thou?", timeout=15)
+        assert msg["type"] == "chat"
+        assert str(msg["from"].bare) == f"romeo@{COMPONENT}"
+        assert msg.xml.find(f"{{{NS_RECEIPTS}}}request") is not None
+        with pytest.raises(TimeoutError):  # held until the receipt (RFC 7573 §7)
+            await client.next_report(timeout=1.0)
+        juliet.send_raw(
+            f"<message to='{msg['from']}' id='r1'><received xmlns='{NS_RECEIPTS}' "
+            f"id='{msg['id']}'/></message>"
+        )
+        report = await client.next_report(timeout=15)
+        assert report.get("Message-ID") == mid and status_code(report) == 200
+
+        juliet.send_message(msg["from"], "My name, dear saint, is hateful")
+        send = await client.message(timeout=15)
+        assert (send.get("Content-Type") or "").startswith("message/cpim")
+        assert send.body is not None and b"My name, dear saint, is hateful" in send.body
+        assert f"From: <sip:{juliet.jid.bare}>".encode() in send.body
+        client.report(send)  # its success REPORT: the gateway logs it delivered
+        await r.log(r"session message .*direction=xmpp_to_sip.*fate=delivered")
+
+        composing = (
+            b"<?xml version='1.0' encoding='UTF-8'?>\n<isComposing "
+            b"xmlns='urn:ietf:params:xml:ns:im-iscomposing'><state>active</state>"
+            b"<contenttype>text/plain</contenttype></isComposing>"
+        )
+        client.send(gw_path, composing, "application/im-iscomposing+xml", success_report=False)
+        typing = await juliet.wait_message(lambda m: chat_state(m) == "composing", timeout=15)
+        assert not typing["body"]
+        juliet.send_raw(
+            f"<message to='{msg['from']}' type='chat'>"
+            f"<composing xmlns='{NS_CHATSTATES}'/></message>"
+        )
+        state = await client.message(timeout=15)
+        assert state.body is not None and b"<state>active</state>" in state.body
+        assert b"application/im-iscomposing+xml" in state.body  # wrapped in message/cpim
+
+        juliet.send_raw(
+            f"<message to='{msg['from']}' type='chat'><gone xmlns='{NS_CHATSTATES}'/></message>"
+        )
+        result = await call
+        assert result.ok, result.describe()
+        await r.log(r"session ended .*reason=bye-sent")
+        await asyncio.wait_for(client.closed.wait(), 15)
+    finally:
+        server.close()
+
+
+async def test_bye_from_sip_sends_gone(rig: Callable[..., Rig], xmpp_client: ClientFactory) -> None:
+    """A BYE from the SIP user ends the session: <gone/> to the XMPP user (§6.1), the
+    MSRP connection closes, and later XMPP messages take pager mode again."""
+    r = rig()
+    juliet = (await xmpp_client(prefix="juliet")).see_all_messages()
+    server, accepted, port = await connected_client()
+    try:
+        call = r.invite(
+            f"sip:{juliet.jid.bare}", port, template="session_msrp_bye_uac.xml", HOLD="1500"
+        )
+        client, gw_path = await gateway_leg(accepted)
+        client.send(gw_path, b"parting is such sweet sorrow", "text/plain", success_report=False)
+        await juliet.wait_message(lambda m: m["body"] == "parting is such sweet sorrow", 15)
+        result = await call
+        assert result.ok, result.describe()
+        gone = await juliet.wait_message(lambda m: chat_state(m) == "gone", timeout=15)
+        assert str(gone["from"].bare) == f"romeo@{COMPONENT}"
+        await r.log(r"session ended .*reason=bye-received")
+        await asyncio.wait_for(client.closed.wait(), 15)
+    finally:
+        server.close()
+
+
+async def test_undeliverable_gets_failure_report(
+    rig: Callable[..., Rig], xmpp_client: ClientFactory
+) -> None:
+    """An XMPP user that does not exist: Prosody bounces the stanza, the MSRP sender gets a
+    failure REPORT (RFC 4975 §7.1.2) with the mapped code (RFC 7247 Table 2 -> 403)."""
+    r = rig()
+    juliet = await xmpp_client(prefix="juliet")  # only for the XMPP domain's name
+    nobody = f"sip:nobody-{secrets.token_hex(3)}@{juliet.jid.domain}"
+    server, accepted, port = await connected_client()
+    try:
+        call = r.invite(nobody, port)
+        client, gw_path = await gateway_leg(accepted)
+        _, mid = client.send(gw_path, b"is anybody there?", "text/plain")
+        report = await client.next_report(timeout=15)
+        assert report.get("Message-ID") == mid
+        assert status_code(report) == 403
+        await r.log(r"session message .*fate=rejected.*status=403")
+        client.send(gw_path, b"unknown type", "application/octet-stream")
+        report = await client.next_report(timeout=15)
+        assert status_code(report) == 415
+        await client.close()  # the connection's loss ends the session: the gateway BYEs
+        result = await call
+        assert result.ok, result.describe()
+    finally:
+        server.close()
