@@ -346,7 +346,12 @@ def build(cfg: Config) -> Gateway:
     msrp = chat = media = None
     if cfg.msrp.enabled:
         msrp = MsrpService(cfg.msrp)
-        chat = SessionChat(pager, links, receipt_wait=cfg.sessions.receipt_wait)
+        chat = SessionChat(
+            pager,
+            links,
+            receipt_wait=cfg.sessions.receipt_wait,
+            preference=cfg.sessions.preference,
+        )
         media = MsrpMedia(msrp, chat)
         pager.session_stanzas = chat.take
     sessions = SessionService(
@@ -359,6 +364,7 @@ def build(cfg: Config) -> Gateway:
     )
     if chat is not None:
         chat.hangup = sessions.hangup
+        chat.invite = sessions.invite
         dispatcher.add("INVITE", invite_handler(registrar, sessions.handle_invite))
     else:
         dispatcher.add("INVITE", sessions.handle_invite)

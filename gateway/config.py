@@ -237,6 +237,9 @@ class SessionsSection:
     # RFC 7573 §7: a success REPORT waits for the XMPP receipt at most this long after the
     # XMPP server took the message (then it is sent: the server has it)
     receipt_wait: float = 10.0
+    # XMPP -> SIP chat (RFC 7573 §4): "session" opens an MSRP session to a SIP user known to
+    # take one (it sent an INVITE with MSRP before), falling back to pager mode; "pager": never
+    preference: str = "pager"
 
 
 STORE_BACKENDS = ("sqlite", "postgresql")
@@ -942,7 +945,10 @@ def _load_sessions(sec: _Section) -> SessionsSection:
         retry_after=sec.get("retry_after", int, 30),
         contact=_sip_uri(sec, "contact") if "contact" in sec.data else None,
         receipt_wait=sec.get("receipt_wait", float, 10.0),
+        preference=sec.get("preference", str, "pager"),
     )
+    if out.preference not in ("pager", "session"):
+        raise ConfigError(sec.key("preference"), "must be pager or session")
     sec.used.add("contact")
     if out.receipt_wait < 0:
         raise ConfigError(sec.key("receipt_wait"), "must not be negative")

@@ -26,6 +26,7 @@ from tests.harness.gateway_proc import GatewayProcess, gateway_config, merge
 from tests.harness.ports import free_port
 from tests.harness.prosody import ProsodyServer
 from tests.harness.sipp import SCENARIO_DIR, Sipp, SippResult
+from tests.harness.xmpp_client import XmppTestClient
 from tests.integration.conftest import ClientFactory
 
 pytestmark = pytest.mark.asyncio
@@ -258,3 +259,74 @@ async def test_undeliverable_gets_failure_report(
         assert result.ok, result.describe()
     finally:
         server.close()
+
+
+def route_to(port: int) -> list[dict[str, str]]:
+    return [{"domain": COMPONENT, "target": f"sip:{LOOPBACK}:{port}"}]
+
+
+async def learn_msrp(r: Rig, juliet: XmppTestClient) -> None:
+    """Romeo's client INVITEs with MSRP once (the gateway learns that it takes sessions),
+    and Juliet's <gone/> ends that session."""
+    server, accepted, port = await connected_client()
+    try:
+        call = r.invite(f"sip:{juliet.jid.bare}", port)
+        client, gw_path = await gateway_leg(accepted)
+        client.send(gw_path, b"I take MSRP", "text/plain", success_report=False)
+        msg = await juliet.wait_message(lambda m: m["body"] == "I take MSRP", timeout=15)
+        juliet.send_raw(
+            f"<message to='{msg['from']}' type='chat'><gone xmlns='{NS_CHATSTATES}'/></message>"
+        )
+        result = await call
+        assert result.ok, result.describe()
+        await r.log(r"session ended .*reason=bye-sent")
+    finally:
+        server.close()
+
+
+async def test_xmpp_initiated_session(rig: Callable[..., Rig], xmpp_client: ClientFactory) -> None:
+    """RFC 7573 §4: with preference "session", a chat message to a SIP user known to take
+    MSRP opens a session (INVITE with an MSRP offer, answered by sipp pointing at the test
+    client); the next message reuses it; <gone/> ends it."""
+    uas_port = free_port()
+    r = rig(sip={"routes": route_to(uas_port)}, sessions={"preference": "session"})
+    juliet = (await xmpp_client(prefix="juliet")).see_all_messages()
+    await learn_msrp(r, juliet)
+    server, accepted, port = await connected_client()
+    romeo = f"romeo@{COMPONENT}"
+    try:
+        uas = r.scenario("session_msrp_uas.xml", {"MSRP_PORT": str(port)})
+        with r.sipp.uas(uas, local_port=uas_port, calls=1, timeout=40) as proc:
+            juliet.send_message(romeo, "Deny thy father")
+            client, _ = await gateway_leg(accepted)
+            first = await client.message(timeout=15)
+            assert first.body == b"Deny thy father"  # text/plain: no wrapped types offered
+            juliet.send_message(romeo, "and refuse thy name")
+            second = await client.message(timeout=15)
+            assert second.body == b"and refuse thy name"
+            await r.log(r"session opened .*outcome=established")
+            juliet.send_raw(
+                f"<message to='{romeo}' type='chat'><gone xmlns='{NS_CHATSTATES}'/></message>"
+            )
+            result = await asyncio.to_thread(proc.wait)
+            assert result.ok, result.describe()  # one INVITE, the gateway's BYE answered
+    finally:
+        server.close()
+
+
+async def test_xmpp_initiated_fallback_to_pager(
+    rig: Callable[..., Rig], xmpp_client: ClientFactory
+) -> None:
+    """The SIP user refuses the session (488): the message goes by pager MESSAGE, once."""
+    uas_port = free_port()
+    r = rig(sip={"routes": route_to(uas_port)}, sessions={"preference": "session"})
+    juliet = (await xmpp_client(prefix="juliet")).see_all_messages()
+    await learn_msrp(r, juliet)
+    uas = r.scenario("session_msrp_488_uas.xml", {})
+    with r.sipp.uas(uas, local_port=uas_port, calls=2, timeout=40) as proc:
+        juliet.send_message(f"romeo@{COMPONENT}", "Call me but love")
+        result = await asyncio.to_thread(proc.wait)
+    assert result.ok, result.describe()
+    assert result.messages.count("Call me but love") == 1, result.messages
+    await r.log(r"session not opened, pager mode .*outcome=fallback.*status=488")
+    await r.log(r"gateway\.bridge\.pager: message .*fate=delivered")

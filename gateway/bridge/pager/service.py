@@ -384,6 +384,20 @@ class Pager:
         to_jid = self._xmpp_recipient(destination, dmap, xmpp_uri)
         return comp.domain, self._jids.user(source, dmap), to_jid
 
+    def session_target(self, to_text: str, from_text: str) -> tuple[str, str] | None:
+        """For a chat stanza: (the SIP user's URI, the XMPP sender's SIP URI), as pager mode
+        maps them; None when it is not for a SIP user (MappingError as in pager mode)."""
+        route = self._x2s_routes.peek((to_text, from_text))
+        if route is None:
+            to_jid = parse_jid(to_text)
+            dmap = self._maps.get(to_jid.domain.lower())
+            if dmap is None or to_jid.local is None:
+                return None
+            target = jid_to_sip_target(to_jid.bare, domain_map=dmap)
+            sender = jid_to_sip_uri(parse_jid(from_text).bare, domain_map=dmap)
+            return str(target.aor), str(sender.aor)
+        return route.target_text, route.sender_aor
+
     # -- helpers ------------------------------------------------------------------------------
 
     def _new_id(self) -> str:
@@ -606,6 +620,11 @@ class Pager:
         """Every <message/> addressed to a component domain (boundary-wrapped)."""
         if self.session_stanzas is not None and await self.session_stanzas(msg):
             return
+        await self.pager_stanza(msg)
+
+    async def pager_stanza(self, msg: Any) -> None:
+        """A <message/> in pager mode (also what a session that could not be set up hands
+        back, RFC 7573 fallback)."""
         mtype = msg.xml.get("type")
         if mtype == "error":
             self._on_error_stanza(msg)

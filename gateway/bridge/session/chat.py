@@ -28,7 +28,7 @@ import asyncio
 import itertools
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +37,9 @@ from gateway.bridge.pager.service import Pager
 from gateway.bridge.pager.sip_message import uri_address
 from gateway.bridge.session.media import Call
 from gateway.bridge.session.msrp_media import Leg
+from gateway.bridge.session.service import Outcome
 from gateway.logs import event
+from gateway.memo import Memo
 from gateway.msrp.transport import IncomingMessage
 from gateway.xmpp.convert import error_reply, message_to_op, stanza_error
 from gateway.xmpp.fastwrite import message_xml
@@ -85,6 +87,8 @@ class SessionChat:
         links: XmppLinks,
         *,
         receipt_wait: float = 10.0,
+        preference: str = "pager",
+        peer_limit: int = 4096,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.pager = pager
@@ -92,6 +96,11 @@ class SessionChat:
         self.receipt_wait = receipt_wait
         self.now = now
         self.hangup: Callable[[Call], None] = lambda call: None  # SessionService.hangup
+        # XMPP-initiated sessions (RFC 7573 §4): SessionService.invite, when preferred
+        self.invite: Callable[[str, str], Awaitable[Outcome]] | None = None
+        self.preference = preference
+        self._msrp_peers: Memo[str, bool] = Memo(peer_limit)  # SIP users seen with MSRP
+        self._opening: dict[tuple[str, str], list[Any]] = {}  # stanzas waiting for INVITE
         self._chats: dict[tuple[str, str], _Chat] = {}
         self._pending: dict[str, _Pending] = {}
         self._held: dict[str, _Held] = {}
@@ -126,6 +135,7 @@ class SessionChat:
             key,
         )
         leg.context = chat
+        self._msrp_peers.put(_peer(call.remote_uri), True)  # it takes MSRP sessions
         self._chats[key] = chat  # a newer session between the two takes the replies
         event(log, logging.INFO, "session up", call_id=call.call_id, role=call.role,
               sip=key[1], xmpp=key[0], msrp=str(leg.session.local_uri))  # fmt: skip
@@ -238,8 +248,8 @@ class SessionChat:
         xml = msg.xml
         if xml.get("type") == "error":
             return self._error_stanza(msg, xml.get("id") or "")
-        if not self._chats:
-            return False
+        if not self._chats and self.preference != "session":
+            return False  # the pager's fast path
         try:
             key = (
                 str(parse_jid(xml.get("from") or "").bare),
@@ -249,7 +259,7 @@ class SessionChat:
             return False
         chat = self._chats.get(key)
         if chat is None:
-            return False
+            return self._maybe_open(msg, key)
         try:
             op = message_to_op(msg, source=chat.xmpp_address, destination=chat.sip_address)
         except ValueError:
@@ -284,6 +294,56 @@ class SessionChat:
             if composing is not None:
                 self._spawn(self._to_msrp(chat, None, composing))
         return True
+
+    def _maybe_open(self, msg: Any, key: tuple[str, str]) -> bool:
+        """RFC 7573 §4: a chat message to a SIP user known to take MSRP sessions opens one
+        when `preference` is "session"; messages meanwhile wait for it. False: pager mode."""
+        waiting = self._opening.get(key)
+        if waiting is not None:
+            waiting.append(msg)
+            return True
+        if self.preference != "session" or self.invite is None:
+            return False
+        xml = msg.xml
+        if xml.get("type") not in (None, "chat", "normal") or msg["body"] == "":
+            return False
+        try:
+            uris = self.pager.session_target(xml.get("to") or "", xml.get("from") or "")
+        except MappingError:
+            return False  # pager mode answers it with the error
+        if uris is None or self._msrp_peers.peek(_peer(uris[0])) is not True:
+            return False
+        self._opening[key] = [msg]
+        self._spawn(self._open(key, *uris))
+        return True
+
+    async def _open(self, key: tuple[str, str], sip_uri: str, xmpp_uri: str) -> None:
+        assert self.invite is not None
+        try:
+            outcome = await self.invite(xmpp_uri, sip_uri)
+        finally:
+            waiting = self._opening.pop(key, [])
+        opened = outcome.kind == "established" and key in self._chats
+        event(log, logging.INFO, "session opened" if opened else "session not opened, pager mode",
+              call_id=outcome.call.call_id, outcome=outcome.kind, status=outcome.status,
+              detail=outcome.detail, sip=key[1], xmpp=key[0])  # fmt: skip
+        if not opened:
+            if outcome.kind in ("fallback", "rejected"):
+                self._msrp_peers.put(_peer(sip_uri), False)  # ask again when it INVITEs us
+            for msg in waiting:  # never lost, never twice: each goes one way only
+                await self._pager_mode(msg)
+            return
+        for msg in waiting:
+            await self.take(msg)
+
+    async def _pager_mode(self, msg: Any) -> None:
+        """Pager mode for a stanza, outside the XMPP boundary: its errors answered here."""
+        try:
+            await self.pager.pager_stanza(msg)
+        except MappingError as exc:
+            domain = parse_jid(msg.xml.get("to") or "").domain.lower()
+            if msg.xml.get("id"):
+                self.links.send(domain, error_reply(msg, exc.to_xmpp()))
 
     def _error_stanza(self, msg: Any, stanza_id: str) -> bool:
         pending = self._pending.get(stanza_id)
@@ -339,3 +399,12 @@ class SessionChat:
         self._held.clear()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=2.0)
+
+
+def _peer(sip_uri: str) -> str:
+    """A SIP user's key in the table of MSRP-capable peers (bare, domain lower case)."""
+    try:
+        address = uri_address(sip_uri)
+    except MappingError:
+        return sip_uri
+    return f"{address.user}@{(address.domain or '').lower()}"

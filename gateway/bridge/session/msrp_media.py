@@ -28,6 +28,7 @@ from gateway.sdp.msrp import (
     make_offer,
     offered_tls,
     parse_answer,
+    type_accepted,
 )
 from mappings.errors import MappingError
 
@@ -61,11 +62,13 @@ class Leg:
         return await self.session.send_message(content_type, body)
 
     def takes_wrapped(self, inner: str) -> bool:
-        """message/cpim around `inner` is acceptable to the peer."""
+        """message/cpim around `inner`: the peer takes message/cpim and lists `inner` in its
+        a=accept-wrapped-types (RFC 4975 §8.6); otherwise we send `inner` bare."""
+        stream = self.stream
         return (
-            self.stream is not None
-            and self.stream.may_send("message/cpim", False)
-            and (self.stream.may_send(inner, True))
+            stream is not None
+            and stream.may_send("message/cpim")
+            and type_accepted(inner, stream.accept_wrapped_types)
         )
 
 
@@ -149,6 +152,7 @@ class MsrpMedia:
         leg = self._legs.get((call.call_id, call.local_tag))
         if leg is None or leg.offer is None:
             return False
+        leg.call = call  # the INVITE's Call (now with its transport): what hangup matches
         result = parse_answer(answer, leg.offer)
         if isinstance(result, Refusal):
             event(log, logging.INFO, "session answer refused", call_id=call.call_id,
@@ -163,6 +167,7 @@ class MsrpMedia:
         leg = self._legs.get((call.call_id, call.local_tag))
         if leg is None or leg.stream is None:
             return
+        leg.call = call
         leg.started = True
         if leg.stream.setup == "active":
             task = asyncio.get_running_loop().create_task(self._connect(leg, leg.stream))
