@@ -44,6 +44,10 @@ __all__ = [
 PLAIN: Final = "text/plain"
 CPIM: Final = "message/cpim"
 ISCOMPOSING: Final = isc.MEDIA_TYPE
+# text charsets (codecs names); bytes-to-bytes codecs (base64, zlib...) are not charsets
+_CHARSETS: Final = frozenset(
+    {"utf-8", "ascii", "iso8859-1", "iso8859-15", "utf-16", "utf-16-le", "utf-16-be", "cp1252"}
+)
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
@@ -81,7 +85,7 @@ def _text(content_type: str, body: bytes) -> str:
     name = _charset(content_type)
     try:
         info = codecs.lookup(name)
-        if info.name not in ("utf-8", "ascii", "latin-1", "iso8859-15", "utf-16", "cp1252"):
+        if info.name not in _CHARSETS:
             raise _unsupported(f"charset {name!r} is not supported")
         text = body.decode(info.name)
     except LookupError:
