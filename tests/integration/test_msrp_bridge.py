@@ -330,3 +330,69 @@ async def test_xmpp_initiated_fallback_to_pager(
     assert result.messages.count("Call me but love") == 1, result.messages
     await r.log(r"session not opened, pager mode .*outcome=fallback.*status=488")
     await r.log(r"gateway\.bridge\.pager: message .*fate=delivered")
+
+
+async def test_msrp_failure_reaches_xmpp_sender(
+    rig: Callable[..., Rig], xmpp_client: ClientFactory
+) -> None:
+    """A failure REPORT from the SIP side for an XMPP user's message comes back to them as
+    an error stanza (RFC 7247 Table 3: 403 -> forbidden)."""
+    r = rig()
+    juliet = (await xmpp_client(prefix="juliet")).see_all_messages()
+    server, accepted, port = await connected_client()
+    try:
+        call = r.invite(f"sip:{juliet.jid.bare}", port)
+        client, gw_path = await gateway_leg(accepted)
+        client.send(gw_path, b"speak again", "text/plain", success_report=False)
+        msg = await juliet.wait_message(lambda m: m["body"] == "speak again", timeout=15)
+        sent = juliet.send_message(msg["from"], "not for your eyes")
+        send = await client.message(timeout=15)
+        client.report(send, 403)
+        error = await juliet.wait_message(
+            lambda m: m["type"] == "error" and m["id"] == sent["id"], timeout=15
+        )
+        assert error["error"]["condition"] == "forbidden"
+        await client.close()
+        result = await call
+        assert result.ok, result.describe()
+    finally:
+        server.close()
+
+
+async def test_idle_session_ends_with_bye(
+    rig: Callable[..., Rig], xmpp_client: ClientFactory
+) -> None:
+    """[msrp] idle_timeout without a message: the gateway ends the session with a BYE."""
+    r = rig(msrp={"idle_timeout": 1.0})
+    juliet = (await xmpp_client(prefix="juliet")).see_all_messages()
+    server, accepted, port = await connected_client()
+    try:
+        call = r.invite(f"sip:{juliet.jid.bare}", port)
+        client, _ = await gateway_leg(accepted)
+        result = await call
+        assert result.ok, result.describe()
+        await r.log(r"session media ended .*reason=\"idle timeout\"")
+        await r.log(r"session ended .*reason=bye-sent")
+        await asyncio.wait_for(client.closed.wait(), 15)
+    finally:
+        server.close()
+
+
+async def test_gateway_stop_ends_sessions(
+    rig: Callable[..., Rig], xmpp_client: ClientFactory
+) -> None:
+    """Stopping the gateway hangs up its sessions (BYE) and closes their MSRP connections."""
+    r = rig()
+    juliet = (await xmpp_client(prefix="juliet")).see_all_messages()
+    server, accepted, port = await connected_client()
+    try:
+        call = r.invite(f"sip:{juliet.jid.bare}", port)
+        client, _ = await gateway_leg(accepted)
+        await r.log(r"session up ")
+        assert await asyncio.to_thread(r.gw.terminate) == 0
+        result = await call
+        assert result.ok, result.describe()
+        await asyncio.wait_for(client.closed.wait(), 15)
+        assert re.search(r"session ended .*reason=bye-sent", r.gw.log_text())
+    finally:
+        server.close()
