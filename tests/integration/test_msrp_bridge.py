@@ -23,6 +23,7 @@ from slixmpp.stanza import Message
 from tests.harness import LOOPBACK
 from tests.harness import msrpclient as mc
 from tests.harness.gateway_proc import GatewayProcess, gateway_config, merge
+from tests.harness.kamailio_msrp import start_relay
 from tests.harness.ports import free_port
 from tests.harness.prosody import ProsodyServer
 from tests.harness.sipp import SCENARIO_DIR, Sipp, SippResult
@@ -60,12 +61,14 @@ class Rig:
         msrp_port: int,
         *,
         template: str = "session_msrp_wait_bye_uac.xml",
+        path: str | None = None,
         **more: str,
     ) -> asyncio.Task[SippResult]:
         """sipp's INVITE with an offer naming the test client at `msrp_port`, in a thread."""
         path = self.scenario(
             template,
-            {"MSRP_PORT": str(msrp_port), "MSRP_PATH": f"msrp://127.0.0.1:{msrp_port}/passive1;tcp",
+            {"MSRP_PORT": str(msrp_port),
+             "MSRP_PATH": path or f"msrp://127.0.0.1:{msrp_port}/passive1;tcp",
              **more},
         )  # fmt: skip
         return asyncio.create_task(
@@ -396,3 +399,42 @@ async def test_gateway_stop_ends_sessions(
         assert re.search(r"session ended .*reason=bye-sent", r.gw.log_text())
     finally:
         server.close()
+
+
+async def test_session_through_kamailio_relay(
+    rig: Callable[..., Rig], xmpp_client: ClientFactory, tmp_path: Path
+) -> None:
+    """[msrp] relay: the gateway's session runs through Kamailio's msrp module (RFC 4976),
+    to a test client that is itself behind the relay; text both ways and the held REPORT."""
+    relay = start_relay(tmp_path / "kamailio")
+    try:
+        r = rig(msrp={"relay": relay.uri, "relay_username": "gateway",
+                      "relay_password": relay.password})  # fmt: skip
+        juliet = (await xmpp_client(prefix="juliet")).see_all_messages()
+        client = mc.MsrpClient("msrp://127.0.0.1:9/relayclient;tcp")
+        await client.connect(relay.address, relay.port)
+        use_path, _ = await client.auth(relay.uri, "client", relay.password)
+        call = r.invite(f"sip:{juliet.jid.bare}", 9, path=f"{use_path} {client.path}")
+        first = await client.message(timeout=15)  # the gateway's bodiless SEND, relayed
+        gw_path = first.get("From-Path") or ""
+        assert first.body is None and gw_path.startswith(f"msrp://{relay.address}:{relay.port}/")
+        _, mid = client.send(gw_path, b"through the relay", "text/plain")
+        msg = await juliet.wait_message(lambda m: m["body"] == "through the relay", timeout=15)
+        juliet.send_raw(
+            f"<message to='{msg['from']}' id='r2'><received xmlns='{NS_RECEIPTS}' "
+            f"id='{msg['id']}'/></message>"
+        )
+        report = await client.next_report(timeout=15)
+        assert report.get("Message-ID") == mid and status_code(report) == 200
+        juliet.send_message(msg["from"], "and back")
+        send = await client.message(timeout=15)
+        assert send.body is not None and b"and back" in send.body
+        juliet.send_raw(
+            f"<message to='{msg['from']}' type='chat'><gone xmlns='{NS_CHATSTATES}'/></message>"
+        )
+        result = await call
+        assert result.ok, result.describe()
+        assert "MSRPAUTH accepted gateway" in relay.log_text()
+        await client.close()
+    finally:
+        relay.stop()

@@ -68,7 +68,9 @@ class _Chat:
 
 @dataclass(slots=True)
 class _Pending:
+    chat: object = None  # the session it was sent in (None: not a session's)
     bounce: XmppErrorInfo | None = None
+    received: bool = False  # the receipt overtook the server's confirmation
 
 
 @dataclass(slots=True)
@@ -208,7 +210,7 @@ class SessionChat:
             self._fate("sip_to_xmpp", "failed", status=408, reason="xmpp link down", **ids)
             return
         xml = message_xml(op, mfrom=str(chat.sip_jid), mto=str(chat.xmpp_jid), stanza_id=stanza_id)
-        pending = self._pending[stanza_id] = _Pending()
+        pending = self._pending[stanza_id] = _Pending(chat)
         try:
             await self.links.send_confirmed(chat.domain, xml)
         except LinkDown:
@@ -223,7 +225,7 @@ class SessionChat:
             self._fate("sip_to_xmpp", "rejected", status=code,
                        condition=pending.bounce.condition, **ids)  # fmt: skip
             return
-        if op.receipt_request:
+        if op.receipt_request and not pending.received:
             timer = asyncio.get_running_loop().call_later(
                 self.receipt_wait, self._release, stanza_id
             )
@@ -265,6 +267,9 @@ class SessionChat:
         except ValueError:
             return True  # nothing the session carries
         if op.receipt_for is not None:
+            overtaking = self._pending.get(op.receipt_for)
+            if overtaking is not None and overtaking.chat is chat:
+                overtaking.received = True  # reported when the confirmation comes
             held = self._held.pop(op.receipt_for, None)
             if held is not None and held.chat is chat:
                 held.timer.cancel()
