@@ -35,7 +35,7 @@ from gateway.bridge.presence.context import domain_maps, presence_config
 from gateway.bridge.presence.service import PresenceService
 from gateway.bridge.regevent.service import RegEventService
 from gateway.bridge.routing import SipRouter
-from gateway.bridge.session.chat import SessionChat
+from gateway.bridge.session.chat import SessionChat, options_prober
 from gateway.bridge.session.msrp_media import MsrpMedia
 from gateway.bridge.session.service import SessionService, default_contact
 from gateway.config import Config, ConfigError, Transport, read_config
@@ -365,6 +365,7 @@ def build(cfg: Config) -> Gateway:
     if chat is not None:
         chat.hangup = sessions.hangup
         chat.invite = sessions.invite
+        chat.probe = options_prober(router)  # RFC 7573 §4: who takes MSRP sessions
         dispatcher.add("INVITE", invite_handler(registrar, sessions.handle_invite))
     else:
         dispatcher.add("INVITE", sessions.handle_invite)

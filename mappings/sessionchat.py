@@ -10,6 +10,10 @@
   `gone` has no isComposing (Table 4): the session ends instead (§6.1, done by the glue).
 * `failure_code`: an XMPP stanza error that stopped a message -> the MSRP failure REPORT
   status (RFC 4975 §10 codes), through RFC 7247 Table 2 (`mappings.errors.xmpp_to_sip`).
+* `takes_msrp`: does an OPTIONS answer (RFC 3261 §11.2: a 2xx may carry the SDP the
+  user agent would offer) show an MSRP chat endpoint? Only an SDP with an
+  `m=message ... TCP/MSRP` or `TCP/TLS/MSRP` line and INVITE allowed counts; an Accept
+  listing message/cpim says nothing about sessions.
 * `xmpp_error`: an MSRP failure (response, failure REPORT, timeout) -> the XMPP error the
   XMPP sender receives, through RFC 7247 Table 3 (`sip_to_xmpp`): MSRP status codes share
   their meaning with SIP's (400, 403, 408, 413, 415, 481 ...).
@@ -35,6 +39,7 @@ __all__ = [
     "PLAIN",
     "ChatContent",
     "failure_code",
+    "takes_msrp",
     "unwrap",
     "wrap_state",
     "wrap_text",
@@ -202,3 +207,17 @@ def xmpp_error(code: int, comment: str | None = None) -> XmppErrorInfo:
     if code < 300 or code > 699:
         code = 500
     return sip_to_xmpp(code, comment or None)
+
+
+_MSRP_MLINE = re.compile(rb"^m=message +[0-9]+ +TCP/(?:TLS/)?MSRP\b", re.MULTILINE | re.IGNORECASE)
+
+
+def takes_msrp(status: int, allow: str | None, content_type: str | None, body: bytes) -> bool:
+    """RFC 7573 §4 capability from an OPTIONS response (see the module docstring)."""
+    if not 200 <= status < 300 or not body:
+        return False
+    if content_type is None or _media(content_type) != "application/sdp":
+        return False
+    if allow is not None and "invite" not in {m.strip().lower() for m in allow.split(",")}:
+        return False
+    return _MSRP_MLINE.search(body.replace(b"\r\n", b"\n")) is not None

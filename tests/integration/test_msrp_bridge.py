@@ -438,3 +438,32 @@ async def test_session_through_kamailio_relay(
         await client.close()
     finally:
         relay.stop()
+
+
+async def test_options_teaches_msrp(rig: Callable[..., Rig], xmpp_client: ClientFactory) -> None:
+    """RFC 7573 §4 discovery: the first message to an unknown SIP user goes by pager mode
+    while an OPTIONS asks it; its 200 shows an MSRP endpoint, so the next message opens a
+    session."""
+    uas_port = free_port()
+    r = rig(sip={"routes": route_to(uas_port)}, sessions={"preference": "session"})
+    juliet = (await xmpp_client(prefix="juliet")).see_all_messages()
+    server, accepted, port = await connected_client()
+    romeo = f"romeo@{COMPONENT}"
+    try:
+        uas = r.scenario("session_msrp_options_uas.xml", {"MSRP_PORT": str(port)})
+        with r.sipp.uas(uas, local_port=uas_port, calls=3, timeout=40) as proc:
+            juliet.send_message(romeo, "What light through yonder window breaks")
+            await r.log(r"session capability .*msrp=True.*learnt=options")
+            await r.log(r"gateway\.bridge\.pager: message .*fate=delivered")
+            juliet.send_message(romeo, "It is the east")
+            client, _ = await gateway_leg(accepted)
+            assert (await client.message(timeout=15)).body == b"It is the east"
+            juliet.send_raw(
+                f"<message to='{romeo}' type='chat'><gone xmlns='{NS_CHATSTATES}'/></message>"
+            )
+            result = await asyncio.to_thread(proc.wait)
+        assert result.ok, result.describe()
+        assert result.messages.count("What light through yonder window breaks") == 1
+        assert "It is the east" not in result.messages  # it went over MSRP only
+    finally:
+        server.close()

@@ -14,6 +14,7 @@ from mappings.model import Address, ChatState
 from mappings.sessionchat import (
     ChatContent,
     failure_code,
+    takes_msrp,
     unwrap,
     wrap_state,
     wrap_text,
@@ -180,3 +181,30 @@ def test_failure_code_is_an_msrp_status(condition: str) -> None:
 )
 def test_xmpp_error(code: int, condition: str) -> None:
     assert xmpp_error(code).condition == condition
+
+
+SDP_MSRP = (
+    b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+    b"m=message 7394 TCP/MSRP *\r\na=accept-types:message/cpim text/plain\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "allow", "content_type", "body", "expected"),
+    [
+        (200, "INVITE, ACK, BYE, MESSAGE", "application/sdp", SDP_MSRP, True),
+        (200, None, "application/sdp", SDP_MSRP, True),
+        (200, "invite,bye", "Application/SDP", SDP_MSRP.replace(b"TCP/MSRP", b"TCP/TLS/MSRP"),
+         True),
+        (200, "MESSAGE, OPTIONS", "application/sdp", SDP_MSRP, False),  # no INVITE
+        (200, "INVITE", "application/sdp", SDP_MSRP.replace(b"m=message", b"m=audio"), False),
+        (200, "INVITE", "application/sdp", SDP_MSRP.replace(b"TCP/MSRP", b"RTP/AVP"), False),
+        (200, "INVITE", "text/plain", SDP_MSRP, False),
+        (200, "INVITE", None, b"", False),  # Accept/Allow alone say nothing of MSRP
+        (404, "INVITE", "application/sdp", SDP_MSRP, False),
+    ],
+)  # fmt: skip
+def test_takes_msrp(
+    status: int, allow: str | None, content_type: str | None, body: bytes, expected: bool
+) -> None:
+    assert takes_msrp(status, allow, content_type, body) is expected

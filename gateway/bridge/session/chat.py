@@ -35,12 +35,16 @@ from typing import Any
 
 from gateway.bridge.pager.service import Pager
 from gateway.bridge.pager.sip_message import uri_address
+from gateway.bridge.routing import SipRouter
 from gateway.bridge.session.media import Call
 from gateway.bridge.session.msrp_media import Leg
 from gateway.bridge.session.service import Outcome
 from gateway.logs import event
 from gateway.memo import Memo
 from gateway.msrp.transport import IncomingMessage
+from gateway.sip.message import Headers, SipRequest
+from gateway.sip.uri import SipUri, parse_uri
+from gateway.sip.useragent import MessageTooLarge, TransactionTimeout, TransportFailure
 from gateway.xmpp.convert import error_reply, message_to_op, stanza_error
 from gateway.xmpp.fastwrite import message_xml
 from gateway.xmpp.links import LinkDown, XmppLinks
@@ -100,6 +104,8 @@ class SessionChat:
         self.hangup: Callable[[Call], None] = lambda call: None  # SessionService.hangup
         # XMPP-initiated sessions (RFC 7573 §4): SessionService.invite, when preferred
         self.invite: Callable[[str, str], Awaitable[Outcome]] | None = None
+        # OPTIONS to a SIP user not known either way (`options_prober`): (SIP user, from)
+        self.probe: Callable[[str, str], Awaitable[bool]] | None = None
         self.preference = preference
         self._msrp_peers: Memo[str, bool] = Memo(peer_limit)  # SIP users seen with MSRP
         self._opening: dict[tuple[str, str], list[Any]] = {}  # stanzas waiting for INVITE
@@ -316,11 +322,25 @@ class SessionChat:
             uris = self.pager.session_target(xml.get("to") or "", xml.get("from") or "")
         except MappingError:
             return False  # pager mode answers it with the error
-        if uris is None or self._msrp_peers.peek(_peer(uris[0])) is not True:
+        if uris is None:
+            return False
+        peer = _peer(uris[0])
+        known = self._msrp_peers.peek(peer)
+        if known is None and self.probe is not None:  # ask once (OPTIONS); pager meanwhile
+            self._msrp_peers.put(peer, False)
+            self._spawn(self._probe(peer, *uris))
+        if known is not True:
             return False
         self._opening[key] = [msg]
         self._spawn(self._open(key, *uris))
         return True
+
+    async def _probe(self, peer: str, sip_uri: str, xmpp_uri: str) -> None:
+        assert self.probe is not None
+        takes = await self.probe(sip_uri, xmpp_uri)
+        if takes:
+            self._msrp_peers.put(peer, True)
+        event(log, logging.INFO, "session capability", sip=peer, msrp=takes, learnt="options")
 
     async def _open(self, key: tuple[str, str], sip_uri: str, xmpp_uri: str) -> None:
         assert self.invite is not None
@@ -413,3 +433,41 @@ def _peer(sip_uri: str) -> str:
     except MappingError:
         return sip_uri
     return f"{address.user}@{(address.domain or '').lower()}"
+
+
+def options_prober(router: SipRouter) -> Callable[[str, str], Awaitable[bool]]:
+    """RFC 7573 §4 capability discovery: an OPTIONS (RFC 3261 §11) to the SIP user, routed
+    like pager mode's MESSAGE; True when its 2xx shows an MSRP chat endpoint
+    (`mappings.sessionchat.takes_msrp`). Any failure is False."""
+
+    async def probe(sip_uri: str, from_uri: str) -> bool:
+        aor = parse_uri(sip_uri)
+        if not isinstance(aor, SipUri):
+            return False
+        tag, call_id = secrets.token_hex(6), f"{secrets.token_hex(8)}@options"
+
+        def build(request_uri: str) -> SipRequest:
+            headers = Headers(
+                [
+                    ("Max-Forwards", "70"),
+                    ("From", f"<{from_uri}>;tag={tag}"),
+                    ("To", f"<{sip_uri}>"),
+                    ("Call-ID", call_id),
+                    ("CSeq", "1 OPTIONS"),
+                    ("Accept", "application/sdp"),
+                ]
+            )
+            return SipRequest("OPTIONS", parse_uri(request_uri), headers, b"")
+
+        try:
+            response = await router.send(aor, build)
+        except (MappingError, TransactionTimeout, TransportFailure, MessageTooLarge):
+            return False
+        return chat_fmt.takes_msrp(
+            response.status,
+            response.headers.get("Allow"),
+            response.headers.get("Content-Type"),
+            response.body,
+        )
+
+    return probe
