@@ -56,6 +56,8 @@ from mappings.model import Address, BodyPart, ChatState, MessageOp, XmppMessageT
 __all__ = ["SessionChat"]
 
 log = logging.getLogger("gateway.bridge.session")
+WAITING_LIMIT = 100  # XMPP messages waiting for a session being opened (then refused)
+HELD_LIMIT = 256  # success REPORTs held per session; beyond, sent when the server took it
 
 
 @dataclass(eq=False)
@@ -231,7 +233,7 @@ class SessionChat:
             self._fate("sip_to_xmpp", "rejected", status=code,
                        condition=pending.bounce.condition, **ids)  # fmt: skip
             return
-        if op.receipt_request and not pending.received:
+        if op.receipt_request and not pending.received and len(chat.held) < HELD_LIMIT:
             timer = asyncio.get_running_loop().call_later(
                 self.receipt_wait, self._release, stanza_id
             )
@@ -311,6 +313,12 @@ class SessionChat:
         when `preference` is "session"; messages meanwhile wait for it. False: pager mode."""
         waiting = self._opening.get(key)
         if waiting is not None:
+            if len(waiting) >= WAITING_LIMIT:
+                raise MappingError(
+                    f"{len(waiting)} messages already wait for the session",
+                    sip_status=500,
+                    xmpp_condition="resource-constraint",
+                )
             waiting.append(msg)
             return True
         if self.preference != "session" or self.invite is None:
@@ -346,8 +354,15 @@ class SessionChat:
         assert self.invite is not None
         try:
             outcome = await self.invite(xmpp_uri, sip_uri)
-        finally:
-            waiting = self._opening.pop(key, [])
+        except asyncio.CancelledError:  # stopping: the senders hear of it, nothing is lost
+            for msg in self._opening.pop(key, []):
+                if msg.xml.get("id"):
+                    info = XmppErrorInfo.of("service-unavailable", text="gateway stopping")
+                    self.links.send(
+                        parse_jid(msg.xml.get("to") or "").domain.lower(), error_reply(msg, info)
+                    )
+            raise
+        waiting = self._opening.pop(key, [])
         opened = outcome.kind == "established" and key in self._chats
         event(log, logging.INFO, "session opened" if opened else "session not opened, pager mode",
               call_id=outcome.call.call_id, outcome=outcome.kind, status=outcome.status,
@@ -418,12 +433,16 @@ class SessionChat:
     async def start(self) -> None:
         return None
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 2.0) -> None:
+        """Held REPORTs are dropped; messages being bridged get `grace` seconds, then
+        are cancelled (an INVITE still waiting gives up)."""
         for held in self._held.values():
             held.timer.cancel()
         self._held.clear()
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2.0)
+            await asyncio.wait(list(self._tasks), timeout=max(grace, 0.001))
+        for task in list(self._tasks):
+            task.cancel()
 
 
 def _peer(sip_uri: str) -> str:
