@@ -240,6 +240,12 @@ async def test_reply_goes_into_the_session_and_failure_comes_back() -> None:
     )
     await settle()
     assert leg.sent[-1][0] == "application/im-iscomposing+xml"
+    asked = "<body>mark it</body><request xmlns='urn:xmpp:receipts'/>"
+    assert await rig.chat.take(rig.stanza(asked, sid="ask"))
+    await settle()
+    receipt = ET.fromstring(rig.links.sent[-1])  # its success REPORT -> <received/>
+    assert receipt.get("to") == "juliet@localhost/balcony"
+    assert receipt.find("{urn:xmpp:receipts}received").get("id") == "ask"  # type: ignore[union-attr]
     leg.outcome = 413
     assert await rig.chat.take(rig.stanza("<body>too long</body>", sid="big"))
     await settle()

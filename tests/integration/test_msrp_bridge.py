@@ -179,13 +179,20 @@ async def test_sip_initiated_session_both_ways(
         report = await client.next_report(timeout=15)
         assert report.get("Message-ID") == mid and status_code(report) == 200
 
-        juliet.send_message(msg["from"], "My name, dear saint, is hateful")
+        juliet.send_raw(
+            f"<message to='{msg['from']}' type='chat' id='reply1'><body>My name, dear saint,"
+            f" is hateful</body><request xmlns='{NS_RECEIPTS}'/></message>"
+        )
         send = await client.message(timeout=15)
         assert (send.get("Content-Type") or "").startswith("message/cpim")
         assert send.body is not None and b"My name, dear saint, is hateful" in send.body
         assert f"From: <sip:{juliet.jid.bare}>".encode() in send.body
-        client.report(send)  # its success REPORT: the gateway logs it delivered
+        client.report(send)  # its success REPORT -> XEP-0184 <received/> (RFC 7573 §7)
         await r.log(r"session message .*direction=xmpp_to_sip.*fate=delivered")
+        receipt = await juliet.wait_message(
+            lambda m: m.xml.find(f"{{{NS_RECEIPTS}}}received") is not None, timeout=15
+        )
+        assert receipt.xml.find(f"{{{NS_RECEIPTS}}}received").get("id") == "reply1"
 
         composing = (
             b"<?xml version='1.0' encoding='UTF-8'?>\n<isComposing "

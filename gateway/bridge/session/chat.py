@@ -292,7 +292,8 @@ class SessionChat:
                 recipient_uri=chat.leg.call.remote_uri,
                 now=self.now(),
             )
-            self._spawn(self._to_msrp(chat, msg, content))
+            receipt = op.receipt_request and bool(op.trans_id)
+            self._spawn(self._to_msrp(chat, msg, content, receipt=receipt))
         elif op.chat_state is ChatState.GONE:  # RFC 7573 §6.1: BYE
             event(log, logging.INFO, "session gone", call_id=chat.leg.call.call_id, xmpp=key[0])
             self.hangup(chat.leg.call)
@@ -401,16 +402,33 @@ class SessionChat:
                    call_id=held.chat.leg.call.call_id)  # fmt: skip
         return True
 
-    async def _to_msrp(self, chat: _Chat, msg: Any | None, content: tuple[str, bytes]) -> None:
+    async def _to_msrp(
+        self, chat: _Chat, msg: Any | None, content: tuple[str, bytes], *, receipt: bool = False
+    ) -> None:
         outcome = await chat.leg.send(*content)
         ids = {"call_id": chat.leg.call.call_id, "msrp_id": outcome.message_id,
                "kind": "content" if msg is not None else "chat-state"}  # fmt: skip
         if outcome.ok:
             self._fate("xmpp_to_sip", "delivered", status=200, **ids)
+            if receipt and outcome.reported and msg is not None:  # RFC 7573 §7: REPORT 200
+                self._receipt(chat, msg)
             return
         self._fate("xmpp_to_sip", "rejected", status=outcome.code, reason=outcome.comment, **ids)
         if msg is not None and msg.xml.get("id"):
             self.links.send(chat.domain, error_reply(msg, chat_fmt.xmpp_error(outcome.code)))
+
+    def _receipt(self, chat: _Chat, msg: Any) -> None:
+        """The MSRP success REPORT of an XMPP message that asked for a receipt becomes
+        `<received/>` to its sender (RFC 7573 §7, XEP-0184)."""
+        op = MessageOp(
+            source=chat.sip_address,
+            destination=chat.xmpp_address,
+            trans_id=self._new_id(),
+            receipt_for=msg.xml.get("id"),
+        )
+        xml = message_xml(op, mfrom=str(chat.sip_jid), mto=msg.xml.get("from") or "",
+                          stanza_id=op.trans_id)  # fmt: skip
+        self.links.send(chat.domain, xml)
 
     # -- helpers ----------------------------------------------------------------------
 
