@@ -309,3 +309,21 @@ async def test_messages_waiting_for_a_session_are_capped() -> None:
     errors = rig.links.sent[before:]  # stopping: each waiting sender gets an error
     assert len(errors) == chat_mod.WAITING_LIMIT
     assert all(e["type"] == "error" for e in errors)
+
+
+async def test_messages_before_the_ack_wait_for_it() -> None:
+    """An active peer may send once it has our answer; the ACK can come later."""
+    rig = Rig()
+    call = Call("c9", "t9", "uas", JULIET_SIP, ROMEO_SIP, "udp")
+    leg = _Leg(call, SimpleNamespace(local_uri="msrp://127.0.0.1:1/s;tcp"))  # type: ignore[arg-type]
+    leg.sent = []
+    early = [_Incoming(f"early {i}".encode(), report=False) for i in range(chat_mod.EARLY_LIMIT)]
+    for incoming in early:
+        rig.chat.message(leg, incoming)  # type: ignore[arg-type]
+    over = _Incoming(b"too early")
+    rig.chat.message(leg, over)  # type: ignore[arg-type]
+    assert over.answers == [413] and rig.links.sent == []
+    rig.chat.up(leg)
+    await settle()
+    bodies = [ET.fromstring(x).findtext("body") for x in rig.links.sent]
+    assert bodies == [f"early {i}" for i in range(chat_mod.EARLY_LIMIT)]

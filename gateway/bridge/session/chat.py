@@ -57,6 +57,7 @@ __all__ = ["SessionChat"]
 
 log = logging.getLogger("gateway.bridge.session")
 WAITING_LIMIT = 100  # XMPP messages waiting for a session being opened (then refused)
+EARLY_LIMIT = 16  # messages received before the ACK, kept until the session is up
 HELD_LIMIT = 256  # success REPORTs held per session; beyond, sent when the server took it
 
 
@@ -144,18 +145,28 @@ class SessionChat:
             uri_address(call.local_uri).bare,
             key,
         )
+        early = leg.context if isinstance(leg.context, list) else []
         leg.context = chat
         self._msrp_peers.put(_peer(call.remote_uri), True)  # it takes MSRP sessions
         self._chats[key] = chat  # a newer session between the two takes the replies
         event(log, logging.INFO, "session up", call_id=call.call_id, role=call.role,
               sip=key[1], xmpp=key[0], msrp=str(leg.session.local_uri))  # fmt: skip
+        for msg in early:
+            self._spawn(self._to_xmpp(chat, msg))
 
     def message(self, leg: Leg, msg: IncomingMessage) -> None:
         chat = leg.context
-        if not isinstance(chat, _Chat):
-            msg.reject(481)  # a message before the ACK: no XMPP side yet
+        if isinstance(chat, _Chat):
+            self._spawn(self._to_xmpp(chat, msg))
             return
-        self._spawn(self._to_xmpp(chat, msg))
+        # Before the ACK (an active peer may send as soon as it has our answer, RFC 4975
+        # §5.4, and the ACK can come later): kept for `up`, a few at most.
+        early = leg.context if isinstance(leg.context, list) else []
+        if len(early) >= EARLY_LIMIT:
+            msg.reject(413)
+            return
+        early.append(msg)
+        leg.context = early
 
     def lost(self, leg: Leg, reason: str) -> None:
         event(log, logging.INFO, "session media ended", call_id=leg.call.call_id, reason=reason)
