@@ -474,3 +474,33 @@ async def test_options_teaches_msrp(rig: Callable[..., Rig], xmpp_client: Client
         assert "It is the east" not in result.messages  # it went over MSRP only
     finally:
         server.close()
+
+
+@pytest.mark.parametrize(
+    ("mline", "path", "status", "header_re"),
+    [
+        # TLS-only offer to a gateway without an msrps listener: RFC 3261 §20.43 code 302
+        ("m=message 7394 TCP/TLS/MSRP *", "msrps://127.0.0.1:7394/tls1;tcp", "488",
+         "Warning: 302 "),
+        ("m=audio 7396 RTP/AVP 0", None, "488", "Warning: 304 "),
+    ],
+)  # fmt: skip
+async def test_unusable_offers_refused_with_warning(
+    rig: Callable[..., Rig], mline: str, path: str | None, status: str, header_re: str
+) -> None:
+    """With `[msrp] enabled`, the real `MsrpMedia` refuses what it cannot run."""
+    r = rig()
+    lines = ["v=0", "o=sipp 1 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0", mline,
+             "a=accept-types:text/plain"]  # fmt: skip
+    if path is not None:
+        lines += [f"a=path:{path}", "a=fingerprint:SHA-256 " + ":".join(["AB"] * 32)]
+    scenario = r.scenario(
+        "session_invite_refused_uac.xml",
+        {"CONTENT_TYPE": "application/sdp", "BODY": "".join(f"      {x}\n" for x in lines),
+         "STATUS": status, "HEADER_RE": header_re},
+    )  # fmt: skip
+    result = await asyncio.to_thread(
+        r.sipp.run, scenario, remote=f"{LOOPBACK}:{r.port}", transport="u1",
+        keys={"to_uri": "sip:juliet@localhost", "from_uri": ROMEO}, timeout=20,
+    )  # fmt: skip
+    assert result.ok, result.describe()

@@ -123,10 +123,18 @@ class MsrpMedia:
             self.events.admit(call)
         except MappingError as exc:
             return MediaRefusal(exc.sip_status)
+        service = self.service
+        if service.sessions >= service.config.max_sessions:  # RFC 3261 §21.5.4
+            return MediaRefusal(503, 304, "too many message sessions")
+        # TLS only when we have it: otherwise `answer_offer` refuses a TLS-only offer with
+        # 488 and warn-code 302 (incompatible transport), as for any other transport
+        tls = bool(offered_tls(offer)) and (
+            service.tls_port is not None or service.config.relay is not None
+        )
         try:
-            leg = await self._new_leg(call, bool(offered_tls(offer)))
-        except MsrpConnectError as exc:  # too many sessions, no TLS listener, relay AUTH
-            return MediaRefusal(503 if "more than" in str(exc) else 488, 304, str(exc)[:100])
+            leg = await self._new_leg(call, tls)
+        except MsrpConnectError as exc:  # the relay's AUTH failed or timed out
+            return MediaRefusal(488, 304, str(exc)[:100])
         result = answer_offer(offer, leg.session.local_media())
         if isinstance(result, Refusal):
             return MediaRefusal(result.status, result.warning, result.warning_text or "")
