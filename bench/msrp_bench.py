@@ -289,8 +289,10 @@ async def bridge_rate(n: int, size: int, window: int) -> tuple[float, float, int
 
         juliet.xmpp.add_event_handler("message", count)
         text = (SCENARIO_DIR / "session_msrp_wait_bye_uac.xml").read_text()
-        text = text.replace("@@MSRP_PORT@@", str(mport)).replace(
-            "@@MSRP_PATH@@", f"msrp://{HOST}:{mport}/passive1;tcp")  # fmt: skip
+        fields = {"MSRP_PORT": str(mport), "MSRP_PATH": f"msrp://{HOST}:{mport}/passive1;tcp",
+                  "MSRP_PROTO": "TCP/MSRP", "MSRP_EXTRA": ""}  # fmt: skip
+        for key, value in fields.items():
+            text = text.replace(f"@@{key}@@", value)
         scenario = work / "uac.xml"
         scenario.write_text(text)
         sipp = Sipp(work / "sipp")

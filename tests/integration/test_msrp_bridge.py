@@ -10,8 +10,11 @@ conditions with bounded timeouts; nothing asserts on timing.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import secrets
+import ssl
+import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +23,7 @@ from typing import Any
 import pytest
 from slixmpp.stanza import Message
 
-from tests.harness import LOOPBACK
+from tests.harness import LOOPBACK, require_binary
 from tests.harness import msrpclient as mc
 from tests.harness.gateway_proc import GatewayProcess, gateway_config, merge
 from tests.harness.kamailio_msrp import start_relay
@@ -67,7 +70,7 @@ class Rig:
         """sipp's INVITE with an offer naming the test client at `msrp_port`, in a thread."""
         path = self.scenario(
             template,
-            {"MSRP_PORT": str(msrp_port),
+            {"MSRP_PORT": str(msrp_port), "MSRP_PROTO": "TCP/MSRP", "MSRP_EXTRA": "",
              "MSRP_PATH": path or f"msrp://127.0.0.1:{msrp_port}/passive1;tcp",
              **more},
         )  # fmt: skip
@@ -130,14 +133,16 @@ async def connected_client() -> tuple[asyncio.Server, asyncio.Queue[mc.MsrpClien
     return await mc.listen("127.0.0.1")
 
 
-async def gateway_leg(accepted: asyncio.Queue[mc.MsrpClient]) -> tuple[mc.MsrpClient, str]:
+async def gateway_leg(
+    accepted: asyncio.Queue[mc.MsrpClient], scheme: str = "msrp"
+) -> tuple[mc.MsrpClient, str]:
     """The gateway's connection to the test client and its path (from the bodiless SEND
     it binds the session with, RFC 4975 §5.4)."""
     client = await asyncio.wait_for(accepted.get(), 15)
     first = await client.message(timeout=15)
     assert first.body is None
     path = first.get("From-Path")
-    assert path is not None and path.startswith("msrp://127.0.0.1:")
+    assert path is not None and path.startswith(f"{scheme}://127.0.0.1:")
     return client, path
 
 
@@ -504,3 +509,49 @@ async def test_unusable_offers_refused_with_warning(
         keys={"to_uri": "sip:juliet@localhost", "from_uri": ROMEO}, timeout=20,
     )  # fmt: skip
     assert result.ok, result.describe()
+
+
+def _cert(d: Path, name: str) -> tuple[Path, Path]:
+    require_binary("openssl")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-keyout", f"{name}.key", "-out", f"{name}.pem",
+         "-subj", f"/CN={name}"],
+        cwd=d, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return d / f"{name}.pem", d / f"{name}.key"
+
+
+async def test_tls_session(
+    rig: Callable[..., Rig], xmpp_client: ClientFactory, tmp_path: Path
+) -> None:
+    """An msrps session (RFC 4975 §14.4): sipp offers TCP/TLS/MSRP with the test client's
+    certificate fingerprint; the gateway connects over TLS, checks it, and bridges."""
+    gw_cert, gw_key = _cert(tmp_path, "gateway")
+    client_cert, client_key = _cert(tmp_path, "client")
+    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(client_cert.read_text())).hexdigest()
+    fingerprint = ":".join(digest[i : i + 2] for i in range(0, 64, 2)).upper()
+    r = rig(msrp={"tls_port": free_port(), "certificate": str(gw_cert),
+                  "private_key": str(gw_key)})  # fmt: skip
+    juliet = (await xmpp_client(prefix="juliet")).see_all_messages()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(client_cert), str(client_key))
+    server, accepted, port = await mc.listen("127.0.0.1", tls=ctx)
+    try:
+        call = r.invite(
+            f"sip:{juliet.jid.bare}",
+            port,
+            path=f"msrps://127.0.0.1:{port}/passive1;tcp",
+            MSRP_PROTO="TCP/TLS/MSRP",
+            MSRP_EXTRA=f"      a=fingerprint:SHA-256 {fingerprint}\n",
+        )
+        client, gw_path = await gateway_leg(accepted, scheme="msrps")
+        client.send(gw_path, b"sealed with a kiss", "text/plain", success_report=False)
+        msg = await juliet.wait_message(lambda m: m["body"] == "sealed with a kiss", timeout=15)
+        juliet.send_raw(
+            f"<message to='{msg['from']}' type='chat'><gone xmlns='{NS_CHATSTATES}'/></message>"
+        )
+        result = await call
+        assert result.ok, result.describe()
+    finally:
+        server.close()
