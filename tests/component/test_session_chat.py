@@ -327,3 +327,20 @@ async def test_messages_before_the_ack_wait_for_it() -> None:
     await settle()
     bodies = [ET.fromstring(x).findtext("body") for x in rig.links.sent]
     assert bodies == [f"early {i}" for i in range(chat_mod.EARLY_LIMIT)]
+
+
+async def test_encrypted_and_retractions_never_reach_the_session() -> None:
+    """As in pager mode (docs/pager.md): an OMEMO stanza's fallback body is not sent."""
+    rig = Rig()
+    leg = rig.leg()
+    omemo = (
+        "<body>I sent you an OMEMO encrypted message</body>"
+        "<encrypted xmlns='eu.siacs.conversations.axolotl'><payload>x</payload></encrypted>"
+    )
+    with pytest.raises(MappingError) as err:
+        await rig.chat.take(rig.stanza(omemo))
+    assert err.value.xmpp_condition == "not-acceptable"
+    correction = "<body>fixed</body><replace xmlns='urn:xmpp:message-correct:0' id='x0'/>"
+    assert await rig.chat.take(rig.stanza(correction))
+    await settle()
+    assert leg.sent and leg.sent[-1][1].endswith(b"fixed") and leg.sent[-1][1] != b"fixed"

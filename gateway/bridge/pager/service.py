@@ -76,7 +76,7 @@ from mappings.errors import MappingError, XmppErrorInfo, sip_to_xmpp, xmpp_to_si
 from mappings.jid import Jid, parse_jid
 from mappings.model import Address, ChatState, MessageOp
 
-__all__ = ["Pager"]
+__all__ = ["Pager", "refused_payload"]
 
 # The logger keeps its name from before the packages: log lines are the operators'
 # interface (docs/troubleshooting.md).
@@ -640,7 +640,7 @@ class Pager:
             if route is None:
                 return  # to the component itself: nothing to bridge
         ids: dict[str, Any] = {"stanza_id": stanza_id, "sender": route.from_text}
-        refused = _refused_payload(xml, msg.namespace)
+        refused = refused_payload(xml, msg.namespace)
         if refused is not None:  # never its fallback body (issue 17, docs/pager.md)
             ids.update(recipient=route.peer, reason=refused.reason)
             self._fate(X2S, "rejected", start, condition=refused.xmpp_condition, **ids)
@@ -955,7 +955,7 @@ def _message_id(content: tuple[str, bytes]) -> str:
     return imdn_fmt.new_message_id()
 
 
-def _refused_payload(xml: Any, namespace: str) -> MappingError | None:
+def refused_payload(xml: Any, namespace: str) -> MappingError | None:
     """The error for a stanza that must not reach SIP as its fallback body: end-to-end
     encrypted (mappings.encryption) or a retraction (mappings.edits); else None."""
     found = encryption.detect_xmpp(xml, f"{{{namespace}}}body")

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.bridge.pager.service import Pager
+from gateway.bridge.pager.service import Pager, refused_payload
 from gateway.bridge.pager.sip_message import uri_address
 from gateway.bridge.routing import SipRouter
 from gateway.bridge.session.media import Call
@@ -48,6 +48,7 @@ from gateway.sip.useragent import MessageTooLarge, TransactionTimeout, Transport
 from gateway.xmpp.convert import error_reply, message_to_op, stanza_error
 from gateway.xmpp.fastwrite import message_xml
 from gateway.xmpp.links import LinkDown, XmppLinks
+from mappings import edits
 from mappings import sessionchat as chat_fmt
 from mappings.errors import MappingError, XmppErrorInfo
 from mappings.jid import Jid, parse_jid
@@ -281,10 +282,15 @@ class SessionChat:
         chat = self._chats.get(key)
         if chat is None:
             return self._maybe_open(msg, key)
+        refused = refused_payload(xml, msg.namespace)
+        if refused is not None:  # encrypted or a retraction: never its fallback body
+            raise refused  # the XMPP boundary answers with the condition and text
         try:
             op = message_to_op(msg, source=chat.xmpp_address, destination=chat.sip_address)
         except ValueError:
             return True  # nothing the session carries
+        if isinstance(edits.edit_of(xml), edits.Correction):
+            op = edits.corrected(op)  # XEP-0308: the new text with the marker, as pager mode
         if op.receipt_for is not None:
             overtaking = self._pending.get(op.receipt_for)
             if overtaking is not None and overtaking.chat is chat:
