@@ -98,8 +98,13 @@ class _Leg(Leg):
         self.sent.append((content_type, body))
         return SendOutcome("x", self.outcome)
 
+    takes_composing = True
+
     def takes_wrapped(self, inner: str) -> bool:
         return False
+
+    def accepts(self, media_type: str) -> bool:
+        return media_type != "application/im-iscomposing+xml" or self.takes_composing
 
 
 class Rig:
@@ -344,3 +349,13 @@ async def test_encrypted_and_retractions_never_reach_the_session() -> None:
     assert await rig.chat.take(rig.stanza(correction))
     await settle()
     assert leg.sent and leg.sent[-1][1].endswith(b"fixed") and leg.sent[-1][1] != b"fixed"
+
+
+async def test_chat_states_only_to_peers_taking_iscomposing() -> None:
+    rig = Rig()
+    leg = rig.leg()
+    leg.takes_composing = False
+    composing = "<composing xmlns='http://jabber.org/protocol/chatstates'/>"
+    assert await rig.chat.take(rig.stanza(composing))
+    await settle()
+    assert leg.sent == []  # its SDP did not list isComposing: nothing sent, nothing logged

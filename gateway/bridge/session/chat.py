@@ -314,7 +314,7 @@ class SessionChat:
         elif op.chat_state is ChatState.GONE:  # RFC 7573 §6.1: BYE
             event(log, logging.INFO, "session gone", call_id=chat.leg.call.call_id, xmpp=key[0])
             self.hangup(chat.leg.call)
-        elif op.chat_state is not None:
+        elif op.chat_state is not None and chat.leg.accepts(chat_fmt.ISCOMPOSING):
             composing = chat_fmt.wrap_state(
                 op.chat_state,
                 cpim=chat.leg.takes_wrapped(chat_fmt.ISCOMPOSING),

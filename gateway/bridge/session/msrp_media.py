@@ -61,6 +61,13 @@ class Leg:
             return SendOutcome("", 413, "over the peer's a=max-size")
         return await self.session.send_message(content_type, body)
 
+    def accepts(self, media_type: str) -> bool:
+        """The peer takes `media_type`, bare or wrapped in message/cpim."""
+        stream = self.stream
+        return stream is not None and (
+            stream.may_send(media_type) or self.takes_wrapped(media_type)
+        )
+
     def takes_wrapped(self, inner: str) -> bool:
         """message/cpim around `inner`: the peer takes message/cpim and lists `inner` in its
         a=accept-wrapped-types (RFC 4975 §8.6); otherwise we send `inner` bare."""
