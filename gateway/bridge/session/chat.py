@@ -386,8 +386,8 @@ class SessionChat:
               call_id=outcome.call.call_id, outcome=outcome.kind, status=outcome.status,
               detail=outcome.detail, sip=key[1], xmpp=key[0])  # fmt: skip
         if not opened:
-            if outcome.kind in ("fallback", "rejected"):
-                self._msrp_peers.put(_peer(sip_uri), False)  # ask again when it INVITEs us
+            # pager mode for it from now on (no INVITE per message), until it INVITEs us
+            self._msrp_peers.put(_peer(sip_uri), False)
             for msg in waiting:  # never lost, never twice: each goes one way only
                 await self._pager_mode(msg)
             return
