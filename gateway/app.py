@@ -16,7 +16,7 @@ import os
 import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -42,12 +42,15 @@ from gateway.config import Config, ConfigError, Transport, read_config
 from gateway.logs import WireTrace, event, set_level
 from gateway.metrics import Metrics
 from gateway.msrp.transport import MsrpService
+from gateway.registrar.delivery import device_hop
 from gateway.registrar.service import Registrar
 from gateway.registrar.users import UsersFileError, read_users
 from gateway.resolver.resolver import Resolver
+from gateway.sip.locate import Target
 from gateway.sip.timers import TimerConfig
 from gateway.sip.transport.endpoint import SipEndpoint
 from gateway.sip.transport.tls import load_client_ca, server_context
+from gateway.sip.uri import SipUri
 from gateway.sip.useragent import IncomingRequest, RequestHandler
 from gateway.sip.validate import GATEWAY_POLICY
 from gateway.store.api import Binding, Store, StoreError, SubscriptionRecord
@@ -361,6 +364,7 @@ def build(cfg: Config) -> Gateway:
         media=media,
         contact=cfg.sessions.contact or default_contact(cfg.sip),
         timers=TimerConfig(t1=t.t1, t2=t.t2, t4=t.t4),
+        hosted=_hosted_hop(registrar, cfg.sip.hosted_domains),
     )
     if chat is not None:
         chat.hangup = sessions.hangup
@@ -394,6 +398,21 @@ def build(cfg: Config) -> Gateway:
     if cfg.admin.enabled:
         gw.services.append(("admin", AdminServer(cfg.admin, gw.readiness, sources)))
     return gw
+
+
+def _hosted_hop(
+    registrar: Registrar, domains: Iterable[str]
+) -> Callable[[SipUri], tuple[SipUri, Target, tuple[str, ...]] | None]:
+    """Sessions to hosted users go to their registered device (docs/sessions.md)."""
+    hosted = frozenset(d.lower() for d in domains)
+
+    def hop(uri: SipUri) -> tuple[SipUri, Target, tuple[str, ...]] | None:
+        if uri.host_bare.lower().rstrip(".") not in hosted:
+            return None
+        aor = f"sip:{uri.user_decoded}@{uri.host_bare}"
+        return device_hop(aor, registrar.locate(aor))
+
+    return hop
 
 
 def _count_reconnects(metrics: Metrics) -> Callable[[str], None]:

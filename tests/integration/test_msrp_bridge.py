@@ -329,6 +329,44 @@ async def test_xmpp_initiated_session(rig: Callable[..., Rig], xmpp_client: Clie
         server.close()
 
 
+async def test_xmpp_initiated_session_to_hosted_user(
+    rig: Callable[..., Rig], xmpp_client: ClientFactory
+) -> None:
+    """The SIP user is hosted (registered with the gateway): the INVITE goes to its
+    registered contact over its flow, not through DNS or static routes; an unregistered
+    hosted user gets no INVITE (the message goes by pager mode and fails there)."""
+    uas_port = free_port()
+    r = rig(sip={"hosted_domains": [COMPONENT]}, sessions={"preference": "session"})
+    juliet = (await xmpp_client(prefix="juliet")).see_all_messages()
+    reg = await asyncio.to_thread(
+        r.sipp.run,
+        "session_msrp_register_uac.xml",
+        remote=f"{LOOPBACK}:{r.port}",
+        local_port=uas_port,
+        keys={"device": f"{LOOPBACK}:{uas_port}"},
+        timeout=20,
+    )
+    assert reg.ok, reg.describe()
+    await learn_msrp(r, juliet)
+    server, accepted, port = await connected_client()
+    romeo = f"romeo@{COMPONENT}"
+    try:
+        uas = r.scenario("session_msrp_uas.xml", {"MSRP_PORT": str(port)})
+        with r.sipp.uas(uas, local_port=uas_port, calls=1, timeout=40) as proc:
+            juliet.send_message(romeo, "Wherefore art thou Romeo")
+            client, _ = await gateway_leg(accepted)
+            assert (await client.message(timeout=15)).body == b"Wherefore art thou Romeo"
+            await r.log(r"session opened .*outcome=established")
+            juliet.send_raw(
+                f"<message to='{romeo}' type='chat'><gone xmlns='{NS_CHATSTATES}'/></message>"
+            )
+            result = await asyncio.to_thread(proc.wait)
+        assert result.ok, result.describe()
+        assert f"INVITE sip:romeo@{LOOPBACK}:{uas_port}" in result.messages  # its contact
+    finally:
+        server.close()
+
+
 async def test_xmpp_initiated_fallback_to_pager(
     rig: Callable[..., Rig], xmpp_client: ClientFactory
 ) -> None:
