@@ -13,8 +13,16 @@
   `msrp reuse` = two services, sessions sharing one connection (RFC 4975 §5.4; both
   ends' session objects counted); `bare` = an asyncio server with the same number of
   connections exchanging the same bytes. Per-session cost = growth / sessions.
+* `--bridge` (issue 18, RFC 7573): "MSRP SEND -> XMPP over one session": the gateway
+  process (`[msrp] enabled`, log level info) with Prosody; sipp sets the session up
+  (tests/sipp/session_msrp_wait_bye_uac.xml), the independent MSRP test client
+  (tests/harness/msrpclient.py) sends `-n` messages with `--window` outstanding, each
+  counting when its success REPORT came back (`[sessions] receipt_wait = 0`: released
+  once Prosody took the stanza) and the slixmpp receiver got every stanza. CPU s/1k is
+  the gateway process's alone; `vs bare` against the bare asyncio row of the same run.
 
     PYTHONPATH=<tree> .venv/bin/python -m bench.msrp_bench [-n 5000] [--sessions 1000]
+        [--bridge]
 """
 
 from __future__ import annotations
@@ -231,6 +239,99 @@ async def mem_bare(sessions: int) -> tuple[int, int]:
     return before, after
 
 
+async def bridge_rate(n: int, size: int, window: int) -> tuple[float, float, int]:
+    """The gateway process between the MSRP test client and a Prosody user (see above)."""
+    import tempfile
+    from pathlib import Path
+
+    from bench.common import cpu_seconds_of
+    from tests.harness import LOOPBACK
+    from tests.harness import msrpclient as mc
+    from tests.harness.gateway_proc import GatewayProcess, gateway_config
+    from tests.harness.ports import free_port
+    from tests.harness.prosody import ProsodyServer
+    from tests.harness.sipp import SCENARIO_DIR, Sipp
+    from tests.harness.xmpp_client import XmppTestClient
+
+    work = Path(tempfile.mkdtemp(prefix="bench-msrp-bridge-"))
+    component, secret = "sip.localhost", "bench-secret"
+    prosody = ProsodyServer(work / "prosody", components={component: secret},
+                            extra_config="network_settings = { nagle = false }")  # fmt: skip
+    prosody.start()
+    server, accepted, mport = await mc.listen(HOST)
+    gw: GatewayProcess | None = None
+    try:
+        jid = prosody.add_user("juliet", "pw")
+        port = free_port()
+        config = gateway_config(
+            gateway={"state_dir": str(work / "gw-state")},
+            xmpp={"port": prosody.component_port,
+                  "components": [{"domain": component, "secret": secret}]},
+            sip={"listeners": [{"transport": "udp", "address": LOOPBACK, "port": port}],
+                 "hosted_domains": [], "trusted_peers": [LOOPBACK]},
+            msrp={"enabled": True, "address": LOOPBACK, "port": free_port()},
+            sessions={"receipt_wait": 0},
+            admin={"enabled": False},
+        )  # fmt: skip
+        gw = GatewayProcess(config, work / "gw", log_level="info")
+        gw.start()
+        gw.wait_for_log(r"xmpp link sip\.localhost up", timeout=20)
+        juliet = XmppTestClient(jid, "pw", port=prosody.c2s_port)
+        await juliet.connect()
+        got = 0
+        all_in = asyncio.Event()
+
+        def count(_msg: Any) -> None:
+            nonlocal got
+            got += 1
+            if got >= n + 1:
+                all_in.set()
+
+        juliet.xmpp.add_event_handler("message", count)
+        text = (SCENARIO_DIR / "session_msrp_wait_bye_uac.xml").read_text()
+        fields = {"MSRP_PORT": str(mport), "MSRP_PATH": f"msrp://{HOST}:{mport}/passive1;tcp",
+                  "MSRP_PROTO": "TCP/MSRP", "MSRP_EXTRA": ""}  # fmt: skip
+        for key, value in fields.items():
+            text = text.replace(f"@@{key}@@", value)
+        scenario = work / "uac.xml"
+        scenario.write_text(text)
+        sipp = Sipp(work / "sipp")
+        keys = {"to_uri": f"sip:{jid}", "from_uri": f"sip:romeo@{component}"}
+        call = asyncio.create_task(asyncio.to_thread(
+            sipp.run, scenario, remote=f"{LOOPBACK}:{port}", transport="u1", keys=keys,
+            timeout=600))  # fmt: skip
+        client = await asyncio.wait_for(accepted.get(), 20)
+        gw_path = (await client.message(timeout=20)).get("From-Path") or ""
+        client.send(gw_path, b"warm up", "text/plain")
+        await client.next_report(timeout=20)
+        body = b"x" * size
+        errors = 0
+        t0, c0 = time.perf_counter(), cpu_seconds_of(gw.pid)
+        sent = min(window, n)
+        for _ in range(sent):
+            client.send(gw_path, body, "text/plain")
+        for _ in range(n):
+            report = await client.next_report(timeout=60)
+            if not (report.get("Status") or "").startswith("000 200"):
+                errors += 1
+            if sent < n:
+                client.send(gw_path, body, "text/plain")
+                sent += 1
+        await asyncio.wait_for(all_in.wait(), 60)
+        wall, cpu = time.perf_counter() - t0, cpu_seconds_of(gw.pid) - c0
+        gone = "<gone xmlns='http://jabber.org/protocol/chatstates'/>"
+        juliet.send_raw(f"<message to='romeo@{component}' type='chat'>{gone}</message>")
+        await asyncio.wait_for(call, 30)
+        await juliet.disconnect()
+        await client.close()
+        return wall, cpu, errors
+    finally:
+        server.close()
+        if gw is not None and gw.running:
+            gw.kill()
+        prosody.stop()
+
+
 def _child(case: str, sessions: int) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "bench.msrp_bench", "--child", case, "--sessions", str(sessions)],
@@ -249,6 +350,11 @@ def run(args: argparse.Namespace) -> list[Row]:
     rows.append(Row("msrp", "SEND -> delivered -> REPORT, 1 session", rate=args.n / wall,
                     cpu_per_1k=cpu * 1000 / args.n, errors=errors,
                     ratio=(args.n / wall) / bare))  # fmt: skip
+    if args.bridge:
+        wall, cpu, errors = asyncio.run(bridge_rate(args.n, args.size, args.window))
+        rows.append(Row("msrp", "MSRP SEND -> XMPP over one session (gateway)",
+                        rate=args.n / wall, cpu_per_1k=cpu * 1000 / args.n, errors=errors,
+                        ratio=(args.n / wall) / bare))  # fmt: skip
     per: dict[str, float] = {}
     for case, name in (("bare", "bare asyncio connections"), ("msrp", "msrp sessions"),
                        ("reuse", "msrp sessions, one connection")):  # fmt: skip
@@ -269,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sessions", type=int, default=1000, help="concurrent sessions (memory)")
     p.add_argument("--child", choices=("msrp", "reuse", "bare"), help=argparse.SUPPRESS)
     p.add_argument("--no-json", action="store_true")
+    p.add_argument("--bridge", action="store_true", help="also MSRP -> XMPP via the gateway")
     args = p.parse_args(argv)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -284,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {row.name}: " + ", ".join(f"{k}={v:,.0f}" for k, v in row.extra.items()))
     if not args.no_json:
         params = {"n": args.n, "size": args.size, "window": args.window,
-                  "sessions": args.sessions}  # fmt: skip
+                  "sessions": args.sessions, "bridge": args.bridge}  # fmt: skip
         print(dump_results("msrp", rows, params))
     return 0
 

@@ -16,7 +16,7 @@ import os
 import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -27,7 +27,7 @@ from gateway import heap
 from gateway.admin.collectors import register_collectors
 from gateway.admin.server import AdminServer, AdminSources, Readiness
 from gateway.admin.sources import PendingAuthorization
-from gateway.bridge.dispatch import SipDispatcher, message_handler
+from gateway.bridge.dispatch import SipDispatcher, invite_handler, message_handler
 from gateway.bridge.lists.service import ListServer, lists_policy
 from gateway.bridge.offline.service import OfflineService
 from gateway.bridge.pager.names import SeenNames
@@ -37,19 +37,25 @@ from gateway.bridge.presence.presrules import settle
 from gateway.bridge.presence.service import PresenceService
 from gateway.bridge.regevent.service import RegEventService
 from gateway.bridge.routing import SipRouter
+from gateway.bridge.session.chat import SessionChat, options_prober
+from gateway.bridge.session.msrp_media import MsrpMedia
 from gateway.bridge.session.service import SessionService, default_contact
 from gateway.config import Config, ConfigError, Transport, read_config
 from gateway.eventloop import loop_name
 from gateway.logs import WireTrace, event, set_level
 from gateway.metrics import Metrics
+from gateway.msrp.transport import MsrpService
 from gateway.overload.monitor import LoadSources, OverloadMonitor
 from gateway.overload.policy import OverloadPolicy
+from gateway.registrar.delivery import device_hop
 from gateway.registrar.service import Registrar
 from gateway.registrar.users import UsersFileError, read_users
 from gateway.resolver.resolver import Resolver
+from gateway.sip.locate import Target
 from gateway.sip.timers import TimerConfig
 from gateway.sip.transport.endpoint import SipEndpoint
 from gateway.sip.transport.tls import load_client_ca, server_context
+from gateway.sip.uri import SipUri
 from gateway.sip.useragent import IncomingRequest, RequestHandler
 from gateway.sip.validate import GATEWAY_POLICY
 from gateway.store.api import Binding, Store, StoreError, SubscriptionRecord
@@ -370,17 +376,36 @@ def build(cfg: Config) -> Gateway:
         subscribe = reg_event.route(subscribe)
     dispatcher.add("SUBSCRIBE", subscribe)
     dispatcher.add("NOTIFY", presence.handle_notify)
-    # INVITE sessions (issue 18, docs/sessions.md); the Media (SDP + MSRP) is not wired yet
+    # INVITE sessions (issue 18, docs/sessions.md): with `[msrp] enabled` the Media is SDP +
+    # MSRP bridged to XMPP chat by RFC 7573 (bridge/session/chat.py); without it, 488
     t = cfg.sip.timers
+    msrp = chat = media = None
+    if cfg.msrp.enabled:
+        msrp = MsrpService(cfg.msrp)
+        chat = SessionChat(
+            pager,
+            links,
+            receipt_wait=cfg.sessions.receipt_wait,
+            preference=cfg.sessions.preference,
+        )
+        media = MsrpMedia(msrp, chat)
+        pager.session_stanzas = chat.take
     sessions = SessionService(
         cfg.sessions,
         endpoint,
         resolver,
-        media=None,
+        media=media,
         contact=cfg.sessions.contact or default_contact(cfg.sip),
         timers=TimerConfig(t1=t.t1, t2=t.t2, t4=t.t4),
+        hosted=_hosted_hop(registrar, cfg.sip.hosted_domains),
     )
-    dispatcher.add("INVITE", sessions.handle_invite)
+    if chat is not None:
+        chat.hangup = sessions.hangup
+        chat.invite = sessions.invite
+        chat.probe = options_prober(router)  # RFC 7573 §4: who takes MSRP sessions
+        dispatcher.add("INVITE", invite_handler(registrar, sessions.handle_invite))
+    else:
+        dispatcher.add("INVITE", sessions.handle_invite)
     dispatcher.add("ACK", sessions.handle_ack)
     dispatcher.add("BYE", sessions.handle_bye)
     gw.sessions = sessions
@@ -389,7 +414,11 @@ def build(cfg: Config) -> Gateway:
     gw.services.append(("store", store))
     gw.services.append(("bridge", BridgeHandlers(pager)))
     gw.services.append(("presence", presence))
+    if msrp is not None:  # stops after the sessions (their BYEs close MSRP sessions)
+        gw.services.append(("msrp", msrp))
     gw.services.append(("sessions", sessions))
+    if chat is not None:  # stops first: held success REPORTs are dropped
+        gw.services.append(("session_chat", chat))
     gw.services.append(("xmpp", links))
     gw.services.append(("registrar", registrar))
     if reg_event is not None:  # after the registrar: bindings restored
@@ -442,6 +471,21 @@ def _overload(
         stream_backlog=endpoint.stream_backlog,
     )
     return OverloadMonitor(policy, sources, gw.metrics)
+
+
+def _hosted_hop(
+    registrar: Registrar, domains: Iterable[str]
+) -> Callable[[SipUri], tuple[SipUri, Target, tuple[str, ...]] | None]:
+    """Sessions to hosted users go to their registered device (docs/sessions.md)."""
+    hosted = frozenset(d.lower() for d in domains)
+
+    def hop(uri: SipUri) -> tuple[SipUri, Target, tuple[str, ...]] | None:
+        if uri.host_bare.lower().rstrip(".") not in hosted:
+            return None
+        aor = f"sip:{uri.user_decoded}@{uri.host_bare}"
+        return device_hop(aor, registrar.locate(aor))
+
+    return hop
 
 
 def _count_reconnects(metrics: Metrics) -> Callable[[str], None]:

@@ -234,6 +234,12 @@ class SessionsSection:
     max_sessions: int = 1000  # concurrent INVITE sessions; the next INVITE gets 503
     retry_after: int = 30  # seconds, in the Retry-After of that 503 (RFC 3261 §21.5.4)
     contact: str | None = None  # our Contact URI in session dialogs; derived if absent
+    # RFC 7573 §7: a success REPORT waits for the XMPP receipt at most this long after the
+    # XMPP server took the message (then it is sent: the server has it)
+    receipt_wait: float = 10.0
+    # XMPP -> SIP chat (RFC 7573 §4): "session" opens an MSRP session to a SIP user known to
+    # take one (it sent an INVITE with MSRP before), falling back to pager mode; "pager": never
+    preference: str = "pager"
 
 
 @dataclass(frozen=True)
@@ -1032,8 +1038,14 @@ def _load_sessions(sec: _Section) -> SessionsSection:
         max_sessions=sec.get("max_sessions", int, 1000),
         retry_after=sec.get("retry_after", int, 30),
         contact=_sip_uri(sec, "contact") if "contact" in sec.data else None,
+        receipt_wait=sec.get("receipt_wait", float, 10.0),
+        preference=sec.get("preference", str, "pager"),
     )
+    if out.preference not in ("pager", "session"):
+        raise ConfigError(sec.key("preference"), "must be pager or session")
     sec.used.add("contact")
+    if out.receipt_wait < 0:
+        raise ConfigError(sec.key("receipt_wait"), "must not be negative")
     if out.max_sessions < 0:
         raise ConfigError(sec.key("max_sessions"), "must not be negative")
     if out.retry_after <= 0:

@@ -38,6 +38,7 @@ __all__ = [
     "SenderSeen",
     "SipDispatcher",
     "TrustGate",
+    "invite_handler",
     "message_handler",
 ]
 
@@ -155,3 +156,16 @@ def message_handler(
         return deliver(incoming, sender.resource)
 
     return handle
+
+
+def invite_handler(authorizer: Authorizer, handle: Handler) -> Handler:
+    """INVITE that opens a session (issue 18): the trust gate first, like MESSAGE (its From
+    becomes the XMPP sender of the whole chat, RFC 7573 §5); in-dialog requests (a To
+    tag) belong to a dialog already admitted."""
+
+    def gated(incoming: IncomingRequest) -> Awaitable[None] | None:
+        if incoming.request.to_tag is None and authorizer.authorize(incoming, "message") is None:
+            return None
+        return handle(incoming)
+
+    return gated

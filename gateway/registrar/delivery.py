@@ -34,7 +34,7 @@ from gateway.sip.useragent import (
 from gateway.store.api import Binding
 from mappings.errors import MappingError
 
-__all__ = ["NoBinding", "NoSuchUser", "deliver", "flow_target", "try_next"]
+__all__ = ["NoBinding", "NoSuchUser", "deliver", "device_hop", "flow_target", "try_next"]
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,23 @@ def flow_target(binding: Binding) -> Target | None:
     transport = (uri.transport or ("tls" if uri.scheme == "sips" else "udp")).lower()
     port = uri.port or (5061 if transport == "tls" else 5060)
     return _target(transport, ip, port)
+
+
+def device_hop(aor: str, targets: Sequence[Binding]) -> tuple[SipUri, Target, tuple[str, ...]]:
+    """Where a dialog-creating request to a hosted user goes (an INVITE of a session,
+    issue 18): the first binding in delivery order that has a flow target; its Contact as
+    the Request-URI, the flow, its Path. NoBinding when none can be reached."""
+    for binding in targets:
+        target = flow_target(binding)
+        if target is None:
+            continue
+        try:
+            contact = parse_uri(binding.contact)
+        except RemoteProtocolError:
+            continue
+        if isinstance(contact, SipUri):
+            return contact, target, tuple(binding.path)
+    raise NoBinding(aor)
 
 
 def _with_path(request: SipRequest, binding: Binding) -> SipRequest:

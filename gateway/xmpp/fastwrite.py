@@ -27,7 +27,7 @@ from gateway.xmpp.convert import (
     XHTML_PART,
 )
 from mappings import files
-from mappings.model import MessageOp
+from mappings.model import MessageOp, XmppMessageType
 
 __all__ = ["escape_attr", "escape_text", "message_xml"]
 
@@ -66,7 +66,8 @@ def message_xml(op: MessageOp, *, mfrom: str, mto: str, stanza_id: str) -> str:
     pager-mode content; ``chat`` for a standalone chat state, XEP-0085 §5.2)."""
     to, frm, sid = escape_attr(mto), escape_attr(mfrom), escape_attr(stanza_id)
     head = [f'<message to="{to}" from="{frm}" id="{sid}"']
-    if op.chat_state is not None and not op.parts and not op.subjects:
+    standalone_state = op.chat_state is not None and not op.parts and not op.subjects
+    if standalone_state or op.xmpp_type is XmppMessageType.CHAT:  # RFC 7573 §5: chat
         head.append(' type="chat"')
     if op.lang:
         head.append(_lang(op.lang))

@@ -326,8 +326,13 @@ def test_sessions_section(tmp_path: Path) -> None:
         ("retry_after = 0", "sessions.retry_after"),
         ("contact = 'mailto:x@y'", "sessions.contact"),
         ("limit = 3", "sessions.limit"),
+        ("receipt_wait = -1", "sessions.receipt_wait"),
+        ("preference = 'always'", "sessions.preference"),
     ]:
         assert error_of(MINIMAL + "[sessions]\n" + bad, tmp_path).path == path
+    assert (default.receipt_wait, default.preference) == (10.0, "pager")
+    rfc7573 = load(MINIMAL + "[sessions]\nreceipt_wait = 0\npreference = 'session'\n", tmp_path)
+    assert (rfc7573.sessions.receipt_wait, rfc7573.sessions.preference) == (0.0, "session")
 
 
 def test_tls_listener_client_ca(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -76,7 +76,7 @@ from mappings.errors import MappingError, XmppErrorInfo, sip_to_xmpp, xmpp_to_si
 from mappings.jid import Jid, parse_jid
 from mappings.model import Address, ChatState, MessageOp
 
-__all__ = ["Pager"]
+__all__ = ["Pager", "refused_payload"]
 
 _OVERLOADED = XmppErrorInfo.of("resource-constraint", text="gateway overloaded, retry later")
 
@@ -326,6 +326,9 @@ class Pager:
         # XMPP -> SIP messages being bridged: queued per destination or awaiting their
         # SIP answer (what overload control bounds on this side)
         self.x2s_pending = 0
+        # RFC 7573 sessions (issue 18, bridge/session/chat.py): sees every <message/>
+        # first; True when it took the stanza (a chat in a session, a session's bounce)
+        self.session_stanzas: Callable[[Any], Awaitable[bool]] | None = None
 
     def attach(self) -> None:
         """Register the message handler on every component, inside the XMPP boundary.
@@ -377,6 +380,31 @@ class Pager:
             xhtml_im=self._html_peers.get(peer) is True,
             chat_markers=imdn,  # XEP-0333 displayed <-> IMDN display: an IMDN-capable peer
         )
+
+    def session_route(self, sip_uri: str, xmpp_uri: str) -> tuple[str, Jid, Jid]:
+        """For an RFC 7573 session between a SIP user and an XMPP user's SIP URI: the
+        component domain, the SIP user's JID and the XMPP user's JID, mapped as pager mode
+        maps a MESSAGE's From and Request-URI; MappingError (403, 404...) otherwise."""
+        source = sm.uri_address(sip_uri)
+        destination = sm.uri_address(xmpp_uri)
+        comp, dmap = self._component_for(source)
+        assert comp is not None
+        to_jid = self._xmpp_recipient(destination, dmap, xmpp_uri)
+        return comp.domain, self._jids.user(source, dmap), to_jid
+
+    def session_target(self, to_text: str, from_text: str) -> tuple[str, str] | None:
+        """For a chat stanza: (the SIP user's URI, the XMPP sender's SIP URI), as pager mode
+        maps them; None when it is not for a SIP user (MappingError as in pager mode)."""
+        route = self._x2s_routes.peek((to_text, from_text))
+        if route is None:
+            to_jid = parse_jid(to_text)
+            dmap = self._maps.get(to_jid.domain.lower())
+            if dmap is None or to_jid.local is None:
+                return None
+            target = jid_to_sip_target(to_jid.bare, domain_map=dmap)
+            sender = jid_to_sip_uri(parse_jid(from_text).bare, domain_map=dmap)
+            return str(target.aor), str(sender.aor)
+        return route.target_text, route.sender_aor
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -598,6 +626,13 @@ class Pager:
 
     async def on_stanza(self, msg: Any) -> None:
         """Every <message/> addressed to a component domain (boundary-wrapped)."""
+        if self.session_stanzas is not None and await self.session_stanzas(msg):
+            return
+        await self.pager_stanza(msg)
+
+    async def pager_stanza(self, msg: Any) -> None:
+        """A <message/> in pager mode (also what a session that could not be set up hands
+        back, RFC 7573 fallback)."""
         mtype = msg.xml.get("type")
         if mtype == "error":
             self._on_error_stanza(msg)
@@ -616,7 +651,7 @@ class Pager:
             if route is None:
                 return  # to the component itself: nothing to bridge
         ids: dict[str, Any] = {"stanza_id": stanza_id, "sender": route.from_text}
-        refused = _refused_payload(xml, msg.namespace)
+        refused = refused_payload(xml, msg.namespace)
         if refused is not None:  # never its fallback body (issue 17, docs/pager.md)
             ids.update(recipient=route.peer, reason=refused.reason)
             self._fate(X2S, "rejected", start, condition=refused.xmpp_condition, **ids)
@@ -942,7 +977,7 @@ def _message_id(content: tuple[str, bytes]) -> str:
     return imdn_fmt.new_message_id()
 
 
-def _refused_payload(xml: Any, namespace: str) -> MappingError | None:
+def refused_payload(xml: Any, namespace: str) -> MappingError | None:
     """The error for a stanza that must not reach SIP as its fallback body: end-to-end
     encrypted (mappings.encryption) or a retraction (mappings.edits); else None."""
     found = encryption.detect_xmpp(xml, f"{{{namespace}}}body")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -70,6 +70,11 @@ class Locator(Protocol):
 
     async def resolve_sip(self, uri: SipUri) -> list[Target]: ...
 
+
+# The registered device of a hosted user: (Request-URI = its contact, the flow to send
+# over, its Path), None when `uri` is not in a hosted domain; raises (NoBinding,
+# NoSuchUser) when it is but nothing is registered.
+HostedHop = Callable[[SipUri], tuple[SipUri, Target, tuple[str, ...]] | None]
 
 OutcomeKind = Literal["established", "fallback", "rejected", "cancelled", "failed"]
 _KINDS: dict[EndReason, OutcomeKind] = {
@@ -131,10 +136,14 @@ class SessionService:
         contact: str,
         timers: TimerConfig,
         warn_agent: str = "gateway",
+        hosted: HostedHop | None = None,
     ) -> None:
         self.cfg = cfg
         self.endpoint = endpoint
         self.locator = locator
+        # A hosted user is reached at its registered contact over its flow (the location
+        # service, RFC 3261 §16.5, RFC 5626 §5.3), never through DNS.
+        self.hosted = hosted
         self.media = media
         self.contact = parse_name_addr(f"<{contact}>")
         self.timers = timers
@@ -342,9 +351,16 @@ class SessionService:
         uri = parse_uri(remote)
         if not isinstance(uri, SipUri):
             return Outcome("failed", call, None, f"not a SIP URI: {remote}")
+        ruri: SipUri = uri
+        route: tuple[str, ...] = ()
         try:
-            targets = await self.locator.resolve_sip(uri)
-        except Exception as exc:  # ResolutionError and kin: a fact about the peer
+            hop = self.hosted(uri) if self.hosted is not None else None
+            if hop is not None:  # a hosted user: its registered device
+                ruri, target, route = hop
+                targets = [target]
+            else:
+                targets = await self.locator.resolve_sip(uri)
+        except Exception as exc:  # ResolutionError, NoBinding and kin: a fact about the peer
             return Outcome("failed", call, None, f"no route: {exc}")
         if not targets:
             return Outcome("failed", call, None, "no route")
@@ -361,7 +377,9 @@ class SessionService:
                 ("Content-Type", SDP),
             ]
         )
-        req = SipRequest("INVITE", uri, headers, sdp)
+        for hop_uri in reversed(route):  # a binding's Path: a preloaded route (RFC 3327 §5.3)
+            headers = headers.prepend("Route", hop_uri)
+        req = SipRequest("INVITE", ruri, headers, sdp)
         session = InviteSession(
             Role.UAC, req, timers=self.timers, contact=self.contact, local_tag=call.local_tag
         )
