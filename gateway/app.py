@@ -399,6 +399,8 @@ def build(cfg: Config) -> Gateway:
         timers=TimerConfig(t1=t.t1, t2=t.t2, t4=t.t4),
         hosted=_hosted_hop(registrar, cfg.sip.hosted_domains),
     )
+    gw.metrics.sessions.set_function(lambda: len(sessions))
+    sessions.on_end = lambda reason: gw.metrics.session_ends.labels(reason).inc()
     if chat is not None:
         chat.hangup = sessions.hangup
         chat.invite = sessions.invite

@@ -84,6 +84,19 @@ class Metrics:
             registry=r,
         )
 
+        self.sessions = Gauge(
+            "cpim_sessions_active",
+            "Live INVITE message sessions (MSRP, RFC 7573), either direction",
+            registry=r,
+        )
+        self.session_ends = Counter(
+            "cpim_sessions_ended",
+            "Message sessions ended, by reason (bye-received, bye-sent, cancelled, no-ack,"
+            " refused, rejected, fallback, failed)",
+            ["reason"],
+            registry=r,
+        )
+
     def gauge_fn(self, name: str, doc: str, fn: Callable[[], float]) -> None:
         """A gauge read at scrape time (transactions in flight, connections...)."""
         Gauge(name, doc, registry=self.registry).set_function(fn)

@@ -190,10 +190,12 @@ async def test_past_max_sessions_503_with_retry_after(sipp: Sipp, tmp_path: Path
 async def test_cancel_before_the_answer_is_487(sipp: Sipp, rig: Rig) -> None:
     assert rig.media is not None
     rig.media.hold = asyncio.Event()  # the answer never comes before the CANCEL
+    ends: list[str] = []
+    rig.service.on_end = ends.append  # what the composition root counts in metrics
     result = await run(sipp, rig, "session_invite_cancel_uac")
     assert result.ok, result.describe()
     (ended,) = [d for w, _, d in rig.media.calls if w == "ended"]
-    assert ended == "cancelled"
+    assert ended == "cancelled" and ends == ["cancelled"]
     rig.media.hold.set()  # the late answer is dropped: nothing is sent, nothing is kept
     await asyncio.sleep(0)
     assert len(rig.service) == 0 and not rig.media.seen("started")

@@ -144,6 +144,8 @@ class SessionService:
         # A hosted user is reached at its registered contact over its flow (the location
         # service, RFC 3261 §16.5, RFC 5626 §5.3), never through DNS.
         self.hosted = hosted
+        # `on_end(reason)` once per session that ended (the composition root counts them)
+        self.on_end: Callable[[str], None] | None = None
         self.media = media
         self.contact = parse_name_addr(f"<{contact}>")
         self.timers = timers
@@ -489,6 +491,8 @@ class SessionService:
               reason=ended.reason.value, status=ended.status)  # fmt: skip
         if self.media is not None:
             self.media.ended(call, ended.reason.value)
+        if self.on_end is not None:
+            self.on_end(ended.reason.value)
         entry.done.set()
 
     def _forget(self, entry: _Entry) -> None:
