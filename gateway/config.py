@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -249,6 +250,19 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Several instances over one PostgreSQL store (issue 21, docs/cluster.md)."""
+
+    enabled: bool = False
+    instance_id: str = ""  # unique per instance; default: host name and process id
+    binding_cache: float = 1.0  # seconds a binding set read from the store is trusted
+    lease_ttl: float = 15.0  # seconds a lease renewal holds (gateway/cluster/lease.py)
+    lease_renew: float = 5.0
+    lease_margin: float = 3.0
+    sweep_interval: float = 5.0  # seconds between the lease owner's scans of the store
+
+
+@dataclass(frozen=True)
 class DnsConfig:
     """Resolvers to use; empty means: no DNS at all (static routes only)."""
 
@@ -348,6 +362,7 @@ class Config:
     sessions: SessionsSection = SessionsSection()
     msrp: MsrpConfig = MsrpConfig()
     xcap: XcapConfig = XcapConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     def component(self, domain: str) -> ComponentConfig | None:
         return next((c for c in self.xmpp.components if c.domain == domain.lower()), None)
@@ -999,6 +1014,30 @@ def _load_store(sec: _Section, base: Path, env: Mapping[str, str]) -> StoreConfi
     return out
 
 
+def _load_cluster(sec: _Section) -> ClusterConfig:
+    default_id = f"{socket.gethostname()}-{os.getpid()}"
+    out = ClusterConfig(
+        enabled=sec.get("enabled", bool, False),
+        instance_id=sec.get("instance_id", str, default_id) or default_id,
+        binding_cache=_nonnegative(sec, "binding_cache", 1.0),
+        lease_ttl=_positive(sec, "lease_ttl", 15.0),
+        lease_renew=_positive(sec, "lease_renew", 5.0),
+        lease_margin=_nonnegative(sec, "lease_margin", 3.0),
+        sweep_interval=_positive(sec, "sweep_interval", 5.0),
+    )
+    if not out.lease_renew < out.lease_ttl - out.lease_margin:
+        raise ConfigError(sec.key("lease_renew"), "must be below lease_ttl - lease_margin")
+    sec.done()
+    return out
+
+
+def _nonnegative(sec: _Section, name: str, default: float) -> float:
+    value = float(sec.get(name, float, default))
+    if value < 0:
+        raise ConfigError(sec.key(name), f"must be 0 or more, not {value}")
+    return value
+
+
 def _load_msrp(sec: _Section, base: Path, env: Mapping[str, str]) -> MsrpConfig:
     cert, key = sec.opt("certificate", str), sec.opt("private_key", str)
     tls_port = _bounded(sec, "tls_port", 2856, 0, 65535) if "tls_port" in sec.data else None
@@ -1070,6 +1109,7 @@ def load_config(
         sessions=_load_sessions(root.table("sessions")),
         msrp=_load_msrp(root.table("msrp"), base_dir, env),
         xcap=_load_xcap(root.table("xcap"), base_dir),
+        cluster=_load_cluster(root.table("cluster")),
         source=source,
     )
     root.done()
@@ -1078,6 +1118,10 @@ def load_config(
 
 
 def _cross_check(cfg: Config) -> None:
+    if cfg.cluster.enabled and cfg.store.backend != "postgresql":
+        raise ConfigError(
+            "cluster.enabled", 'a cluster shares its store: store.backend = "postgresql"'
+        )
     comps = {c.domain: c for c in cfg.xmpp.components}
     for i, d in enumerate(cfg.sip.hosted_domains):
         if d in cfg.sip.served_xmpp_domains:
