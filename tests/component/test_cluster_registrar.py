@@ -35,7 +35,8 @@ from gateway.metrics import Metrics
 from gateway.registrar.delivery import NoBinding
 from gateway.registrar.service import Registrar
 from gateway.sip.locate import Target
-from gateway.sip.message import SipRequest, SipResponse, make_response
+from gateway.sip.message import Headers, SipRequest, SipResponse, make_response
+from gateway.sip.uri import parse_uri
 from gateway.store.api import Binding, Flow, StoredMessage
 from gateway.store.memory import MemoryStore
 
@@ -136,7 +137,7 @@ async def test_a_binding_committed_by_one_instance_is_found_by_the_other(pair: P
         pair.b.registrar.locate(AOR)
     pair.clock.now += 1.0
     assert [b.contact for b in pair.b.registrar.locate(AOR)] == ["sip:romeo@192.0.2.7:40001"]
-    response = await pair.b.registrar.send_to_user(AOR, lambda uri: _message(uri))
+    response = await pair.b.registrar.send_to_user(AOR, _message)
     assert response.status == 200 and len(pair.b.endpoint.sent) == 1
     # removed through a: b stops delivering once its cached copy is older than the cache
     pair.store.set_bindings(AOR, [])
@@ -184,9 +185,6 @@ async def test_the_survivor_takes_the_expiry_sweep_over(pair: Pair) -> None:
 
 
 def _message(uri: str) -> SipRequest:
-    from gateway.sip.message import Headers
-    from gateway.sip.uri import parse_uri
-
     return SipRequest(
         "MESSAGE",
         parse_uri(uri),
