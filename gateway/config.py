@@ -55,6 +55,10 @@ class ComponentConfig:
     secret: str = field(repr=False)
     addressing: Addressing = Addressing.MIRRORED
     port: int | None = None  # the server's component port for this domain; None: [xmpp] port
+    # The domain the link's confirmation pings go from and to (issue 21, docs/cluster.md):
+    # None: `domain` itself. Several instances connected as one domain each name a domain
+    # of their own here, routed to their connection only, so each gets its own answers.
+    confirm_domain: str | None = None
 
 
 @dataclass(frozen=True)
@@ -612,7 +616,9 @@ def _load_xmpp(sec: _Section, base: Path, env: Mapping[str, str]) -> XmppConfig:
         # its own port: ejabberd routes all the `hosts` of one listener to each of its
         # connections, so each domain needs a listener of its own there (docs/interop.md)
         port = _port(csec, "port") if "port" in csec.data else None
-        components.append(ComponentConfig(domain, secret, Addressing(mode), port))
+        confirm = csec.opt("confirm_domain", str)
+        confirm = _domain(csec.key("confirm_domain"), confirm) if confirm else None
+        components.append(ComponentConfig(domain, secret, Addressing(mode), port, confirm))
         csec.done()
     if not components:
         raise ConfigError(sec.key("components"), "at least one [[xmpp.components]] is required")
