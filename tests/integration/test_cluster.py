@@ -46,7 +46,7 @@ pytestmark = pytest.mark.integration
 COMPONENT = "sip.localhost"
 SECRET = "cluster-secret"
 ROMEO = f"sip:romeo@{COMPONENT}"
-TOTAL = int(os.environ.get("CLUSTER_MESSAGES", "1000"))  # MESSAGEs each way
+TOTAL = int(os.environ.get("CLUSTER_MESSAGES", "5000"))  # MESSAGEs each way (issue 21)
 RATE = 100.0  # per second and direction
 KILL_AT = TOTAL // 2
 
