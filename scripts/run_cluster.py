@@ -74,7 +74,7 @@ def main() -> int:
   XMPP client:  juliet@localhost / juliet (or nurse / nurse), server 127.0.0.1:{ej.c2s_port}
   SIP client:   any user @{COMPONENT}, registrar/proxy {dispatcher.address}:{dispatcher.port}
                 (udp; Kamailio's dispatcher picks an instance by Call-ID)
-  Instances:    a on 127.0.0.1:{ports["a"]}, b on 127.0.0.1:{ports["b"]} (kill one: the other serves)
+  Instances:    a on 127.0.0.1:{ports["a"]}, b on 127.0.0.1:{ports["b"]} (kill one: b serves)
   Store:        {dsn}
   Logs:         {work}/gw-a/gateway.log, {work}/gw-b/gateway.log, {work}/kamailio/kamailio.log
 """,
