@@ -15,6 +15,10 @@ connected as the same component domain (`domain_balancing`), Kamailio's dispatch
 - The survivor takes the leases over (binding expiry sweep, offline queue) once the
   killed owner's lapse, and runs the sweep.
 - The restarted instance rejoins: the dispatcher's probes put it back, it serves again.
+- PostgreSQL stopped and started under both instances while messages flow: a REGISTER
+  that cannot be stored gets 500, never 200; messages keep flowing on cached bindings
+  (pager traffic stores nothing); after the restart the instances reconnect, a REGISTER
+  is stored and answered 200, and the leases are held again.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -102,6 +107,7 @@ def instance_config(
 
 @dataclass
 class Cluster:
+    postgres: PostgresServer
     ej: EjabberdServer
     dispatcher: Dispatcher
     dsn: str
@@ -143,7 +149,7 @@ def cluster(tmp_path: Path, postgres: PostgresServer) -> Iterator[Cluster]:
         for name, port in ports.items()
     }
     dispatcher = Dispatcher(tmp_path / "kamailio", list(ports.values()), fr_timer_ms=3000)
-    c = Cluster(ej, dispatcher, dsn, instances, ports)
+    c = Cluster(postgres, ej, dispatcher, dsn, instances, ports)
     try:
         c.start("a")  # first: a claims the leases
         c.start("b")
@@ -330,4 +336,111 @@ async def test_two_instances_kill_9_register_survive_leases_rejoin(cluster: Clus
     finally:
         uac.close()
         uas.close()
+        await juliet.stop()
+
+
+class RegisterClient(asyncio.DatagramProtocol):
+    """REGISTERs through the dispatcher, their final status by Call-ID."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, int] = {}
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+
+    async def start(self) -> RegisterClient:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(lambda: self, local_addr=(LOOPBACK, 0))
+        assert self.transport is not None
+        self.port = self.transport.get_extra_info("sockname")[1]
+        return self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        m = re.match(rb"SIP/2\.0 (\d{3})", data)
+        cid = re.search(rb"(?im)^Call-ID:\s*(\S+)", data)
+        if m is not None and cid is not None and int(m.group(1)) >= 200:
+            self.status[cid.group(1).decode()] = int(m.group(1))
+
+    def register(self, target: tuple[str, int], user: str, call_id: str) -> None:
+        assert self.transport is not None
+        aor = f"sip:{user}@{COMPONENT}"
+        self.transport.sendto(
+            (
+                f"REGISTER sip:{COMPONENT} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {LOOPBACK}:{self.port};branch=z9hG4bK{call_id}\r\n"
+                "Max-Forwards: 70\r\n"
+                f"From: <{aor}>;tag=t{call_id}\r\nTo: <{aor}>\r\n"
+                f"Call-ID: {call_id}\r\nCSeq: 1 REGISTER\r\nSupported: path\r\n"
+                f"Contact: <sip:{user}@{LOOPBACK}:{self.port}>\r\nExpires: 600\r\n"
+                "Content-Length: 0\r\n\r\n"
+            ).encode(),
+            target,
+        )
+
+
+async def test_postgresql_restarted_under_two_instances(cluster: Cluster) -> None:
+    c = cluster
+    target = (c.dispatcher.address, c.dispatcher.port)
+    uas = await LeanUas().start()
+    reg = await RegisterClient().start()
+    arrivals: dict[int, int] = {}
+
+    def on_stanza(_c: RawXmpp, elem: ET.Element) -> None:
+        seq = body_seq(elem) if elem.tag.endswith("}message") else None
+        if seq is not None and elem.get("type") != "error":
+            arrivals[seq] = arrivals.get(seq, 0) + 1
+
+    juliet = await RawXmpp(c.ej.c2s_port, "juliet@localhost", "pw", on_stanza=on_stanza).start()
+    uac = await LeanUac(target, from_uri=ROMEO).start()
+    try:
+        register(uas, target, f"romeo{time.time_ns()}")
+        store = PostgresStore(c.dsn)
+        await until(lambda: bool(store.bindings(ROMEO)), 10, "romeo's binding")
+        store.close()
+        total, down_at, up_at = 300, 100, 200
+        during: list[str] = []
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for seq in range(total):
+            while loop.time() < t0 + seq / 50:
+                await asyncio.sleep(0.003)
+            if seq == down_at:
+                await asyncio.to_thread(c.postgres.stop)
+            if down_at < seq < up_at and seq % 20 == 0:
+                cid = f"mercutio{seq}x{time.time_ns()}"
+                during.append(cid)
+                reg.register(target, "mercutio", cid)
+            if seq == up_at:
+                await asyncio.to_thread(c.postgres.restart)
+            uac.send(seq, "sip:juliet@localhost")
+            juliet.send(
+                f"<message to='romeo@{COMPONENT}' type='chat' id='x{seq}'>"
+                f"<body>soak seq={seq}</body></message>"
+            )
+        await uac.drain(60)
+        await asyncio.sleep(2)
+        # not stored: never 200 (500 from the instance, or 408 when it did not answer)
+        assert during and all(cid in reg.status for cid in during), reg.status
+        assert all(reg.status[cid] >= 300 for cid in during), [reg.status[x] for x in during]
+        # the pager needs no store: every MESSAGE delivered once, both ways
+        ok = {s for s, st in uac.outcomes.items() if 200 <= st < 300}
+        assert ok == set(range(total)), sorted(set(range(total)) - ok)
+        assert all(arrivals.get(s) == 1 for s in range(total))
+        assert set(uas.deliveries) == set(range(total)) and uas.duplicates() == []
+        # reconnected: a REGISTER is stored and answered 200; leases held again
+        after = f"mercutio-after{time.time_ns()}"
+        reg.register(target, "mercutio", after)
+        await until(lambda: after in reg.status, 15, "the REGISTER after the restart")
+        assert reg.status[after] == 200
+        store = PostgresStore(c.dsn)
+        assert [b.call_id for b in store.bindings(f"sip:mercutio@{COMPONENT}")] == [after]
+        store.close()
+        await until(lambda: len(c.lease_owners()) == 2, 15, "leases held again")
+    finally:
+        uac.close()
+        uas.close()
+        assert reg.transport is not None
+        reg.transport.close()
         await juliet.stop()
