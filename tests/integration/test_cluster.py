@@ -61,9 +61,26 @@ def confirm_domain(name: str) -> str:
 
 
 def instance_config(
-    name: str, port: int, ej: EjabberdServer, dsn: str, state: Path, admin: int
+    name: str, port: int, ej: EjabberdServer, dsn: str | None, state: Path, admin: int
 ) -> str:
+    """Instance `name`'s TOML; `dsn` None: one process on SQLite (bench/cluster_bench.py)."""
     off = {"burst": 0.0, "rate": 1.0}
+    shared = (
+        {}
+        if dsn is None
+        else {
+            "store": {"backend": "postgresql", "dsn": dsn},
+            "cluster": {
+                "enabled": True,
+                "instance_id": name,
+                "binding_cache": 0.5,
+                "lease_ttl": 4.0,
+                "lease_renew": 1.0,
+                "lease_margin": 1.5,
+                "sweep_interval": 1.0,
+            },
+        }
+    )
     return gateway_config(
         gateway={"state_dir": str(state), "drain_timeout": 2.0},
         xmpp={
@@ -92,16 +109,7 @@ def instance_config(
             "per_user": {"message": off, "subscribe": off},
         },
         admin={"listen": f"{LOOPBACK}:{admin}"},
-        store={"backend": "postgresql", "dsn": dsn},
-        cluster={
-            "enabled": True,
-            "instance_id": name,
-            "binding_cache": 0.5,
-            "lease_ttl": 4.0,
-            "lease_renew": 1.0,
-            "lease_margin": 1.5,
-            "sweep_interval": 1.0,
-        },
+        **shared,
     )
 
 
