@@ -261,6 +261,7 @@ class Registrar:
         self._held: Callable[[str], tuple[Binding, ...]] = (
             self._read_through if self._shared else self._local
         )
+        self._leases.on_gain(REGISTRAR_EXPIRY, self._sweep_soon)  # a takeover sweeps at once
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -514,13 +515,20 @@ class Registrar:
         self._rearm()
         return len(due)
 
+    def _sweep_soon(self) -> None:
+        if self._loop is not None and self._shared:
+            self._loop.call_soon(self._sweep_guarded)
+
+    def _sweep_guarded(self) -> None:
+        try:
+            self.sweep_store()
+        except StoreError as exc:  # error boundary: the next sweep tries again
+            event(log, logging.ERROR, "expiry sweep failed", error=str(exc))
+
     async def _sweep_loop(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.cluster.sweep_interval)
-            try:
-                self.sweep_store()
-            except StoreError as exc:  # error boundary: the next sweep tries again
-                event(log, logging.ERROR, "expiry sweep failed", error=str(exc))
+            self._sweep_guarded()
 
     def _expire_publications(self, aor: str, now: float) -> None:
         current = self._publications.get(aor, ())

@@ -184,6 +184,15 @@ async def test_the_survivor_takes_the_expiry_sweep_over(pair: Pair) -> None:
     assert pair.store.bindings(AOR) == ()
 
 
+async def test_a_takeover_sweeps_at_once(pair: Pair) -> None:
+    pair.store.set_bindings(AOR, [binding(40001, expires=10.0)])
+    pair.clock.now = NOW + POLICY.ttl  # a is gone; the binding expired meanwhile
+    pair.b.keeper.tick()  # b takes REGISTRAR_EXPIRY over: its on_gain schedules a sweep
+    assert pair.b.keeper.holds(REGISTRAR_EXPIRY)
+    await asyncio.sleep(0)
+    assert pair.store.bindings(AOR) == ()
+
+
 def _message(uri: str) -> SipRequest:
     return SipRequest(
         "MESSAGE",
