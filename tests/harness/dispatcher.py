@@ -30,7 +30,9 @@ def dispatcher_list(ports: Sequence[int]) -> str:
 
 
 class Dispatcher:
-    def __init__(self, workdir: Path, instance_ports: Sequence[int], *, fr_timer_ms: int = 8000):
+    def __init__(
+        self, workdir: Path, instance_ports: Sequence[int], *, fr_timer_ms: int = 8000
+    ) -> None:
         self.binary = require_binary("kamailio")
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
