@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 
-.PHONY: run test deps lint unit integration bench bench-parser clean-state compiled test-compiled
+.PHONY: run run-cluster test deps lint unit integration bench bench-parser clean-state compiled test-compiled
 
 deps:
 	bash scripts/install-deps.sh
@@ -13,6 +13,11 @@ deps:
 ## make run: Prosody + gateway on loopback (the embedded demo), until Ctrl-C.
 run: deps
 	bash scripts/run-demo.sh
+
+## make run-cluster: PostgreSQL, ejabberd, Kamailio's dispatcher and two gateway
+## instances on loopback (docs/cluster.md), until Ctrl-C.
+run-cluster: deps
+	$(PY) scripts/run_cluster.py
 
 ## make test: the whole suite, unit and integration, plus ruff and mypy.
 test: deps

@@ -40,6 +40,8 @@ from gateway.bridge.routing import SipRouter
 from gateway.bridge.session.chat import SessionChat, options_prober
 from gateway.bridge.session.msrp_media import MsrpMedia
 from gateway.bridge.session.service import SessionService, default_contact
+from gateway.cluster.keeper import OFFLINE_QUEUE, REGISTRAR_EXPIRY, LeaseKeeper
+from gateway.cluster.lease import LeasePolicy
 from gateway.config import Config, ConfigError, Transport, read_config
 from gateway.eventloop import loop_name
 from gateway.logs import WireTrace, event, set_level
@@ -296,7 +298,8 @@ def build(cfg: Config) -> Gateway:
     dispatcher = SipDispatcher()
     gw.inflight = inflight = InFlight(dispatcher)
     endpoint = SipEndpoint(cfg.sip, inflight, policy=GATEWAY_UAS_POLICY)
-    registrar = Registrar(cfg, cast(Store, store), endpoint, gw.metrics)
+    keeper = _cluster(cfg, cast(Store, store))  # issue 21: None for one process
+    registrar = Registrar(cfg, cast(Store, store), endpoint, gw.metrics, leases=keeper)
     reconnects = _count_reconnects(gw.metrics)
 
     def link_up(domain: str) -> None:  # `presence` is built below, before any link starts
@@ -322,7 +325,14 @@ def build(cfg: Config) -> Gateway:
     router = SipRouter(cfg, endpoint, resolver, registrar)
     # store-and-forward for offline hosted users (issue 17, docs/offline.md)
     offline = (
-        OfflineService(cfg.offline, cast(Store, store), registrar, links)
+        OfflineService(
+            cfg.offline,
+            cast(Store, store),
+            registrar,
+            links,
+            leases=keeper,
+            resync_every=cfg.cluster.sweep_interval if keeper is not None else None,
+        )
         if cfg.offline.enabled and cfg.sip.hosted_domains
         else None
     )
@@ -414,6 +424,8 @@ def build(cfg: Config) -> Gateway:
     gw.endpoint = endpoint
     gw.registrar = registrar
     gw.services.append(("store", store))
+    if keeper is not None:  # leases claimed before the services that act on them start
+        gw.services.append(("cluster", keeper))
     gw.services.append(("bridge", BridgeHandlers(pager)))
     gw.services.append(("presence", presence))
     if msrp is not None:  # stops after the sessions (their BYEs close MSRP sessions)
@@ -435,6 +447,15 @@ def build(cfg: Config) -> Gateway:
     if cfg.admin.enabled:
         gw.services.append(("admin", AdminServer(cfg.admin, gw.readiness, sources)))
     return gw
+
+
+def _cluster(cfg: Config, store: Store) -> LeaseKeeper | None:
+    """The lease keeper of a cluster instance (docs/cluster.md); None for one process."""
+    c = cfg.cluster
+    if not c.enabled:
+        return None
+    policy = LeasePolicy(ttl=c.lease_ttl, renew_every=c.lease_renew, margin=c.lease_margin)
+    return LeaseKeeper(store, c.instance_id, (REGISTRAR_EXPIRY, OFFLINE_QUEUE), policy)
 
 
 def _add_xcap(cfg: Config, gw: Gateway, store: Store, presence: PresenceService) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,6 +55,10 @@ class ComponentConfig:
     secret: str = field(repr=False)
     addressing: Addressing = Addressing.MIRRORED
     port: int | None = None  # the server's component port for this domain; None: [xmpp] port
+    # The domain the link's confirmation pings go from and to (issue 21, docs/cluster.md):
+    # None: `domain` itself. Several instances connected as one domain each name a domain
+    # of their own here, routed to their connection only, so each gets its own answers.
+    confirm_domain: str | None = None
 
 
 @dataclass(frozen=True)
@@ -268,6 +273,19 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Several instances over one PostgreSQL store (issue 21, docs/cluster.md)."""
+
+    enabled: bool = False
+    instance_id: str = ""  # unique per instance; default: host name and process id
+    binding_cache: float = 1.0  # seconds a binding set read from the store is trusted
+    lease_ttl: float = 15.0  # seconds a lease renewal holds (gateway/cluster/lease.py)
+    lease_renew: float = 5.0
+    lease_margin: float = 3.0
+    sweep_interval: float = 5.0  # seconds between the lease owner's scans of the store
+
+
+@dataclass(frozen=True)
 class DnsConfig:
     """Resolvers to use; empty means: no DNS at all (static routes only)."""
 
@@ -410,6 +428,7 @@ class Config:
     lists: ListsSection = ListsSection()
     overload: OverloadConfig = OverloadConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     def component(self, domain: str) -> ComponentConfig | None:
         return next((c for c in self.xmpp.components if c.domain == domain.lower()), None)
@@ -659,7 +678,9 @@ def _load_xmpp(sec: _Section, base: Path, env: Mapping[str, str]) -> XmppConfig:
         # its own port: ejabberd routes all the `hosts` of one listener to each of its
         # connections, so each domain needs a listener of its own there (docs/interop.md)
         port = _port(csec, "port") if "port" in csec.data else None
-        components.append(ComponentConfig(domain, secret, Addressing(mode), port))
+        confirm = csec.opt("confirm_domain", str)
+        confirm = _domain(csec.key("confirm_domain"), confirm) if confirm else None
+        components.append(ComponentConfig(domain, secret, Addressing(mode), port, confirm))
         csec.done()
     if not components:
         raise ConfigError(sec.key("components"), "at least one [[xmpp.components]] is required")
@@ -1086,6 +1107,30 @@ def _load_store(sec: _Section, base: Path, env: Mapping[str, str]) -> StoreConfi
     return out
 
 
+def _load_cluster(sec: _Section) -> ClusterConfig:
+    default_id = f"{socket.gethostname()}-{os.getpid()}"
+    out = ClusterConfig(
+        enabled=sec.get("enabled", bool, False),
+        instance_id=sec.get("instance_id", str, default_id) or default_id,
+        binding_cache=_nonnegative(sec, "binding_cache", 1.0),
+        lease_ttl=_positive(sec, "lease_ttl", 15.0),
+        lease_renew=_positive(sec, "lease_renew", 5.0),
+        lease_margin=_nonnegative(sec, "lease_margin", 3.0),
+        sweep_interval=_positive(sec, "sweep_interval", 5.0),
+    )
+    if not out.lease_renew < out.lease_ttl - out.lease_margin:
+        raise ConfigError(sec.key("lease_renew"), "must be below lease_ttl - lease_margin")
+    sec.done()
+    return out
+
+
+def _nonnegative(sec: _Section, name: str, default: float) -> float:
+    value = float(sec.get(name, float, default))
+    if value < 0:
+        raise ConfigError(sec.key(name), f"must be 0 or more, not {value}")
+    return value
+
+
 def _load_msrp(sec: _Section, base: Path, env: Mapping[str, str]) -> MsrpConfig:
     cert, key = sec.opt("certificate", str), sec.opt("private_key", str)
     tls_port = _bounded(sec, "tls_port", 2856, 0, 65535) if "tls_port" in sec.data else None
@@ -1205,6 +1250,7 @@ def load_config(
         lists=_load_lists(root.table("lists")),
         overload=_load_overload(root.table("overload")),
         runtime=_load_runtime(root.table("runtime")),
+        cluster=_load_cluster(root.table("cluster")),
         source=source,
     )
     root.done()
@@ -1213,6 +1259,10 @@ def load_config(
 
 
 def _cross_check(cfg: Config) -> None:
+    if cfg.cluster.enabled and cfg.store.backend != "postgresql":
+        raise ConfigError(
+            "cluster.enabled", 'a cluster shares its store: store.backend = "postgresql"'
+        )
     comps = {c.domain: c for c in cfg.xmpp.components}
     for i, d in enumerate(cfg.sip.hosted_domains):
         if d in cfg.sip.served_xmpp_domains:

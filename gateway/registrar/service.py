@@ -18,6 +18,7 @@ of every normal registration.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -27,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from gateway.cluster.keeper import REGISTRAR_EXPIRY, Leases, SoloLeases
 from gateway.config import Config, ConfigError, RateLimitsConfig
 from gateway.logs import event
 from gateway.memo import Memo
@@ -201,6 +203,7 @@ class Registrar:
         *,
         clock: Callable[[], float] = time.time,
         nonce_lifetime: float = 300.0,
+        leases: Leases | None = None,
     ) -> None:
         self.cfg = cfg
         self._store = store
@@ -248,6 +251,17 @@ class Registrar:
         # Connection ids restart at 1 in every process: prefixing them with a per-process
         # epoch keeps a restored binding from matching an unrelated new connection.
         self._epoch = secrets.token_hex(4)
+        # A cluster (docs/cluster.md): bindings are read through the shared store, at most
+        # `binding_cache` seconds old (REGISTER reads them fresh); the expiry sweep runs on
+        # the instance holding the REGISTRAR_EXPIRY lease. One process: the table is truth.
+        self._leases: Leases = leases or SoloLeases()
+        self._shared = cfg.cluster.enabled
+        self._fetched: Memo[str, float] = Memo(65536)  # AOR -> when read from the store
+        self._sweeper: asyncio.Task[None] | None = None
+        self._held: Callable[[str], tuple[Binding, ...]] = (
+            self._read_through if self._shared else self._local
+        )
+        self._leases.on_gain(REGISTRAR_EXPIRY, self._sweep_soon)  # a takeover sweeps at once
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -259,6 +273,8 @@ class Registrar:
         self._nonces = NonceManager(secret, now=self._clock(), lifetime=self._nonce_lifetime)
         self._restore()
         self._rearm()
+        if self._shared:
+            self._sweeper = self._loop.create_task(self._sweep_loop())
         event(
             log,
             logging.INFO,
@@ -270,6 +286,11 @@ class Registrar:
         )
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._timer is not None:
             self._timer.cancel()
         self._timer, self._timer_at, self._loop = None, None, None
@@ -419,6 +440,9 @@ class Registrar:
         self._rearm()
 
     def _expire_bindings(self, aor: str, now: float) -> None:
+        if self._shared:
+            self._expire_shared(aor, now)
+            return
         current = self._bindings.get(aor, ())
         live = live_bindings(current, now)
         if len(live) == len(current):
@@ -430,6 +454,81 @@ class Registrar:
         event(log, logging.INFO, "registration expired", aor=aor, resources=",".join(gone))
         self._bindings_changed(BindingsChange(aor, current, live, "expired", now))
         self._changed(aor)
+
+    # ------------------------------------------------------------------ a cluster
+
+    def _local(self, aor: str) -> tuple[Binding, ...]:
+        """One process: the in-memory table is the truth (written through to the store)."""
+        return self._bindings.get(aor, ())
+
+    def _read_through(self, aor: str, max_age: float | None = None) -> tuple[Binding, ...]:
+        """A cluster: the store is the truth; the table caches what was read from it for
+        `binding_cache` seconds (`max_age` 0: read now). A store that fails to answer
+        leaves the cached set in use (logged): delivery degrades, it does not stop."""
+        now = self._clock()
+        age = self.cfg.cluster.binding_cache if max_age is None else max_age
+        at = self._fetched.peek(aor)
+        if at is not None and now - at < age:
+            return self._bindings.get(aor, ())
+        try:
+            stored = self._store.bindings(aor)
+        except StoreError as exc:
+            event(log, logging.ERROR, "bindings not read, cache used", aor=aor, error=str(exc))
+            return self._bindings.get(aor, ())
+        self._fetched.put(aor, now)
+        live = live_bindings(stored, now)
+        if live != self._bindings.get(aor, ()):
+            self._cache_bindings(aor, live)
+            self._rearm()
+        return live
+
+    def _expire_shared(self, aor: str, now: float) -> None:
+        """An expiry in a cluster: the lease owner removes expired bindings from the
+        store (read fresh: another instance may have refreshed them); the others only
+        forget them from their cache."""
+        if not self._leases.holds(REGISTRAR_EXPIRY):
+            cached = self._bindings.get(aor, ())
+            self._cache_bindings(aor, live_bindings(cached, now))
+            return
+        stored = self._store.bindings(aor)
+        live = live_bindings(stored, now)
+        if len(live) == len(stored):
+            self._cache_bindings(aor, live)
+            return
+        self._store.set_bindings(aor, live)
+        self._cache_bindings(aor, live)
+        self._fetched.put(aor, now)
+        gone = [resource_of(b) for b in stored if b not in live]
+        event(log, logging.INFO, "registration expired", aor=aor, resources=",".join(gone))
+        self._bindings_changed(BindingsChange(aor, stored, live, "expired", now))
+        self._changed(aor)
+
+    def sweep_store(self) -> int:
+        """The lease owner's scan of the shared store for expired bindings of any AOR,
+        wherever they were registered; returns how many AORs it changed."""
+        if not self._leases.holds(REGISTRAR_EXPIRY):
+            return 0
+        now = self._clock()
+        due = {b.aor for b in self._store.all_bindings() if b.expires_at <= now}
+        for aor in sorted(due):
+            self._expire_shared(aor, now)
+        self._rearm()
+        return len(due)
+
+    def _sweep_soon(self) -> None:
+        if self._loop is not None and self._shared:
+            self._loop.call_soon(self._sweep_guarded)
+
+    def _sweep_guarded(self) -> None:
+        try:
+            self.sweep_store()
+        except StoreError as exc:  # error boundary: the next sweep tries again
+            event(log, logging.ERROR, "expiry sweep failed", error=str(exc))
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.cluster.sweep_interval)
+            self._sweep_guarded()
 
     def _expire_publications(self, aor: str, now: float) -> None:
         current = self._publications.get(aor, ())
@@ -456,13 +555,13 @@ class Registrar:
     def bindings(self, aor: str) -> list[Binding]:
         """Live bindings of `aor` in delivery order."""
         key, gr = _normalise(aor)
-        return list(delivery_order(self._bindings.get(key, ()), self._clock(), resource=gr))
+        return list(delivery_order(self._held(key), self._clock(), resource=gr))
 
     def resource_for(self, aor: str, contact_or_instance: str) -> str | None:
         """The XMPP resource of the live binding of `aor` that `contact_or_instance` names:
         a `+sip.instance` value (with or without angle brackets), a Contact URI or a GRUU."""
         key, _ = _normalise(aor)
-        live = live_bindings(self._bindings.get(key, ()), self._clock())
+        live = live_bindings(self._held(key), self._clock())
         value = contact_or_instance.strip()
         bare = value[1:-1] if value.startswith("<") and value.endswith(">") else value
         for b in live:
@@ -559,9 +658,7 @@ class Registrar:
         device, an AOR all its bindings, in delivery order. None left: NoBinding (480,
         RFC 3261 §16.5, RFC 5627 §5.3); never a DNS lookup."""
         key, gr = _normalise(uri)
-        targets = delivery_order(
-            self._bindings.get(key, ()), self._clock(), resource=resource or gr
-        )
+        targets = delivery_order(self._held(key), self._clock(), resource=resource or gr)
         if not targets:
             if not self.knows(key):
                 raise NoSuchUser(key)  # issue 17 item 2: 404, not 480
@@ -572,7 +669,7 @@ class Registrar:
         """Is `aor` a user of a hosted domain: in the user file, or registered now? Without
         a user file every user is known (trusted peers may register anyone)."""
         key, _ = _normalise(aor)
-        if self.cfg.registrar.users_file is None or key in self._bindings:
+        if self.cfg.registrar.users_file is None or self._held(key):
             return True
         return self.users.by_aor(key) is not None
 
@@ -594,7 +691,12 @@ class Registrar:
                 self.limiter.charge("register-failure", source=ip, user=claimed, now=now)
             self._answer_refusal(incoming, facts, decision, auth, now)
             return None
-        existing = self._bindings.get(claimed, ()) if claimed else ()
+        if not claimed:
+            existing: tuple[Binding, ...] = ()
+        elif self._shared:  # §10.3 step 7 over the store: another instance may have written
+            existing = self._read_through(claimed, 0.0)
+        else:
+            existing = self._bindings.get(claimed, ())
         outcome = process_register(
             req, now, self.policy, existing, flow=self._flow(incoming), identity=decision.identity
         )
@@ -659,7 +761,7 @@ class Registrar:
     ) -> Binding | None:
         """The live binding of `aor` whose flow this request arrived on (RFC 5626 §5.2):
         the same connection for TCP/TLS, the same source address and port for UDP."""
-        bindings = None if aor is None else self._bindings.get(aor)
+        bindings = None if aor is None else self._held(aor)
         if not bindings:
             return None
         flow = self._flow(incoming)
@@ -802,7 +904,7 @@ class Registrar:
             incoming.reply(403, "Forbidden (Contact Is Another User's GRUU)")
             self._refused(incoming, claimed, "forbidden", f"Contact GRUU {uri} of {owner}")
             return False
-        if not delivery_order(self._bindings.get(claimed, ()), now, resource=uri.gr):
+        if not delivery_order(self._held(claimed), now, resource=uri.gr):
             incoming.reply(480, "Contact GRUU Not Registered")
             self._refused(incoming, claimed, "gruu-unregistered", f"Contact GRUU {uri}")
             return False

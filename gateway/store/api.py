@@ -24,6 +24,7 @@ __all__ = [
     "Direction",
     "Expired",
     "Flow",
+    "Lease",
     "Publication",
     "Store",
     "StoreError",
@@ -180,6 +181,16 @@ class XcapDocument:
         return self.auid, self.aor, self.name
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who runs a named timer of a cluster (docs/cluster.md "Leases"): `owner` is the
+    instance id, `expires_at` the wall-clock lapse. The rules are gateway.cluster.lease."""
+
+    name: str
+    owner: str
+    expires_at: float
+
+
 class Store(Protocol):
     """Persistence for bindings, subscriptions, publications, stored messages and XCAP
     documents.
@@ -238,6 +249,11 @@ class Store(Protocol):
     def xcap_documents(
         self, *, aor: str | None = None, auid: str | None = None
     ) -> tuple[XcapDocument, ...]: ...
+
+    # -- leases (docs/cluster.md): one atomic compare-and-set per claim
+    def claim_lease(self, name: str, owner: str, now: float, ttl: float) -> Lease: ...
+
+    def release_lease(self, name: str, owner: str) -> None: ...
 
     # -- housekeeping
     def expire_before(self, now: float) -> Expired: ...

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from gateway.cluster.lease import claim
 from gateway.store.api import (
     Binding,
     Expired,
+    Lease,
     Publication,
     StoredMessage,
     StoreError,
@@ -28,6 +30,7 @@ class MemoryStore:
         self._pubs: dict[tuple[str, str], tuple[Publication, ...]] = {}
         self._messages: dict[str, StoredMessage] = {}  # insertion order = store order
         self._xcap: dict[tuple[str, str, str], XcapDocument] = {}
+        self._leases: dict[str, Lease] = {}
         self._closed = False
 
     def _check(self) -> None:
@@ -157,6 +160,22 @@ class MemoryStore:
         return tuple(sorted(found, key=lambda d: d.key))
 
     # -- housekeeping
+    # -- leases
+    def claim_lease(self, name: str, owner: str, now: float, ttl: float) -> Lease:
+        self._check()
+        current = self._leases.get(name)
+        got = claim(current, name, owner, now, ttl)
+        if got is not None:
+            self._leases[name] = got
+            return got
+        assert current is not None  # claim refuses only a live lease of another owner
+        return current
+
+    def release_lease(self, name: str, owner: str) -> None:
+        self._check()
+        if (lease := self._leases.get(name)) is not None and lease.owner == owner:
+            del self._leases[name]
+
     def expire_before(self, now: float) -> Expired:
         self._check()
         gone_b: list[Binding] = []

@@ -18,6 +18,7 @@ DESCRIPTIONS: dict[int, str] = {
     1: "bindings, subscriptions, publications",
     2: "offline_messages (issue 17: store-and-forward)",
     3: "xcap_documents (issue 24: resource lists and pres-rules over XCAP)",
+    4: "leases (issue 21: timers owned by one live instance of a cluster)",
 }
 SCHEMA_VERSION = max(DESCRIPTIONS)
 

@@ -32,6 +32,7 @@ from gateway.store.api import (
     Binding,
     Expired,
     Flow,
+    Lease,
     Publication,
     StoredMessage,
     StoreError,
@@ -115,7 +116,19 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (auid, aor, name))""",
         "CREATE INDEX xcap_documents_aor ON xcap_documents (aor)",
     ),
+    4: (
+        """CREATE TABLE leases (
+            name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)""",
+    ),
 }
+
+# The compare-and-set of gateway.cluster.lease.claim: free, mine, or lapsed. The row lock
+# of ON CONFLICT serialises concurrent claims (READ COMMITTED re-checks the WHERE).
+_CLAIM = (
+    "INSERT INTO leases (name, owner, expires_at) VALUES (%s, %s, %s) ON CONFLICT (name)"
+    " DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at"
+    " WHERE leases.owner = EXCLUDED.owner OR leases.expires_at <= %s"
+)
 
 
 def describe_dsn(dsn: str) -> str:
@@ -287,7 +300,9 @@ class PostgresStore:
                     f"postgresql store {self.location} has schema version {version}; this "
                     f"gateway knows up to {SCHEMA_VERSION} (downgrade is not supported)"
                 )
-            for v in range(version + 1, SCHEMA_VERSION + 1):
+            for v in sorted(_MIGRATIONS):
+                if v <= version:
+                    continue
                 for stmt in _MIGRATIONS[v]:
                     conn.execute(stmt)
                 conn.execute(
@@ -542,6 +557,25 @@ class PostgresStore:
         cond = f" WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT {_XCAP_COLS} FROM xcap_documents{cond} ORDER BY auid, aor, name"
         return self._read(sql, tuple(args), _xcap)
+
+    # -- leases (gateway/cluster/lease.py `claim`, in one statement)
+    def claim_lease(self, name: str, owner: str, now: float, ttl: float) -> Lease:
+        def work(conn: psycopg.Connection[tuple[Any, ...]]) -> Lease:
+            conn.execute(_CLAIM, (name, owner, now + ttl, now))
+            row = conn.execute(
+                "SELECT owner, expires_at FROM leases WHERE name = %s", (name,)
+            ).fetchone()
+            assert row is not None  # the upsert left a row
+            return Lease(name, row[0], row[1])
+
+        return self._write(work)
+
+    def release_lease(self, name: str, owner: str) -> None:
+        self._write(
+            lambda conn: conn.execute(
+                "DELETE FROM leases WHERE name = %s AND owner = %s", (name, owner)
+            )
+        )
 
     # -- housekeeping
     def expire_before(self, now: float) -> Expired:

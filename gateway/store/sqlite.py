@@ -31,6 +31,7 @@ from gateway.store.api import (
     Binding,
     Expired,
     Flow,
+    Lease,
     Publication,
     StoredMessage,
     StoreError,
@@ -113,7 +114,20 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (auid, aor, name)) WITHOUT ROWID""",
         "CREATE INDEX xcap_documents_aor ON xcap_documents (aor)",
     ),
+    # issue 21: leases of a cluster's timers (gateway/cluster/lease.py), one row per name.
+    4: (
+        """CREATE TABLE leases (
+            name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL)""",
+    ),
 }
+
+
+# The compare-and-set of gateway.cluster.lease.claim: free, mine, or lapsed.
+_CLAIM = (
+    "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?) ON CONFLICT (name)"
+    " DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
+    " WHERE leases.owner = excluded.owner OR leases.expires_at <= ?"
+)
 
 
 def _binding_row(b: Binding, pos: int) -> tuple[Any, ...]:
@@ -269,8 +283,9 @@ def read_status(path: Path) -> SchemaStatus:
     finally:
         db.close()
     applied = {int(v): (int(v), str(d), at) for v, d, at in rows}
-    for v in range(1, min(version, SCHEMA_VERSION) + 1):  # a file from before the table
-        applied.setdefault(v, (v, DESCRIPTIONS[v], None))
+    for v, desc in DESCRIPTIONS.items():  # a file from before the table
+        if v <= version:
+            applied.setdefault(v, (v, desc, None))
     return SchemaStatus("sqlite", str(path), version, tuple(applied[v] for v in sorted(applied)))
 
 
@@ -324,9 +339,11 @@ class SqliteStore:
             known = {int(r[0]) for r in db.execute("SELECT version FROM schema_migrations")}
             db.executemany(  # versions applied before the table existed (issue 21)
                 "INSERT INTO schema_migrations VALUES (?, ?, NULL)",
-                [(v, DESCRIPTIONS[v]) for v in range(1, version + 1) if v not in known],
+                [(v, d) for v, d in DESCRIPTIONS.items() if v <= version and v not in known],
             )
-            for v in range(version + 1, SCHEMA_VERSION + 1):
+            for v in sorted(_MIGRATIONS):
+                if v <= version:
+                    continue
                 for stmt in _MIGRATIONS[v]:
                     db.execute(stmt)
                 db.execute(
@@ -516,6 +533,19 @@ class SqliteStore:
         cond = f" WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT {_XCAP_COLS} FROM xcap_documents{cond} ORDER BY auid, aor, name"
         return self._query(sql, tuple(args), _xcap)
+
+    # -- leases (gateway/cluster/lease.py `claim`, in one statement)
+    def claim_lease(self, name: str, owner: str, now: float, ttl: float) -> Lease:
+        with self._tx() as db:
+            db.execute(_CLAIM, (name, owner, now + ttl, now))
+            row = db.execute(
+                "SELECT owner, expires_at FROM leases WHERE name = ?", (name,)
+            ).fetchone()
+        return Lease(name, row[0], row[1])
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
 
     # -- housekeeping
     def expire_before(self, now: float) -> Expired:

@@ -30,7 +30,11 @@ Sending:
 
 The ping goes from the component domain to itself: the server routes it back to us (we
 answer it with the xep_0199 plugin), so no server domain needs configuring and the round trip
-proves the server routed everything written before it.
+proves the server routed everything written before it. Several instances connected as one
+domain (ejabberd's domain_balancing, docs/cluster.md) would get each other's pings and
+answers: each then names a `confirm_domain` of its own (a host of its own listener, routed
+to its connection only); its pings go from and to that domain, and the `get` arriving back
+confirms (nobody needs to answer it).
 """
 
 from __future__ import annotations
@@ -191,10 +195,12 @@ class Link:
         rng: Callable[[], float] = random.random,
         *,
         port: int | None = None,
+        confirm_domain: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.port = cfg.port if port is None else port  # this domain's component port
         self.domain: str = component.domain
+        self._confirm = confirm_domain or self.domain  # where our pings go (module doc)
         self.component = component
         self.callbacks = callbacks
         self._rng = rng
@@ -214,7 +220,7 @@ class Link:
         self._pings: dict[str, tuple[asyncio.Future[None], asyncio.TimerHandle]] = {}
         self._ping_prefix = f"cpim-ping-{secrets.token_hex(4)}-"
         self._ping_ids = itertools.count(1)
-        self._domain_attr = escape_attr(self.domain)
+        self._domain_attr = escape_attr(self._confirm)
         self._conn_error: str | None = None
         self._dead = False
         component.add_event_handler("session_start", lambda _e: self._up.set())
@@ -415,10 +421,12 @@ class Link:
         ping_id = xml.get("id")
         if not ping_id or not ping_id.startswith(self._ping_prefix):
             return stanza
-        if xml.get("from") != self.domain or not xml.tag.endswith("}iq"):
+        if xml.get("from") != self._confirm or not xml.tag.endswith("}iq"):
             return stanza
         itype = xml.get("type")
-        if itype == "get":
+        if itype == "get" and self._confirm != self.domain:
+            self._ping_answered(ping_id)  # routed to our connection only: it confirms
+        elif itype == "get":
             d = self._domain_attr
             answer = f'<iq type="result" id="{ping_id}" from="{d}" to="{d}"/>'
             self._out.append((answer.encode(), False))
@@ -663,7 +671,12 @@ class XmppLinks:
         if self._built is None:
             self._built = {
                 c.domain: Link(
-                    self.cfg, self._factory(c), self._callbacks, self._rng, port=self.cfg.port_of(c)
+                    self.cfg,
+                    self._factory(c),
+                    self._callbacks,
+                    self._rng,
+                    port=self.cfg.port_of(c),
+                    confirm_domain=c.confirm_domain,
                 )
                 for c in self.cfg.components
             }

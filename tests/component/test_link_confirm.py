@@ -174,3 +174,36 @@ async def test_link_not_up_is_link_down() -> None:
         await link.send_confirmed(GOOD)
     assert transport.written == []
     assert not info.value.in_doubt
+
+
+async def test_confirm_domain_pings_come_back_as_gets_and_confirm() -> None:
+    """A cluster instance (docs/cluster.md): its pings go from and to its own
+    confirm_domain; the server routes the `get` back to this connection only, and that
+    arrival confirms. An answer from the shared domain (another instance's) does not."""
+    cfg = XmppConfig(components=(), dead_link_timeout=30.0)
+    comp = GatewayComponent(
+        ComponentConfig(DOMAIN, "secret", Addressing.MIRRORED), server="127.0.0.1", port=5347
+    )
+    mine = "a.confirm.sip.localhost"
+    link = Link(cfg, comp, Callbacks(), confirm_domain=mine)
+    transport = MemoryTransport()
+    comp.transport = transport
+    link.state = LinkState.UP
+    task = asyncio.create_task(link.send_confirmed(GOOD))
+    await settle()
+    [ping_id] = re.findall(r'<iq type="get" id="(cpim-ping-[^"]+)"', transport.text)
+    assert f'from="{mine}" to="{mine}"' in transport.text
+    shared = ET.fromstring(
+        f'<iq xmlns="jabber:component:accept" type="result" id="{ping_id}" '
+        f'from="{DOMAIN}" to="{DOMAIN}"/>'
+    )
+    assert link._on_ping_stanza(SimpleNamespace(xml=shared)) is not None  # not ours
+    await settle()
+    assert not task.done()
+    back = ET.fromstring(
+        f'<iq xmlns="jabber:component:accept" type="get" id="{ping_id}" '
+        f'from="{mine}" to="{mine}"><ping xmlns="urn:xmpp:ping"/></iq>'
+    )
+    assert link._on_ping_stanza(SimpleNamespace(xml=back)) is None
+    await asyncio.wait_for(task, 1)
+    assert transport.text.count("<iq") == 1  # nobody answers our own get

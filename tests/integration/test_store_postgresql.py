@@ -118,7 +118,7 @@ def test_gateways_starting_together_migrate_once(postgres: PostgresServer) -> No
     assert errors == []
     with psycopg.connect(dsn) as conn:
         rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
-    assert [r[0] for r in rows] == list(range(1, SCHEMA_VERSION + 1))
+    assert [r[0] for r in rows] == sorted(DESCRIPTIONS)
 
 
 def test_unreachable_server_fails_at_open_without_the_password() -> None:

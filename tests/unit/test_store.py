@@ -322,7 +322,7 @@ def test_sqlite_keeps_messages_across_reopen_and_migrates_v1(tmp_path: Path) -> 
     assert again.messages(AOR) == (stored(1),)
     again.close()
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-    assert int(version) == SCHEMA_VERSION == 3
+    assert int(version) == SCHEMA_VERSION == 4
 
 
 def xdoc(auid: str = "resource-lists", aor: str = AOR, body: bytes = b"<doc/>") -> XcapDocument:

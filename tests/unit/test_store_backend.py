@@ -68,6 +68,7 @@ def test_store_config_errors_name_the_key(
 
 def test_both_back_ends_know_the_same_versions() -> None:
     assert set(sqlite._MIGRATIONS) == set(postgresql._MIGRATIONS) == set(DESCRIPTIONS)
+    # every version from 1 up is known: no gap
     assert set(DESCRIPTIONS) == set(range(1, SCHEMA_VERSION + 1))
     assert sqlite.SCHEMA_VERSION == SCHEMA_VERSION
 
@@ -80,14 +81,14 @@ def test_sqlite_records_migrations_and_backfills_older_files(tmp_path: Path) -> 
     old.commit()
     old.close()
     before = sqlite.read_status(path)
-    assert (before.version, before.pending) == (1, (2, 3))
+    assert (before.version, before.pending) == (1, (2, 3, 4))
     assert before.applied == ((1, DESCRIPTIONS[1], None),)
     SqliteStore(path).close()
     rows = sqlite3.connect(path).execute("SELECT * FROM schema_migrations").fetchall()
-    assert [(v, at is None) for v, _, at in rows] == [(1, True), (2, False), (3, False)]
+    assert [(v, at is None) for v, _, at in rows] == [(1, True), (2, False), (3, False), (4, False)]
     after = sqlite.read_status(path)
-    assert (after.version, after.pending) == (3, ())
-    assert [v for v, _, _ in after.applied] == [1, 2, 3]
+    assert (after.version, after.pending) == (4, ())
+    assert [v for v, _, _ in after.applied] == [1, 2, 3, 4]
 
 
 def test_status_of_a_missing_file_creates_nothing(tmp_path: Path) -> None:

@@ -10,6 +10,11 @@ message leaves the store only after a device's 2xx (at-least-once; a crash betwe
 2xx and the delete sends it again, with the same IMDN Message-ID when it is CPIM).
 Expiry is one `loop.call_at` timer over a `DeadlineQueue` of users; an expired message
 sends its XMPP sender recipient-unavailable "expired undelivered after ...".
+
+In a cluster (docs/cluster.md) deliveries, retries and expiry run only on the instance
+holding the OFFLINE_QUEUE lease; any instance stores. The owner re-reads the store's
+queues every `resync_every` seconds and when it takes the lease over, so messages stored
+and registrations made through other instances are delivered from there.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from gateway.bridge.offline.policy import (
     split_expired,
 )
 from gateway.bridge.pager import sip_message as sm
+from gateway.cluster.keeper import OFFLINE_QUEUE, Leases, SoloLeases
 from gateway.config import OfflineSection
 from gateway.logs import event
 from gateway.registrar.delivery import NoBinding
@@ -104,8 +110,13 @@ class OfflineService:
         links: Links,
         *,
         clock: Callable[[], float] = time.time,
+        leases: Leases | None = None,
+        resync_every: float | None = None,
     ) -> None:
         self.cfg = cfg
+        self._leases: Leases = leases or SoloLeases()
+        self._resync_every = resync_every
+        self._resyncer: asyncio.Task[None] | None = None
         self.policy = policy_of(cfg)
         self._store = store
         self._registrar = registrar
@@ -121,24 +132,59 @@ class OfflineService:
         # correlation so that the device's IMDN becomes the XEP-0184 receipt.
         self.on_delivered: Callable[[StoredMessage], None] = lambda _m: None
         registrar.on_presence_change(self._changed)
+        self._leases.on_gain(OFFLINE_QUEUE, self._resync_soon)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Index the stored messages (expiry per user) and deliver to users registered."""
         self._loop = asyncio.get_running_loop()
+        users = self._index()
+        event(log, logging.INFO, "offline queues restored", users=users)
+        if self._resync_every is not None:
+            self._resyncer = self._loop.create_task(self._resync_loop(self._resync_every))
+
+    def _index(self) -> int:
+        """(Re)build the expiry and usage indexes from the store; deliver where possible."""
         users: dict[str, float] = {}
+        usage: dict[str, Usage] = {}
         for m in self._store.all_messages():
             users[m.aor] = min(users.get(m.aor, m.expires_at), m.expires_at)
-            self._usage[m.aor] = self._usage.get(m.aor, Usage()).add(m.size)
+            usage[m.aor] = usage.get(m.aor, Usage()).add(m.size)
+        for aor in self._usage.keys() - users.keys():  # delivered or expired elsewhere
+            self._expiry.cancel(aor)
+        self._usage = usage
         for aor, at in users.items():
             self._expiry.set(aor, at)
         self._rearm()
         for aor in users:
             self._changed(aor)
-        event(log, logging.INFO, "offline queues restored", users=len(users))
+        return len(users)
+
+    def _resync_soon(self) -> None:
+        """This instance took the OFFLINE_QUEUE lease: pick up what the store holds."""
+        if self._loop is not None:
+            self._loop.call_soon(self.resync)
+
+    def resync(self) -> None:
+        if self._loop is None or not self._leases.holds(OFFLINE_QUEUE):
+            return
+        try:
+            self._index()
+        except StoreError as exc:  # error boundary: the next resync tries again
+            event(log, logging.ERROR, "offline resync failed", error=str(exc))
+
+    async def _resync_loop(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self.resync()
 
     async def stop(self) -> None:
+        if self._resyncer is not None:
+            self._resyncer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resyncer
+            self._resyncer = None
         if self._timer is not None:
             self._timer.cancel()
         self._timer, self._loop = None, None
@@ -204,6 +250,8 @@ class OfflineService:
         """A registration changed: deliver if the user has a device and messages."""
         if self._loop is None or aor in self._tasks or not self._registrar.bindings(aor):
             return
+        if not self._leases.holds(OFFLINE_QUEUE):
+            return  # the owner delivers (docs/cluster.md)
         if aor not in self._expiry:
             return  # nothing stored for this user
         task = self._loop.create_task(self._deliver(aor))
@@ -273,7 +321,7 @@ class OfflineService:
                 return False
             event(log, logging.INFO, "stored message retry", attempts=attempt, **fields)
             await asyncio.sleep(max(0.0, outcome.at - self._clock()))
-            if not self._registrar.bindings(aor):
+            if not self._registrar.bindings(aor) or not self._leases.holds(OFFLINE_QUEUE):
                 return False
 
     def _remove(self, m: StoredMessage) -> None:
@@ -320,6 +368,8 @@ class OfflineService:
 
     def _on_timer(self) -> None:
         self._timer = None
+        if not self._leases.holds(OFFLINE_QUEUE):
+            return  # the owner expires; a takeover re-indexes (resync)
         now = self._clock()
         while (top := self._expiry.peek()) is not None and top[0] <= now:
             aor = top[1]

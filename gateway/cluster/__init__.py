@@ -1,0 +1,1 @@
+"""Several gateway instances over one shared store (issue 21, docs/cluster.md)."""
