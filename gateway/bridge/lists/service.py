@@ -55,13 +55,13 @@ from gateway.bridge.lists.view import UNKNOWN, ListView, MemberState
 from gateway.bridge.presence.context import PresenceContext, SendFailed, Tasks
 from gateway.bridge.presence.hosted import HostedRegistrar
 from gateway.bridge.presence.notifying import Authorize, check_initial, identify
-from gateway.bridge.presence.records import write
+from gateway.bridge.presence.records import restore_notifier, write
 from gateway.bridge.presence.s2x import S2x, Watch
 from gateway.config import ListsSection
 from gateway.logs import event
 from gateway.registrar.bindings import canonical_aor
 from gateway.sip.dialog import Dialog, DialogId
-from gateway.sip.headers import parse_event, parse_name_addr
+from gateway.sip.headers import parse_name_addr
 from gateway.sip.message import SipRequest, SipResponse
 from gateway.sip.notifier import Notifier, NState, PackageConfig
 from gateway.sip.subscription import (
@@ -738,23 +738,12 @@ class ListServer:
             current = self.source.list_of(data.list_uri)
             if current is not None:
                 members = current[: self.policy.max_entries]
-        dialog = Dialog(
-            id=DialogId(rec.call_id, rec.local_tag, rec.remote_tag or ""),
+        notifier = restore_notifier(
+            rec,
             local=parse_name_addr(data.local),
-            remote=rec.watcher,
-            remote_target=rec.remote_target,
-            route_set=tuple(parse_name_addr(r) for r in rec.route_set),
-            local_cseq=rec.local_cseq or None,
-            remote_cseq=rec.remote_cseq,
-            local_target=self.ctx.config.contact_addr,
-        )
-        notifier = Notifier(
-            dialog=dialog,
-            event=parse_event(rec.event),
             content_type=MULTIPART_RELATED,
             package=self.policy.package,
-            state=NState(rec.state),
-            expires_at=rec.expires_at,
+            local_target=self.ctx.config.contact_addr,
         )
         owner_uri = parse_uri(data.owner)
         watcher = dm = None

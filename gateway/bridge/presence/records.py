@@ -20,8 +20,12 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.logs import event
-from gateway.sip.notifier import Notifier
+from gateway.sip.dialog import Dialog, DialogId
+from gateway.sip.headers import NameAddr, parse_event, parse_name_addr
+from gateway.sip.notifier import Notifier, NState, PackageConfig
 from gateway.sip.subscriber import Subscriber
+from gateway.sip.subscription import StateDocument
+from gateway.sip.uri import parse_uri
 from gateway.store.api import StoreError, SubscriptionRecord
 from mappings.jid import Jid
 from mappings.pidf import MEDIA_TYPE as PIDF
@@ -78,6 +82,40 @@ def notifier_record(
         last_document=None if doc is None else doc.body,
         content_type=notifier.content_type,
         xmpp_authorization="from" if authorized else "none",
+    )
+
+
+def restore_notifier(
+    rec: SubscriptionRecord,
+    *,
+    local: NameAddr,
+    content_type: str,
+    package: PackageConfig,
+    local_target: NameAddr,
+    document: StateDocument | None = None,
+) -> Notifier:
+    """The notifier dialog a record of `notifier_record` stands for (the inverse, at
+    restore); `local` is our URI in the dialog, `document` the last state sent."""
+    if rec.remote_target is None:
+        raise ValueError(f"record {rec.call_id} without a remote target")
+    dialog = Dialog(
+        id=DialogId(rec.call_id, rec.local_tag, rec.remote_tag or ""),
+        local=local,
+        remote=NameAddr(parse_uri(rec.watcher)),
+        remote_target=parse_uri(rec.remote_target),
+        route_set=tuple(parse_name_addr(r) for r in rec.route_set),
+        local_cseq=rec.local_cseq or None,
+        remote_cseq=rec.remote_cseq,
+        local_target=local_target,
+    )
+    return Notifier(
+        dialog=dialog,
+        event=parse_event(rec.event),
+        content_type=content_type,
+        package=package,
+        state=NState(rec.state),
+        expires_at=rec.expires_at,
+        document=document,
     )
 
 

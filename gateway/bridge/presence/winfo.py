@@ -33,11 +33,17 @@ from gateway.bridge.presence.notifying import (
     handle_subscribe,
     identify,
 )
-from gateway.bridge.presence.records import WINFO_EVENT, is_winfo_record, notifier_record, write
+from gateway.bridge.presence.records import (
+    WINFO_EVENT,
+    is_winfo_record,
+    notifier_record,
+    restore_notifier,
+    write,
+)
 from gateway.logs import event
 from gateway.registrar.bindings import canonical_aor
-from gateway.sip.dialog import Dialog, DialogId
-from gateway.sip.headers import NameAddr, parse_event, parse_name_addr
+from gateway.sip.dialog import DialogId
+from gateway.sip.headers import NameAddr
 from gateway.sip.message import SipRequest, SipResponse
 from gateway.sip.notifier import Notifier, NState, PackageConfig
 from gateway.sip.subscription import (
@@ -277,23 +283,12 @@ class Winfo:
                 version = parse_watcherinfo(rec.last_document).version
             except WinfoError:
                 version = -1
-        dialog = Dialog(
-            id=DialogId(rec.call_id, rec.local_tag, rec.remote_tag or ""),
+        notifier = restore_notifier(
+            rec,
             local=NameAddr(parse_uri(rec.target)),
-            remote=NameAddr(watcher_uri),
-            remote_target=parse_uri(rec.remote_target),
-            route_set=tuple(parse_name_addr(r) for r in rec.route_set),
-            local_cseq=rec.local_cseq or None,
-            remote_cseq=rec.remote_cseq,
-            local_target=self.ctx.config.contact_addr,
-        )
-        notifier = Notifier(
-            dialog=dialog,
-            event=parse_event(rec.event),
             content_type=MEDIA_TYPE,
             package=self.package,
-            state=NState(rec.state),
-            expires_at=rec.expires_at,
+            local_target=self.ctx.config.contact_addr,
             document=document,
         )
         return WinfoSub(aor, notifier, version=version)

@@ -32,14 +32,14 @@ from gateway.bridge.presence.notifying import (
     handle_subscribe,
     identify,
 )
-from gateway.bridge.presence.records import notifier_record, write
+from gateway.bridge.presence.records import notifier_record, restore_notifier, write
 from gateway.bridge.presence.scheduler import Scheduler
 from gateway.config import RegEventSection
 from gateway.logs import event
 from gateway.registrar import regevent
 from gateway.registrar.bindings import BindingsChange, canonical_aor
-from gateway.sip.dialog import Dialog, DialogId
-from gateway.sip.headers import NameAddr, parse_event, parse_name_addr
+from gateway.sip.dialog import DialogId
+from gateway.sip.headers import NameAddr
 from gateway.sip.message import SipRequest, SipResponse
 from gateway.sip.notifier import Notifier, NState, PackageConfig
 from gateway.sip.subscription import (
@@ -359,23 +359,12 @@ class RegEventService:
                 version = parse_reginfo(rec.last_document).version
             except ReginfoError:
                 version = -1
-        dialog = Dialog(
-            id=DialogId(rec.call_id, rec.local_tag, rec.remote_tag or ""),
+        notifier = restore_notifier(
+            rec,
             local=NameAddr(parse_uri(rec.target)),
-            remote=NameAddr(watcher_uri),
-            remote_target=parse_uri(rec.remote_target),
-            route_set=tuple(parse_name_addr(r) for r in rec.route_set),
-            local_cseq=rec.local_cseq or None,
-            remote_cseq=rec.remote_cseq,
-            local_target=self.ctx.config.contact_addr,
-        )
-        notifier = Notifier(
-            dialog=dialog,
-            event=parse_event(rec.event),
             content_type=MEDIA_TYPE,
             package=self.package,
-            state=NState(rec.state),
-            expires_at=rec.expires_at,
+            local_target=self.ctx.config.contact_addr,
             document=document,
         )
         # Changes while we were down are not replayed: the next refresh gets the full state.
